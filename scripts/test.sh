@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every check: format, lints, unit/property/GPU tests (on lavapipe when
+# there is no GPU), and compile checks for DX12 (Windows), Metal (macOS) and the
+# browser (wasm32). GPU tests fail, never skip, when no adapter exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+rustup component add clippy rustfmt >/dev/null 2>&1 || true
+rustup target add x86_64-pc-windows-msvc aarch64-apple-darwin wasm32-unknown-unknown >/dev/null
+
+echo "== adapter"
+cargo run --quiet --release --bin wgsparse -- info
+
+echo "== fmt"
+cargo fmt --check
+echo "== clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== cross-platform compile checks (DX12, Metal, WebGPU)"
+cargo check --lib --target x86_64-pc-windows-msvc
+cargo check --lib --target aarch64-apple-darwin
+cargo check --lib --target wasm32-unknown-unknown
+echo "== tests"
+cargo test --release

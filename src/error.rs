@@ -1,0 +1,116 @@
+//! The one error type of the crate. Every public fallible function returns
+//! [`Result<T>`]; user input never reaches a panic.
+
+/// Everything that can go wrong in wgsparse.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A target sparsity outside `[0, 1)` (or NaN).
+    #[error("sparsity {0} is out of range: it must be in [0, 1)")]
+    InvalidSparsity(f64),
+
+    /// An N:M pattern with `n == 0`, `n > m` or `m` outside `2..=16`.
+    #[error("invalid N:M pattern {n}:{m}: need 1 <= n <= m and 2 <= m <= 16")]
+    InvalidNm { n: usize, m: usize },
+
+    /// A block size of zero or larger than 64 in either dimension.
+    #[error("invalid block size {rows}x{cols}: each side must be in 1..=64")]
+    InvalidBlock { rows: usize, cols: usize },
+
+    /// A pattern string that does not parse.
+    #[error("unknown sparsity pattern '{0}': expected dense, unstructured, block:RxC (e.g. block:16x16) or N:M (e.g. 2:4)")]
+    ParsePattern(String),
+
+    /// Operands whose shapes do not fit together, or data whose length does not
+    /// match its declared shape.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+
+    /// A NaN or infinite weight. Magnitude pruning has no meaningful order for
+    /// NaN, and an infinite weight poisons every product, so both are rejected.
+    #[error("non-finite value {value} at index {index} ({what}); weights must be finite")]
+    NonFinite {
+        what: &'static str,
+        index: usize,
+        value: f32,
+    },
+
+    /// A size computation that overflows `usize`/`u32`.
+    #[error("size overflow: {0}")]
+    Overflow(String),
+
+    /// A sparse structure that breaks its invariants (unsorted indices, a row
+    /// pointer that goes backwards, a mask that is not N:M, ...).
+    #[error("invalid sparse format: {0}")]
+    InvalidFormat(String),
+
+    /// No GPU adapter could be found (no driver, no WebGPU in this browser).
+    #[error("no GPU adapter found: {0}")]
+    NoAdapter(String),
+
+    /// The adapter refused to create a device.
+    #[error("could not create a GPU device: {0}")]
+    Device(String),
+
+    /// An input that exceeds a limit of the device, naming the limit.
+    #[error("device limit exceeded: {0}")]
+    Limit(String),
+
+    /// An error reported by the GPU (validation, out of memory, lost device, map failure).
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
+    /// The CUDA backend was requested but the crate was built without the `cuda` feature.
+    #[error("wgsparse was built without the `cuda` feature")]
+    NotCompiledWithCuda,
+
+    /// A malformed weights file.
+    #[error("bad weights file: {0}")]
+    Weights(String),
+
+    /// An I/O failure, with the path involved.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn shape(msg: impl Into<String>) -> Self {
+        Error::Shape(msg.into())
+    }
+    pub(crate) fn format(msg: impl Into<String>) -> Self {
+        Error::InvalidFormat(msg.into())
+    }
+}
+
+/// Checked `a * b` for sizes, with a message naming what was being computed.
+pub(crate) fn checked_mul(a: usize, b: usize, what: &str) -> Result<usize> {
+    a.checked_mul(b)
+        .ok_or_else(|| Error::Overflow(format!("{what}: {a} x {b} does not fit in usize")))
+}
+
+/// Checks that a sparsity target is a number in `[0, 1)`.
+pub(crate) fn check_sparsity(s: f64) -> Result<()> {
+    if s.is_finite() && (0.0..1.0).contains(&s) {
+        Ok(())
+    } else {
+        Err(Error::InvalidSparsity(s))
+    }
+}
+
+/// Checks that every value is finite, naming the first offender.
+pub(crate) fn check_finite(what: &'static str, data: &[f32]) -> Result<()> {
+    match data.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(Error::NonFinite {
+            what,
+            index,
+            value: data[index],
+        }),
+    }
+}

@@ -1,0 +1,213 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
+
+use crate::error::{checked_mul, Error, Result};
+use crate::sparse::Matrix;
+
+use super::Context;
+
+/// A storage buffer on the GPU with its length in bytes.
+#[derive(Clone, Debug)]
+pub struct GpuBuffer {
+    pub(crate) buffer: wgpu::Buffer,
+    bytes: u64,
+}
+
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+impl GpuBuffer {
+    /// Checks `bytes` against the device limits, naming the limit it breaks.
+    pub fn check_size(ctx: &Context, bytes: u64, label: &str) -> Result<()> {
+        let l = ctx.limits();
+        if bytes > l.max_buffer_size {
+            return Err(Error::Limit(format!(
+                "{label}: {bytes} bytes exceed max_buffer_size = {}",
+                l.max_buffer_size
+            )));
+        }
+        if bytes > l.max_storage_buffer_binding_size {
+            return Err(Error::Limit(format!(
+                "{label}: {bytes} bytes exceed max_storage_buffer_binding_size = {}",
+                l.max_storage_buffer_binding_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// An uninitialised storage buffer (at least 4 bytes, as bindings need).
+    pub fn new(ctx: &Context, bytes: u64, label: &str) -> Result<Self> {
+        Self::check_size(ctx, bytes, label)?;
+        let size = bytes.max(4).next_multiple_of(4);
+        let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuBuffer { buffer, bytes })
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn from_slice<T: bytemuck::Pod>(ctx: &Context, data: &[T], label: &str) -> Result<Self> {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let me = Self::new(ctx, bytes.len() as u64, label)?;
+        if bytes.len().is_multiple_of(4) {
+            ctx.queue().write_buffer(&me.buffer, 0, bytes);
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4), 0);
+            ctx.queue().write_buffer(&me.buffer, 0, &padded);
+        }
+        Ok(me)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+    pub fn raw(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// Copies the buffer back to the CPU (awaits the GPU).
+    pub async fn read<T: bytemuck::Pod>(&self, ctx: &Context) -> Result<Vec<T>> {
+        let size = self.buffer.size();
+        let staging = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
+        enc.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, size);
+        ctx.queue().submit([enc.finish()]);
+        map_read(ctx, &staging).await?;
+        let out = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("reading back {}: {e}", self.buffer.size())))?;
+            let n = self.bytes as usize / std::mem::size_of::<T>();
+            bytemuck::cast_slice::<u8, T>(&view[..n * std::mem::size_of::<T>()]).to_vec()
+        };
+        staging.unmap();
+        ctx.take_errors()?;
+        Ok(out)
+    }
+
+    /// [`GpuBuffer::read`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_blocking<T: bytemuck::Pod>(&self, ctx: &Context) -> Result<Vec<T>> {
+        pollster::block_on(self.read(ctx))
+    }
+}
+
+/// One-shot future completed by a `map_async` callback. Natively the device is
+/// polled to completion first; in the browser the callback fires from the event
+/// loop and wakes the awaiting task.
+type MapSlot = Arc<
+    Mutex<(
+        Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+        Option<Waker>,
+    )>,
+>;
+
+struct MapFuture {
+    slot: MapSlot,
+}
+
+impl Future for MapFuture {
+    type Output = std::result::Result<(), wgpu::BufferAsyncError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut g = match self.slot.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match g.0.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                g.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Maps `buffer` for reading and waits for it.
+pub(crate) async fn map_read(ctx: &Context, buffer: &wgpu::Buffer) -> Result<()> {
+    let slot = Arc::new(Mutex::new((None, None::<Waker>)));
+    let s2 = slot.clone();
+    buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        let mut g = match s2.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.0 = Some(r);
+        if let Some(w) = g.1.take() {
+            w.wake();
+        }
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    #[cfg(target_arch = "wasm32")]
+    let _ = ctx;
+    MapFuture { slot }
+        .await
+        .map_err(|e| Error::Gpu(format!("mapping a buffer for reading failed: {e}")))
+}
+
+/// A row-major f32 matrix on the GPU.
+#[derive(Clone, Debug)]
+pub struct GpuMatrix {
+    pub(crate) buf: GpuBuffer,
+    rows: usize,
+    cols: usize,
+}
+
+impl GpuMatrix {
+    /// An uninitialised `rows x cols` matrix.
+    pub fn new(ctx: &Context, rows: usize, cols: usize, label: &str) -> Result<Self> {
+        let bytes = checked_mul(checked_mul(rows, cols, label)?, 4, label)? as u64;
+        Ok(GpuMatrix {
+            buf: GpuBuffer::new(ctx, bytes, label)?,
+            rows,
+            cols,
+        })
+    }
+    /// Uploads a matrix.
+    pub fn upload(ctx: &Context, m: &Matrix, label: &str) -> Result<Self> {
+        Ok(GpuMatrix {
+            buf: GpuBuffer::from_slice(ctx, m.data(), label)?,
+            rows: m.rows(),
+            cols: m.cols(),
+        })
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    pub fn buffer(&self) -> &GpuBuffer {
+        &self.buf
+    }
+    /// Downloads the matrix (awaits the GPU).
+    pub async fn download(&self, ctx: &Context) -> Result<Matrix> {
+        let data = self.buf.read::<f32>(ctx).await?;
+        Matrix::new(self.rows, self.cols, data)
+    }
+    /// [`GpuMatrix::download`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn download_blocking(&self, ctx: &Context) -> Result<Matrix> {
+        pollster::block_on(self.download(ctx))
+    }
+}

@@ -1,0 +1,346 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+use super::pipeline::PipelineKey;
+
+/// The adapter features this crate uses, as found on an adapter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeatureSet {
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub timestamp_query: bool,
+    pub timestamp_inside_passes: bool,
+}
+
+impl FeatureSet {
+    fn from_features(f: wgpu::Features) -> Self {
+        FeatureSet {
+            shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            subgroups: f.contains(wgpu::Features::SUBGROUP),
+            timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            timestamp_inside_passes: f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+        }
+    }
+    fn to_features(self) -> wgpu::Features {
+        let mut f = wgpu::Features::empty();
+        if self.shader_f16 {
+            f |= wgpu::Features::SHADER_F16;
+        }
+        if self.subgroups {
+            f |= wgpu::Features::SUBGROUP;
+        }
+        if self.timestamp_query {
+            f |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        if self.timestamp_inside_passes {
+            f |= wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        }
+        f
+    }
+}
+
+/// What `wgsparse info` prints about one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub info: wgpu::AdapterInfo,
+    pub features: FeatureSet,
+    pub limits: wgpu::Limits,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = &self.info;
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        writeln!(f, "{} ({:?}, {:?})", i.name, i.backend, i.device_type)?;
+        writeln!(f, "  driver                 {} {}", i.driver, i.driver_info)?;
+        writeln!(
+            f,
+            "  shader-f16             {}",
+            yes(self.features.shader_f16)
+        )?;
+        writeln!(
+            f,
+            "  subgroups              {}",
+            yes(self.features.subgroups)
+        )?;
+        writeln!(
+            f,
+            "  timestamp-query        {}{}",
+            yes(self.features.timestamp_query),
+            if self.features.timestamp_inside_passes {
+                " (inside passes too)"
+            } else {
+                ""
+            }
+        )?;
+        let l = &self.limits;
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        writeln!(
+            f,
+            "  max storage binding    {:.0} MiB ({} bytes)",
+            mib(l.max_storage_buffer_binding_size),
+            l.max_storage_buffer_binding_size
+        )?;
+        writeln!(
+            f,
+            "  max buffer size        {:.0} MiB ({} bytes)",
+            mib(l.max_buffer_size),
+            l.max_buffer_size
+        )?;
+        writeln!(
+            f,
+            "  workgroup memory       {} KiB",
+            l.max_compute_workgroup_storage_size / 1024
+        )?;
+        writeln!(
+            f,
+            "  workgroup size         {} invocations (x {}, y {}, z {})",
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroup_size_x,
+            l.max_compute_workgroup_size_y,
+            l.max_compute_workgroup_size_z
+        )?;
+        write!(
+            f,
+            "  workgroups / dimension {}\n  storage buffers/stage  {}",
+            l.max_compute_workgroups_per_dimension, l.max_storage_buffers_per_shader_stage
+        )
+    }
+}
+
+/// Owns the adapter, device and queue, the enabled features and limits, and the
+/// pipeline cache. Create one and pass it by reference.
+pub struct Context {
+    pub(crate) adapter: wgpu::Adapter,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    summary: AdapterSummary,
+    pipelines: Mutex<HashMap<PipelineKey, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::all(),
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    })
+}
+
+impl Context {
+    /// Lists every adapter wgpu finds (native only; the browser offers one).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn enumerate() -> Vec<AdapterSummary> {
+        let adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+        adapters
+            .iter()
+            .map(|a| AdapterSummary {
+                info: a.get_info(),
+                features: FeatureSet::from_features(a.features()),
+                limits: a.limits(),
+            })
+            .collect()
+    }
+
+    /// Picks the high-performance adapter and creates a device with every
+    /// feature of [`FeatureSet`] the adapter has and the adapter's own limits.
+    pub async fn new() -> Result<Self> {
+        let adapter = instance()
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                Error::NoAdapter(format!(
+                    "{e}. Natively, install a Vulkan/Metal/DX12 driver (on Debian without a GPU: \
+                     apt-get install mesa-vulkan-drivers); in a browser, use one with WebGPU enabled"
+                ))
+            })?;
+        Self::from_adapter(adapter).await
+    }
+
+    /// [`Context::new`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking() -> Result<Self> {
+        pollster::block_on(Self::new())
+    }
+
+    /// Creates the device on a given adapter.
+    pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        let features = FeatureSet::from_features(adapter.features());
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgsparse"),
+                required_features: features.to_features(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Device(e.to_string()))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let summary = AdapterSummary {
+            info: adapter.get_info(),
+            features,
+            limits,
+        };
+        Ok(Context {
+            adapter,
+            device,
+            queue,
+            summary,
+            pipelines: Mutex::new(HashMap::new()),
+            errors,
+        })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.adapter
+    }
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.summary.info
+    }
+    pub fn features(&self) -> FeatureSet {
+        self.summary.features
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.summary.limits
+    }
+    pub fn summary(&self) -> &AdapterSummary {
+        &self.summary
+    }
+    /// True for CPU adapters (lavapipe, SwiftShader, WARP), which want other tiles.
+    pub fn is_cpu(&self) -> bool {
+        self.summary.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Returns (and clears) the GPU errors recorded since the last call, as an
+    /// [`Error::Gpu`]. Called after every readback so no error goes unseen.
+    pub fn take_errors(&self) -> Result<()> {
+        let mut v = self
+            .errors
+            .lock()
+            .map_err(|_| Error::Gpu("error log poisoned".into()))?;
+        if v.is_empty() {
+            Ok(())
+        } else {
+            let msg = v.join("; ");
+            v.clear();
+            Err(Error::Gpu(msg))
+        }
+    }
+
+    /// The pipeline and bind-group layout for `key`, compiled once and cached.
+    pub fn pipeline(
+        &self,
+        key: &PipelineKey,
+    ) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        if let Some(p) = cache.get(key) {
+            return Ok(p.clone());
+        }
+        let made = key.kernel.build(self, &key.constants);
+        cache.insert(key.clone(), made.clone());
+        Ok(made)
+    }
+
+    /// Number of compiled pipelines (for tests of the cache).
+    pub fn cached_pipelines(&self) -> usize {
+        self.pipelines.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// A uniform buffer holding `value`.
+    pub(crate) fn uniform<T: bytemuck::Pod>(&self, value: &T, label: &str) -> wgpu::Buffer {
+        let bytes = bytemuck::bytes_of(value);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (bytes.len() as u64).next_multiple_of(16),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buf, 0, bytes);
+        buf
+    }
+
+    /// Splits a 1-D grid of `groups` workgroups into `[x, y, 1]` with `x * y >=
+    /// groups` and both within `max_compute_workgroups_per_dimension`; kernels
+    /// rebuild the flat index as `wid.y * num_workgroups.x + wid.x` and bound-check.
+    pub(crate) fn fold_groups(&self, groups: u32) -> Result<[u32; 3]> {
+        let max = self
+            .summary
+            .limits
+            .max_compute_workgroups_per_dimension
+            .max(1);
+        if groups <= max {
+            return Ok([groups.max(1), 1, 1]);
+        }
+        let y = groups.div_ceil(max);
+        self.check_dispatch([groups.div_ceil(y), y, 1])
+    }
+
+    /// Records one dispatch of `key` with `resources` bound at 0, 1, 2, ... in order.
+    pub(crate) fn encode(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        key: &PipelineKey,
+        resources: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let groups = self.check_dispatch(groups)?;
+        let (pipeline, layout) = self.pipeline(key)?;
+        let name = key.kernel.name();
+        let entries: Vec<wgpu::BindGroupEntry> = resources
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(name),
+            layout: &layout,
+            entries: &entries,
+        });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(name),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        Ok(())
+    }
+
+    /// Checks a dispatch size against `max_compute_workgroups_per_dimension`;
+    /// kernels that can exceed it fold their grid before calling this.
+    pub(crate) fn check_dispatch(&self, groups: [u32; 3]) -> Result<[u32; 3]> {
+        let max = self.summary.limits.max_compute_workgroups_per_dimension;
+        let [x, y, z] = groups;
+        if x <= max && y <= max && z <= max {
+            return Ok(groups);
+        }
+        Err(Error::Limit(format!(
+            "dispatch of {x}x{y}x{z} workgroups exceeds max_compute_workgroups_per_dimension = {max}"
+        )))
+    }
+}

@@ -1,0 +1,16 @@
+//! wgsparse: pruned neural networks that actually run faster, on any GPU that
+//! speaks WebGPU.
+//!
+//! - [`sparse`]: the formats (CSR, BSR, N:M) and the dense [`Matrix`].
+//! - [`prune`]: magnitude pruning on the CPU, the reference for the GPU kernels.
+//! - [`reference`]: CPU reference GEMM/SpMM.
+//! - [`gpu`]: the wgpu [`Context`](gpu::Context), pipeline cache and kernels.
+
+pub mod error;
+pub mod gpu;
+pub mod prune;
+pub mod reference;
+pub mod sparse;
+
+pub use error::{Error, Result};
+pub use sparse::{Bsr, Csr, Mask, Matrix, NmMatrix, Pattern, SparseMatrix};
