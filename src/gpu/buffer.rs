@@ -165,30 +165,56 @@ pub(crate) async fn map_read(ctx: &Context, buffer: &wgpu::Buffer) -> Result<()>
         .map_err(|e| Error::Gpu(format!("mapping a buffer for reading failed: {e}")))
 }
 
-/// A row-major f32 matrix on the GPU.
+/// A row-major f32 matrix on the GPU whose rows are padded to a multiple of 4
+/// floats (`stride`), so kernels can read and write whole `vec4`s. Padding
+/// columns are zero after an upload; kernels keep them finite but do not promise
+/// zeros there (a bias epilogue writes the bias), and a download drops them.
 #[derive(Clone, Debug)]
 pub struct GpuMatrix {
     pub(crate) buf: GpuBuffer,
     rows: usize,
     cols: usize,
+    stride: usize,
+}
+
+/// Row stride (in floats) of a GPU matrix with `cols` columns.
+pub fn padded_stride(cols: usize) -> usize {
+    cols.next_multiple_of(4).max(4)
 }
 
 impl GpuMatrix {
     /// An uninitialised `rows x cols` matrix.
     pub fn new(ctx: &Context, rows: usize, cols: usize, label: &str) -> Result<Self> {
-        let bytes = checked_mul(checked_mul(rows, cols, label)?, 4, label)? as u64;
+        let stride = padded_stride(cols);
+        let bytes = checked_mul(checked_mul(rows, stride, label)?, 4, label)? as u64;
         Ok(GpuMatrix {
             buf: GpuBuffer::new(ctx, bytes, label)?,
             rows,
             cols,
+            stride,
         })
     }
-    /// Uploads a matrix.
+    /// Uploads a matrix (padding its rows with zeros).
     pub fn upload(ctx: &Context, m: &Matrix, label: &str) -> Result<Self> {
+        let stride = padded_stride(m.cols());
+        checked_mul(checked_mul(m.rows(), stride, label)?, 4, label)?;
+        let buf = if stride == m.cols() {
+            GpuBuffer::from_slice(ctx, m.data(), label)?
+        } else {
+            let mut padded = vec![0.0f32; m.rows() * stride];
+            for (dst, src) in padded
+                .chunks_exact_mut(stride)
+                .zip(m.data().chunks_exact(m.cols()))
+            {
+                dst[..m.cols()].copy_from_slice(src);
+            }
+            GpuBuffer::from_slice(ctx, &padded, label)?
+        };
         Ok(GpuMatrix {
-            buf: GpuBuffer::from_slice(ctx, m.data(), label)?,
+            buf,
             rows: m.rows(),
             cols: m.cols(),
+            stride,
         })
     }
     pub fn rows(&self) -> usize {
@@ -197,12 +223,23 @@ impl GpuMatrix {
     pub fn cols(&self) -> usize {
         self.cols
     }
+    /// Floats per row in the buffer (`cols` rounded up to a multiple of 4).
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
     pub fn buffer(&self) -> &GpuBuffer {
         &self.buf
     }
-    /// Downloads the matrix (awaits the GPU).
+    /// Downloads the matrix (awaits the GPU), dropping the row padding.
     pub async fn download(&self, ctx: &Context) -> Result<Matrix> {
         let data = self.buf.read::<f32>(ctx).await?;
+        let data = if self.stride == self.cols {
+            data
+        } else {
+            data.chunks_exact(self.stride)
+                .flat_map(|row| row[..self.cols].iter().copied())
+                .collect()
+        };
         Matrix::new(self.rows, self.cols, data)
     }
     /// [`GpuMatrix::download`], blocking (native only).

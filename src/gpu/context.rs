@@ -5,6 +5,26 @@ use crate::error::{Error, Result};
 
 use super::pipeline::PipelineKey;
 
+/// A kernel with its bindings and grid, ready to record into a compute pass.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+    label: &'static str,
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+    }
+    pub fn label(&self) -> &'static str {
+        self.label
+    }
+}
+
 /// The adapter features this crate uses, as found on an adapter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FeatureSet {
@@ -297,14 +317,14 @@ impl Context {
         self.check_dispatch([groups.div_ceil(y), y, 1])
     }
 
-    /// Records one dispatch of `key` with `resources` bound at 0, 1, 2, ... in order.
-    pub(crate) fn encode(
+    /// Binds `resources` at 0, 1, 2, ... in order for `key` and returns a
+    /// dispatch that can be recorded any number of times.
+    pub fn prepare(
         &self,
-        enc: &mut wgpu::CommandEncoder,
         key: &PipelineKey,
         resources: &[&wgpu::Buffer],
         groups: [u32; 3],
-    ) -> Result<()> {
+    ) -> Result<Dispatch> {
         let groups = self.check_dispatch(groups)?;
         let (pipeline, layout) = self.pipeline(key)?;
         let name = key.kernel.name();
@@ -316,19 +336,53 @@ impl Context {
                 resource: b.as_entire_binding(),
             })
             .collect();
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(name),
             layout: &layout,
             entries: &entries,
         });
+        Ok(Dispatch {
+            pipeline,
+            bind_group,
+            groups,
+            label: name,
+        })
+    }
+
+    /// Records one dispatch of `key` into `enc`, in a pass of its own.
+    pub(crate) fn encode(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        key: &PipelineKey,
+        resources: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let d = self.prepare(key, resources, groups)?;
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(name),
+            label: Some(d.label),
             timestamp_writes: None,
         });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        d.record(&mut pass);
         Ok(())
+    }
+
+    /// Submits `dispatches` in one compute pass, in order.
+    pub fn submit(&self, dispatches: &[&Dispatch]) {
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("submit"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("submit"),
+                timestamp_writes: None,
+            });
+            for d in dispatches {
+                d.record(&mut pass);
+            }
+        }
+        self.queue.submit([enc.finish()]);
     }
 
     /// Checks a dispatch size against `max_compute_workgroups_per_dimension`;

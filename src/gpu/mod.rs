@@ -5,8 +5,12 @@
 mod buffer;
 mod context;
 pub mod elementwise;
+mod formats;
 mod pipeline;
+mod timing;
 
-pub use buffer::{GpuBuffer, GpuMatrix};
-pub use context::{AdapterSummary, Context, FeatureSet};
+pub use buffer::{padded_stride, GpuBuffer, GpuMatrix};
+pub use context::{AdapterSummary, Context, Dispatch, FeatureSet};
+pub use formats::{longest_first, GpuBsr, GpuCsr, GpuNm};
 pub use pipeline::{Binding, Kernel, PipelineKey};
+pub use timing::{TimingSource, Timings};
