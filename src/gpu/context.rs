@@ -139,6 +139,7 @@ pub struct Context {
     summary: AdapterSummary,
     pipelines: Mutex<HashMap<PipelineKey, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
     errors: Arc<Mutex<Vec<String>>>,
+    dummy: wgpu::Buffer,
 }
 
 fn instance() -> wgpu::Instance {
@@ -214,7 +215,14 @@ impl Context {
             features,
             limits,
         };
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dummy"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         Ok(Context {
+            dummy,
             adapter,
             device,
             queue,
@@ -299,6 +307,11 @@ impl Context {
         });
         self.queue.write_buffer(&buf, 0, bytes);
         buf
+    }
+
+    /// A one-word storage buffer to bind where a kernel's optional input is absent.
+    pub(crate) fn dummy_buffer(&self) -> wgpu::Buffer {
+        self.dummy.clone()
     }
 
     /// Splits a 1-D grid of `groups` workgroups into `[x, y, 1]` with `x * y >=

@@ -5,12 +5,14 @@
 mod buffer;
 mod context;
 pub mod elementwise;
+mod epilogue;
 mod formats;
 mod pipeline;
 mod timing;
 
 pub use buffer::{padded_stride, GpuBuffer, GpuMatrix};
 pub use context::{AdapterSummary, Context, Dispatch, FeatureSet};
+pub use epilogue::{Activation, Epilogue};
 pub use formats::{longest_first, GpuBsr, GpuCsr, GpuNm};
 pub use pipeline::{Binding, Kernel, PipelineKey};
 pub use timing::{TimingSource, Timings};

@@ -16,6 +16,8 @@ pub enum Kernel {
     Fill,
 }
 
+#[allow(dead_code)] // read-only inputs of the product kernels
+const RO: Binding = Binding::Storage { read_only: true };
 const RW: Binding = Binding::Storage { read_only: false };
 
 impl Kernel {
