@@ -7,6 +7,7 @@ mod context;
 pub mod elementwise;
 mod epilogue;
 mod formats;
+pub mod gemm;
 mod pipeline;
 mod timing;
 

@@ -14,9 +14,10 @@ pub enum Binding {
 pub enum Kernel {
     /// `elementwise.wgsl`: fill a buffer with one value (poisoning, zeroing).
     Fill,
+    /// `gemm.wgsl`: dense `Y = act(W X + bias)`.
+    Gemm,
 }
 
-#[allow(dead_code)] // read-only inputs of the product kernels
 const RO: Binding = Binding::Storage { read_only: true };
 const RW: Binding = Binding::Storage { read_only: false };
 
@@ -24,22 +25,26 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Fill => "fill",
+            Kernel::Gemm => "gemm",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
     pub fn source(self) -> &'static str {
         match self {
             Kernel::Fill => include_str!("../../shaders/elementwise.wgsl"),
+            Kernel::Gemm => include_str!("../../shaders/gemm.wgsl"),
         }
     }
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::Fill => "fill",
+            Kernel::Gemm => "gemm",
         }
     }
     pub fn bindings(self) -> &'static [Binding] {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
+            Kernel::Gemm => &[Binding::Uniform, RO, RO, RW, RO],
         }
     }
 

@@ -1,0 +1,186 @@
+// Dense GEMM  Y[M, N] = act(W[M, K] * X[K, N] + bias[M]), f32, row-major.
+//
+// Memory: W, X and Y rows are padded to a multiple of 4 floats (GpuMatrix
+// stride) and bound as vec4 arrays; W's padding columns are zero, so the K loop
+// may run over whole vec4s of W. X rows >= K and output rows >= M are guarded.
+//
+// Each workgroup owns a BM x BN tile of Y and walks K in steps of BK, staging
+// W (transposed: Ws[k][m/4], vec4 over 4 consecutive rows) and X (Xs[k][n/4])
+// in workgroup memory. Threads form a WG_X x WG_Y grid (WG_X = BN/TN,
+// WG_Y = BM/TM); thread (tx, ty) owns rows 4*(ty + i*WG_Y) + 0..3 for
+// i < TM/4 and vec4 columns tx + j*WG_X for j < TN/4, so neighbouring threads
+// read neighbouring vec4s of Xs and broadcast Ws. The next K tile is loaded
+// into registers while the current one is multiplied (register double
+// buffering), so one barrier pair per tile hides global latency.
+
+override BM: u32 = 64u;
+override BN: u32 = 64u;
+override BK: u32 = 16u;
+override TM: u32 = 4u;     // rows per thread, multiple of 4, <= 8
+override TN: u32 = 4u;     // columns per thread, multiple of 4, <= 8
+override WG_X: u32 = 16u;  // BN / TN
+override WG_Y: u32 = 16u;  // BM / TM
+override WS_LEN: u32 = 256u; // BK * BM / 4
+override XS_LEN: u32 = 256u; // BK * BN / 4
+override HAS_BIAS: bool = false;
+override ACT: u32 = 0u;    // 0 none, 1 ReLU, 2 ReLU6
+
+struct Params {
+    m: u32,
+    k: u32,
+    w_stride4: u32,  // vec4s per W row
+    x_stride4: u32,  // vec4s per X row = per Y row
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+var<workgroup> ws: array<vec4<f32>, WS_LEN>;
+var<workgroup> xs: array<vec4<f32>, XS_LEN>;
+
+const MAX_LOADS: u32 = 8u; // vec4 loads per thread per tile, for W and for X
+
+fn act(v: vec4<f32>) -> vec4<f32> {
+    if (ACT == 1u) {
+        return max(v, vec4<f32>(0.0));
+    } else if (ACT == 2u) {
+        return clamp(v, vec4<f32>(0.0), vec4<f32>(6.0));
+    }
+    return v;
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let tx = lid.x;
+    let ty = lid.y;
+    let t = ty * WG_X + tx;
+    let nthreads = WG_X * WG_Y;
+    let m0 = wid.y * BM;
+    let n04 = wid.x * (BN / 4u);
+    let bk4 = BK / 4u;
+    let bn4 = BN / 4u;
+    let bm4 = BM / 4u;
+    let w_loads = (BM * bk4) / nthreads;
+    let x_loads = (BK * bn4) / nthreads;
+
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    var wreg: array<vec4<f32>, MAX_LOADS>;
+    var xreg: array<vec4<f32>, MAX_LOADS>;
+
+    let ktiles = (p.k + BK - 1u) / BK;
+    // Prefetch tile 0.
+    for (var l = 0u; l < w_loads; l++) {
+        let idx = t + l * nthreads;
+        let row = m0 + idx / bk4;
+        let kv = idx % bk4;
+        var v = vec4<f32>(0.0);
+        if (row < p.m && kv < p.w_stride4) {
+            v = w[row * p.w_stride4 + kv];
+        }
+        wreg[l] = v;
+    }
+    for (var l = 0u; l < x_loads; l++) {
+        let idx = t + l * nthreads;
+        let kr = idx / bn4;
+        let c = n04 + idx % bn4;
+        var v = vec4<f32>(0.0);
+        if (kr < p.k && c < p.x_stride4) {
+            v = x[kr * p.x_stride4 + c];
+        }
+        xreg[l] = v;
+    }
+
+    for (var kt = 0u; kt < ktiles; kt++) {
+        // Registers -> workgroup memory (W transposed into Ws[k][m/4]).
+        for (var l = 0u; l < w_loads; l++) {
+            let idx = t + l * nthreads;
+            let row = idx / bk4;
+            let kv = idx % bk4;
+            let v = wreg[l];
+            let base = kv * 4u * bm4 + row / 4u;
+            let comp = row % 4u;
+            ws[base][comp] = v.x;
+            ws[base + bm4][comp] = v.y;
+            ws[base + 2u * bm4][comp] = v.z;
+            ws[base + 3u * bm4][comp] = v.w;
+        }
+        for (var l = 0u; l < x_loads; l++) {
+            xs[t + l * nthreads] = xreg[l];
+        }
+        workgroupBarrier();
+
+        // Prefetch the next tile while this one is multiplied.
+        if (kt + 1u < ktiles) {
+            let k0 = (kt + 1u) * BK;
+            for (var l = 0u; l < w_loads; l++) {
+                let idx = t + l * nthreads;
+                let row = m0 + idx / bk4;
+                let kv = k0 / 4u + idx % bk4;
+                var v = vec4<f32>(0.0);
+                if (row < p.m && kv < p.w_stride4) {
+                    v = w[row * p.w_stride4 + kv];
+                }
+                wreg[l] = v;
+            }
+            for (var l = 0u; l < x_loads; l++) {
+                let idx = t + l * nthreads;
+                let kr = k0 + idx / bn4;
+                let c = n04 + idx % bn4;
+                var v = vec4<f32>(0.0);
+                if (kr < p.k && c < p.x_stride4) {
+                    v = x[kr * p.x_stride4 + c];
+                }
+                xreg[l] = v;
+            }
+        }
+
+        let tm4 = TM / 4u;
+        let tn4 = TN / 4u;
+        for (var k = 0u; k < BK; k++) {
+            var a: array<vec4<f32>, 2>;
+            var b: array<vec4<f32>, 2>;
+            for (var i = 0u; i < tm4; i++) {
+                a[i] = ws[k * bm4 + ty + i * WG_Y];
+            }
+            for (var j = 0u; j < tn4; j++) {
+                b[j] = xs[k * bn4 + tx + j * WG_X];
+            }
+            for (var i = 0u; i < tm4; i++) {
+                for (var j = 0u; j < tn4; j++) {
+                    let base = (i * 4u) * 2u + j;
+                    acc[base] = fma(vec4<f32>(a[i].x), b[j], acc[base]);
+                    acc[base + 2u] = fma(vec4<f32>(a[i].y), b[j], acc[base + 2u]);
+                    acc[base + 4u] = fma(vec4<f32>(a[i].z), b[j], acc[base + 4u]);
+                    acc[base + 6u] = fma(vec4<f32>(a[i].w), b[j], acc[base + 6u]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    // Epilogue: acc[(i*4 + e)*2 + j] is row 4*(ty + i*WG_Y) + e, vec4 column tx + j*WG_X.
+    for (var i = 0u; i < TM / 4u; i++) {
+        for (var e = 0u; e < 4u; e++) {
+            let row = m0 + 4u * (ty + i * WG_Y) + e;
+            if (row < p.m) {
+                var bv = 0.0;
+                if (HAS_BIAS) {
+                    bv = bias[row];
+                }
+                for (var j = 0u; j < TN / 4u; j++) {
+                    let c = n04 + tx + j * WG_X;
+                    if (c < p.x_stride4) {
+                        y[row * p.x_stride4 + c] = act(acc[(i * 4u + e) * 2u + j] + vec4<f32>(bv));
+                    }
+                }
+            }
+        }
+    }
+}

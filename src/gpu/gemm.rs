@@ -1,0 +1,215 @@
+//! Dense GEMM `Y = act(W X + bias)` (`shaders/gemm.wgsl`): the baseline every
+//! sparse kernel must beat, and the fallback the runtime picks when sparse is
+//! not faster.
+
+use crate::error::{Error, Result};
+
+use super::{Context, Dispatch, Epilogue, GpuMatrix, Kernel, PipelineKey};
+
+/// A tile shape of the GEMM kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmTile {
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+    pub tm: u32,
+    pub tn: u32,
+}
+
+impl GemmTile {
+    /// 128x128 tiles, 8x8 outputs per thread: discrete GPUs on large shapes.
+    pub const LARGE: GemmTile = GemmTile {
+        bm: 128,
+        bn: 128,
+        bk: 16,
+        tm: 8,
+        tn: 8,
+    };
+    /// 64x64 tiles, 4x4 per thread: mid-size shapes, CPU adapters.
+    pub const MEDIUM: GemmTile = GemmTile {
+        bm: 64,
+        bn: 64,
+        bk: 16,
+        tm: 4,
+        tn: 4,
+    };
+    /// 64x16 tiles for narrow X (few columns, e.g. late 7x7 layers, the classifier).
+    pub const NARROW: GemmTile = GemmTile {
+        bm: 64,
+        bn: 16,
+        bk: 16,
+        tm: 4,
+        tn: 4,
+    };
+    /// 128x64 tiles, 8x4 per thread.
+    pub const WIDE_M: GemmTile = GemmTile {
+        bm: 128,
+        bn: 64,
+        bk: 16,
+        tm: 8,
+        tn: 4,
+    };
+
+    pub const ALL: [GemmTile; 4] = [Self::LARGE, Self::WIDE_M, Self::MEDIUM, Self::NARROW];
+
+    fn threads(self) -> u32 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
+    /// The override constants of `gemm.wgsl` for this tile.
+    fn constants(self, ep: &Epilogue) -> Vec<(&'static str, u32)> {
+        let mut c = vec![
+            ("BM", self.bm),
+            ("BN", self.bn),
+            ("BK", self.bk),
+            ("TM", self.tm),
+            ("TN", self.tn),
+            ("WG_X", self.bn / self.tn),
+            ("WG_Y", self.bm / self.tm),
+            ("WS_LEN", self.bk * self.bm / 4),
+            ("XS_LEN", self.bk * self.bn / 4),
+        ];
+        c.extend(ep.constants());
+        c
+    }
+
+    /// Checks the shape rules of the shader (and the device's limits).
+    pub fn validate(self, ctx: &Context) -> Result<()> {
+        let ok = self.tm % 4 == 0
+            && self.tn % 4 == 0
+            && self.tm <= 8
+            && self.tn <= 8
+            && self.bk % 4 == 0
+            && self.bm % self.tm == 0
+            && self.bn % self.tn == 0
+            && (self.bm * self.bk / 4) % self.threads() == 0
+            && (self.bk * self.bn / 4) % self.threads() == 0
+            && (self.bm * self.bk / 4) / self.threads() <= 8
+            && (self.bk * self.bn / 4) / self.threads() <= 8;
+        if !ok {
+            return Err(Error::Shape(format!("unsupported GEMM tile {self:?}")));
+        }
+        let l = ctx.limits();
+        let smem = 4 * self.bk * (self.bm + self.bn);
+        if self.threads() > l.max_compute_invocations_per_workgroup
+            || smem > l.max_compute_workgroup_storage_size
+        {
+            return Err(Error::Limit(format!(
+                "GEMM tile {self:?} needs {} invocations and {smem} bytes of workgroup memory; the device allows {} and {}",
+                self.threads(),
+                l.max_compute_invocations_per_workgroup,
+                l.max_compute_workgroup_storage_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The tile for an `m x n` output on this adapter: the largest tile that
+    /// still gives the GPU enough workgroups to fill it, and fits its limits.
+    pub fn choose(ctx: &Context, m: usize, n: usize) -> GemmTile {
+        let want_groups = if ctx.is_cpu() { 4 } else { 256 };
+        let candidates: &[GemmTile] = if ctx.is_cpu() {
+            &[Self::MEDIUM, Self::NARROW]
+        } else {
+            &Self::ALL
+        };
+        let mut best = Self::NARROW;
+        for &t in candidates {
+            if t.validate(ctx).is_err() {
+                continue;
+            }
+            if n <= 16 && t.bn > 16 {
+                continue;
+            }
+            let groups = m.div_ceil(t.bm as usize) * n.div_ceil(t.bn as usize);
+            if groups >= want_groups {
+                return t;
+            }
+            best = t;
+        }
+        best
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    k: u32,
+    w_stride4: u32,
+    x_stride4: u32,
+}
+
+pub(crate) fn check_product(
+    w_rows: usize,
+    w_cols: usize,
+    x: &GpuMatrix,
+    y: &GpuMatrix,
+) -> Result<()> {
+    if w_cols != x.rows() || y.rows() != w_rows || y.cols() != x.cols() {
+        return Err(Error::Shape(format!(
+            "W {w_rows}x{w_cols} * X {}x{} does not fit Y {}x{}",
+            x.rows(),
+            x.cols(),
+            y.rows(),
+            y.cols()
+        )));
+    }
+    Ok(())
+}
+
+/// Prepares `y = act(w x + bias)` with an explicit tile.
+pub fn prepare_with(
+    ctx: &Context,
+    w: &GpuMatrix,
+    x: &GpuMatrix,
+    y: &GpuMatrix,
+    ep: &Epilogue,
+    tile: GemmTile,
+) -> Result<Dispatch> {
+    check_product(w.rows(), w.cols(), x, y)?;
+    tile.validate(ctx)?;
+    let params = Params {
+        m: w.rows() as u32,
+        k: w.cols() as u32,
+        w_stride4: (w.stride() / 4) as u32,
+        x_stride4: (x.stride() / 4) as u32,
+    };
+    let u = ctx.uniform(&params, "gemm params");
+    let bias = ep.bias_buffer(ctx, w.rows())?;
+    let groups = [
+        (x.stride() as u32).div_ceil(tile.bn),
+        (w.rows() as u32).div_ceil(tile.bm).max(1),
+        1,
+    ];
+    let key = PipelineKey::new(Kernel::Gemm, &tile.constants(ep));
+    ctx.prepare(
+        &key,
+        &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias],
+        groups,
+    )
+}
+
+/// Prepares `y = act(w x + bias)` with the tile [`GemmTile::choose`] picks.
+pub fn prepare(
+    ctx: &Context,
+    w: &GpuMatrix,
+    x: &GpuMatrix,
+    y: &GpuMatrix,
+    ep: &Epilogue,
+) -> Result<Dispatch> {
+    prepare_with(ctx, w, x, y, ep, GemmTile::choose(ctx, w.rows(), x.cols()))
+}
+
+/// Computes `y = act(w x + bias)` (submitted; read `y` to wait for it).
+pub fn run(
+    ctx: &Context,
+    w: &GpuMatrix,
+    x: &GpuMatrix,
+    y: &GpuMatrix,
+    ep: &Epilogue,
+) -> Result<()> {
+    let d = prepare(ctx, w, x, y, ep)?;
+    ctx.submit(&[&d]);
+    Ok(())
+}

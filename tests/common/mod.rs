@@ -1,0 +1,83 @@
+//! Helpers shared by the GPU tests.
+#![allow(dead_code)]
+
+use wgsparse::gpu::{elementwise, Activation, Context, GpuBuffer, GpuMatrix};
+use wgsparse::Matrix;
+
+/// Norm-wise relative error allowed between an f32 GPU product and the f64 CPU reference.
+pub const F32_REL_TOL: f64 = 1e-5;
+
+/// The GPU context; panics (fails the test, never skips) without an adapter.
+pub fn ctx() -> Context {
+    match Context::new_blocking() {
+        Ok(c) => c,
+        Err(e) => panic!("GPU tests need an adapter (CI installs mesa-vulkan-drivers): {e}"),
+    }
+}
+
+/// Deterministic pseudo-random matrix with values in [-1, 1).
+pub fn random(rows: usize, cols: usize, seed: u64) -> Matrix {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data = (0..rows * cols)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+        })
+        .collect();
+    Matrix::new(rows, cols, data).unwrap()
+}
+
+/// An output matrix on the GPU filled with NaN, so unwritten elements show.
+pub fn poisoned(ctx: &Context, rows: usize, cols: usize) -> GpuMatrix {
+    let y = GpuMatrix::new(ctx, rows, cols, "y").unwrap();
+    elementwise::fill_f32(ctx, y.buffer(), f32::NAN).unwrap();
+    y
+}
+
+/// Applies bias and activation on the CPU.
+pub fn epilogue(mut y: Matrix, bias: Option<&[f32]>, act: Activation) -> Matrix {
+    let cols = y.cols();
+    for (i, v) in y.data_mut().iter_mut().enumerate() {
+        let b = bias.map_or(0.0, |b| b[i / cols]);
+        *v = act.apply(*v + b);
+    }
+    y
+}
+
+pub fn bias_buffer(ctx: &Context, rows: usize, seed: u64) -> (Vec<f32>, GpuBuffer) {
+    let b = random(1, rows, seed).into_data();
+    let buf = GpuBuffer::from_slice(ctx, &b, "bias").unwrap();
+    (b, buf)
+}
+
+/// Asserts `actual` matches `expected` within `tol`, printing the first bad element.
+pub fn assert_close(actual: &Matrix, expected: &Matrix, tol: f64, what: &str) {
+    assert_eq!(
+        (actual.rows(), actual.cols()),
+        (expected.rows(), expected.cols()),
+        "{what}: shape"
+    );
+    let err = wgsparse::reference::rel_error(actual.data(), expected.data());
+    if !(err <= tol) {
+        let (i, (a, e)) = actual
+            .data()
+            .iter()
+            .zip(expected.data())
+            .enumerate()
+            .max_by(|x, y| {
+                ((x.1 .0 - x.1 .1).abs())
+                    .total_cmp(&(y.1 .0 - y.1 .1).abs())
+                    .then(std::cmp::Ordering::Less)
+            })
+            .map(|(i, (a, e))| (i, (*a, *e)))
+            .unwrap();
+        let bad = actual.data().iter().position(|v| !v.is_finite());
+        panic!(
+            "{what}: relative error {err:e} > {tol:e}; worst index {i} (row {}, col {}): actual {a}, expected {e}; first non-finite: {bad:?}",
+            i / actual.cols(),
+            i % actual.cols()
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! Dense GEMM on the GPU against the CPU reference, every tile, shapes that are
+//! not multiples of any tile, with and without the fused epilogue.
+
+mod common;
+
+use common::*;
+use wgsparse::gpu::gemm::{self, GemmTile};
+use wgsparse::gpu::{Activation, Epilogue, GpuMatrix};
+use wgsparse::reference;
+
+const SHAPES: [(usize, usize, usize); 7] = [
+    (1, 1, 1),
+    (37, 53, 29),
+    (130, 17, 70),
+    (5, 300, 3),
+    (200, 64, 131),
+    (96, 16, 257),
+    (129, 129, 129),
+];
+
+#[test]
+fn every_tile_matches_the_reference() {
+    let ctx = ctx();
+    for (s, &(m, k, n)) in SHAPES.iter().enumerate() {
+        let w = random(m, k, s as u64);
+        let x = random(k, n, 100 + s as u64);
+        let want = reference::gemm(&w, &x).unwrap();
+        let (gw, gx) = (
+            GpuMatrix::upload(&ctx, &w, "w").unwrap(),
+            GpuMatrix::upload(&ctx, &x, "x").unwrap(),
+        );
+        for tile in GemmTile::ALL {
+            if tile.validate(&ctx).is_err() {
+                continue;
+            }
+            let y = poisoned(&ctx, m, n);
+            let d = gemm::prepare_with(&ctx, &gw, &gx, &y, &Epilogue::default(), tile).unwrap();
+            ctx.submit(&[&d]);
+            let got = y.download_blocking(&ctx).unwrap();
+            assert_close(
+                &got,
+                &want,
+                F32_REL_TOL,
+                &format!("gemm {m}x{k}x{n} tile {tile:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn fused_bias_and_activations() {
+    let ctx = ctx();
+    let (m, k, n) = (70, 45, 33);
+    let w = random(m, k, 1);
+    let x = random(k, n, 2);
+    let (bias, gbias) = bias_buffer(&ctx, m, 3);
+    let plain = reference::gemm(&w, &x).unwrap();
+    let (gw, gx) = (
+        GpuMatrix::upload(&ctx, &w, "w").unwrap(),
+        GpuMatrix::upload(&ctx, &x, "x").unwrap(),
+    );
+    for act in [Activation::None, Activation::Relu, Activation::Relu6] {
+        for with_bias in [false, true] {
+            let ep = Epilogue {
+                bias: with_bias.then_some(&gbias),
+                act,
+            };
+            let y = poisoned(&ctx, m, n);
+            gemm::run(&ctx, &gw, &gx, &y, &ep).unwrap();
+            let want = epilogue(plain.clone(), with_bias.then_some(&bias[..]), act);
+            assert_close(
+                &y.download_blocking(&ctx).unwrap(),
+                &want,
+                F32_REL_TOL,
+                &format!("{act:?} bias {with_bias}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn mismatched_shapes_and_short_bias_are_errors() {
+    let ctx = ctx();
+    let w = GpuMatrix::upload(&ctx, &random(4, 5, 1), "w").unwrap();
+    let x = GpuMatrix::upload(&ctx, &random(6, 3, 2), "x").unwrap();
+    let y = GpuMatrix::new(&ctx, 4, 3, "y").unwrap();
+    assert!(matches!(
+        gemm::run(&ctx, &w, &x, &y, &Epilogue::default()),
+        Err(wgsparse::Error::Shape(_))
+    ));
+    let x = GpuMatrix::upload(&ctx, &random(5, 3, 2), "x").unwrap();
+    let (_, short) = bias_buffer(&ctx, 2, 1);
+    let ep = Epilogue {
+        bias: Some(&short),
+        act: Activation::None,
+    };
+    assert!(matches!(
+        gemm::run(&ctx, &w, &x, &y, &ep),
+        Err(wgsparse::Error::Shape(_))
+    ));
+}
