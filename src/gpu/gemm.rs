@@ -75,15 +75,15 @@ impl GemmTile {
 
     /// Checks the shape rules of the shader (and the device's limits).
     pub fn validate(self, ctx: &Context) -> Result<()> {
-        let ok = self.tm % 4 == 0
-            && self.tn % 4 == 0
+        let ok = self.tm.is_multiple_of(4)
+            && self.tn.is_multiple_of(4)
             && self.tm <= 8
             && self.tn <= 8
-            && self.bk % 4 == 0
-            && self.bm % self.tm == 0
-            && self.bn % self.tn == 0
-            && (self.bm * self.bk / 4) % self.threads() == 0
-            && (self.bk * self.bn / 4) % self.threads() == 0
+            && self.bk.is_multiple_of(4)
+            && self.bm.is_multiple_of(self.tm)
+            && self.bn.is_multiple_of(self.tn)
+            && (self.bm * self.bk / 4).is_multiple_of(self.threads())
+            && (self.bk * self.bn / 4).is_multiple_of(self.threads())
             && (self.bm * self.bk / 4) / self.threads() <= 8
             && (self.bk * self.bn / 4) / self.threads() <= 8;
         if !ok {
