@@ -60,7 +60,7 @@ pub fn assert_close(actual: &Matrix, expected: &Matrix, tol: f64, what: &str) {
         "{what}: shape"
     );
     let err = wgsparse::reference::rel_error(actual.data(), expected.data());
-    if !(err <= tol) {
+    if err.is_nan() || err > tol {
         let (i, (a, e)) = actual
             .data()
             .iter()
