@@ -9,6 +9,7 @@ mod epilogue;
 mod formats;
 pub mod gemm;
 mod pipeline;
+pub mod spmm_bsr;
 mod timing;
 
 pub use buffer::{padded_stride, GpuBuffer, GpuMatrix};

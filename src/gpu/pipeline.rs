@@ -16,6 +16,8 @@ pub enum Kernel {
     Fill,
     /// `gemm.wgsl`: dense `Y = act(W X + bias)`.
     Gemm,
+    /// `spmm_bsr.wgsl`: block-sparse `Y = act(W_bsr X + bias)`.
+    SpmmBsr,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -26,6 +28,7 @@ impl Kernel {
         match self {
             Kernel::Fill => "fill",
             Kernel::Gemm => "gemm",
+            Kernel::SpmmBsr => "spmm_bsr",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -33,18 +36,21 @@ impl Kernel {
         match self {
             Kernel::Fill => include_str!("../../shaders/elementwise.wgsl"),
             Kernel::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Kernel::SpmmBsr => include_str!("../../shaders/spmm_bsr.wgsl"),
         }
     }
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::Fill => "fill",
             Kernel::Gemm => "gemm",
+            Kernel::SpmmBsr => "spmm_bsr",
         }
     }
     pub fn bindings(self) -> &'static [Binding] {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
             Kernel::Gemm => &[Binding::Uniform, RO, RO, RW, RO],
+            Kernel::SpmmBsr => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
         }
     }
 

@@ -1,0 +1,171 @@
+//! Block-sparse SpMM `Y = act(W_bsr X + bias)` (`shaders/spmm_bsr.wgsl`).
+
+use crate::error::{Error, Result};
+
+use super::gemm::check_product;
+use super::{Context, Dispatch, Epilogue, GpuBsr, GpuMatrix, Kernel, PipelineKey};
+
+/// The thread layout of the BSR kernel for one block shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BsrTile {
+    /// Threads along the columns.
+    pub wg_x: u32,
+    /// vec4 columns per thread (<= 4).
+    pub tn4: u32,
+    /// X rows staged per chunk (<= block columns).
+    pub kc: u32,
+}
+
+impl BsrTile {
+    /// A layout for `br x bc` blocks and an X of `x_stride4` vec4 columns: about
+    /// 128 threads (64 on CPU adapters), no more columns than X has, and the
+    /// staged X chunk within the workgroup memory budget.
+    pub fn choose(ctx: &Context, br: usize, bc: usize, x_stride4: usize) -> BsrTile {
+        let wg_y = br.div_ceil(4) as u32;
+        let (threads, tn4) = if ctx.is_cpu() {
+            (64u32, 2u32)
+        } else {
+            (128, 4)
+        };
+        let mut wg_x = (threads / wg_y).max(1).next_power_of_two();
+        let need = (x_stride4 as u32).div_ceil(tn4).next_power_of_two();
+        while wg_x > 1 && wg_x / 2 >= need {
+            wg_x /= 2;
+        }
+        let tn4 = tn4.min((x_stride4 as u32).div_ceil(wg_x)).max(1);
+        let budget = ctx
+            .limits()
+            .max_compute_workgroup_storage_size
+            .min(24 * 1024);
+        let ws_bytes = 16 * bc as u32 * wg_y;
+        let per_row = 16 * wg_x * tn4;
+        let kc = (budget.saturating_sub(ws_bytes) / per_row).clamp(1, bc as u32);
+        BsrTile { wg_x, tn4, kc }
+    }
+
+    fn constants(self, br: usize, bc: usize, ep: &Epilogue) -> Vec<(&'static str, u32)> {
+        let wg_y = br.div_ceil(4) as u32;
+        let mut c = vec![
+            ("BR", br as u32),
+            ("BC", bc as u32),
+            ("KC", self.kc),
+            ("WG_X", self.wg_x),
+            ("WG_Y", wg_y),
+            ("TN4", self.tn4),
+            ("WS_LEN", bc as u32 * wg_y),
+            ("XS_LEN", self.kc * self.wg_x * self.tn4),
+        ];
+        c.extend(ep.constants());
+        c
+    }
+
+    fn validate(self, ctx: &Context, br: usize, bc: usize) -> Result<()> {
+        let wg_y = br.div_ceil(4) as u32;
+        let l = ctx.limits();
+        let smem = 16 * (bc as u32 * wg_y + self.kc * self.wg_x * self.tn4);
+        let threads = self.wg_x * wg_y;
+        if self.tn4 == 0 || self.tn4 > 4 || self.kc == 0 || self.kc as usize > bc {
+            return Err(Error::Shape(format!(
+                "unsupported BSR tile {self:?} for {br}x{bc} blocks"
+            )));
+        }
+        if threads > l.max_compute_invocations_per_workgroup
+            || self.wg_x > l.max_compute_workgroup_size_x
+            || wg_y > l.max_compute_workgroup_size_y
+            || smem > l.max_compute_workgroup_storage_size
+        {
+            return Err(Error::Limit(format!(
+                "BSR tile {self:?} for {br}x{bc} blocks needs {threads} invocations and {smem} bytes of workgroup memory; \
+                 the device allows {} and {}",
+                l.max_compute_invocations_per_workgroup, l.max_compute_workgroup_storage_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    k: u32,
+    x_stride4: u32,
+    _pad: u32,
+}
+
+/// Prepares `y = act(w x + bias)` with an explicit tile.
+pub fn prepare_with(
+    ctx: &Context,
+    w: &GpuBsr,
+    x: &GpuMatrix,
+    y: &GpuMatrix,
+    ep: &Epilogue,
+    tile: BsrTile,
+) -> Result<Dispatch> {
+    check_product(w.rows, w.cols, x, y)?;
+    tile.validate(ctx, w.block_rows, w.block_cols)?;
+    let params = Params {
+        m: w.rows as u32,
+        k: w.cols as u32,
+        x_stride4: (x.stride() / 4) as u32,
+        _pad: 0,
+    };
+    let u = ctx.uniform(&params, "spmm_bsr params");
+    let bias = ep.bias_buffer(ctx, w.rows)?;
+    let grid_rows = w.rows.div_ceil(w.block_rows) as u32;
+    let groups = [
+        params.x_stride4.div_ceil(tile.wg_x * tile.tn4),
+        grid_rows.max(1),
+        1,
+    ];
+    let key = PipelineKey::new(
+        Kernel::SpmmBsr,
+        &tile.constants(w.block_rows, w.block_cols, ep),
+    );
+    let values = if w.nnz_blocks == 0 {
+        ctx.dummy_buffer()
+    } else {
+        w.values.raw().clone()
+    };
+    let col_idx = if w.nnz_blocks == 0 {
+        ctx.dummy_buffer()
+    } else {
+        w.col_idx.raw().clone()
+    };
+    if grid_rows == 0 {
+        return Err(Error::Shape("BSR matrix with no rows".into()));
+    }
+    ctx.prepare(
+        &key,
+        &[
+            &u,
+            w.row_ptr.raw(),
+            &col_idx,
+            &values,
+            w.row_order.raw(),
+            x.buf.raw(),
+            y.buf.raw(),
+            &bias,
+        ],
+        groups,
+    )
+}
+
+/// Prepares `y = act(w x + bias)` with the tile [`BsrTile::choose`] picks.
+pub fn prepare(
+    ctx: &Context,
+    w: &GpuBsr,
+    x: &GpuMatrix,
+    y: &GpuMatrix,
+    ep: &Epilogue,
+) -> Result<Dispatch> {
+    let tile = BsrTile::choose(ctx, w.block_rows, w.block_cols, x.stride() / 4);
+    prepare_with(ctx, w, x, y, ep, tile)
+}
+
+/// Computes `y = act(w x + bias)` (submitted; read `y` to wait for it).
+pub fn run(ctx: &Context, w: &GpuBsr, x: &GpuMatrix, y: &GpuMatrix, ep: &Epilogue) -> Result<()> {
+    let d = prepare(ctx, w, x, y, ep)?;
+    ctx.submit(&[&d]);
+    Ok(())
+}
