@@ -6,6 +6,8 @@
 //! - [`reference`]: CPU reference GEMM/SpMM.
 //! - [`gpu`]: the wgpu [`Context`](gpu::Context), pipeline cache and kernels.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod prune;

@@ -1,0 +1,377 @@
+//! The kernel benchmark behind `wgsparse bench`: dense GEMM against the sparse
+//! kernels over a grid of shapes and sparsities, medians of repeated GPU-timed
+//! runs, speedups measured against our own dense GEMM IN THE SAME RUN, and every
+//! kernel's output checked against a float64 reference on sampled elements.
+
+use std::fmt::Write as _;
+
+use crate::error::{Error, Result};
+use crate::gpu::{
+    gemm, spmm_bsr, AdapterSummary, Context, Epilogue, GpuBsr, GpuMatrix, TimingSource,
+};
+use crate::prune::{self, BlockNorm};
+use crate::sparse::{Bsr, Matrix};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// `(M, K, N)` of `Y[M, N] = W[M, K] X[K, N]`.
+    pub shapes: Vec<(usize, usize, usize)>,
+    /// Block sparsities for BSR.
+    pub sparsities: Vec<f64>,
+    /// Square block sizes for BSR.
+    pub blocks: Vec<usize>,
+    pub warmup: usize,
+    pub runs: usize,
+    pub seed: u64,
+}
+
+/// Pointwise-convolution shapes of EfficientNet-Lite0 at batch 1 (M = Cout,
+/// K = Cin, N = H*W) and its classifier.
+pub const LITE0_SHAPES: [(usize, usize, usize); 5] = [
+    (1280, 320, 49),
+    (96, 16, 12544),
+    (1000, 1280, 1),
+    (192, 32, 3136),
+    (480, 80, 196),
+];
+
+impl BenchConfig {
+    /// The default grid: square 1024/2048/4096 (only 512/1024 on CPU adapters,
+    /// where 4096^3 takes minutes per run) plus the Lite0 shapes.
+    pub fn default_for(ctx: &Context) -> Self {
+        let squares: &[usize] = if ctx.is_cpu() {
+            &[512, 1024]
+        } else {
+            &[1024, 2048, 4096]
+        };
+        let mut shapes: Vec<_> = squares.iter().map(|&s| (s, s, s)).collect();
+        shapes.extend(LITE0_SHAPES);
+        BenchConfig {
+            shapes,
+            sparsities: vec![0.5, 0.7, 0.9, 0.95],
+            blocks: vec![4, 8, 16, 32],
+            warmup: 5,
+            runs: 20,
+            seed: 1,
+        }
+    }
+}
+
+/// One measured kernel on one shape.
+#[derive(Clone, Debug)]
+pub struct BenchRow {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub kernel: String,
+    pub pattern: String,
+    pub sparsity: f64,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    /// `2 M K N / t`.
+    pub gflops_dense_equiv: f64,
+    /// `2 nnz(W) N / t`.
+    pub gflops_useful: f64,
+    /// Dense median / this median, same run.
+    pub speedup: f64,
+    /// Norm-wise relative error of sampled outputs against float64.
+    pub sample_rel_err: f64,
+}
+
+/// All rows of one run, with the adapter they ran on.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub adapter: AdapterSummary,
+    pub timing: TimingSource,
+    pub runs: usize,
+    pub rows: Vec<BenchRow>,
+}
+
+/// Outputs sampled for the float64 check.
+const SAMPLES: usize = 256;
+/// Norm-wise relative error allowed on sampled outputs (f32 accumulation over K).
+pub const SAMPLE_REL_TOL: f64 = 1e-4;
+
+fn lcg(s: &mut u64) -> u64 {
+    *s = s
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *s >> 33
+}
+
+/// Uniform values in [-1, 1).
+pub fn random_matrix(rows: usize, cols: usize, seed: u64) -> Result<Matrix> {
+    let mut s = seed ^ 0x5DEECE66D;
+    let data = (0..rows * cols)
+        .map(|_| (lcg(&mut s) as f64 / (1u64 << 31) as f64 - 1.0) as f32)
+        .collect();
+    Matrix::new(rows, cols, data)
+}
+
+/// Compares sampled outputs of `y` with float64 dot products of `w` (dense,
+/// masked) and `x`.
+fn check_samples(w: &Matrix, x: &Matrix, y: &Matrix, seed: u64) -> f64 {
+    let (m, n, k) = (w.rows(), x.cols(), w.cols());
+    let mut s = seed;
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for _ in 0..SAMPLES {
+        let i = lcg(&mut s) as usize % m;
+        let j = lcg(&mut s) as usize % n;
+        let want: f64 = (0..k)
+            .map(|p| w.get(i, p) as f64 * x.get(p, j) as f64)
+            .sum();
+        let got = y.get(i, j) as f64;
+        num += (got - want) * (got - want);
+        den += want * want;
+    }
+    if num.is_nan() {
+        return f64::INFINITY;
+    }
+    num.sqrt() / den.sqrt().max(1e-30)
+}
+
+fn row(
+    (m, k, n): (usize, usize, usize),
+    kernel: &str,
+    pattern: String,
+    sparsity: f64,
+    nnz: usize,
+    t: &crate::gpu::Timings,
+    dense_ms: f64,
+    err: f64,
+) -> BenchRow {
+    let med = t.median_ms();
+    BenchRow {
+        m,
+        k,
+        n,
+        kernel: kernel.to_string(),
+        pattern,
+        sparsity,
+        median_ms: med,
+        min_ms: t.min_ms(),
+        gflops_dense_equiv: 2.0 * (m * k * n) as f64 / (med * 1e6),
+        gflops_useful: 2.0 * (nnz * n) as f64 / (med * 1e6),
+        speedup: dense_ms / med,
+        sample_rel_err: err,
+    }
+}
+
+/// Runs the benchmark. `progress` gets one line per measurement.
+pub fn run(
+    ctx: &Context,
+    cfg: &BenchConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<BenchReport> {
+    let mut rows = Vec::new();
+    let mut timing = TimingSource::WallClock;
+    for (si, &(m, k, n)) in cfg.shapes.iter().enumerate() {
+        let seed = cfg.seed.wrapping_add(si as u64 * 1000);
+        let w = random_matrix(m, k, seed)?;
+        let x = random_matrix(k, n, seed + 1)?;
+        let gw = GpuMatrix::upload(ctx, &w, "bench w")?;
+        let gx = GpuMatrix::upload(ctx, &x, "bench x")?;
+        let gy = GpuMatrix::new(ctx, m, n, "bench y")?;
+        let ep = Epilogue::default();
+
+        let d = gemm::prepare(ctx, &gw, &gx, &gy, &ep)?;
+        let t = ctx.time_blocking(&[&d], cfg.warmup, cfg.runs)?;
+        timing = t.source;
+        let err = check_samples(&w, &x, &gy.download_blocking(ctx)?, seed + 2);
+        let dense_ms = t.median_ms();
+        let r = row(
+            (m, k, n),
+            "gemm",
+            "dense".into(),
+            0.0,
+            m * k,
+            &t,
+            dense_ms,
+            err,
+        );
+        progress(&format!(
+            "{m}x{k}x{n} dense: {:.4} ms, {:.0} GFLOP/s",
+            r.median_ms, r.gflops_dense_equiv
+        ));
+        check_err(&r)?;
+        rows.push(r);
+
+        for &b in &cfg.blocks {
+            for &s in &cfg.sparsities {
+                let p = prune::block(&w, b, b, s, BlockNorm::L2)?;
+                let bsr = Bsr::from_dense_masked(&w, &p.mask, b, b)?;
+                let masked = w.masked(&p.mask)?;
+                let gb = GpuBsr::upload(ctx, &bsr)?;
+                let d = spmm_bsr::prepare(ctx, &gb, &gx, &gy, &ep)?;
+                let t = ctx.time_blocking(&[&d], cfg.warmup, cfg.runs)?;
+                let err = check_samples(&masked, &x, &gy.download_blocking(ctx)?, seed + 3);
+                let nnz = bsr.nnz_blocks() * b * b;
+                let r = row(
+                    (m, k, n),
+                    "spmm_bsr",
+                    format!("block:{b}x{b}"),
+                    s,
+                    nnz,
+                    &t,
+                    dense_ms,
+                    err,
+                );
+                progress(&format!(
+                    "{m}x{k}x{n} block {b}x{b} {:.0}%: {:.4} ms, {:.2}x dense",
+                    100.0 * s,
+                    r.median_ms,
+                    r.speedup
+                ));
+                check_err(&r)?;
+                rows.push(r);
+            }
+        }
+    }
+    Ok(BenchReport {
+        adapter: ctx.summary().clone(),
+        timing,
+        runs: cfg.runs,
+        rows,
+    })
+}
+
+fn check_err(r: &BenchRow) -> Result<()> {
+    if r.sample_rel_err.is_nan() || r.sample_rel_err > SAMPLE_REL_TOL {
+        return Err(Error::Gpu(format!(
+            "{} {} {}x{}x{} at {}: sampled outputs differ from the float64 reference by {:e} (> {SAMPLE_REL_TOL:e})",
+            r.kernel, r.pattern, r.m, r.k, r.n, r.sparsity, r.sample_rel_err
+        )));
+    }
+    Ok(())
+}
+
+impl BenchReport {
+    /// The table printed by `wgsparse bench`.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let i = &self.adapter.info;
+        let _ = writeln!(
+            s,
+            "adapter: {} ({:?}, {:?}, driver {} {}); timing: {}, median of {} runs",
+            i.name, i.backend, i.device_type, i.driver, i.driver_info, self.timing, self.runs
+        );
+        let _ = writeln!(
+            s,
+            "{:>16} {:<9} {:<12} {:>6} {:>10} {:>12} {:>12} {:>8} {:>9}",
+            "M x K x N",
+            "kernel",
+            "pattern",
+            "sparse",
+            "ms",
+            "GFLOP/s eq",
+            "GFLOP/s use",
+            "speedup",
+            "rel.err"
+        );
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "{:>16} {:<9} {:<12} {:>5.0}% {:>10.4} {:>12.1} {:>12.1} {:>7.2}x {:>9.1e}",
+                format!("{}x{}x{}", r.m, r.k, r.n),
+                r.kernel,
+                r.pattern,
+                100.0 * r.sparsity,
+                r.median_ms,
+                r.gflops_dense_equiv,
+                r.gflops_useful,
+                r.speedup,
+                r.sample_rel_err
+            );
+        }
+        s
+    }
+
+    /// Every number, with the adapter, as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let i = &self.adapter.info;
+        serde_json::json!({
+            "adapter": {
+                "name": i.name, "backend": format!("{:?}", i.backend),
+                "device_type": format!("{:?}", i.device_type),
+                "driver": i.driver, "driver_info": i.driver_info,
+            },
+            "timing": self.timing.to_string(),
+            "runs": self.runs,
+            "rows": self.rows.iter().map(|r| serde_json::json!({
+                "m": r.m, "k": r.k, "n": r.n, "kernel": r.kernel, "pattern": r.pattern,
+                "sparsity": r.sparsity, "median_ms": r.median_ms, "min_ms": r.min_ms,
+                "gflops_dense_equiv": r.gflops_dense_equiv, "gflops_useful": r.gflops_useful,
+                "speedup_vs_dense": r.speedup, "sample_rel_err": r.sample_rel_err,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Draws speedup over dense against sparsity, one line per (shape, pattern).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn plot_svg(&self, path: &std::path::Path) -> Result<()> {
+        use plotters::prelude::*;
+        let gerr = |e: &dyn std::fmt::Display| Error::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let root = SVGBackend::new(path, (960, 640)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| gerr(&e))?;
+        let max_speed = self.rows.iter().map(|r| r.speedup).fold(1.0f64, f64::max) * 1.1;
+        let title = format!(
+            "speedup over dense GEMM, same run — {}",
+            self.adapter.info.name
+        );
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0f64..100.0, 0.0f64..max_speed)
+            .map_err(|e| gerr(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("sparsity (%)")
+            .y_desc("speedup (x)")
+            .draw()
+            .map_err(|e| gerr(&e))?;
+        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        for r in self.rows.iter().filter(|r| r.kernel != "gemm") {
+            let name = format!("{}x{}x{} {}", r.m, r.k, r.n, r.pattern);
+            match series.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, pts)) => pts.push((100.0 * r.sparsity, r.speedup)),
+                None => series.push((name, vec![(100.0 * r.sparsity, r.speedup)])),
+            }
+        }
+        for (i, (name, pts)) in series.into_iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(|e| gerr(&e))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| gerr(&e))?;
+        }
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, 1.0), (100.0, 1.0)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(|e| gerr(&e))?
+            .label("dense = 1x");
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 11))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| gerr(&e))?;
+        root.present().map_err(|e| gerr(&e))?;
+        Ok(())
+    }
+}
