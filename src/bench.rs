@@ -131,29 +131,62 @@ fn check_samples(w: &Matrix, x: &Matrix, y: &Matrix, seed: u64) -> f64 {
     num.sqrt() / den.sqrt().max(1e-30)
 }
 
-fn row(
-    (m, k, n): (usize, usize, usize),
-    kernel: &str,
+/// One kernel measurement on one shape.
+struct Case<'a> {
+    kernel: &'static str,
     pattern: String,
     sparsity: f64,
+    /// Stored non-zeros of W (for the useful FLOP rate).
     nnz: usize,
-    t: &crate::gpu::Timings,
-    dense_ms: f64,
-) -> BenchRow {
-    let med = t.median_ms();
-    BenchRow {
-        m,
-        k,
-        n,
-        kernel: kernel.to_string(),
-        pattern,
-        sparsity,
-        median_ms: med,
-        min_ms: t.min_ms(),
-        gflops_dense_equiv: 2.0 * (m * k * n) as f64 / (med * 1e6),
-        gflops_useful: 2.0 * (nnz * n) as f64 / (med * 1e6),
-        speedup: dense_ms / med,
-        sample_rel_err: f64::NAN,
+    /// W as dense with the pruned entries zeroed (for the float64 check).
+    masked: &'a Matrix,
+}
+
+/// What is fixed for one shape: X on both sides and Y on the GPU.
+struct ShapeBench<'a> {
+    ctx: &'a Context,
+    cfg: &'a BenchConfig,
+    x: &'a Matrix,
+    gy: &'a GpuMatrix,
+    seed: u64,
+}
+
+impl ShapeBench<'_> {
+    /// Times `d`, checks its output, and returns the row (speedup against `dense_ms`,
+    /// or 1 when this is the dense run itself).
+    fn measure(
+        &self,
+        case: Case,
+        d: &Dispatch,
+        dense_ms: Option<f64>,
+    ) -> Result<(BenchRow, TimingSource)> {
+        let t = self
+            .ctx
+            .time_blocking(&[d], self.cfg.warmup, self.cfg.runs)?;
+        let err = check_samples(
+            case.masked,
+            self.x,
+            &self.gy.download_blocking(self.ctx)?,
+            self.seed,
+        );
+        let (m, k, n) = (case.masked.rows(), case.masked.cols(), self.x.cols());
+        let med = t.median_ms();
+        let r = BenchRow {
+            m,
+            k,
+            n,
+            kernel: case.kernel.to_string(),
+            pattern: case.pattern,
+            sparsity: case.sparsity,
+            median_ms: med,
+            min_ms: t.min_ms(),
+            gflops_dense_equiv: 2.0 * (m * k * n) as f64 / (med * 1e6),
+            gflops_useful: 2.0 * (case.nnz * n) as f64 / (med * 1e6),
+            speedup: dense_ms.unwrap_or(med) / med,
+            sample_rel_err: err,
+        };
+        check_err(&r)?;
+        Ok((r, t.source))
     }
 }
 
@@ -173,27 +206,29 @@ pub fn run(
         let gx = GpuMatrix::upload(ctx, &x, "bench x")?;
         let gy = GpuMatrix::new(ctx, m, n, "bench y")?;
         let ep = Epilogue::default();
+        let sb = ShapeBench {
+            ctx,
+            cfg,
+            x: &x,
+            gy: &gy,
+            seed: seed + 2,
+        };
 
         let d = gemm::prepare(ctx, &gw, &gx, &gy, &ep)?;
-        let t = ctx.time_blocking(&[&d], cfg.warmup, cfg.runs)?;
-        timing = t.source;
-        let err = check_samples(&w, &x, &gy.download_blocking(ctx)?, seed + 2);
-        let dense_ms = t.median_ms();
-        let r = row(
-            (m, k, n),
-            "gemm",
-            "dense".into(),
-            0.0,
-            m * k,
-            &t,
-            dense_ms,
-            err,
-        );
+        let case = Case {
+            kernel: "gemm",
+            pattern: "dense".into(),
+            sparsity: 0.0,
+            nnz: m * k,
+            masked: &w,
+        };
+        let (r, source) = sb.measure(case, &d, None)?;
+        timing = source;
+        let dense_ms = r.median_ms;
         progress(&format!(
             "{m}x{k}x{n} dense: {:.4} ms, {:.0} GFLOP/s",
             r.median_ms, r.gflops_dense_equiv
         ));
-        check_err(&r)?;
         rows.push(r);
 
         for &b in &cfg.blocks {
@@ -203,26 +238,20 @@ pub fn run(
                 let masked = w.masked(&p.mask)?;
                 let gb = GpuBsr::upload(ctx, &bsr)?;
                 let d = spmm_bsr::prepare(ctx, &gb, &gx, &gy, &ep)?;
-                let t = ctx.time_blocking(&[&d], cfg.warmup, cfg.runs)?;
-                let err = check_samples(&masked, &x, &gy.download_blocking(ctx)?, seed + 3);
-                let nnz = bsr.nnz_blocks() * b * b;
-                let r = row(
-                    (m, k, n),
-                    "spmm_bsr",
-                    format!("block:{b}x{b}"),
-                    s,
-                    nnz,
-                    &t,
-                    dense_ms,
-                    err,
-                );
+                let case = Case {
+                    kernel: "spmm_bsr",
+                    pattern: format!("block:{b}x{b}"),
+                    sparsity: s,
+                    nnz: bsr.nnz_blocks() * b * b,
+                    masked: &masked,
+                };
+                let (r, _) = sb.measure(case, &d, Some(dense_ms))?;
                 progress(&format!(
                     "{m}x{k}x{n} block {b}x{b} {:.0}%: {:.4} ms, {:.2}x dense",
                     100.0 * s,
                     r.median_ms,
                     r.speedup
                 ));
-                check_err(&r)?;
                 rows.push(r);
             }
         }
