@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
 use crate::gpu::{
-    gemm, spmm_bsr, AdapterSummary, Context, Epilogue, GpuBsr, GpuMatrix, TimingSource,
+    gemm, spmm_bsr, AdapterSummary, Context, Dispatch, Epilogue, GpuBsr, GpuMatrix, TimingSource,
 };
 use crate::prune::{self, BlockNorm};
 use crate::sparse::{Bsr, Matrix};
