@@ -184,3 +184,73 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// gemm_skinny: the same product for narrow X (at most 4 vec4 columns, N <= 16,
+// e.g. the classifier at batch 1). A tiled kernel would leave most of the GPU
+// idle there, so each workgroup owns SK_ROWS rows of Y and all its columns, its
+// SK_THREADS threads split K (thread t takes vec4s t, t + SK_THREADS, ... of a
+// W row), and the partial sums are reduced in workgroup memory, one column at
+// a time.
+
+override SK_ROWS: u32 = 4u;     // <= 4
+override SK_THREADS: u32 = 64u; // power of two
+override RED_LEN: u32 = 256u;   // SK_THREADS * SK_ROWS
+
+var<workgroup> red: array<vec4<f32>, RED_LEN>;
+
+@compute @workgroup_size(SK_THREADS)
+fn gemm_skinny(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) t: u32) {
+    // The grid may be folded into 2-D; whole workgroups past M only guard.
+    let row0 = (wid.y * nwg.x + wid.x) * SK_ROWS;
+    let cols4 = p.x_stride4;
+    var acc: array<vec4<f32>, 16>; // acc[r * 4 + c]
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    for (var k4 = t; k4 < p.w_stride4; k4 += SK_THREADS) {
+        var wv: array<vec4<f32>, 4>;
+        for (var r = 0u; r < SK_ROWS; r++) {
+            var v = vec4<f32>(0.0);
+            if (row0 + r < p.m) {
+                v = w[(row0 + r) * p.w_stride4 + k4];
+            }
+            wv[r] = v;
+        }
+        for (var e = 0u; e < 4u; e++) {
+            let k = 4u * k4 + e;
+            if (k < p.k) {
+                for (var c = 0u; c < cols4; c++) {
+                    let xv = x[k * cols4 + c];
+                    for (var r = 0u; r < SK_ROWS; r++) {
+                        acc[r * 4u + c] = fma(vec4<f32>(wv[r][e]), xv, acc[r * 4u + c]);
+                    }
+                }
+            }
+        }
+    }
+    for (var c = 0u; c < cols4; c++) {
+        for (var r = 0u; r < SK_ROWS; r++) {
+            red[r * SK_THREADS + t] = acc[r * 4u + c];
+        }
+        workgroupBarrier();
+        for (var s = SK_THREADS / 2u; s > 0u; s /= 2u) {
+            if (t < s) {
+                for (var r = 0u; r < SK_ROWS; r++) {
+                    red[r * SK_THREADS + t] += red[r * SK_THREADS + t + s];
+                }
+            }
+            workgroupBarrier();
+        }
+        if (t < SK_ROWS && row0 + t < p.m) {
+            var bv = 0.0;
+            if (HAS_BIAS) {
+                bv = bias[row0 + t];
+            }
+            y[(row0 + t) * cols4 + c] = act(red[t * SK_THREADS] + vec4<f32>(bv));
+        }
+        workgroupBarrier();
+    }
+}

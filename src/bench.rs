@@ -6,9 +6,8 @@
 use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
-use crate::gpu::{
-    gemm, spmm_bsr, AdapterSummary, Context, Dispatch, Epilogue, GpuBsr, GpuMatrix, TimingSource,
-};
+use crate::gpu::gemm::GemmTile;
+use crate::gpu::{gemm, spmm_bsr, AdapterSummary, Context, Dispatch, Epilogue, GpuBsr, GpuMatrix, TimingSource};
 use crate::prune::{self, BlockNorm};
 use crate::sparse::{Bsr, Matrix};
 
@@ -24,6 +23,8 @@ pub struct BenchConfig {
     pub warmup: usize,
     pub runs: usize,
     pub seed: u64,
+    /// Also time every GEMM tile (tuning).
+    pub gemm_tiles: bool,
 }
 
 /// Pointwise-convolution shapes of EfficientNet-Lite0 at batch 1 (M = Cout,
@@ -54,6 +55,7 @@ impl BenchConfig {
             warmup: 5,
             runs: 20,
             seed: 1,
+            gemm_tiles: false,
         }
     }
 }
@@ -94,9 +96,7 @@ const SAMPLES: usize = 256;
 pub const SAMPLE_REL_TOL: f64 = 1e-4;
 
 fn lcg(s: &mut u64) -> u64 {
-    *s = s
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     *s >> 33
 }
 
@@ -118,9 +118,7 @@ fn check_samples(w: &Matrix, x: &Matrix, y: &Matrix, seed: u64) -> f64 {
     for _ in 0..SAMPLES {
         let i = lcg(&mut s) as usize % m;
         let j = lcg(&mut s) as usize % n;
-        let want: f64 = (0..k)
-            .map(|p| w.get(i, p) as f64 * x.get(p, j) as f64)
-            .sum();
+        let want: f64 = (0..k).map(|p| w.get(i, p) as f64 * x.get(p, j) as f64).sum();
         let got = y.get(i, j) as f64;
         num += (got - want) * (got - want);
         den += want * want;
@@ -154,21 +152,9 @@ struct ShapeBench<'a> {
 impl ShapeBench<'_> {
     /// Times `d`, checks its output, and returns the row (speedup against `dense_ms`,
     /// or 1 when this is the dense run itself).
-    fn measure(
-        &self,
-        case: Case,
-        d: &Dispatch,
-        dense_ms: Option<f64>,
-    ) -> Result<(BenchRow, TimingSource)> {
-        let t = self
-            .ctx
-            .time_blocking(&[d], self.cfg.warmup, self.cfg.runs)?;
-        let err = check_samples(
-            case.masked,
-            self.x,
-            &self.gy.download_blocking(self.ctx)?,
-            self.seed,
-        );
+    fn measure(&self, case: Case, d: &Dispatch, dense_ms: Option<f64>) -> Result<(BenchRow, TimingSource)> {
+        let t = self.ctx.time_blocking(&[d], self.cfg.warmup, self.cfg.runs)?;
+        let err = check_samples(case.masked, self.x, &self.gy.download_blocking(self.ctx)?, self.seed);
         let (m, k, n) = (case.masked.rows(), case.masked.cols(), self.x.cols());
         let med = t.median_ms();
         let r = BenchRow {
@@ -191,11 +177,7 @@ impl ShapeBench<'_> {
 }
 
 /// Runs the benchmark. `progress` gets one line per measurement.
-pub fn run(
-    ctx: &Context,
-    cfg: &BenchConfig,
-    mut progress: impl FnMut(&str),
-) -> Result<BenchReport> {
+pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
     let mut rows = Vec::new();
     let mut timing = TimingSource::WallClock;
     for (si, &(m, k, n)) in cfg.shapes.iter().enumerate() {
@@ -230,6 +212,26 @@ pub fn run(
             r.median_ms, r.gflops_dense_equiv
         ));
         rows.push(r);
+
+        if cfg.gemm_tiles {
+            for tile in GemmTile::ALL.into_iter().chain(GemmTile::EXPERIMENTAL) {
+                if tile.validate(ctx).is_err() {
+                    continue;
+                }
+                let d = gemm::prepare_with(ctx, &gw, &gx, &gy, &ep, tile)?;
+                let GemmTile { bm, bn, bk, tm, tn } = tile;
+                let case = Case {
+                    kernel: "gemm",
+                    pattern: format!("tile:{bm}x{bn}x{bk}/{tm}x{tn}"),
+                    sparsity: 0.0,
+                    nnz: m * k,
+                    masked: &w,
+                };
+                let (r, _) = sb.measure(case, &d, Some(dense_ms))?;
+                progress(&format!("{m}x{k}x{n} {}: {:.4} ms", r.pattern, r.median_ms));
+                rows.push(r);
+            }
+        }
 
         for &b in &cfg.blocks {
             for &s in &cfg.sparsities {
@@ -287,15 +289,7 @@ impl BenchReport {
         let _ = writeln!(
             s,
             "{:>16} {:<9} {:<12} {:>6} {:>10} {:>12} {:>12} {:>8} {:>9}",
-            "M x K x N",
-            "kernel",
-            "pattern",
-            "sparse",
-            "ms",
-            "GFLOP/s eq",
-            "GFLOP/s use",
-            "speedup",
-            "rel.err"
+            "M x K x N", "kernel", "pattern", "sparse", "ms", "GFLOP/s eq", "GFLOP/s use", "speedup", "rel.err"
         );
         for r in &self.rows {
             let _ = writeln!(
@@ -346,10 +340,7 @@ impl BenchReport {
         let root = SVGBackend::new(path, (960, 640)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| gerr(&e))?;
         let max_speed = self.rows.iter().map(|r| r.speedup).fold(1.0f64, f64::max) * 1.1;
-        let title = format!(
-            "speedup over dense GEMM, same run — {}",
-            self.adapter.info.name
-        );
+        let title = format!("speedup over dense GEMM, same run — {}", self.adapter.info.name);
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 20))
             .margin(12)
@@ -377,18 +368,13 @@ impl BenchReport {
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                 .map_err(|e| gerr(&e))?
                 .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
             chart
                 .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
                 .map_err(|e| gerr(&e))?;
         }
         chart
-            .draw_series(LineSeries::new(
-                vec![(0.0, 1.0), (100.0, 1.0)],
-                BLACK.stroke_width(1),
-            ))
+            .draw_series(LineSeries::new(vec![(0.0, 1.0), (100.0, 1.0)], BLACK.stroke_width(1)))
             .map_err(|e| gerr(&e))?
             .label("dense = 1x");
         chart

@@ -17,7 +17,9 @@ pub enum Error {
     InvalidBlock { rows: usize, cols: usize },
 
     /// A pattern string that does not parse.
-    #[error("unknown sparsity pattern '{0}': expected dense, unstructured, block:RxC (e.g. block:16x16) or N:M (e.g. 2:4)")]
+    #[error(
+        "unknown sparsity pattern '{0}': expected dense, unstructured, block:RxC (e.g. block:16x16) or N:M (e.g. 2:4)"
+    )]
     ParsePattern(String),
 
     /// Operands whose shapes do not fit together, or data whose length does not

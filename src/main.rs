@@ -3,11 +3,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "wgsparse",
-    version,
-    about = "Sparse neural-network kernels on wgpu/WebGPU"
-)]
+#[command(name = "wgsparse", version, about = "Sparse neural-network kernels on wgpu/WebGPU")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -39,6 +35,9 @@ struct BenchArgs {
     /// Untimed warm-up runs per kernel.
     #[arg(long, default_value_t = 5)]
     warmup: usize,
+    /// Also time every GEMM tile shape (tuning).
+    #[arg(long)]
+    gemm_tiles: bool,
     /// Write every number, with the adapter, to this JSON file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -63,8 +62,7 @@ fn info() -> wgsparse::Result<()> {
     let adapters = wgsparse::gpu::Context::enumerate();
     if adapters.is_empty() {
         return Err(wgsparse::Error::NoAdapter(
-            "wgpu found no adapter; on Debian without a GPU: apt-get install mesa-vulkan-drivers"
-                .into(),
+            "wgpu found no adapter; on Debian without a GPU: apt-get install mesa-vulkan-drivers".into(),
         ));
     }
     for (i, a) in adapters.iter().enumerate() {
@@ -101,16 +99,13 @@ fn bench(a: BenchArgs) -> wgsparse::Result<()> {
     let ctx = wgsparse::gpu::Context::new_blocking()?;
     let mut cfg = BenchConfig::default_for(&ctx);
     if !a.shapes.is_empty() {
-        cfg.shapes = a
-            .shapes
-            .iter()
-            .map(|s| parse_shape(s))
-            .collect::<Result<_, _>>()?;
+        cfg.shapes = a.shapes.iter().map(|s| parse_shape(s)).collect::<Result<_, _>>()?;
     }
     cfg.sparsities = a.sparsities;
     cfg.blocks = a.blocks;
     cfg.runs = a.runs;
     cfg.warmup = a.warmup;
+    cfg.gemm_tiles = a.gemm_tiles;
     eprintln!("benchmarking on {}", ctx.info().name);
     let report = bench::run(&ctx, &cfg, |line| eprintln!("  {line}"))?;
     print!("{}", report.table());

@@ -37,12 +37,7 @@ fn every_tile_matches_the_reference() {
             let d = gemm::prepare_with(&ctx, &gw, &gx, &y, &Epilogue::default(), tile).unwrap();
             ctx.submit(&[&d]);
             let got = y.download_blocking(&ctx).unwrap();
-            assert_close(
-                &got,
-                &want,
-                F32_REL_TOL,
-                &format!("gemm {m}x{k}x{n} tile {tile:?}"),
-            );
+            assert_close(&got, &want, F32_REL_TOL, &format!("gemm {m}x{k}x{n} tile {tile:?}"));
         }
     }
 }
@@ -98,4 +93,40 @@ fn mismatched_shapes_and_short_bias_are_errors() {
         gemm::run(&ctx, &w, &x, &y, &ep),
         Err(wgsparse::Error::Shape(_))
     ));
+}
+
+#[test]
+fn skinny_x_uses_the_split_k_kernel() {
+    let ctx = ctx();
+    for (s, &(m, k, n)) in [(1000, 1280, 1), (37, 53, 3), (5, 300, 16), (130, 1, 7), (1, 4097, 13)]
+        .iter()
+        .enumerate()
+    {
+        let w = random(m, k, 20 + s as u64);
+        let x = random(k, n, 40 + s as u64);
+        let (bias, gbias) = bias_buffer(&ctx, m, 7);
+        let want = epilogue(reference::gemm(&w, &x).unwrap(), Some(&bias), Activation::Relu6);
+        let (gw, gx) = (
+            GpuMatrix::upload(&ctx, &w, "w").unwrap(),
+            GpuMatrix::upload(&ctx, &x, "x").unwrap(),
+        );
+        let y = poisoned(&ctx, m, n);
+        let ep = Epilogue {
+            bias: Some(&gbias),
+            act: Activation::Relu6,
+        };
+        let d = gemm::prepare_skinny(&ctx, &gw, &gx, &y, &ep).unwrap();
+        ctx.submit(&[&d]);
+        assert_close(
+            &y.download_blocking(&ctx).unwrap(),
+            &want,
+            F32_REL_TOL,
+            &format!("skinny {m}x{k}x{n}"),
+        );
+    }
+    // Wider X is refused by the skinny kernel itself.
+    let gw = GpuMatrix::upload(&ctx, &random(4, 4, 1), "w").unwrap();
+    let gx = GpuMatrix::upload(&ctx, &random(4, 17, 1), "x").unwrap();
+    let y = GpuMatrix::new(&ctx, 4, 17, "y").unwrap();
+    assert!(gemm::prepare_skinny(&ctx, &gw, &gx, &y, &Epilogue::default()).is_err());
 }

@@ -31,12 +31,7 @@ fn every_block_size_and_sparsity() {
             for sparsity in [0.0, 0.5, 0.9, 0.99] {
                 let p = prune::block(&w, br, bc, sparsity, BlockNorm::L2).unwrap();
                 let b = Bsr::from_dense_masked(&w, &p.mask, br, bc).unwrap();
-                check(
-                    &ctx,
-                    &b,
-                    &x,
-                    &format!("{m}x{k}x{n} block {br}x{bc} at {sparsity}"),
-                );
+                check(&ctx, &b, &x, &format!("{m}x{k}x{n} block {br}x{bc} at {sparsity}"));
             }
         }
     }
@@ -61,20 +56,10 @@ fn empty_block_rows_and_unbalanced_rows() {
     let keep: Vec<bool> = w.data().iter().map(|v| *v != 0.0).collect();
     let mask = wgsparse::Mask::new(m, k, keep).unwrap();
     let b = Bsr::from_dense_masked(&w, &mask, 16, 16).unwrap();
-    assert_eq!(
-        b.row_ptr()[2] - b.row_ptr()[1],
-        0,
-        "block row 1 should be empty"
-    );
+    assert_eq!(b.row_ptr()[2] - b.row_ptr()[1], 0, "block row 1 should be empty");
     check(&ctx, &b, &random(k, n, 10), "unbalanced 16x16");
     // A matrix with no blocks at all writes zeros.
-    let empty = Bsr::from_dense_masked(
-        &w,
-        &wgsparse::Mask::new(m, k, vec![false; m * k]).unwrap(),
-        8,
-        8,
-    )
-    .unwrap();
+    let empty = Bsr::from_dense_masked(&w, &wgsparse::Mask::new(m, k, vec![false; m * k]).unwrap(), 8, 8).unwrap();
     check(&ctx, &empty, &random(k, n, 11), "no blocks");
 }
 
@@ -92,11 +77,7 @@ fn every_tile_and_the_epilogue() {
         let gw = GpuBsr::upload(&ctx, &b).unwrap();
         let plain = reference::spmm_bsr(&b, &x).unwrap();
         for tile in [
-            BsrTile {
-                wg_x: 8,
-                tn4: 1,
-                kc: 1,
-            },
+            BsrTile { wg_x: 8, tn4: 1, kc: 1 },
             BsrTile {
                 wg_x: 16,
                 tn4: 4,

@@ -31,19 +31,15 @@ fn every_shader_validates_for_webgpu_and_translates() {
     for path in shader_files() {
         let name = path.display().to_string();
         let src = std::fs::read_to_string(&path).unwrap();
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
+        let module =
+            naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
         let info = Validator::new(ValidationFlags::all(), webgpu_caps())
             .validate(&module)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
         // Overrides must be resolved before the backends run; use their defaults.
-        let (module, info) = naga::back::pipeline_constants::process_overrides(
-            &module,
-            &info,
-            None,
-            &Default::default(),
-        )
-        .unwrap_or_else(|e| panic!("{name}: overrides: {e}"));
+        let (module, info) =
+            naga::back::pipeline_constants::process_overrides(&module, &info, None, &Default::default())
+                .unwrap_or_else(|e| panic!("{name}: overrides: {e}"));
         for ep in &module.entry_points {
             let pipeline = spv::PipelineOptions {
                 shader_stage: ep.stage,
@@ -56,12 +52,8 @@ fn every_shader_validates_for_webgpu_and_translates() {
         msl::write_string(&module, &info, &msl::Options::default(), &pipeline)
             .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
         let mut out = String::new();
-        hlsl::Writer::new(
-            &mut out,
-            &hlsl::Options::default(),
-            &hlsl::PipelineOptions::default(),
-        )
-        .write(&module, &info, None)
-        .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
+        hlsl::Writer::new(&mut out, &hlsl::Options::default(), &hlsl::PipelineOptions::default())
+            .write(&module, &info, None)
+            .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
     }
 }

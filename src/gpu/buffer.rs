@@ -81,11 +81,9 @@ impl GpuBuffer {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("readback"),
-            });
+        let mut enc = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("readback"),
+        });
         enc.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, size);
         ctx.queue().submit([enc.finish()]);
         map_read(ctx, &staging).await?;
@@ -112,12 +110,7 @@ impl GpuBuffer {
 /// One-shot future completed by a `map_async` callback. Natively the device is
 /// polled to completion first; in the browser the callback fires from the event
 /// loop and wakes the awaiting task.
-type MapSlot = Arc<
-    Mutex<(
-        Option<std::result::Result<(), wgpu::BufferAsyncError>>,
-        Option<Waker>,
-    )>,
->;
+type MapSlot = Arc<Mutex<(Option<std::result::Result<(), wgpu::BufferAsyncError>>, Option<Waker>)>>;
 
 struct MapFuture {
     slot: MapSlot,
@@ -202,10 +195,7 @@ impl GpuMatrix {
             GpuBuffer::from_slice(ctx, m.data(), label)?
         } else {
             let mut padded = vec![0.0f32; m.rows() * stride];
-            for (dst, src) in padded
-                .chunks_exact_mut(stride)
-                .zip(m.data().chunks_exact(m.cols()))
-            {
+            for (dst, src) in padded.chunks_exact_mut(stride).zip(m.data().chunks_exact(m.cols())) {
                 dst[..m.cols()].copy_from_slice(src);
             }
             GpuBuffer::from_slice(ctx, &padded, label)?

@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
-use super::pipeline::PipelineKey;
+use super::pipeline::{PipelineKey, ShaderChecks};
 
 /// A kernel with its bindings and grid, ready to record into a compute pass.
 #[derive(Clone, Debug)]
@@ -75,16 +75,8 @@ impl std::fmt::Display for AdapterSummary {
         let yes = |b: bool| if b { "yes" } else { "no" };
         writeln!(f, "{} ({:?}, {:?})", i.name, i.backend, i.device_type)?;
         writeln!(f, "  driver                 {} {}", i.driver, i.driver_info)?;
-        writeln!(
-            f,
-            "  shader-f16             {}",
-            yes(self.features.shader_f16)
-        )?;
-        writeln!(
-            f,
-            "  subgroups              {}",
-            yes(self.features.subgroups)
-        )?;
+        writeln!(f, "  shader-f16             {}", yes(self.features.shader_f16))?;
+        writeln!(f, "  subgroups              {}", yes(self.features.subgroups))?;
         writeln!(
             f,
             "  timestamp-query        {}{}",
@@ -140,6 +132,7 @@ pub struct Context {
     pipelines: Mutex<HashMap<PipelineKey, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
     errors: Arc<Mutex<Vec<String>>>,
     dummy: wgpu::Buffer,
+    checks: ShaderChecks,
 }
 
 fn instance() -> wgpu::Instance {
@@ -223,6 +216,7 @@ impl Context {
         });
         Ok(Context {
             dummy,
+            checks: ShaderChecks::from_env(),
             adapter,
             device,
             queue,
@@ -275,10 +269,7 @@ impl Context {
     }
 
     /// The pipeline and bind-group layout for `key`, compiled once and cached.
-    pub fn pipeline(
-        &self,
-        key: &PipelineKey,
-    ) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+    pub fn pipeline(&self, key: &PipelineKey) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
         let mut cache = self
             .pipelines
             .lock()
@@ -309,6 +300,11 @@ impl Context {
         buf
     }
 
+    /// Which runtime checks the kernels are compiled with.
+    pub fn shader_checks(&self) -> ShaderChecks {
+        self.checks
+    }
+
     /// A one-word storage buffer to bind where a kernel's optional input is absent.
     pub(crate) fn dummy_buffer(&self) -> wgpu::Buffer {
         self.dummy.clone()
@@ -318,11 +314,7 @@ impl Context {
     /// groups` and both within `max_compute_workgroups_per_dimension`; kernels
     /// rebuild the flat index as `wid.y * num_workgroups.x + wid.x` and bound-check.
     pub(crate) fn fold_groups(&self, groups: u32) -> Result<[u32; 3]> {
-        let max = self
-            .summary
-            .limits
-            .max_compute_workgroups_per_dimension
-            .max(1);
+        let max = self.summary.limits.max_compute_workgroups_per_dimension.max(1);
         if groups <= max {
             return Ok([groups.max(1), 1, 1]);
         }
@@ -332,12 +324,7 @@ impl Context {
 
     /// Binds `resources` at 0, 1, 2, ... in order for `key` and returns a
     /// dispatch that can be recorded any number of times.
-    pub fn prepare(
-        &self,
-        key: &PipelineKey,
-        resources: &[&wgpu::Buffer],
-        groups: [u32; 3],
-    ) -> Result<Dispatch> {
+    pub fn prepare(&self, key: &PipelineKey, resources: &[&wgpu::Buffer], groups: [u32; 3]) -> Result<Dispatch> {
         let groups = self.check_dispatch(groups)?;
         let (pipeline, layout) = self.pipeline(key)?;
         let name = key.kernel.name();
@@ -383,9 +370,7 @@ impl Context {
     pub fn submit(&self, dispatches: &[&Dispatch]) {
         let mut enc = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("submit"),
-            });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("submit") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("submit"),

@@ -13,12 +13,7 @@ struct FillParams {
 }
 
 /// Records a fill of every 32-bit word of `buf` with `bits` into `enc`.
-pub fn encode_fill(
-    ctx: &Context,
-    enc: &mut wgpu::CommandEncoder,
-    buf: &GpuBuffer,
-    bits: u32,
-) -> Result<()> {
+pub fn encode_fill(ctx: &Context, enc: &mut wgpu::CommandEncoder, buf: &GpuBuffer, bits: u32) -> Result<()> {
     let len = (buf.bytes() / 4) as u32;
     let params = FillParams {
         len,
@@ -27,21 +22,14 @@ pub fn encode_fill(
     };
     let u = ctx.uniform(&params, "fill params");
     let groups = ctx.fold_groups(len.div_ceil(256))?;
-    ctx.encode(
-        enc,
-        &PipelineKey::new(Kernel::Fill, &[]),
-        &[&u, buf.raw()],
-        groups,
-    )
+    ctx.encode(enc, &PipelineKey::new(Kernel::Fill, &[]), &[&u, buf.raw()], groups)
 }
 
 /// Fills `buf` with the f32 `value` (e.g. NaN to poison an output).
 pub fn fill_f32(ctx: &Context, buf: &GpuBuffer, value: f32) -> Result<()> {
     let mut enc = ctx
         .device()
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("fill"),
-        });
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("fill") });
     encode_fill(ctx, &mut enc, buf, value.to_bits())?;
     ctx.queue().submit([enc.finish()]);
     Ok(())

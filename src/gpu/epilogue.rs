@@ -48,10 +48,7 @@ pub struct Epilogue<'a> {
 impl Epilogue<'_> {
     /// The override constants for this epilogue.
     pub fn constants(&self) -> [(&'static str, u32); 2] {
-        [
-            ("HAS_BIAS", self.bias.is_some() as u32),
-            ("ACT", self.act.code()),
-        ]
+        [("HAS_BIAS", self.bias.is_some() as u32), ("ACT", self.act.code())]
     }
     /// The buffer to bind as bias: the real one (length checked against `rows`)
     /// or a one-word dummy.

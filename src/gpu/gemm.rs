@@ -52,6 +52,38 @@ impl GemmTile {
 
     pub const ALL: [GemmTile; 4] = [Self::LARGE, Self::WIDE_M, Self::MEDIUM, Self::NARROW];
 
+    /// Further valid tiles, measured by `wgsparse bench --gemm-tiles`.
+    pub const EXPERIMENTAL: [GemmTile; 4] = [
+        GemmTile {
+            bm: 128,
+            bn: 128,
+            bk: 8,
+            tm: 8,
+            tn: 8,
+        },
+        GemmTile {
+            bm: 128,
+            bn: 128,
+            bk: 32,
+            tm: 8,
+            tn: 8,
+        },
+        GemmTile {
+            bm: 64,
+            bn: 128,
+            bk: 16,
+            tm: 4,
+            tn: 8,
+        },
+        GemmTile {
+            bm: 64,
+            bn: 64,
+            bk: 32,
+            tm: 4,
+            tn: 4,
+        },
+    ];
+
     fn threads(self) -> u32 {
         (self.bm / self.tm) * (self.bn / self.tn)
     }
@@ -91,9 +123,7 @@ impl GemmTile {
         }
         let l = ctx.limits();
         let smem = 4 * self.bk * (self.bm + self.bn);
-        if self.threads() > l.max_compute_invocations_per_workgroup
-            || smem > l.max_compute_workgroup_storage_size
-        {
+        if self.threads() > l.max_compute_invocations_per_workgroup || smem > l.max_compute_workgroup_storage_size {
             return Err(Error::Limit(format!(
                 "GEMM tile {self:?} needs {} invocations and {smem} bytes of workgroup memory; the device allows {} and {}",
                 self.threads(),
@@ -140,12 +170,7 @@ struct Params {
     x_stride4: u32,
 }
 
-pub(crate) fn check_product(
-    w_rows: usize,
-    w_cols: usize,
-    x: &GpuMatrix,
-    y: &GpuMatrix,
-) -> Result<()> {
+pub(crate) fn check_product(w_rows: usize, w_cols: usize, x: &GpuMatrix, y: &GpuMatrix) -> Result<()> {
     if w_cols != x.rows() || y.rows() != w_rows || y.cols() != x.cols() {
         return Err(Error::Shape(format!(
             "W {w_rows}x{w_cols} * X {}x{} does not fit Y {}x{}",
@@ -183,32 +208,53 @@ pub fn prepare_with(
         1,
     ];
     let key = PipelineKey::new(Kernel::Gemm, &tile.constants(ep));
-    ctx.prepare(
-        &key,
-        &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias],
-        groups,
-    )
+    ctx.prepare(&key, &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias], groups)
 }
 
-/// Prepares `y = act(w x + bias)` with the tile [`GemmTile::choose`] picks.
-pub fn prepare(
-    ctx: &Context,
-    w: &GpuMatrix,
-    x: &GpuMatrix,
-    y: &GpuMatrix,
-    ep: &Epilogue,
-) -> Result<Dispatch> {
+/// Rows per workgroup and threads of the skinny kernel.
+const SKINNY_ROWS: u32 = 4;
+const SKINNY_THREADS: u32 = 64;
+
+/// Prepares `y = act(w x + bias)` for an X of at most 16 columns with the
+/// skinny kernel (threads split K, reduction in workgroup memory).
+pub fn prepare_skinny(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix, ep: &Epilogue) -> Result<Dispatch> {
+    check_product(w.rows(), w.cols(), x, y)?;
+    if x.stride() > 16 {
+        return Err(Error::Shape(format!(
+            "the skinny GEMM takes at most 16 columns, X has {}",
+            x.cols()
+        )));
+    }
+    let params = Params {
+        m: w.rows() as u32,
+        k: w.cols() as u32,
+        w_stride4: (w.stride() / 4) as u32,
+        x_stride4: (x.stride() / 4) as u32,
+    };
+    let u = ctx.uniform(&params, "gemm_skinny params");
+    let bias = ep.bias_buffer(ctx, w.rows())?;
+    let mut c = vec![
+        ("SK_ROWS", SKINNY_ROWS),
+        ("SK_THREADS", SKINNY_THREADS),
+        ("RED_LEN", SKINNY_ROWS * SKINNY_THREADS),
+    ];
+    c.extend(ep.constants());
+    let groups = ctx.fold_groups((w.rows() as u32).div_ceil(SKINNY_ROWS))?;
+    let key = PipelineKey::new(Kernel::GemmSkinny, &c);
+    ctx.prepare(&key, &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias], groups)
+}
+
+/// Prepares `y = act(w x + bias)`: the skinny kernel for X of at most 16
+/// columns, otherwise the tile [`GemmTile::choose`] picks.
+pub fn prepare(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix, ep: &Epilogue) -> Result<Dispatch> {
+    if x.stride() <= 16 {
+        return prepare_skinny(ctx, w, x, y, ep);
+    }
     prepare_with(ctx, w, x, y, ep, GemmTile::choose(ctx, w.rows(), x.cols()))
 }
 
 /// Computes `y = act(w x + bias)` (submitted; read `y` to wait for it).
-pub fn run(
-    ctx: &Context,
-    w: &GpuMatrix,
-    x: &GpuMatrix,
-    y: &GpuMatrix,
-    ep: &Epilogue,
-) -> Result<()> {
+pub fn run(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix, ep: &Epilogue) -> Result<()> {
     let d = prepare(ctx, w, x, y, ep)?;
     ctx.submit(&[&d]);
     Ok(())

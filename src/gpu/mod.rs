@@ -16,5 +16,5 @@ pub use buffer::{padded_stride, GpuBuffer, GpuMatrix};
 pub use context::{AdapterSummary, Context, Dispatch, FeatureSet};
 pub use epilogue::{Activation, Epilogue};
 pub use formats::{longest_first, GpuBsr, GpuCsr, GpuNm};
-pub use pipeline::{Binding, Kernel, PipelineKey};
+pub use pipeline::{Binding, Kernel, PipelineKey, ShaderChecks};
 pub use timing::{TimingSource, Timings};

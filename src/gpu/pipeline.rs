@@ -1,5 +1,30 @@
 use super::Context;
 
+/// Which of wgpu's runtime shader checks are compiled in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShaderChecks {
+    /// wgpu's defaults: bounds checks and forced loop bounding (always in browsers).
+    All,
+    /// Bounds checks, no loop bounding.
+    Bounds,
+    /// Neither (native default).
+    None,
+}
+
+impl ShaderChecks {
+    /// The native default, or `WGSPARSE_SHADER_CHECKS=all|bounds|none`.
+    pub fn from_env() -> Self {
+        if cfg!(target_arch = "wasm32") {
+            return ShaderChecks::All;
+        }
+        match std::env::var("WGSPARSE_SHADER_CHECKS").as_deref() {
+            Ok("all") => ShaderChecks::All,
+            Ok("bounds") => ShaderChecks::Bounds,
+            _ => ShaderChecks::None,
+        }
+    }
+}
+
 /// How a kernel uses one binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Binding {
@@ -16,6 +41,8 @@ pub enum Kernel {
     Fill,
     /// `gemm.wgsl`: dense `Y = act(W X + bias)`.
     Gemm,
+    /// `gemm.wgsl`, entry `gemm_skinny`: the same for X with at most 16 columns.
+    GemmSkinny,
     /// `spmm_bsr.wgsl`: block-sparse `Y = act(W_bsr X + bias)`.
     SpmmBsr,
 }
@@ -28,6 +55,7 @@ impl Kernel {
         match self {
             Kernel::Fill => "fill",
             Kernel::Gemm => "gemm",
+            Kernel::GemmSkinny => "gemm_skinny",
             Kernel::SpmmBsr => "spmm_bsr",
         }
     }
@@ -35,7 +63,7 @@ impl Kernel {
     pub fn source(self) -> &'static str {
         match self {
             Kernel::Fill => include_str!("../../shaders/elementwise.wgsl"),
-            Kernel::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Kernel::Gemm | Kernel::GemmSkinny => include_str!("../../shaders/gemm.wgsl"),
             Kernel::SpmmBsr => include_str!("../../shaders/spmm_bsr.wgsl"),
         }
     }
@@ -43,13 +71,14 @@ impl Kernel {
         match self {
             Kernel::Fill => "fill",
             Kernel::Gemm => "gemm",
+            Kernel::GemmSkinny => "gemm_skinny",
             Kernel::SpmmBsr => "spmm_bsr",
         }
     }
     pub fn bindings(self) -> &'static [Binding] {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
-            Kernel::Gemm => &[Binding::Uniform, RO, RO, RW, RO],
+            Kernel::Gemm | Kernel::GemmSkinny => &[Binding::Uniform, RO, RO, RW, RO],
             Kernel::SpmmBsr => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
         }
     }
@@ -71,9 +100,7 @@ impl Kernel {
                 ty: wgpu::BindingType::Buffer {
                     ty: match b {
                         Binding::Uniform => wgpu::BufferBindingType::Uniform,
-                        Binding::Storage { read_only } => wgpu::BufferBindingType::Storage {
-                            read_only: *read_only,
-                        },
+                        Binding::Storage { read_only } => wgpu::BufferBindingType::Storage { read_only: *read_only },
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -90,10 +117,27 @@ impl Kernel {
             bind_group_layouts: &[Some(&bgl)],
             immediate_size: 0,
         });
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(self.source().into()),
-        });
+        };
+        let module = match ctx.shader_checks() {
+            ShaderChecks::All => device.create_shader_module(desc),
+            level => {
+                let checks = wgpu::ShaderRuntimeChecks {
+                    bounds_checks: level == ShaderChecks::Bounds,
+                    ..wgpu::ShaderRuntimeChecks::unchecked()
+                };
+                // SAFETY: every kernel guards its buffer accesses against the
+                // shapes in its uniform, and indexes workgroup and private arrays
+                // with loop counters bounded by its override constants; the GPU
+                // tests run the same modules on lavapipe against CPU references.
+                // Loops all terminate (bounded by uniforms), so loop bounding,
+                // which costs up to 100x on some drivers (gfx-rs/wgpu#7698), is
+                // not needed.
+                unsafe { device.create_shader_module_trusted(desc, checks) }
+            }
+        };
         let consts: Vec<(&str, f64)> = constants.iter().map(|(k, v)| (*k, *v as f64)).collect();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(name),

@@ -22,21 +22,14 @@ impl BsrTile {
     /// staged X chunk within the workgroup memory budget.
     pub fn choose(ctx: &Context, br: usize, bc: usize, x_stride4: usize) -> BsrTile {
         let wg_y = br.div_ceil(4) as u32;
-        let (threads, tn4) = if ctx.is_cpu() {
-            (64u32, 2u32)
-        } else {
-            (128, 4)
-        };
+        let (threads, tn4) = if ctx.is_cpu() { (64u32, 2u32) } else { (128, 4) };
         let mut wg_x = (threads / wg_y).max(1).next_power_of_two();
         let need = (x_stride4 as u32).div_ceil(tn4).next_power_of_two();
         while wg_x > 1 && wg_x / 2 >= need {
             wg_x /= 2;
         }
         let tn4 = tn4.min((x_stride4 as u32).div_ceil(wg_x)).max(1);
-        let budget = ctx
-            .limits()
-            .max_compute_workgroup_storage_size
-            .min(24 * 1024);
+        let budget = ctx.limits().max_compute_workgroup_storage_size.min(24 * 1024);
         let ws_bytes = 16 * bc as u32 * wg_y;
         let per_row = 16 * wg_x * tn4;
         let kc = (budget.saturating_sub(ws_bytes) / per_row).clamp(1, bc as u32);
@@ -113,15 +106,8 @@ pub fn prepare_with(
     let u = ctx.uniform(&params, "spmm_bsr params");
     let bias = ep.bias_buffer(ctx, w.rows)?;
     let grid_rows = w.rows.div_ceil(w.block_rows) as u32;
-    let groups = [
-        params.x_stride4.div_ceil(tile.wg_x * tile.tn4),
-        grid_rows.max(1),
-        1,
-    ];
-    let key = PipelineKey::new(
-        Kernel::SpmmBsr,
-        &tile.constants(w.block_rows, w.block_cols, ep),
-    );
+    let groups = [params.x_stride4.div_ceil(tile.wg_x * tile.tn4), grid_rows.max(1), 1];
+    let key = PipelineKey::new(Kernel::SpmmBsr, &tile.constants(w.block_rows, w.block_cols, ep));
     let values = if w.nnz_blocks == 0 {
         ctx.dummy_buffer()
     } else {
@@ -152,13 +138,7 @@ pub fn prepare_with(
 }
 
 /// Prepares `y = act(w x + bias)` with the tile [`BsrTile::choose`] picks.
-pub fn prepare(
-    ctx: &Context,
-    w: &GpuBsr,
-    x: &GpuMatrix,
-    y: &GpuMatrix,
-    ep: &Epilogue,
-) -> Result<Dispatch> {
+pub fn prepare(ctx: &Context, w: &GpuBsr, x: &GpuMatrix, y: &GpuMatrix, ep: &Epilogue) -> Result<Dispatch> {
     let tile = BsrTile::choose(ctx, w.block_rows, w.block_cols, x.stride() / 4);
     prepare_with(ctx, w, x, y, ep, tile)
 }

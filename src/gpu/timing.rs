@@ -42,10 +42,7 @@ impl Timings {
         }
     }
     pub fn min_ms(&self) -> f64 {
-        self.samples_ms
-            .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min)
+        self.samples_ms.iter().copied().fold(f64::INFINITY, f64::min)
     }
 }
 
@@ -56,22 +53,12 @@ impl Context {
     /// Runs `dispatches` (one compute pass) `warmup` times untimed, then `runs`
     /// times timed, each run in its own pass.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn time_blocking(
-        &self,
-        dispatches: &[&Dispatch],
-        warmup: usize,
-        runs: usize,
-    ) -> Result<Timings> {
+    pub fn time_blocking(&self, dispatches: &[&Dispatch], warmup: usize, runs: usize) -> Result<Timings> {
         pollster::block_on(self.time(dispatches, warmup, runs))
     }
 
     /// See [`Context::time_blocking`].
-    pub async fn time(
-        &self,
-        dispatches: &[&Dispatch],
-        warmup: usize,
-        runs: usize,
-    ) -> Result<Timings> {
+    pub async fn time(&self, dispatches: &[&Dispatch], warmup: usize, runs: usize) -> Result<Timings> {
         if runs == 0 || runs > MAX_RUNS {
             return Err(Error::Limit(format!(
                 "timed runs must be in 1..={MAX_RUNS}, got {runs}"
@@ -107,11 +94,9 @@ impl Context {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("timed runs"),
-            });
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("timed runs"),
+        });
         for r in 0..runs as u32 {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("timed run"),

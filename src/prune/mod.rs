@@ -179,13 +179,8 @@ pub fn global(ws: &[&Matrix], sparsity: f64) -> Result<Vec<Pruned>> {
     ws.iter()
         .enumerate()
         .map(|(t, w)| {
-            let mask = Mask::new(
-                w.rows(),
-                w.cols(),
-                keep[offsets[t]..offsets[t + 1]].to_vec(),
-            )?;
-            let report =
-                TensorReport::new(&format!("#{t}"), &mask, Pattern::Unstructured, sparsity);
+            let mask = Mask::new(w.rows(), w.cols(), keep[offsets[t]..offsets[t + 1]].to_vec())?;
+            let report = TensorReport::new(&format!("#{t}"), &mask, Pattern::Unstructured, sparsity);
             Ok(Pruned { mask, report })
         })
         .collect()
@@ -251,11 +246,7 @@ pub fn block(w: &Matrix, br: usize, bc: usize, sparsity: f64, norm: BlockNorm) -
     let (rows, cols) = (w.rows(), w.cols());
     let gc = cols.div_ceil(bc);
     let k = prune_count(sparsity, scores.len());
-    let mut keys: Vec<(u32, usize)> = scores
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| (magnitude_key(s), i))
-        .collect();
+    let mut keys: Vec<(u32, usize)> = scores.iter().enumerate().map(|(i, &s)| (magnitude_key(s), i)).collect();
     let mut keep_block = vec![true; scores.len()];
     if k > 0 {
         keys.select_nth_unstable_by(k - 1, |a, b| least_important_first(*a, *b));
@@ -338,15 +329,9 @@ mod tests {
         let w = m(2, 4, &[1.0, 1.0, 0.1, 0.1,
                           1.0, 1.0, 0.1, 0.1]);
         let p = block(&w, 2, 2, 0.5, BlockNorm::L2).unwrap();
-        assert_eq!(
-            p.mask.keep(),
-            &[true, true, false, false, true, true, false, false]
-        );
+        assert_eq!(p.mask.keep(), &[true, true, false, false, true, true, false, false]);
         let p = block(&w, 2, 2, 0.5, BlockNorm::L1).unwrap();
-        assert_eq!(
-            p.mask.keep(),
-            &[true, true, false, false, true, true, false, false]
-        );
+        assert_eq!(p.mask.keep(), &[true, true, false, false, true, true, false, false]);
     }
 
     #[test]
@@ -361,18 +346,12 @@ mod tests {
     #[test]
     fn bad_input_is_an_error() {
         let w = m(1, 2, &[1.0, f32::NAN]);
-        assert!(matches!(
-            unstructured(&w, 0.5),
-            Err(Error::NonFinite { index: 1, .. })
-        ));
+        assert!(matches!(unstructured(&w, 0.5), Err(Error::NonFinite { index: 1, .. })));
         let w = m(1, 2, &[1.0, f32::INFINITY]);
         assert!(nm(&w, 1, 2).is_err());
         let w = m(1, 2, &[1.0, 2.0]);
         for s in [-0.1, 1.0, 1.5, f64::NAN, f64::INFINITY] {
-            assert!(matches!(
-                unstructured(&w, s),
-                Err(Error::InvalidSparsity(_))
-            ));
+            assert!(matches!(unstructured(&w, s), Err(Error::InvalidSparsity(_))));
             assert!(block(&w, 1, 1, s, BlockNorm::L2).is_err());
         }
         assert!(nm(&w, 0, 4).is_err());

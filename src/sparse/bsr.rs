@@ -67,9 +67,7 @@ impl Bsr {
         for b in 0..gr {
             let (s, e) = (row_ptr[b] as usize, row_ptr[b + 1] as usize);
             if s > e {
-                return Err(Error::format(format!(
-                    "BSR row_ptr decreases at block row {b}"
-                )));
+                return Err(Error::format(format!("BSR row_ptr decreases at block row {b}")));
             }
             let idx = &col_idx[s..e];
             if let Some(&c) = idx.iter().find(|&&c| c as usize >= gc) {
@@ -111,12 +109,7 @@ impl Bsr {
 
     /// Stores the blocks of `w` that the mask keeps. The mask must be uniform over
     /// each block (all kept or all pruned), as block pruning produces.
-    pub fn from_dense_masked(
-        w: &Matrix,
-        mask: &Mask,
-        block_rows: usize,
-        block_cols: usize,
-    ) -> Result<Self> {
+    pub fn from_dense_masked(w: &Matrix, mask: &Mask, block_rows: usize, block_cols: usize) -> Result<Self> {
         Pattern::Block {
             rows: block_rows,
             cols: block_cols,
@@ -252,15 +245,7 @@ mod tests {
         assert_eq!((b.grid_rows(), b.grid_cols(), b.nnz_blocks()), (2, 3, 6));
         assert_eq!(b.to_dense(), w);
         // The arrays re-validate.
-        let again = Bsr::new(
-            3,
-            5,
-            2,
-            2,
-            b.row_ptr.clone(),
-            b.col_idx.clone(),
-            b.values.clone(),
-        );
+        let again = Bsr::new(3, 5, 2, 2, b.row_ptr.clone(), b.col_idx.clone(), b.values.clone());
         assert_eq!(again.unwrap(), b);
     }
 

@@ -17,13 +17,7 @@ pub struct Csr {
 
 impl Csr {
     /// Builds a CSR matrix from its arrays, checking every invariant.
-    pub fn new(
-        rows: usize,
-        cols: usize,
-        row_ptr: Vec<u32>,
-        col_idx: Vec<u32>,
-        values: Vec<f32>,
-    ) -> Result<Self> {
+    pub fn new(rows: usize, cols: usize, row_ptr: Vec<u32>, col_idx: Vec<u32>, values: Vec<f32>) -> Result<Self> {
         to_u32(cols, "CSR column count")?;
         if row_ptr.len() != rows + 1 {
             return Err(Error::format(format!(

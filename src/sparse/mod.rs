@@ -220,9 +220,7 @@ impl SparseMatrix {
         Ok(match pattern {
             Pattern::Dense => SparseMatrix::Dense(w.masked(mask)?),
             Pattern::Unstructured => SparseMatrix::Csr(Csr::from_dense_masked(w, mask)?),
-            Pattern::Block { rows, cols } => {
-                SparseMatrix::Bsr(Bsr::from_dense_masked(w, mask, rows, cols)?)
-            }
+            Pattern::Block { rows, cols } => SparseMatrix::Bsr(Bsr::from_dense_masked(w, mask, rows, cols)?),
             Pattern::NM { n, m } => SparseMatrix::Nm(NmMatrix::from_dense_masked(w, mask, n, m)?),
         })
     }

@@ -55,14 +55,7 @@ impl NmMatrix {
     }
 
     /// Builds an N:M matrix from its arrays, checking every invariant.
-    pub fn new(
-        rows: usize,
-        cols: usize,
-        n: usize,
-        m: usize,
-        values: Vec<f32>,
-        indices: Vec<u32>,
-    ) -> Result<Self> {
+    pub fn new(rows: usize, cols: usize, n: usize, m: usize, values: Vec<f32>, indices: Vec<u32>) -> Result<Self> {
         Pattern::NM { n, m }.validate()?;
         to_u32(cols, "N:M column count")?;
         let me = NmMatrix {
@@ -73,11 +66,7 @@ impl NmMatrix {
             values,
             indices,
         };
-        let slots = checked_mul(
-            checked_mul(rows, me.groups(), "N:M groups")?,
-            n,
-            "N:M slots",
-        )?;
+        let slots = checked_mul(checked_mul(rows, me.groups(), "N:M groups")?, n, "N:M slots")?;
         if me.values.len() != slots {
             return Err(Error::format(format!(
                 "N:M {n}:{m} {rows}x{cols} needs {slots} values, got {}",
@@ -170,11 +159,7 @@ impl NmMatrix {
                 chosen.sort_unstable();
                 for (s, &i) in chosen.iter().enumerate() {
                     let c = g * m + i;
-                    let v = if kept_pos.contains(&i) {
-                        w.get(r, c)
-                    } else {
-                        0.0
-                    };
+                    let v = if kept_pos.contains(&i) { w.get(r, c) } else { 0.0 };
                     me.values[(r * groups + g) * n + s] = v;
                     let j = g * n + s;
                     me.indices[r * wpr + j / per_word] |= (i as u32) << ((j % per_word) * bits);
@@ -276,25 +261,9 @@ mod tests {
         // Indices not increasing: slots 2, 1.
         assert!(NmMatrix::new(1, 4, 2, 4, vec![1.0, 1.0], vec![2 | (1 << 2)]).is_err());
         // Padding slot (column 5 of K = 5) with a value.
-        assert!(NmMatrix::new(
-            1,
-            5,
-            2,
-            4,
-            vec![1.0, 1.0, 1.0, 1.0],
-            vec![1 | (2 << 2) | (1 << 6)]
-        )
-        .is_err());
+        assert!(NmMatrix::new(1, 5, 2, 4, vec![1.0, 1.0, 1.0, 1.0], vec![1 | (2 << 2) | (1 << 6)]).is_err());
         // The same arrays with a zero in the padding slot are fine.
-        assert!(NmMatrix::new(
-            1,
-            5,
-            2,
-            4,
-            vec![1.0, 1.0, 1.0, 0.0],
-            vec![1 | (2 << 2) | (1 << 6)]
-        )
-        .is_ok());
+        assert!(NmMatrix::new(1, 5, 2, 4, vec![1.0, 1.0, 1.0, 0.0], vec![1 | (2 << 2) | (1 << 6)]).is_ok());
         assert!(NmMatrix::new(1, 4, 2, 4, vec![1.0], vec![0]).is_err());
         assert!(NmMatrix::new(1, 4, 5, 4, vec![], vec![]).is_err());
     }

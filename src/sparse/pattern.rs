@@ -73,10 +73,7 @@ impl FromStr for Pattern {
                 cols: num(c)?,
             }
         } else if let Some((n, m)) = t.split_once(':') {
-            Pattern::NM {
-                n: num(n)?,
-                m: num(m)?,
-            }
+            Pattern::NM { n: num(n)?, m: num(m)? }
         } else {
             return Err(bad());
         };
@@ -127,9 +124,6 @@ mod tests {
         ] {
             assert!(s.parse::<Pattern>().is_err(), "{s} parsed");
         }
-        assert!(matches!(
-            "3:2".parse::<Pattern>(),
-            Err(Error::InvalidNm { n: 3, m: 2 })
-        ));
+        assert!(matches!("3:2".parse::<Pattern>(), Err(Error::InvalidNm { n: 3, m: 2 })));
     }
 }
