@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
 use crate::gpu::gemm::GemmTile;
+use crate::gpu::spmm_bsr::BsrTile;
 use crate::gpu::{gemm, spmm_bsr, AdapterSummary, Context, Dispatch, Epilogue, GpuBsr, GpuMatrix, TimingSource};
 use crate::prune::{self, BlockNorm};
 use crate::sparse::{Bsr, Matrix};
@@ -25,6 +26,8 @@ pub struct BenchConfig {
     pub seed: u64,
     /// Also time every GEMM tile (tuning).
     pub gemm_tiles: bool,
+    /// Also time a grid of BSR tiles (tuning).
+    pub bsr_tiles: bool,
 }
 
 /// Pointwise-convolution shapes of EfficientNet-Lite0 at batch 1 (M = Cout,
@@ -56,6 +59,7 @@ impl BenchConfig {
             runs: 20,
             seed: 1,
             gemm_tiles: false,
+            bsr_tiles: false,
         }
     }
 }
@@ -248,6 +252,27 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
                     masked: &masked,
                 };
                 let (r, _) = sb.measure(case, &d, Some(dense_ms))?;
+                if cfg.bsr_tiles {
+                    for wg_x in [8, 16, 32] {
+                        for tn4 in [2, 4] {
+                            for kc in [4, 8, 16] {
+                                let tile = BsrTile { wg_x, tn4, kc: kc.min(b as u32) };
+                                let Ok(d) = spmm_bsr::prepare_with(ctx, &gb, &gx, &gy, &ep, tile) else {
+                                    continue;
+                                };
+                                let case = Case {
+                                    kernel: "spmm_bsr",
+                                    pattern: format!("block:{b}x{b} wg{wg_x} tn{tn4} kc{}", tile.kc),
+                                    sparsity: s,
+                                    nnz: bsr.nnz_blocks() * b * b,
+                                    masked: &masked,
+                                };
+                                let (t, _) = sb.measure(case, &d, Some(dense_ms))?;
+                                rows.push(t);
+                            }
+                        }
+                    }
+                }
                 progress(&format!(
                     "{m}x{k}x{n} block {b}x{b} {:.0}%: {:.4} ms, {:.2}x dense",
                     100.0 * s,

@@ -38,6 +38,9 @@ struct BenchArgs {
     /// Also time every GEMM tile shape (tuning).
     #[arg(long)]
     gemm_tiles: bool,
+    /// Also time a grid of BSR tile shapes (tuning).
+    #[arg(long)]
+    bsr_tiles: bool,
     /// Write every number, with the adapter, to this JSON file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -106,6 +109,7 @@ fn bench(a: BenchArgs) -> wgsparse::Result<()> {
     cfg.runs = a.runs;
     cfg.warmup = a.warmup;
     cfg.gemm_tiles = a.gemm_tiles;
+    cfg.bsr_tiles = a.bsr_tiles;
     eprintln!("benchmarking on {}", ctx.info().name);
     let report = bench::run(&ctx, &cfg, |line| eprintln!("  {line}"))?;
     print!("{}", report.table());

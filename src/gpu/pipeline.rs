@@ -5,22 +5,23 @@ use super::Context;
 pub enum ShaderChecks {
     /// wgpu's defaults: bounds checks and forced loop bounding (always in browsers).
     All,
-    /// Bounds checks, no loop bounding.
+    /// Bounds checks, no loop bounding (native default: on an H100 the bounds
+    /// checks cost nothing measurable, loop bounding cost 20x).
     Bounds,
-    /// Neither (native default).
+    /// Neither.
     None,
 }
 
 impl ShaderChecks {
-    /// The native default, or `WGSPARSE_SHADER_CHECKS=all|bounds|none`.
+    /// The native default (`Bounds`), or `WGSPARSE_SHADER_CHECKS=all|bounds|none`.
     pub fn from_env() -> Self {
         if cfg!(target_arch = "wasm32") {
             return ShaderChecks::All;
         }
         match std::env::var("WGSPARSE_SHADER_CHECKS").as_deref() {
             Ok("all") => ShaderChecks::All,
-            Ok("bounds") => ShaderChecks::Bounds,
-            _ => ShaderChecks::None,
+            Ok("none") => ShaderChecks::None,
+            _ => ShaderChecks::Bounds,
         }
     }
 }
