@@ -2,6 +2,8 @@
 //! GPU kernel is compared with. `Y[M, N] = W[M, K] * X[K, N]`, all row-major.
 
 use crate::error::{Error, Result};
+use crate::gpu::conv::ConvShape;
+use crate::gpu::Activation;
 use crate::sparse::{Bsr, Csr, Matrix, NmMatrix, SparseMatrix};
 
 fn check(w_rows: usize, w_cols: usize, x: &Matrix) -> Result<()> {
@@ -133,4 +135,76 @@ pub fn rel_error(actual: &[f32], expected: &[f32]) -> f64 {
         return f64::INFINITY;
     }
     num.sqrt() / den.sqrt().max(1e-30)
+}
+
+/// Dense convolution of channel-major `x` (`[cin, h*w]`), weight
+/// `[cout][cin][k][k]`, then bias and activation; returns `[cout, oh*ow]`.
+pub fn conv2d(x: &Matrix, s: &ConvShape, weight: &[f32], bias: &[f32], act: Activation) -> Result<Matrix> {
+    conv_any(x, s, weight, bias, act, false)
+}
+
+/// Depthwise convolution (`cin == cout`), weight `[c][k][k]`.
+pub fn depthwise(x: &Matrix, s: &ConvShape, weight: &[f32], bias: &[f32], act: Activation) -> Result<Matrix> {
+    if s.cin != s.cout {
+        return Err(Error::shape("depthwise needs cin == cout"));
+    }
+    conv_any(x, s, weight, bias, act, true)
+}
+
+fn conv_any(x: &Matrix, s: &ConvShape, weight: &[f32], bias: &[f32], act: Activation, dw: bool) -> Result<Matrix> {
+    let (oh, ow) = s.out_hw()?;
+    let taps_in = if dw { 1 } else { s.cin };
+    if x.rows() != s.cin
+        || x.cols() != s.h * s.w
+        || weight.len() != s.cout * taps_in * s.k * s.k
+        || bias.len() != s.cout
+    {
+        return Err(Error::shape(format!(
+            "convolution {s:?} got input {}x{}",
+            x.rows(),
+            x.cols()
+        )));
+    }
+    let mut out = vec![0.0f32; s.cout * oh * ow];
+    for co in 0..s.cout {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = 0.0f64;
+                for t in 0..taps_in {
+                    let ci = if dw { co } else { t };
+                    for ky in 0..s.k {
+                        let iy = (oy * s.stride + ky) as isize - s.pad_top as isize;
+                        if iy < 0 || iy >= s.h as isize {
+                            continue;
+                        }
+                        for kx in 0..s.k {
+                            let ix = (ox * s.stride + kx) as isize - s.pad_left as isize;
+                            if ix < 0 || ix >= s.w as isize {
+                                continue;
+                            }
+                            let wv = weight[((co * taps_in + t) * s.k + ky) * s.k + kx] as f64;
+                            acc += wv * x.get(ci, iy as usize * s.w + ix as usize) as f64;
+                        }
+                    }
+                }
+                out[co * oh * ow + oy * ow + ox] = act.apply((acc + bias[co] as f64) as f32);
+            }
+        }
+    }
+    Matrix::new(s.cout, oh * ow, out)
+}
+
+/// Global average pooling of `[c, h*w]` into `[c, 1]`.
+pub fn avgpool(x: &Matrix) -> Result<Matrix> {
+    let n = x.cols().max(1) as f64;
+    let data = (0..x.rows())
+        .map(|c| {
+            (x.data()[c * x.cols()..(c + 1) * x.cols()]
+                .iter()
+                .map(|&v| v as f64)
+                .sum::<f64>()
+                / n) as f32
+        })
+        .collect();
+    Matrix::new(x.rows(), 1, data)
 }

@@ -4,6 +4,7 @@
 
 mod buffer;
 mod context;
+pub mod conv;
 pub mod elementwise;
 mod epilogue;
 mod formats;

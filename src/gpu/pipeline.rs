@@ -46,6 +46,12 @@ pub enum Kernel {
     GemmSkinny,
     /// `spmm_bsr.wgsl`: block-sparse `Y = act(W_bsr X + bias)`.
     SpmmBsr,
+    /// `conv.wgsl`: dense convolution (the stem).
+    Conv2d,
+    /// `conv.wgsl`: depthwise convolution.
+    Depthwise,
+    /// `conv.wgsl`: global average pooling.
+    AvgPool,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -58,6 +64,9 @@ impl Kernel {
             Kernel::Gemm => "gemm",
             Kernel::GemmSkinny => "gemm_skinny",
             Kernel::SpmmBsr => "spmm_bsr",
+            Kernel::Conv2d => "conv2d",
+            Kernel::Depthwise => "depthwise",
+            Kernel::AvgPool => "avgpool",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -66,6 +75,7 @@ impl Kernel {
             Kernel::Fill => include_str!("../../shaders/elementwise.wgsl"),
             Kernel::Gemm | Kernel::GemmSkinny => include_str!("../../shaders/gemm.wgsl"),
             Kernel::SpmmBsr => include_str!("../../shaders/spmm_bsr.wgsl"),
+            Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => include_str!("../../shaders/conv.wgsl"),
         }
     }
     pub fn entry_point(self) -> &'static str {
@@ -74,6 +84,9 @@ impl Kernel {
             Kernel::Gemm => "gemm",
             Kernel::GemmSkinny => "gemm_skinny",
             Kernel::SpmmBsr => "spmm_bsr",
+            Kernel::Conv2d => "conv2d",
+            Kernel::Depthwise => "depthwise",
+            Kernel::AvgPool => "avgpool",
         }
     }
     pub fn bindings(self) -> &'static [Binding] {
@@ -81,6 +94,7 @@ impl Kernel {
             Kernel::Fill => &[Binding::Uniform, RW],
             Kernel::Gemm | Kernel::GemmSkinny => &[Binding::Uniform, RO, RO, RW, RO],
             Kernel::SpmmBsr => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
+            Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => &[Binding::Uniform, RO, RO, RO, RW],
         }
     }
 

@@ -1,0 +1,97 @@
+//! Stem/depthwise convolutions and average pooling on the GPU against the CPU
+//! reference: odd sizes, strides 1 and 2, symmetric and TF-"same" padding.
+
+mod common;
+
+use common::*;
+use wgsparse::gpu::conv::{self, ConvShape};
+use wgsparse::gpu::{Activation, GpuBuffer, GpuMatrix};
+use wgsparse::reference;
+
+fn shapes() -> Vec<ConvShape> {
+    let mut v = vec![
+        ConvShape::same(3, 32, 29, 31, 3, 2),
+        ConvShape::same(7, 7, 15, 13, 5, 2),
+        ConvShape::same(5, 5, 9, 9, 3, 1),
+        ConvShape::same(6, 6, 14, 14, 5, 1),
+    ];
+    let mut sym = ConvShape::same(4, 4, 17, 10, 3, 2);
+    (sym.pad_top, sym.pad_left, sym.pad_bottom, sym.pad_right) = (1, 1, 1, 1);
+    v.push(sym);
+    v
+}
+
+#[test]
+fn conv2d_and_depthwise_match_the_reference() {
+    let ctx = ctx();
+    for (i, s) in shapes().into_iter().enumerate() {
+        let (oh, ow) = s.out_hw().unwrap();
+        let x = random(s.cin, s.h * s.w, i as u64);
+        let gx = GpuMatrix::upload(&ctx, &x, "x").unwrap();
+        let bias = random(1, s.cout, 100 + i as u64).into_data();
+        let gb = GpuBuffer::from_slice(&ctx, &bias, "b").unwrap();
+        for act in [Activation::None, Activation::Relu6] {
+            let w = random(1, s.cout * s.cin * s.k * s.k, 200 + i as u64).into_data();
+            let gw = GpuBuffer::from_slice(&ctx, &w, "w").unwrap();
+            let y = poisoned(&ctx, s.cout, oh * ow);
+            let d = conv::prepare_conv2d(&ctx, &s, &gx, &gw, &gb, &y, act).unwrap();
+            ctx.submit(&[&d]);
+            let want = reference::conv2d(&x, &s, &w, &bias, act).unwrap();
+            assert_close(
+                &y.download_blocking(&ctx).unwrap(),
+                &want,
+                F32_REL_TOL,
+                &format!("conv2d {s:?}"),
+            );
+            if s.cin == s.cout {
+                let w = random(1, s.cout * s.k * s.k, 300 + i as u64).into_data();
+                let gw = GpuBuffer::from_slice(&ctx, &w, "w").unwrap();
+                let y = poisoned(&ctx, s.cout, oh * ow);
+                let d = conv::prepare_depthwise(&ctx, &s, &gx, &gw, &gb, &y, act).unwrap();
+                ctx.submit(&[&d]);
+                let want = reference::depthwise(&x, &s, &w, &bias, act).unwrap();
+                assert_close(
+                    &y.download_blocking(&ctx).unwrap(),
+                    &want,
+                    F32_REL_TOL,
+                    &format!("depthwise {s:?}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn avgpool_matches_the_reference() {
+    let ctx = ctx();
+    for (c, h, w) in [(1280, 7, 7), (3, 1, 1), (5, 23, 19)] {
+        let x = random(c, h * w, c as u64);
+        let gx = GpuMatrix::upload(&ctx, &x, "x").unwrap();
+        let y = poisoned(&ctx, c, 1);
+        let d = conv::prepare_avgpool(&ctx, &gx, h, w, &y).unwrap();
+        ctx.submit(&[&d]);
+        let want = reference::avgpool(&x).unwrap();
+        assert_close(
+            &y.download_blocking(&ctx).unwrap(),
+            &want,
+            F32_REL_TOL,
+            &format!("avgpool {c}x{h}x{w}"),
+        );
+    }
+}
+
+#[test]
+fn wrong_shapes_are_errors() {
+    let ctx = ctx();
+    let s = ConvShape::same(3, 8, 10, 10, 3, 2);
+    let gx = GpuMatrix::upload(&ctx, &random(3, 99, 1), "x").unwrap();
+    let gw = GpuBuffer::from_slice(&ctx, &random(1, 8 * 27, 2).into_data(), "w").unwrap();
+    let gb = GpuBuffer::from_slice(&ctx, &[0.0f32; 8], "b").unwrap();
+    let y = GpuMatrix::new(&ctx, 8, 25, "y").unwrap();
+    assert!(conv::prepare_conv2d(&ctx, &s, &gx, &gw, &gb, &y, Activation::None).is_err());
+    let gx = GpuMatrix::upload(&ctx, &random(3, 100, 1), "x").unwrap();
+    let short = GpuBuffer::from_slice(&ctx, &[0.0f32; 4], "w").unwrap();
+    assert!(conv::prepare_conv2d(&ctx, &s, &gx, &short, &gb, &y, Activation::None).is_err());
+    assert!(conv::prepare_conv2d(&ctx, &s, &gx, &gw, &gb, &y, Activation::None).is_ok());
+    assert!(conv::prepare_depthwise(&ctx, &s, &gx, &gw, &gb, &y, Activation::None).is_err());
+}
