@@ -108,3 +108,18 @@ fn every_tile_and_the_epilogue() {
         }
     }
 }
+
+#[test]
+fn a_grid_over_the_dispatch_limit_is_a_clear_error() {
+    let ctx = ctx();
+    // 65536 block rows of 1x1 blocks: one more than a dispatch dimension allows.
+    let rows = ctx.limits().max_compute_workgroups_per_dimension as usize + 1;
+    let b = Bsr::new(rows, 1, 1, 1, vec![0; rows + 1], vec![], vec![]).unwrap();
+    let gb = GpuBsr::upload(&ctx, &b).unwrap();
+    let gx = GpuMatrix::upload(&ctx, &Matrix::zeros(1, 1).unwrap(), "x").unwrap();
+    let y = GpuMatrix::new(&ctx, rows, 1, "y").unwrap();
+    match spmm_bsr::prepare(&ctx, &gb, &gx, &y, &Default::default()) {
+        Err(wgsparse::Error::Limit(msg)) => assert!(msg.contains("max_compute_workgroups_per_dimension"), "{msg}"),
+        other => panic!("expected a limit error, got {other:?}"),
+    }
+}
