@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check: format, lints, unit/property/GPU tests (on lavapipe when
 # there is no GPU), and compile checks for DX12 (Windows), Metal (macOS) and the
-# browser (wasm32). GPU tests fail, never skip, when no adapter exists.
+# browser (wasm32), the wasm package and the browser tests. GPU tests fail,
+# never skip, when no adapter exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -22,3 +23,8 @@ cargo check --lib --target aarch64-apple-darwin
 cargo check --lib --target wasm32-unknown-unknown
 echo "== tests"
 cargo test --release
+
+echo "== wasm package and browser tests (headless Chromium, WebGPU on SwiftShader)"
+bash scripts/build-wasm.sh
+npm install --no-audit --no-fund --silent
+node --test tests/web/

@@ -10,9 +10,12 @@
 pub mod bench;
 pub mod error;
 pub mod gpu;
+pub mod ops;
 pub mod prune;
 pub mod reference;
 pub mod sparse;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use error::{Error, Result};
 pub use sparse::{Bsr, Csr, Mask, Matrix, NmMatrix, Pattern, SparseMatrix};

@@ -1,0 +1,149 @@
+//! The wasm-bindgen adapter: converts JS values to Rust types and back, holds no
+//! logic of its own. Every fallible call rejects with an `Error` whose message
+//! says what went wrong.
+
+use std::rc::Rc;
+
+use js_sys::{Float32Array, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::gpu::Context;
+use crate::ops::SparseOperator;
+use crate::sparse::{Matrix, Pattern};
+
+fn js_err(e: crate::Error) -> JsValue {
+    JsError::new(&e.to_string()).into()
+}
+
+fn set(obj: &Object, key: &str, v: impl Into<JsValue>) {
+    // Setting a property on a plain new Object cannot fail.
+    let _ = Reflect::set(obj, &JsValue::from_str(key), &v.into());
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// The GPU runtime: one WebGPU device.
+#[wasm_bindgen]
+pub struct Runtime {
+    ctx: Rc<Context>,
+}
+
+#[wasm_bindgen]
+impl Runtime {
+    /// Requests a WebGPU adapter and device. Rejects when the browser has no WebGPU.
+    pub async fn create() -> Result<Runtime, JsValue> {
+        let ctx = Context::new().await.map_err(js_err)?;
+        Ok(Runtime { ctx: Rc::new(ctx) })
+    }
+
+    /// `{ name, backend, deviceType, driver, shaderF16, timestampQuery, maxStorageBindingSize }`.
+    #[wasm_bindgen(getter, js_name = adapterInfo)]
+    pub fn adapter_info(&self) -> Object {
+        let s = self.ctx.summary();
+        let o = Object::new();
+        set(&o, "name", s.info.name.as_str());
+        set(&o, "backend", format!("{:?}", s.info.backend));
+        set(&o, "deviceType", format!("{:?}", s.info.device_type));
+        set(&o, "driver", format!("{} {}", s.info.driver, s.info.driver_info));
+        set(&o, "shaderF16", s.features.shader_f16);
+        set(&o, "timestampQuery", s.features.timestamp_query);
+        set(
+            &o,
+            "maxStorageBindingSize",
+            s.limits.max_storage_buffer_binding_size as f64,
+        );
+        o
+    }
+
+    /// Prunes a row-major `rows x cols` matrix to `options.pattern`
+    /// (`"dense"`, `"unstructured"`, `"block:16x16"`, `"2:4"`, ...) at
+    /// `options.sparsity` and uploads it in that pattern's format.
+    #[wasm_bindgen(js_name = sparseMatrix)]
+    pub fn sparse_matrix(
+        &self,
+        data: Vec<f32>,
+        rows: usize,
+        cols: usize,
+        options: JsValue,
+    ) -> Result<SparseMatrix, JsValue> {
+        let get = |k: &str| Reflect::get(&options, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+        let pattern: Pattern = match get("pattern").as_string() {
+            Some(p) => p.parse().map_err(js_err)?,
+            None => Pattern::Dense,
+        };
+        let sparsity = match get("sparsity") {
+            v if v.is_undefined() => 0.0,
+            v => v
+                .as_f64()
+                .ok_or_else(|| JsError::new("options.sparsity must be a number"))?,
+        };
+        let w = Matrix::new(rows, cols, data).map_err(js_err)?;
+        let op = SparseOperator::new(&self.ctx, &w, pattern, sparsity).map_err(js_err)?;
+        Ok(SparseMatrix {
+            op: Rc::new(op),
+            ctx: self.ctx.clone(),
+        })
+    }
+}
+
+/// A pruned matrix resident on the GPU.
+#[wasm_bindgen]
+pub struct SparseMatrix {
+    op: Rc<SparseOperator>,
+    ctx: Rc<Context>,
+}
+
+#[wasm_bindgen]
+impl SparseMatrix {
+    #[wasm_bindgen(getter)]
+    pub fn rows(&self) -> usize {
+        self.op.rows()
+    }
+    #[wasm_bindgen(getter)]
+    pub fn cols(&self) -> usize {
+        self.op.cols()
+    }
+    /// Bytes of the compressed format.
+    #[wasm_bindgen(getter)]
+    pub fn bytes(&self) -> usize {
+        self.op.bytes
+    }
+    /// Bytes of the same matrix stored dense.
+    #[wasm_bindgen(getter, js_name = denseBytes)]
+    pub fn dense_bytes(&self) -> usize {
+        self.op.dense_bytes
+    }
+    #[wasm_bindgen(getter)]
+    pub fn pattern(&self) -> String {
+        self.op.report.pattern.to_string()
+    }
+    /// The achieved sparsity (fraction of pruned weights).
+    #[wasm_bindgen(getter)]
+    pub fn sparsity(&self) -> f64 {
+        self.op.report.achieved
+    }
+
+    /// The pruned matrix, row-major, read back from its GPU format.
+    #[wasm_bindgen(js_name = toDense)]
+    pub fn to_dense(&self) -> Promise {
+        let (op, ctx) = (self.op.clone(), self.ctx.clone());
+        future_to_promise(async move {
+            let d = op.to_dense(&ctx).await.map_err(js_err)?;
+            Ok(Float32Array::from(d.data()).into())
+        })
+    }
+
+    /// `W X` for a row-major `cols x n` X; resolves to a `rows x n` Float32Array.
+    pub fn matmul(&self, x: Vec<f32>, n: usize) -> Promise {
+        let (op, ctx) = (self.op.clone(), self.ctx.clone());
+        future_to_promise(async move {
+            let x = Matrix::new(op.cols(), n, x).map_err(js_err)?;
+            let y = op.matmul(&ctx, &x).await.map_err(js_err)?;
+            Ok(Float32Array::from(y.data()).into())
+        })
+    }
+}

@@ -1,0 +1,12 @@
+// Real headless Chromium with WebGPU on SwiftShader (CPU), driven by
+// playwright-core with the system browser; never downloads a browser.
+import { chromium } from "playwright-core";
+
+export const FLAGS = [
+  "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-webgpu-adapter=swiftshader",
+  "--headless=new", "--no-sandbox", "--disable-background-networking",
+];
+
+export async function launch() {
+  return chromium.launch({ executablePath: "/usr/bin/chromium", args: FLAGS, headless: true });
+}
