@@ -14,9 +14,12 @@ pub enum Binding {
 pub enum Kernel {
     /// `elementwise.wgsl`: fill a buffer with one value (poisoning, zeroing).
     Fill,
+    /// `spmm_nm.wgsl`: N:M SpMM, X staged per K chunk, register-tiled (large N).
+    SpmmNmTiled,
+    /// `spmm_nm.wgsl`: N:M SpMM, threads of a row split its slots (small N).
+    SpmmNmRows,
 }
 
-#[allow(dead_code)] // read-only inputs of the product kernels
 const RO: Binding = Binding::Storage { read_only: true };
 const RW: Binding = Binding::Storage { read_only: false };
 
@@ -24,22 +27,27 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Fill => "fill",
+            Kernel::SpmmNmTiled => "spmm_nm_tiled",
+            Kernel::SpmmNmRows => "spmm_nm_rows",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
     pub fn source(self) -> &'static str {
         match self {
             Kernel::Fill => include_str!("../../shaders/elementwise.wgsl"),
+            Kernel::SpmmNmTiled | Kernel::SpmmNmRows => {
+                include_str!("../../shaders/spmm_nm.wgsl")
+            }
         }
     }
     pub fn entry_point(self) -> &'static str {
-        match self {
-            Kernel::Fill => "fill",
-        }
+        self.name()
     }
     pub fn bindings(self) -> &'static [Binding] {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
+            // params, values, indices, x, y, bias
+            Kernel::SpmmNmTiled | Kernel::SpmmNmRows => &[Binding::Uniform, RO, RO, RO, RW, RO],
         }
     }
 

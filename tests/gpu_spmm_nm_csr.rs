@@ -1,0 +1,252 @@
+//! N:M and CSR SpMM on the GPU against the CPU references, on shapes that are
+//! not multiples of any tile, every kernel variant, with and without the fused
+//! epilogue. Outputs are poisoned with NaN before every run. These tests FAIL
+//! (never skip) when no adapter exists: CI installs lavapipe.
+
+use wgsparse::gpu::{
+    elementwise, spmm_nm, Activation, Context, Epilogue, GpuBuffer, GpuMatrix, GpuNm,
+};
+use wgsparse::prune::prune;
+use wgsparse::reference::{rel_error, spmm_nm as ref_nm};
+use wgsparse::{Error, Matrix, NmMatrix, Pattern, SparseMatrix};
+
+/// Norm-wise relative error allowed between f32 GPU results and the f64 reference.
+const F32_REL_TOL: f64 = 1e-5;
+
+fn ctx() -> Context {
+    match Context::new_blocking() {
+        Ok(c) => c,
+        Err(e) => panic!("GPU tests need an adapter (CI installs mesa-vulkan-drivers): {e}"),
+    }
+}
+
+/// Small deterministic generator (xorshift64*), values uniform in [-1, 1).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn matrix(&mut self, rows: usize, cols: usize) -> Matrix {
+        Matrix::new(rows, cols, (0..rows * cols).map(|_| self.f32()).collect()).unwrap()
+    }
+}
+
+const ACTS: [Activation; 3] = [Activation::None, Activation::Relu, Activation::Relu6];
+
+/// `act(y + bias[row])` on the CPU.
+fn cpu_epilogue(y: &Matrix, bias: Option<&[f32]>, act: Activation) -> Matrix {
+    let mut out = y.clone();
+    let cols = y.cols();
+    for (i, v) in out.data_mut().iter_mut().enumerate() {
+        let b = bias.map_or(0.0, |b| b[i / cols.max(1)]);
+        *v = act.apply(*v + b);
+    }
+    out
+}
+
+fn assert_close(actual: &Matrix, expected: &Matrix, what: &str) {
+    assert_eq!(
+        (actual.rows(), actual.cols()),
+        (expected.rows(), expected.cols())
+    );
+    let (a, e) = (actual.data(), expected.data());
+    let err = rel_error(a, e);
+    if err.is_nan() || err > F32_REL_TOL {
+        let scale = e.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+        let bad = a
+            .iter()
+            .zip(e)
+            .position(|(x, y)| !x.is_finite() || (x - y).abs() > 1e-4 * scale)
+            .unwrap_or(0);
+        panic!(
+            "{what}: rel_error {err:e} > {F32_REL_TOL:e}; first bad index {bad} (row {}, col {}): actual {}, expected {}",
+            bad / actual.cols().max(1),
+            bad % actual.cols().max(1),
+            a[bad],
+            e[bad]
+        );
+    }
+}
+
+/// Poisons Y, runs `dispatch`, downloads Y.
+fn run_poisoned(ctx: &Context, y: &GpuMatrix, d: &wgsparse::gpu::Dispatch) -> Matrix {
+    elementwise::fill_f32(ctx, y.buffer(), f32::NAN).unwrap();
+    ctx.submit(&[d]);
+    y.download_blocking(ctx).unwrap()
+}
+
+fn nm_of(w: &Matrix, n: usize, m: usize) -> NmMatrix {
+    match prune(w, Pattern::NM { n, m }, 0.0).unwrap().0 {
+        SparseMatrix::Nm(nm) => nm,
+        other => panic!("prune gave {:?}", other.pattern()),
+    }
+}
+
+// (M, K, N): none a multiple of a tile; K not a multiple of m; N = 1 and tiny.
+const SHAPES: [(usize, usize, usize); 7] = [
+    (37, 53, 29),
+    (1, 1, 1),
+    (13, 30, 1),
+    (9, 7, 6),
+    (70, 45, 3),
+    (130, 66, 37),
+    (300, 500, 70),
+];
+
+const NM_PATTERNS: [(usize, usize); 9] = [
+    (2, 4),
+    (1, 4),
+    (2, 8),
+    (4, 8),
+    (1, 2),
+    (3, 5),
+    (1, 16),
+    (7, 16),
+    (16, 16),
+];
+
+/// The forced tilings every N:M shape also runs with (besides the automatic one).
+fn nm_tilings() -> [spmm_nm::Tiling; 3] {
+    [
+        spmm_nm::Tiling::Tiled {
+            col_threads: 8,
+            row_threads: 16,
+            rows_per_thread: 3,
+            groups_per_chunk: 3,
+        },
+        spmm_nm::Tiling::Rows {
+            col_threads: 2,
+            split: 4,
+            rows: 8,
+        },
+        spmm_nm::Tiling::Rows {
+            col_threads: 1,
+            split: 1,
+            rows: 64,
+        },
+    ]
+}
+
+#[test]
+fn nm_every_pattern_shape_and_tiling_matches_the_reference() {
+    let ctx = ctx();
+    let mut rng = Rng(0x1234_5678);
+    for &(n, m) in &NM_PATTERNS {
+        for &(rows, k, cols) in &SHAPES {
+            let w = rng.matrix(rows, k);
+            let nm = nm_of(&w, n, m);
+            let x = rng.matrix(k, cols);
+            let expected = ref_nm(&nm, &x).unwrap();
+            let gw = GpuNm::upload(&ctx, &nm).unwrap();
+            let gx = GpuMatrix::upload(&ctx, &x, "x").unwrap();
+            let gy = GpuMatrix::new(&ctx, rows, cols, "y").unwrap();
+            let epi = Epilogue::default();
+            let auto = spmm_nm::Tiling::auto(&ctx, &gw, cols);
+            for t in std::iter::once(auto).chain(nm_tilings()) {
+                let d = spmm_nm::prepare_with(&ctx, &gw, &gx, &gy, &epi, t).unwrap();
+                let got = run_poisoned(&ctx, &gy, &d);
+                assert_close(&got, &expected, &format!("{n}:{m} {rows}x{k}x{cols} {t:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn nm_bias_and_activations_are_fused() {
+    let ctx = ctx();
+    let mut rng = Rng(42);
+    let (rows, k, cols) = (37, 53, 29);
+    let w = rng.matrix(rows, k);
+    let nm = nm_of(&w, 2, 4);
+    let x = rng.matrix(k, cols);
+    let plain = ref_nm(&nm, &x).unwrap();
+    let bias: Vec<f32> = (0..rows).map(|_| 2.0 * rng.f32()).collect();
+    let gb = GpuBuffer::from_slice(&ctx, &bias, "bias").unwrap();
+    let gw = GpuNm::upload(&ctx, &nm).unwrap();
+    let gx = GpuMatrix::upload(&ctx, &x, "x").unwrap();
+    let gy = GpuMatrix::new(&ctx, rows, cols, "y").unwrap();
+    for with_bias in [false, true] {
+        for act in ACTS {
+            let epi = Epilogue {
+                bias: with_bias.then_some(&gb),
+                act,
+            };
+            let expected = cpu_epilogue(&plain, with_bias.then_some(&bias[..]), act);
+            for t in [spmm_nm::Tiling::auto(&ctx, &gw, cols), nm_tilings()[1]] {
+                let d = spmm_nm::prepare_with(&ctx, &gw, &gx, &gy, &epi, t).unwrap();
+                let got = run_poisoned(&ctx, &gy, &d);
+                assert_close(&got, &expected, &format!("bias {with_bias} {act:?} {t:?}"));
+            }
+            // The convenience entry point too.
+            elementwise::fill_f32(&ctx, gy.buffer(), f32::NAN).unwrap();
+            spmm_nm::run(&ctx, &gw, &gx, &gy, &epi).unwrap();
+            let got = gy.download_blocking(&ctx).unwrap();
+            assert_close(&got, &expected, &format!("run: bias {with_bias} {act:?}"));
+        }
+    }
+}
+
+#[test]
+fn nm_rejects_mismatched_shapes_and_impossible_tilings() {
+    let ctx = ctx();
+    let mut rng = Rng(7);
+    let nm = nm_of(&rng.matrix(8, 12), 2, 4);
+    let gw = GpuNm::upload(&ctx, &nm).unwrap();
+    let x = GpuMatrix::upload(&ctx, &rng.matrix(12, 5), "x").unwrap();
+    let y = GpuMatrix::new(&ctx, 8, 5, "y").unwrap();
+    let epi = Epilogue::default();
+    let bad_x = GpuMatrix::upload(&ctx, &rng.matrix(11, 5), "x").unwrap();
+    let bad_y = GpuMatrix::new(&ctx, 8, 6, "y").unwrap();
+    let bad_y2 = GpuMatrix::new(&ctx, 7, 5, "y").unwrap();
+    for (xx, yy) in [(&bad_x, &y), (&x, &bad_y), (&x, &bad_y2)] {
+        match spmm_nm::prepare(&ctx, &gw, xx, yy, &epi) {
+            Err(Error::Shape(_)) => {}
+            other => panic!("expected a shape error, got {:?}", other.map(|_| ())),
+        }
+    }
+    let short_bias = GpuBuffer::from_slice(&ctx, &[1.0f32; 3], "bias").unwrap();
+    let epi_bad = Epilogue {
+        bias: Some(&short_bias),
+        act: Activation::None,
+    };
+    assert!(matches!(
+        spmm_nm::prepare(&ctx, &gw, &x, &y, &epi_bad),
+        Err(Error::Shape(_))
+    ));
+    let huge = spmm_nm::Tiling::Rows {
+        col_threads: 64,
+        split: 64,
+        rows: 64,
+    };
+    assert!(matches!(
+        spmm_nm::prepare_with(&ctx, &gw, &x, &y, &epi, huge),
+        Err(Error::Limit(_))
+    ));
+    let zero = spmm_nm::Tiling::Tiled {
+        col_threads: 0,
+        row_threads: 16,
+        rows_per_thread: 1,
+        groups_per_chunk: 1,
+    };
+    assert!(matches!(
+        spmm_nm::prepare_with(&ctx, &gw, &x, &y, &epi, zero),
+        Err(Error::Limit(_))
+    ));
+    let too_many_rows = spmm_nm::Tiling::Tiled {
+        col_threads: 16,
+        row_threads: 16,
+        rows_per_thread: 9,
+        groups_per_chunk: 1,
+    };
+    assert!(matches!(
+        spmm_nm::prepare_with(&ctx, &gw, &x, &y, &epi, too_many_rows),
+        Err(Error::Limit(_))
+    ));
+    ctx.take_errors().unwrap();
+}
