@@ -4,11 +4,11 @@
 //! (never skip) when no adapter exists: CI installs lavapipe.
 
 use wgsparse::gpu::{
-    elementwise, spmm_nm, Activation, Context, Epilogue, GpuBuffer, GpuMatrix, GpuNm,
+    elementwise, spmm_csr, spmm_nm, Activation, Context, Epilogue, GpuBuffer, GpuMatrix, GpuNm,
 };
 use wgsparse::prune::prune;
-use wgsparse::reference::{rel_error, spmm_nm as ref_nm};
-use wgsparse::{Error, Matrix, NmMatrix, Pattern, SparseMatrix};
+use wgsparse::reference::{rel_error, spmm_csr as ref_csr, spmm_nm as ref_nm};
+use wgsparse::{Csr, Error, Matrix, NmMatrix, Pattern, SparseMatrix};
 
 /// Norm-wise relative error allowed between f32 GPU results and the f64 reference.
 const F32_REL_TOL: f64 = 1e-5;
@@ -31,6 +31,9 @@ impl Rng {
     }
     fn f32(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
     }
     fn matrix(&mut self, rows: usize, cols: usize) -> Matrix {
         Matrix::new(rows, cols, (0..rows * cols).map(|_| self.f32()).collect()).unwrap()
@@ -84,6 +87,13 @@ fn run_poisoned(ctx: &Context, y: &GpuMatrix, d: &wgsparse::gpu::Dispatch) -> Ma
 fn nm_of(w: &Matrix, n: usize, m: usize) -> NmMatrix {
     match prune(w, Pattern::NM { n, m }, 0.0).unwrap().0 {
         SparseMatrix::Nm(nm) => nm,
+        other => panic!("prune gave {:?}", other.pattern()),
+    }
+}
+
+fn csr_of(w: &Matrix, sparsity: f64) -> Csr {
+    match prune(w, Pattern::Unstructured, sparsity).unwrap().0 {
+        SparseMatrix::Csr(c) => c,
         other => panic!("prune gave {:?}", other.pattern()),
     }
 }
@@ -248,5 +258,191 @@ fn nm_rejects_mismatched_shapes_and_impossible_tilings() {
         spmm_nm::prepare_with(&ctx, &gw, &x, &y, &epi, too_many_rows),
         Err(Error::Limit(_))
     ));
+    ctx.take_errors().unwrap();
+}
+
+const SPARSITIES: [f64; 4] = [0.0, 0.5, 0.9, 0.99];
+
+/// The forced tilings every CSR case also runs with (besides the automatic one).
+fn csr_tilings() -> [spmm_csr::Tiling; 4] {
+    [
+        spmm_csr::Tiling::Tiled {
+            col_threads: 8,
+            row_threads: 16,
+            rows_per_thread: 3,
+            k_chunk: 5,
+        },
+        spmm_csr::Tiling::Tiled {
+            col_threads: 4,
+            row_threads: 8,
+            rows_per_thread: 16,
+            k_chunk: 64,
+        },
+        spmm_csr::Tiling::Rows {
+            col_threads: 2,
+            split: 4,
+            rows: 8,
+        },
+        spmm_csr::Tiling::Rows {
+            col_threads: 1,
+            split: 1,
+            rows: 64,
+        },
+    ]
+}
+
+fn check_csr(ctx: &Context, csr: &Csr, x: &Matrix, what: &str) {
+    let expected = ref_csr(csr, x).unwrap();
+    let gw = spmm_csr::CsrWeights::upload(ctx, csr).unwrap();
+    let gx = GpuMatrix::upload(ctx, x, "x").unwrap();
+    let gy = GpuMatrix::new(ctx, csr.rows(), x.cols(), "y").unwrap();
+    let epi = Epilogue::default();
+    let auto = spmm_csr::Tiling::auto(ctx, &gw, x.cols());
+    for t in std::iter::once(auto).chain(csr_tilings()) {
+        let d = spmm_csr::prepare_with(ctx, &gw, &gx, &gy, &epi, t).unwrap();
+        let got = run_poisoned(ctx, &gy, &d);
+        assert_close(&got, &expected, &format!("{what} {t:?}"));
+    }
+}
+
+#[test]
+fn csr_every_sparsity_shape_and_tiling_matches_the_reference() {
+    let ctx = ctx();
+    let mut rng = Rng(0xdead_beef);
+    for &s in &SPARSITIES {
+        for &(rows, k, cols) in &SHAPES {
+            let csr = csr_of(&rng.matrix(rows, k), s);
+            let x = rng.matrix(k, cols);
+            check_csr(&ctx, &csr, &x, &format!("{s} {rows}x{k}x{cols}"));
+        }
+    }
+}
+
+/// Empty rows (also a run of them, and the first and last row) and one row with
+/// every column, next to short random rows.
+#[test]
+fn csr_empty_rows_and_one_very_long_row() {
+    let ctx = ctx();
+    let mut rng = Rng(99);
+    let (rows, k) = (150, 700);
+    let mut row_ptr = vec![0u32];
+    let (mut col_idx, mut values) = (Vec::new(), Vec::new());
+    for r in 0..rows {
+        let cols: Vec<u32> = match r {
+            0 | 149 | 40..=70 => vec![],
+            77 => (0..k as u32).collect(),
+            _ => (0..k as u32).filter(|_| rng.below(100) < 3).collect(),
+        };
+        for c in cols {
+            col_idx.push(c);
+            values.push(rng.f32());
+        }
+        row_ptr.push(col_idx.len() as u32);
+    }
+    let csr = Csr::new(rows, k, row_ptr, col_idx, values).unwrap();
+    for cols in [1, 2, 33, 70] {
+        let x = rng.matrix(k, cols);
+        check_csr(&ctx, &csr, &x, &format!("long row, N = {cols}"));
+    }
+}
+
+#[test]
+fn csr_bias_and_activations_are_fused() {
+    let ctx = ctx();
+    let mut rng = Rng(4242);
+    let (rows, k) = (37, 53);
+    let csr = csr_of(&rng.matrix(rows, k), 0.9);
+    let bias: Vec<f32> = (0..rows).map(|_| 2.0 * rng.f32()).collect();
+    let gb = GpuBuffer::from_slice(&ctx, &bias, "bias").unwrap();
+    let gw = spmm_csr::CsrWeights::upload(&ctx, &csr).unwrap();
+    for cols in [29, 1] {
+        let x = rng.matrix(k, cols);
+        let plain = ref_csr(&csr, &x).unwrap();
+        let gx = GpuMatrix::upload(&ctx, &x, "x").unwrap();
+        let gy = GpuMatrix::new(&ctx, rows, cols, "y").unwrap();
+        for with_bias in [false, true] {
+            for act in ACTS {
+                let epi = Epilogue {
+                    bias: with_bias.then_some(&gb),
+                    act,
+                };
+                let expected = cpu_epilogue(&plain, with_bias.then_some(&bias[..]), act);
+                for t in [csr_tilings()[0], csr_tilings()[2]] {
+                    let d = spmm_csr::prepare_with(&ctx, &gw, &gx, &gy, &epi, t).unwrap();
+                    let got = run_poisoned(&ctx, &gy, &d);
+                    assert_close(
+                        &got,
+                        &expected,
+                        &format!("N {cols} bias {with_bias} {act:?} {t:?}"),
+                    );
+                }
+                elementwise::fill_f32(&ctx, gy.buffer(), f32::NAN).unwrap();
+                spmm_csr::run(&ctx, &gw, &gx, &gy, &epi).unwrap();
+                let got = gy.download_blocking(&ctx).unwrap();
+                assert_close(
+                    &got,
+                    &expected,
+                    &format!("run: N {cols} bias {with_bias} {act:?}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn csr_rejects_mismatched_shapes_and_impossible_tilings() {
+    let ctx = ctx();
+    let mut rng = Rng(8);
+    let csr = csr_of(&rng.matrix(8, 12), 0.5);
+    let gw = spmm_csr::CsrWeights::upload(&ctx, &csr).unwrap();
+    let x = GpuMatrix::upload(&ctx, &rng.matrix(12, 5), "x").unwrap();
+    let y = GpuMatrix::new(&ctx, 8, 5, "y").unwrap();
+    let epi = Epilogue::default();
+    let bad_x = GpuMatrix::upload(&ctx, &rng.matrix(13, 5), "x").unwrap();
+    let bad_y = GpuMatrix::new(&ctx, 8, 9, "y").unwrap();
+    let bad_y2 = GpuMatrix::new(&ctx, 9, 5, "y").unwrap();
+    for (xx, yy) in [(&bad_x, &y), (&x, &bad_y), (&x, &bad_y2)] {
+        match spmm_csr::prepare(&ctx, &gw, xx, yy, &epi) {
+            Err(Error::Shape(_)) => {}
+            other => panic!("expected a shape error, got {:?}", other.map(|_| ())),
+        }
+    }
+    let huge = spmm_csr::Tiling::Tiled {
+        col_threads: 64,
+        row_threads: 64,
+        rows_per_thread: 1,
+        k_chunk: 8,
+    };
+    assert!(matches!(
+        spmm_csr::prepare_with(&ctx, &gw, &x, &y, &epi, huge),
+        Err(Error::Limit(_))
+    ));
+    let too_much_memory = spmm_csr::Tiling::Tiled {
+        col_threads: 16,
+        row_threads: 16,
+        rows_per_thread: 1,
+        k_chunk: 1 << 20,
+    };
+    assert!(matches!(
+        spmm_csr::prepare_with(&ctx, &gw, &x, &y, &epi, too_much_memory),
+        Err(Error::Limit(_))
+    ));
+    assert!(matches!(
+        spmm_csr::prepare_with(
+            &ctx,
+            &gw,
+            &x,
+            &y,
+            &epi,
+            spmm_csr::Tiling::Rows {
+                col_threads: 1,
+                split: 0,
+                rows: 1
+            }
+        ),
+        Err(Error::Limit(_))
+    ));
+    // A row_ptr that does not fit the GPU arrays is refused.
+    assert!(spmm_csr::CsrWeights::from_gpu(&ctx, gw.csr.clone(), &[0, 1]).is_err());
     ctx.take_errors().unwrap();
 }

@@ -8,6 +8,7 @@ pub mod elementwise;
 mod epilogue;
 mod formats;
 mod pipeline;
+pub mod spmm_csr;
 pub mod spmm_nm;
 mod timing;
 

@@ -18,6 +18,10 @@ pub enum Kernel {
     SpmmNmTiled,
     /// `spmm_nm.wgsl`: N:M SpMM, threads of a row split its slots (small N).
     SpmmNmRows,
+    /// `spmm_csr.wgsl`: CSR SpMM, X staged per K chunk, rows by length (large N).
+    SpmmCsrTiled,
+    /// `spmm_csr.wgsl`: CSR SpMM, threads of a row split its non-zeros (small N).
+    SpmmCsrRows,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -29,6 +33,8 @@ impl Kernel {
             Kernel::Fill => "fill",
             Kernel::SpmmNmTiled => "spmm_nm_tiled",
             Kernel::SpmmNmRows => "spmm_nm_rows",
+            Kernel::SpmmCsrTiled => "spmm_csr_tiled",
+            Kernel::SpmmCsrRows => "spmm_csr_rows",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -37,6 +43,9 @@ impl Kernel {
             Kernel::Fill => include_str!("../../shaders/elementwise.wgsl"),
             Kernel::SpmmNmTiled | Kernel::SpmmNmRows => {
                 include_str!("../../shaders/spmm_nm.wgsl")
+            }
+            Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => {
+                include_str!("../../shaders/spmm_csr.wgsl")
             }
         }
     }
@@ -48,6 +57,10 @@ impl Kernel {
             Kernel::Fill => &[Binding::Uniform, RW],
             // params, values, indices, x, y, bias
             Kernel::SpmmNmTiled | Kernel::SpmmNmRows => &[Binding::Uniform, RO, RO, RO, RW, RO],
+            // params, row_ptr, col_idx, values, row_order, x, y, bias
+            Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => {
+                &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO]
+            }
         }
     }
 
