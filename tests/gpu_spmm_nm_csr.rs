@@ -99,7 +99,8 @@ fn csr_of(w: &Matrix, sparsity: f64) -> Csr {
 }
 
 // (M, K, N): none a multiple of a tile; K not a multiple of m; N = 1 and tiny.
-const SHAPES: [(usize, usize, usize); 7] = [
+const SHAPES: [(usize, usize, usize); 8] = [
+    (45, 37, 201),
     (37, 53, 29),
     (1, 1, 1),
     (13, 30, 1),
@@ -109,8 +110,9 @@ const SHAPES: [(usize, usize, usize); 7] = [
     (300, 500, 70),
 ];
 
-const NM_PATTERNS: [(usize, usize); 9] = [
+const NM_PATTERNS: [(usize, usize); 10] = [
     (2, 4),
+    (5, 8),
     (1, 4),
     (2, 8),
     (4, 8),
@@ -121,9 +123,22 @@ const NM_PATTERNS: [(usize, usize); 9] = [
     (16, 16),
 ];
 
-/// The forced tilings every N:M shape also runs with (besides the automatic one).
-fn nm_tilings() -> [spmm_nm::Tiling; 3] {
+/// The forced tilings every N:M shape also runs with (besides the automatic
+/// one); [`spmm_nm::Tiling::Uniform`] only where the pattern allows it.
+fn nm_tilings() -> [spmm_nm::Tiling; 5] {
     [
+        spmm_nm::Tiling::Uniform {
+            col_threads: 32,
+            row_threads: 8,
+            rows_per_thread: 8,
+            groups_per_chunk: 2,
+        },
+        spmm_nm::Tiling::Uniform {
+            col_threads: 4,
+            row_threads: 8,
+            rows_per_thread: 3,
+            groups_per_chunk: 3,
+        },
         spmm_nm::Tiling::Tiled {
             col_threads: 8,
             row_threads: 16,
@@ -159,6 +174,13 @@ fn nm_every_pattern_shape_and_tiling_matches_the_reference() {
             let epi = Epilogue::default();
             let auto = spmm_nm::Tiling::auto(&ctx, &gw, cols);
             for t in std::iter::once(auto).chain(nm_tilings()) {
+                if matches!(t, spmm_nm::Tiling::Uniform { .. }) && (m > 8 || n > 4) {
+                    assert!(matches!(
+                        spmm_nm::prepare_with(&ctx, &gw, &gx, &gy, &epi, t),
+                        Err(Error::Limit(_))
+                    ));
+                    continue;
+                }
                 let d = spmm_nm::prepare_with(&ctx, &gw, &gx, &gy, &epi, t).unwrap();
                 let got = run_poisoned(&ctx, &gy, &d);
                 assert_close(&got, &expected, &format!("{n}:{m} {rows}x{k}x{cols} {t:?}"));
@@ -188,7 +210,11 @@ fn nm_bias_and_activations_are_fused() {
                 act,
             };
             let expected = cpu_epilogue(&plain, with_bias.then_some(&bias[..]), act);
-            for t in [spmm_nm::Tiling::auto(&ctx, &gw, cols), nm_tilings()[1]] {
+            for t in [
+                spmm_nm::Tiling::auto(&ctx, &gw, cols),
+                nm_tilings()[0],
+                nm_tilings()[3],
+            ] {
                 let d = spmm_nm::prepare_with(&ctx, &gw, &gx, &gy, &epi, t).unwrap();
                 let got = run_poisoned(&ctx, &gy, &d);
                 assert_close(&got, &expected, &format!("bias {with_bias} {act:?} {t:?}"));
@@ -445,4 +471,73 @@ fn csr_rejects_mismatched_shapes_and_impossible_tilings() {
     // A row_ptr that does not fit the GPU arrays is refused.
     assert!(spmm_csr::CsrWeights::from_gpu(&ctx, gw.csr.clone(), &[0, 1]).is_err());
     ctx.take_errors().unwrap();
+}
+
+/// The automatic choice for the shapes the kernels are designed for: it fits
+/// WebGPU's default 16 KiB of workgroup memory and uses the kernel meant for
+/// the shape (only sizes matter here, so the buffers are placeholders).
+#[test]
+fn auto_tilings_for_the_target_shapes() {
+    use spmm_csr::Tiling as C;
+    use spmm_nm::Tiling as T;
+    let ctx = ctx();
+    let buf = GpuBuffer::new(&ctx, 16, "placeholder").unwrap();
+    let nm = |rows, cols, n, m| GpuNm {
+        rows,
+        cols,
+        n,
+        m,
+        values: buf.clone(),
+        indices: buf.clone(),
+    };
+    // (M, K, N, n, m, expected kernel)
+    let nm_cases = [
+        (4096, 4096, 4096, 2, 4, "Uniform"),
+        (4096, 4096, 4096, 4, 8, "Uniform"),
+        (4096, 4096, 4096, 1, 16, "Tiled"),
+        (1280, 320, 49, 2, 4, "Tiled"),
+        (96, 16, 12544, 2, 4, "Uniform"),
+        (1000, 1280, 1, 2, 4, "Rows"),
+    ];
+    for (rows, k, cols, n, m, want) in nm_cases {
+        let w = nm(rows, k, n, m);
+        let t = T::auto(&ctx, &w, cols);
+        let kind = match t {
+            T::Tiled { .. } => "Tiled",
+            T::Uniform { .. } => "Uniform",
+            T::Rows { .. } => "Rows",
+        };
+        assert_eq!(kind, want, "{n}:{m} {rows}x{k}x{cols}: {t:?}");
+        assert!(t.workgroup_bytes(n as u32, m as u32) <= spmm_nm::PORTABLE_WORKGROUP_BYTES);
+    }
+    // (M, K, N, density, expected kernel)
+    let csr_cases = [
+        (4096, 4096, 4096, 0.10, "Tiled"),
+        (4096, 4096, 4096, 0.02, "Tiled"),
+        (1280, 320, 49, 0.25, "Tiled"),
+        (96, 16, 12544, 0.25, "Tiled"),
+        (1000, 1280, 1, 0.25, "Rows"),
+    ];
+    for (rows, k, cols, density, want) in csr_cases {
+        let nnz = (rows as f64 * k as f64 * density) as usize;
+        let w = spmm_csr::CsrWeights {
+            csr: wgsparse::gpu::GpuCsr {
+                rows,
+                cols: k,
+                nnz,
+                row_ptr: buf.clone(),
+                col_idx: buf.clone(),
+                values: buf.clone(),
+            },
+            row_order: buf.clone(),
+            max_row_nnz: nnz / rows,
+        };
+        let t = C::auto(&ctx, &w, cols);
+        let kind = match t {
+            C::Tiled { .. } => "Tiled",
+            C::Rows { .. } => "Rows",
+        };
+        assert_eq!(kind, want, "{density} {rows}x{k}x{cols}: {t:?}");
+        assert!(t.workgroup_bytes() <= spmm_nm::PORTABLE_WORKGROUP_BYTES);
+    }
 }

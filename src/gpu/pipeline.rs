@@ -16,6 +16,9 @@ pub enum Kernel {
     Fill,
     /// `spmm_nm.wgsl`: N:M SpMM, X staged per K chunk, register-tiled (large N).
     SpmmNmTiled,
+    /// `spmm_nm.wgsl`: N:M SpMM, X in registers reused across rows, picked by
+    /// subgroup-uniform branches (large N, m <= 8, n <= 4).
+    SpmmNmUniform,
     /// `spmm_nm.wgsl`: N:M SpMM, threads of a row split its slots (small N).
     SpmmNmRows,
     /// `spmm_csr.wgsl`: CSR SpMM, X staged per K chunk, rows by length (large N).
@@ -32,6 +35,7 @@ impl Kernel {
         match self {
             Kernel::Fill => "fill",
             Kernel::SpmmNmTiled => "spmm_nm_tiled",
+            Kernel::SpmmNmUniform => "spmm_nm_uniform",
             Kernel::SpmmNmRows => "spmm_nm_rows",
             Kernel::SpmmCsrTiled => "spmm_csr_tiled",
             Kernel::SpmmCsrRows => "spmm_csr_rows",
@@ -41,7 +45,7 @@ impl Kernel {
     pub fn source(self) -> &'static str {
         match self {
             Kernel::Fill => include_str!("../../shaders/elementwise.wgsl"),
-            Kernel::SpmmNmTiled | Kernel::SpmmNmRows => {
+            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows => {
                 include_str!("../../shaders/spmm_nm.wgsl")
             }
             Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => {
@@ -56,7 +60,9 @@ impl Kernel {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
             // params, values, indices, x, y, bias
-            Kernel::SpmmNmTiled | Kernel::SpmmNmRows => &[Binding::Uniform, RO, RO, RO, RW, RO],
+            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows => {
+                &[Binding::Uniform, RO, RO, RO, RW, RO]
+            }
             // params, row_ptr, col_idx, values, row_order, x, y, bias
             Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => {
                 &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO]

@@ -13,7 +13,7 @@
 use crate::error::{Error, Result};
 use crate::sparse::Csr;
 
-use super::spmm_nm::{check_product, PORTABLE_WORKGROUP_BYTES};
+use super::spmm_nm::{check_product, fit_rows, PORTABLE_WORKGROUP_BYTES};
 use super::{
     longest_first, Context, Dispatch, Epilogue, GpuBuffer, GpuCsr, GpuMatrix, Kernel, PipelineKey,
 };
@@ -149,13 +149,10 @@ impl Tiling {
         let row_threads = (threads / col_threads).max(1);
         // Sparser weights use each staged X row less often: share it among more
         // rows and stage more of K at a time.
-        let (mut rows_per_thread, k_chunk) = if density < 0.05 { (16, 64) } else { (8, 32) };
-        rows_per_thread = rows_per_thread.min(rows.div_ceil(row_threads).max(1));
+        let (max_rows, k_chunk) = if density < 0.05 { (16, 48) } else { (8, 32) };
+        let k_chunk = k_chunk.min(w.cols().max(1) as u32);
         let col_tiles = n4.div_ceil(col_threads);
-        while rows_per_thread > 1 && rows.div_ceil(row_threads * rows_per_thread) * col_tiles < 256
-        {
-            rows_per_thread = rows_per_thread.div_ceil(2);
-        }
+        let rows_per_thread = fit_rows(rows, row_threads, col_tiles, 1, max_rows);
         let mut t = Tiling::Tiled {
             col_threads,
             row_threads,
@@ -167,7 +164,8 @@ impl Tiling {
                 col_threads,
                 row_threads,
                 rows_per_thread,
-                k_chunk: (PORTABLE_WORKGROUP_BYTES / (16 * col_threads)).max(1),
+                // The rest of the memory is 16 bytes of K-range bookkeeping.
+                k_chunk: (((PORTABLE_WORKGROUP_BYTES - 16) / (16 * col_threads)) & !3).max(1),
             };
         }
         t

@@ -1,11 +1,16 @@
 //! N:M SpMM (`shaders/spmm_nm.wgsl`): `Y = epilogue(W X)` with W in N:M along K
 //! ([`GpuNm`]) and X, Y dense ([`GpuMatrix`]).
 //!
-//! Two kernels share the bindings; [`Tiling::auto`] picks one from the shape:
-//! [`Tiling::Tiled`] stages X in workgroup memory per K chunk and register-tiles
-//! rows (for N of a few dozen and up), [`Tiling::Rows`] lets several threads
-//! split each row's slots and reads X directly (for N = 1..~28). The shader
-//! header says what each workgroup and thread owns.
+//! Three kernels share the bindings; [`Tiling::auto`] picks one from the shape:
+//! - [`Tiling::Uniform`] (N >= 192, m <= 8, n <= 4: 2:4, 1:4, 2:8, 4:8):
+//!   X values in registers, each reused by several rows, chosen by a branch on
+//!   the in-group index that is uniform across the 32 lanes sharing a row;
+//! - [`Tiling::Tiled`] (other patterns, N >= 32): X staged in workgroup memory
+//!   per K chunk and gathered per slot, rows register-tiled;
+//! - [`Tiling::Rows`] (N = 1..~28): several threads split each row's slots and
+//!   read X directly.
+//!
+//! The shader header says what each workgroup and thread owns.
 
 use crate::error::{Error, Result};
 use crate::sparse::Pattern;
@@ -26,6 +31,17 @@ pub enum Tiling {
     /// `4 * col_threads` columns and walks K in chunks of `groups_per_chunk`
     /// groups of m; each thread owns `rows_per_thread` rows by one vec4 column.
     Tiled {
+        col_threads: u32,
+        row_threads: u32,
+        rows_per_thread: u32,
+        groups_per_chunk: u32,
+    },
+    /// A workgroup owns `row_threads * rows_per_thread` rows by `8 *
+    /// col_threads` columns and walks K in chunks of `groups_per_chunk` groups;
+    /// each thread owns `rows_per_thread` rows by two vec4 columns. Needs m <= 8
+    /// and n <= 4; `col_threads` should be at least the subgroup size (32 on
+    /// NVIDIA) so the lanes of a subgroup share rows and branch alike.
+    Uniform {
         col_threads: u32,
         row_threads: u32,
         rows_per_thread: u32,
@@ -90,6 +106,20 @@ fn next_pow2(v: u32) -> u32 {
     v.max(1).next_power_of_two()
 }
 
+/// Rows per thread for `rows` rows over `row_threads`: at most `max`, no more
+/// than the rows need, and halved (not below `min`) while the grid would not
+/// fill a big GPU (256 workgroups) so small products still spread out.
+pub(crate) fn fit_rows(rows: u32, row_threads: u32, col_tiles: u32, min: u32, max: u32) -> u32 {
+    let row_threads = row_threads.max(1);
+    let mut rm = max.min(rows.div_ceil(row_threads)).max(1);
+    while rm > min.max(1) && rows.div_ceil(row_threads * rm) * col_tiles < 256 {
+        rm = rm.div_ceil(2);
+    }
+    // Even out the row tiles: the fewest rows per thread giving as many tiles.
+    let tiles = rows.div_ceil(row_threads * rm).max(1);
+    rows.div_ceil(tiles * row_threads).clamp(1, rm)
+}
+
 impl Tiling {
     /// A tiling suited to `w` times an X with `n_cols` columns on `ctx`'s device,
     /// within [`PORTABLE_WORKGROUP_BYTES`] of workgroup memory.
@@ -111,17 +141,27 @@ impl Tiling {
                 rows: (threads / (col_threads * split)).max(1),
             };
         }
+        // X reuse in registers pays when a loaded X row serves >= 2 of the 8
+        // rows of a thread on average (so keep >= 4 rows per thread), and a
+        // 256-column tile is mostly used.
+        if m <= 8 && n <= 4 && 4 * n >= m && n4 >= 48 && threads >= 256 {
+            let (col_threads, row_threads) = (32, threads / 32);
+            let groups_per_chunk = (8 / m).max(1);
+            let col_tiles = n4.div_ceil(2 * col_threads);
+            let rows_per_thread = fit_rows(rows, row_threads, col_tiles, 4, 8);
+            return Tiling::Uniform {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            };
+        }
         let col_threads = (if n4 >= 12 { 16 } else { 8 }).min(threads);
         let row_threads = (threads / col_threads).max(1);
         // Chunks of about 8 slots per row (at most 32 rows of X).
         let groups_per_chunk = (8 / n).clamp(1, (32 / m).max(1));
         let col_tiles = n4.div_ceil(col_threads);
-        let mut rows_per_thread = MAX_ROWS_PER_THREAD.min(rows.div_ceil(row_threads).max(1));
-        // Prefer more, smaller row tiles while the grid would not fill a big GPU.
-        while rows_per_thread > 1 && rows.div_ceil(row_threads * rows_per_thread) * col_tiles < 256
-        {
-            rows_per_thread = rows_per_thread.div_ceil(2);
-        }
+        let mut rows_per_thread = fit_rows(rows, row_threads, col_tiles, 1, MAX_ROWS_PER_THREAD);
         let mut t = Tiling::Tiled {
             col_threads,
             row_threads,
@@ -143,6 +183,11 @@ impl Tiling {
     fn threads(self) -> u64 {
         match self {
             Tiling::Tiled {
+                col_threads,
+                row_threads,
+                ..
+            }
+            | Tiling::Uniform {
                 col_threads,
                 row_threads,
                 ..
@@ -169,6 +214,16 @@ impl Tiling {
                 let ws = row_threads as u64 * rows_per_thread as u64 * sc4;
                 16 * (xs + 2 * ws)
             }
+            Tiling::Uniform {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => {
+                let xs = groups_per_chunk as u64 * m as u64 * 2 * col_threads as u64;
+                let ws = row_threads as u64 * rows_per_thread as u64 * groups_per_chunk as u64;
+                16 * xs + 20 * ws
+            }
             Tiling::Rows { .. } => 16 * self.threads(),
         };
         b.min(u32::MAX as u64) as u32
@@ -178,6 +233,12 @@ impl Tiling {
         let l = ctx.limits();
         let zero = match self {
             Tiling::Tiled {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            }
+            | Tiling::Uniform {
                 col_threads,
                 row_threads,
                 rows_per_thread,
@@ -197,6 +258,12 @@ impl Tiling {
         if zero {
             return Err(Error::Limit(format!(
                 "{self:?}: every size must be >= 1 and rows_per_thread <= {MAX_ROWS_PER_THREAD}"
+            )));
+        }
+        if matches!(self, Tiling::Uniform { .. }) && (s.m > 8 || s.n > 4) {
+            return Err(Error::Limit(format!(
+                "{self:?} handles m <= 8 and n <= 4, not {}:{}",
+                s.n, s.m
             )));
         }
         let threads = self.threads();
@@ -318,6 +385,25 @@ pub fn prepare_with(
                 rows.div_ceil(row_threads * rows_per_thread),
                 n4.div_ceil(col_threads),
                 s.groups.div_ceil(groups_per_chunk),
+            )
+        }
+        Tiling::Uniform {
+            col_threads,
+            row_threads,
+            rows_per_thread,
+            groups_per_chunk,
+        } => {
+            constants.extend([
+                ("U_GPC", groups_per_chunk),
+                ("U_CT", col_threads),
+                ("U_RT", row_threads),
+                ("U_RM", rows_per_thread),
+            ]);
+            (
+                Kernel::SpmmNmUniform,
+                rows.div_ceil(row_threads * rows_per_thread),
+                n4.div_ceil(2 * col_threads),
+                0,
             )
         }
         Tiling::Rows {
