@@ -541,3 +541,39 @@ fn auto_tilings_for_the_target_shapes() {
         assert!(t.workgroup_bytes() <= spmm_nm::PORTABLE_WORKGROUP_BYTES);
     }
 }
+
+/// More than 65535 workgroups: the grid is folded into 2-D and every row is
+/// still computed exactly once.
+#[test]
+fn grids_past_65535_workgroups_are_folded() {
+    let ctx = ctx();
+    let mut rng = Rng(65536);
+    let (rows, k, cols) = (70_001, 6, 2);
+    let w = rng.matrix(rows, k);
+    let x = rng.matrix(k, cols);
+    let gx = GpuMatrix::upload(&ctx, &x, "x").unwrap();
+    let gy = GpuMatrix::new(&ctx, rows, cols, "y").unwrap();
+    let epi = Epilogue::default();
+
+    let nm = nm_of(&w, 2, 4);
+    let gw = GpuNm::upload(&ctx, &nm).unwrap();
+    let one_row = spmm_nm::Tiling::Rows {
+        col_threads: 1,
+        split: 1,
+        rows: 1,
+    };
+    let d = spmm_nm::prepare_with(&ctx, &gw, &gx, &gy, &epi, one_row).unwrap();
+    let got = run_poisoned(&ctx, &gy, &d);
+    assert_close(&got, &ref_nm(&nm, &x).unwrap(), "N:M, 70001 workgroups");
+
+    let csr = csr_of(&w, 0.5);
+    let gw = spmm_csr::CsrWeights::upload(&ctx, &csr).unwrap();
+    let one_row = spmm_csr::Tiling::Rows {
+        col_threads: 1,
+        split: 1,
+        rows: 1,
+    };
+    let d = spmm_csr::prepare_with(&ctx, &gw, &gx, &gy, &epi, one_row).unwrap();
+    let got = run_poisoned(&ctx, &gy, &d);
+    assert_close(&got, &ref_csr(&csr, &x).unwrap(), "CSR, 70001 workgroups");
+}
