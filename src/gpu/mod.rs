@@ -11,6 +11,8 @@ mod formats;
 pub mod gemm;
 mod pipeline;
 pub mod spmm_bsr;
+pub mod spmm_csr;
+pub mod spmm_nm;
 mod timing;
 
 pub use buffer::{padded_stride, GpuBuffer, GpuMatrix};

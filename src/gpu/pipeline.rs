@@ -52,6 +52,17 @@ pub enum Kernel {
     Depthwise,
     /// `conv.wgsl`: global average pooling.
     AvgPool,
+    /// `spmm_nm.wgsl`: N:M SpMM, X staged per K chunk, register-tiled (large N).
+    SpmmNmTiled,
+    /// `spmm_nm.wgsl`: N:M SpMM, X in registers reused across rows, picked by
+    /// subgroup-uniform branches (large N, m <= 8, n <= 4).
+    SpmmNmUniform,
+    /// `spmm_nm.wgsl`: N:M SpMM, threads of a row split its slots (small N).
+    SpmmNmRows,
+    /// `spmm_csr.wgsl`: CSR SpMM, X staged per K chunk, rows by length (large N).
+    SpmmCsrTiled,
+    /// `spmm_csr.wgsl`: CSR SpMM, threads of a row split its non-zeros (small N).
+    SpmmCsrRows,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -67,6 +78,11 @@ impl Kernel {
             Kernel::Conv2d => "conv2d",
             Kernel::Depthwise => "depthwise",
             Kernel::AvgPool => "avgpool",
+            Kernel::SpmmNmTiled => "spmm_nm_tiled",
+            Kernel::SpmmNmUniform => "spmm_nm_uniform",
+            Kernel::SpmmNmRows => "spmm_nm_rows",
+            Kernel::SpmmCsrTiled => "spmm_csr_tiled",
+            Kernel::SpmmCsrRows => "spmm_csr_rows",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -76,18 +92,17 @@ impl Kernel {
             Kernel::Gemm | Kernel::GemmSkinny => include_str!("../../shaders/gemm.wgsl"),
             Kernel::SpmmBsr => include_str!("../../shaders/spmm_bsr.wgsl"),
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => include_str!("../../shaders/conv.wgsl"),
+            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows => {
+                include_str!("../../shaders/spmm_nm.wgsl")
+            }
+            Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => {
+                include_str!("../../shaders/spmm_csr.wgsl")
+            }
         }
     }
+    /// The entry point: every kernel's entry point is its name.
     pub fn entry_point(self) -> &'static str {
-        match self {
-            Kernel::Fill => "fill",
-            Kernel::Gemm => "gemm",
-            Kernel::GemmSkinny => "gemm_skinny",
-            Kernel::SpmmBsr => "spmm_bsr",
-            Kernel::Conv2d => "conv2d",
-            Kernel::Depthwise => "depthwise",
-            Kernel::AvgPool => "avgpool",
-        }
+        self.name()
     }
     pub fn bindings(self) -> &'static [Binding] {
         match self {
@@ -95,6 +110,10 @@ impl Kernel {
             Kernel::Gemm | Kernel::GemmSkinny => &[Binding::Uniform, RO, RO, RW, RO],
             Kernel::SpmmBsr => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => &[Binding::Uniform, RO, RO, RO, RW],
+            // params, values, indices, x, y, bias
+            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows => &[Binding::Uniform, RO, RO, RO, RW, RO],
+            // params, row_ptr, col_idx, values, row_order, x, y, bias
+            Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
         }
     }
 

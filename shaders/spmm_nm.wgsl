@@ -1,0 +1,352 @@
+// N:M SpMM: Y[M, N] = epilogue(W[M, K] * X[K, N]), W with n of every m along K.
+//
+// Inputs (see src/sparse/nm.rs for the authoritative layout):
+//   w_values[(r * groups + g) * n + s]  slot s of group g of row r; a row's
+//     slots j = g * n + s are contiguous (vpr = groups * n values per row).
+//   w_indices: in-group index of slot j of row r in word r * wpr + j / PER_WORD,
+//     at bit (j % PER_WORD) * BITS. Slots pointing past K hold the value 0.
+//   x, y: row-major with rows padded to n4 vec4s (GpuMatrix); X's padding
+//     columns are zero, so every vec4 column is computed and Y's padding
+//     columns get finite values.
+//
+// Two entry points, the same bindings:
+//
+// spmm_nm_tiled (N >= ~32): a workgroup owns TM = RT * RM rows of W by
+//   TN = 4 * CT columns of X/Y and walks K in chunks of KT = GPC * m rows.
+//   Per chunk it stages, in workgroup memory,
+//     xs: X[k0 .. k0 + KT, tile columns] (rows >= K and columns >= N4 as zeros),
+//     wv/wo: for each of the TM rows, the SC = GPC * n slots of the chunk as
+//       vec4s of values and of pre-scaled xs offsets (k_local * CT), decoded
+//       once from the packed indices (Sputnik's trick of pre-scaled indices).
+//   Thread (ct, rt) owns rows rt, rt + RT, ..., rt + (RM-1) * RT of the tile
+//   and the vec4 column ct: for each slot it gathers xs[offset + ct] and does
+//   one vec4 FMA per row. The 16 (CT) lanes that share a row read one xs row
+//   contiguously and the row's value/offset by broadcast; compressed values
+//   and indices are read from memory once per tile.
+//
+// spmm_nm_uniform (large N, m <= 8, n <= 4: 2:4, 1:4, 2:8, 4:8, ...): the
+//   smem gather above moves one X float per FMA, which caps it at about a
+//   quarter of the FMA rate. Here X values live in registers and serve several
+//   rows: a workgroup owns U_TM = U_RT * U_RM rows by 8 * U_CT columns; thread
+//   (ct, rt) owns rows rt, rt + U_RT, ... and the vec4 columns ct and ct + U_CT.
+//   Per group of m it loads the group's m X rows (2 vec4 each) into registers
+//   once and, for every row and kept slot, adds value * X[index] picking the
+//   register by a switch on the in-group index. The U_CT (>= subgroup size,
+//   32 by default) consecutive lanes that share rows share that index, so the
+//   branch does not diverge on 32-wide subgroups; each X value loaded serves
+//   U_RM * n / m FMAs on average instead of one. Staged per chunk of U_GPC
+//   groups: X rows, and per (row, group) the n values (a vec4) and the n
+//   in-group indices (4 bits each in a u32).
+//
+// spmm_nm_rows (small N, e.g. the classifier's N = 1): RPW rows per workgroup;
+//   each row gets CT x KS threads: CT across vec4 columns, KS splitting the
+//   row's slots (strided, so KS neighbours read neighbouring values). Each
+//   thread reads W and X straight from memory; the KS partial sums are added
+//   in workgroup memory.
+//
+// Grids are 1-D over tiles (row tile fastest, so consecutive workgroups share
+// a column slab of X), folded into 2-D past 65535; the flat index is checked.
+
+struct NmParams {
+    m_rows: u32,     // M
+    k: u32,          // K
+    n4: u32,         // vec4 columns of X and Y (row stride / 4)
+    vpr: u32,        // values (slots) per row: groups * n
+    wpr: u32,        // index words per row
+    row_tiles: u32,  // row tiles (of TM rows, or RPW rows for spmm_nm_rows)
+    tiles: u32,      // row_tiles * column tiles
+    chunks: u32,     // ceil(groups / GPC), spmm_nm_tiled only
+}
+
+@group(0) @binding(0) var<uniform> p: NmParams;
+@group(0) @binding(1) var<storage, read> w_values: array<f32>;
+@group(0) @binding(2) var<storage, read> w_indices: array<u32>;
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+
+// The pattern (specialised so slot arithmetic folds to constants).
+override N_KEEP: u32 = 2u;
+override M_GROUP: u32 = 4u;
+override BITS: u32 = 2u;                     // ceil(log2 M_GROUP)
+override PER_WORD: u32 = 32u / BITS;
+override IDX_MASK: u32 = (1u << BITS) - 1u;
+
+// Fused epilogue (src/gpu/epilogue.rs).
+override HAS_BIAS: bool = false;
+override ACT: u32 = 0u;
+
+// spmm_nm_tiled tile.
+override GPC: u32 = 4u;                      // groups per K chunk
+override CT: u32 = 16u;                      // threads (vec4 columns) across the tile
+override RT: u32 = 16u;                      // threads across rows
+override RM: u32 = 8u;                       // rows per thread, <= MAX_RM
+override WG: u32 = CT * RT;
+override KT: u32 = GPC * M_GROUP;            // X rows per chunk
+override SC: u32 = GPC * N_KEEP;             // slots per row per chunk
+override SC4: u32 = (SC + 3u) / 4u;          // ... in vec4s (tail slots: value 0)
+override TM: u32 = RT * RM;
+override XS_LEN: u32 = KT * CT;
+override WS_LEN: u32 = TM * SC4;
+
+// spmm_nm_uniform tile.
+override U_CT: u32 = 32u;                    // lanes sharing rows (>= subgroup size)
+override U_RT: u32 = 8u;                     // threads across rows
+override U_RM: u32 = 8u;                     // rows per thread, <= MAX_RM
+override U_GPC: u32 = 2u;                    // groups per K chunk
+override U_WG: u32 = U_CT * U_RT;
+override U_TM: u32 = U_RT * U_RM;
+override U_TN4: u32 = 2u * U_CT;             // vec4 columns per tile
+override U_XS_LEN: u32 = U_GPC * M_GROUP * U_TN4;
+override U_WS_LEN: u32 = U_TM * U_GPC;
+
+// spmm_nm_rows shape.
+override R_CT: u32 = 1u;                     // threads across vec4 columns
+override R_KS: u32 = 32u;                    // threads splitting a row's slots
+override R_RPW: u32 = 8u;                    // rows per workgroup
+override R_WG: u32 = R_CT * R_KS * R_RPW;
+
+const MAX_RM: u32 = 8u;
+
+var<workgroup> xs: array<vec4<f32>, XS_LEN>;
+var<workgroup> wv: array<vec4<f32>, WS_LEN>;
+var<workgroup> wo: array<vec4<u32>, WS_LEN>;
+var<workgroup> red: array<vec4<f32>, R_WG>;
+var<workgroup> uxs: array<vec4<f32>, U_XS_LEN>;
+var<workgroup> uwv: array<vec4<f32>, U_WS_LEN>;
+var<workgroup> uwi: array<u32, U_WS_LEN>;
+
+fn epilogue(acc: vec4<f32>, row: u32) -> vec4<f32> {
+    var v = acc;
+    if (HAS_BIAS) {
+        v += vec4<f32>(bias[row]);
+    }
+    if (ACT == 1u) {
+        v = max(v, vec4<f32>(0.0));
+    } else if (ACT == 2u) {
+        v = clamp(v, vec4<f32>(0.0), vec4<f32>(6.0));
+    }
+    return v;
+}
+
+// In-group index of slot j of row r.
+fn slot_index(r: u32, j: u32) -> u32 {
+    let word = w_indices[r * p.wpr + j / PER_WORD];
+    return (word >> ((j % PER_WORD) * BITS)) & IDX_MASK;
+}
+
+@compute @workgroup_size(WG)
+fn spmm_nm_tiled(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let flat = wid.y * nwg.x + wid.x;
+    if (flat >= p.tiles) {
+        return;
+    }
+    let row0 = (flat % p.row_tiles) * TM;
+    let c4_0 = (flat / p.row_tiles) * CT;
+    let ct = lid % CT;
+    let rt = lid / CT;
+
+    var acc: array<vec4<f32>, MAX_RM>;
+    for (var i = 0u; i < MAX_RM; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+
+    for (var chunk = 0u; chunk < p.chunks; chunk++) {
+        // Stage X rows k0 .. k0 + KT of the tile's columns (coalesced vec4s).
+        let k0 = chunk * KT;
+        for (var e = lid; e < XS_LEN; e += WG) {
+            let k = k0 + e / CT;
+            let c4 = c4_0 + e % CT;
+            var v = vec4<f32>(0.0);
+            if (k < p.k && c4 < p.n4) {
+                v = x[k * p.n4 + c4];
+            }
+            xs[e] = v;
+        }
+        // Stage the chunk's slots of every tile row: values and xs offsets.
+        let j0 = chunk * SC;
+        for (var e = lid; e < WS_LEN; e += WG) {
+            let r = row0 + e / SC4;
+            let q = e % SC4;
+            var vals = vec4<f32>(0.0);
+            var offs = vec4<u32>(0u);
+            if (r < p.m_rows) {
+                for (var t = 0u; t < 4u; t++) {
+                    let sl = q * 4u + t;
+                    let j = j0 + sl;
+                    if (sl < SC && j < p.vpr) {
+                        vals[t] = w_values[r * p.vpr + j];
+                        offs[t] = ((sl / N_KEEP) * M_GROUP + slot_index(r, j)) * CT;
+                    }
+                }
+            }
+            wv[e] = vals;
+            wo[e] = offs;
+        }
+        workgroupBarrier();
+
+        for (var q = 0u; q < SC4; q++) {
+            for (var i = 0u; i < RM; i++) {
+                let e = (rt + i * RT) * SC4 + q;
+                let v = wv[e];
+                let o = wo[e] + vec4<u32>(ct);
+                var a = acc[i];
+                a = fma(vec4<f32>(v.x), xs[o.x], a);
+                a = fma(vec4<f32>(v.y), xs[o.y], a);
+                a = fma(vec4<f32>(v.z), xs[o.z], a);
+                a = fma(vec4<f32>(v.w), xs[o.w], a);
+                acc[i] = a;
+            }
+        }
+        workgroupBarrier();
+    }
+
+    let c4 = c4_0 + ct;
+    if (c4 < p.n4) {
+        for (var i = 0u; i < RM; i++) {
+            let r = row0 + rt + i * RT;
+            if (r < p.m_rows) {
+                y[r * p.n4 + c4] = epilogue(acc[i], r);
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(U_WG)
+fn spmm_nm_uniform(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let flat = wid.y * nwg.x + wid.x;
+    if (flat >= p.tiles) {
+        return;
+    }
+    let row0 = (flat % p.row_tiles) * U_TM;
+    let c4_0 = (flat / p.row_tiles) * U_TN4;
+    let ct = lid % U_CT;
+    let rt = lid / U_CT;
+
+    // acc[2i], acc[2i + 1]: row rt + i * U_RT, vec4 columns ct and ct + U_CT.
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    // xr[2t], xr[2t + 1]: X row t of the current group, the thread's columns.
+    var xr: array<vec4<f32>, 16>;
+
+    let chunks = (p.vpr / N_KEEP + U_GPC - 1u) / U_GPC;
+    for (var chunk = 0u; chunk < chunks; chunk++) {
+        let k0 = chunk * U_GPC * M_GROUP;
+        for (var e = lid; e < U_XS_LEN; e += U_WG) {
+            let k = k0 + e / U_TN4;
+            let c4 = c4_0 + e % U_TN4;
+            var v = vec4<f32>(0.0);
+            if (k < p.k && c4 < p.n4) {
+                v = x[k * p.n4 + c4];
+            }
+            uxs[e] = v;
+        }
+        for (var e = lid; e < U_WS_LEN; e += U_WG) {
+            let r = row0 + e / U_GPC;
+            let g = chunk * U_GPC + e % U_GPC;
+            var vals = vec4<f32>(0.0);
+            var word = 0u;
+            if (r < p.m_rows) {
+                for (var s = 0u; s < N_KEEP; s++) {
+                    let j = g * N_KEEP + s;
+                    if (j < p.vpr) {
+                        vals[s] = w_values[r * p.vpr + j];
+                        word |= slot_index(r, j) << (4u * s);
+                    }
+                }
+            }
+            uwv[e] = vals;
+            uwi[e] = word;
+        }
+        workgroupBarrier();
+
+        for (var gl = 0u; gl < U_GPC; gl++) {
+            let xb = gl * M_GROUP * U_TN4 + ct;
+            for (var t = 0u; t < M_GROUP; t++) {
+                xr[2u * t] = uxs[xb + t * U_TN4];
+                xr[2u * t + 1u] = uxs[xb + t * U_TN4 + U_CT];
+            }
+            for (var i = 0u; i < U_RM; i++) {
+                let e = (rt + i * U_RT) * U_GPC + gl;
+                let v = uwv[e];
+                let w = uwi[e];
+                var a0 = acc[2u * i];
+                var a1 = acc[2u * i + 1u];
+                for (var s = 0u; s < N_KEEP; s++) {
+                    let vs = vec4<f32>(v[s]);
+                    switch ((w >> (4u * s)) & 15u) {
+                        case 0u: { a0 = fma(vs, xr[0], a0); a1 = fma(vs, xr[1], a1); }
+                        case 1u: { a0 = fma(vs, xr[2], a0); a1 = fma(vs, xr[3], a1); }
+                        case 2u: { a0 = fma(vs, xr[4], a0); a1 = fma(vs, xr[5], a1); }
+                        case 3u: { a0 = fma(vs, xr[6], a0); a1 = fma(vs, xr[7], a1); }
+                        case 4u: { a0 = fma(vs, xr[8], a0); a1 = fma(vs, xr[9], a1); }
+                        case 5u: { a0 = fma(vs, xr[10], a0); a1 = fma(vs, xr[11], a1); }
+                        case 6u: { a0 = fma(vs, xr[12], a0); a1 = fma(vs, xr[13], a1); }
+                        case 7u: { a0 = fma(vs, xr[14], a0); a1 = fma(vs, xr[15], a1); }
+                        default: {}
+                    }
+                }
+                acc[2u * i] = a0;
+                acc[2u * i + 1u] = a1;
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var h = 0u; h < 2u; h++) {
+        let c4 = c4_0 + ct + h * U_CT;
+        if (c4 < p.n4) {
+            for (var i = 0u; i < U_RM; i++) {
+                let r = row0 + rt + i * U_RT;
+                if (r < p.m_rows) {
+                    y[r * p.n4 + c4] = epilogue(acc[2u * i + h], r);
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(R_WG)
+fn spmm_nm_rows(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let flat = wid.y * nwg.x + wid.x;
+    if (flat >= p.tiles) {
+        return;
+    }
+    let ct = lid % R_CT;
+    let ks = (lid / R_CT) % R_KS;
+    let r = (flat % p.row_tiles) * R_RPW + lid / (R_CT * R_KS);
+    let c4 = (flat / p.row_tiles) * R_CT + ct;
+    let live = r < p.m_rows && c4 < p.n4;
+
+    var acc = vec4<f32>(0.0);
+    if (live) {
+        let base = r * p.vpr;
+        for (var j = ks; j < p.vpr; j += R_KS) {
+            let k = (j / N_KEEP) * M_GROUP + slot_index(r, j);
+            // Slots past K hold 0 but would read past X: skip them.
+            if (k < p.k) {
+                acc = fma(vec4<f32>(w_values[base + j]), x[k * p.n4 + c4], acc);
+            }
+        }
+    }
+    if (R_KS > 1u) {
+        red[lid] = acc;
+        workgroupBarrier();
+        if (ks == 0u) {
+            for (var s = 1u; s < R_KS; s++) {
+                acc += red[lid + s * R_CT];
+            }
+        }
+    }
+    if (live && ks == 0u) {
+        y[r * p.n4 + c4] = epilogue(acc, r);
+    }
+}

@@ -1,0 +1,419 @@
+//! N:M SpMM (`shaders/spmm_nm.wgsl`): `Y = epilogue(W X)` with W in N:M along K
+//! ([`GpuNm`]) and X, Y dense ([`GpuMatrix`]).
+//!
+//! Three kernels share the bindings; [`Tiling::auto`] picks one from the shape:
+//! - [`Tiling::Uniform`] (N >= 192, m <= 8, n <= 4: 2:4, 1:4, 2:8, 4:8):
+//!   X values in registers, each reused by several rows, chosen by a branch on
+//!   the in-group index that is uniform across the 32 lanes sharing a row;
+//! - [`Tiling::Tiled`] (other patterns, N >= 32): X staged in workgroup memory
+//!   per K chunk and gathered per slot, rows register-tiled;
+//! - [`Tiling::Rows`] (N = 1..~28): several threads split each row's slots and
+//!   read X directly.
+//!
+//! The shader header says what each workgroup and thread owns.
+
+use crate::error::{Error, Result};
+use crate::sparse::Pattern;
+
+use super::{Context, Dispatch, Epilogue, GpuMatrix, GpuNm, Kernel, PipelineKey};
+
+/// Most rows one thread of [`Tiling::Tiled`] owns (`MAX_RM` in the shader).
+pub const MAX_ROWS_PER_THREAD: u32 = 8;
+
+/// Workgroup memory [`Tiling::auto`] stays within, so the chosen tiles run on
+/// WebGPU's default limit (16 KiB) as well as natively.
+pub const PORTABLE_WORKGROUP_BYTES: u32 = 16 * 1024;
+
+/// How the product is split into workgroups and threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tiling {
+    /// A workgroup owns `row_threads * rows_per_thread` rows by
+    /// `4 * col_threads` columns and walks K in chunks of `groups_per_chunk`
+    /// groups of m; each thread owns `rows_per_thread` rows by one vec4 column.
+    Tiled {
+        col_threads: u32,
+        row_threads: u32,
+        rows_per_thread: u32,
+        groups_per_chunk: u32,
+    },
+    /// A workgroup owns `row_threads * rows_per_thread` rows by `8 *
+    /// col_threads` columns and walks K in chunks of `groups_per_chunk` groups;
+    /// each thread owns `rows_per_thread` rows by two vec4 columns. Needs m <= 8
+    /// and n <= 4; `col_threads` should be at least the subgroup size (32 on
+    /// NVIDIA) so the lanes of a subgroup share rows and branch alike.
+    Uniform {
+        col_threads: u32,
+        row_threads: u32,
+        rows_per_thread: u32,
+        groups_per_chunk: u32,
+    },
+    /// A workgroup owns `rows` rows by `4 * col_threads` columns; each row has
+    /// `col_threads * split` threads, `split` of them sharing out its slots.
+    Rows { col_threads: u32, split: u32, rows: u32 },
+}
+
+/// The pattern and sizes the kernels need, derived from a [`GpuNm`].
+struct Shape {
+    n: u32,
+    m: u32,
+    bits: u32,
+    groups: u32,
+    vpr: u32,
+    wpr: u32,
+}
+
+fn shape(w: &GpuNm) -> Result<Shape> {
+    Pattern::NM { n: w.n, m: w.m }.validate()?;
+    let bits = usize::BITS - (w.m - 1).leading_zeros();
+    let per_word = 32 / bits as usize;
+    let groups = w.cols.div_ceil(w.m);
+    let vpr = groups * w.n;
+    let wpr = vpr.div_ceil(per_word);
+    let values = w.rows as u64 * vpr as u64;
+    let words = w.rows as u64 * wpr as u64;
+    if w.values.bytes() < 4 * values || w.indices.bytes() < 4 * words {
+        return Err(Error::InvalidFormat(format!(
+            "N:M {}:{} {}x{} needs {values} values and {words} index words, the GPU buffers hold {} and {}",
+            w.n,
+            w.m,
+            w.rows,
+            w.cols,
+            w.values.bytes() / 4,
+            w.indices.bytes() / 4
+        )));
+    }
+    let too_big = |v: u64| u32::try_from(v).is_err();
+    if too_big(values) || too_big(words) || too_big(vpr as u64) || too_big(w.cols as u64) {
+        return Err(Error::Overflow(format!(
+            "N:M arrays of {values} values exceed u32 indexing"
+        )));
+    }
+    Ok(Shape {
+        n: w.n as u32,
+        m: w.m as u32,
+        bits,
+        groups: groups as u32,
+        vpr: vpr as u32,
+        wpr: wpr as u32,
+    })
+}
+
+fn next_pow2(v: u32) -> u32 {
+    v.max(1).next_power_of_two()
+}
+
+/// Rows per thread for `rows` rows over `row_threads`: at most `max`, no more
+/// than the rows need, and halved (not below `min`) while the grid would not
+/// fill a big GPU (256 workgroups) so small products still spread out.
+pub(crate) fn fit_rows(rows: u32, row_threads: u32, col_tiles: u32, min: u32, max: u32) -> u32 {
+    let row_threads = row_threads.max(1);
+    let mut rm = max.min(rows.div_ceil(row_threads)).max(1);
+    while rm > min.max(1) && rows.div_ceil(row_threads * rm) * col_tiles < 256 {
+        rm = rm.div_ceil(2);
+    }
+    // Even out the row tiles: the fewest rows per thread giving as many tiles.
+    let tiles = rows.div_ceil(row_threads * rm).max(1);
+    rows.div_ceil(tiles * row_threads).clamp(1, rm)
+}
+
+impl Tiling {
+    /// A tiling suited to `w` times an X with `n_cols` columns on `ctx`'s device,
+    /// within [`PORTABLE_WORKGROUP_BYTES`] of workgroup memory.
+    pub fn auto(ctx: &Context, w: &GpuNm, n_cols: usize) -> Tiling {
+        let n4 = (n_cols.div_ceil(4).max(1)).min(u32::MAX as usize) as u32;
+        let (n, m) = (w.n.max(1) as u32, w.m.max(1) as u32);
+        let rows = w.rows.min(u32::MAX as usize) as u32;
+        let threads = 256u32.min(ctx.limits().max_compute_invocations_per_workgroup);
+        if n4 < 8 {
+            // Few columns: nothing to share across columns, so split each row.
+            let col_threads = next_pow2(n4).min(threads);
+            let slots = (w.cols.div_ceil(w.m.max(1)) * w.n).min(1 << 20) as u32;
+            let split = (32 / col_threads).clamp(1, next_pow2(slots)).min(threads / col_threads);
+            return Tiling::Rows {
+                col_threads,
+                split,
+                rows: (threads / (col_threads * split)).max(1),
+            };
+        }
+        // X reuse in registers pays when a loaded X row serves >= 2 of the 8
+        // rows of a thread on average (so keep >= 4 rows per thread), and a
+        // 256-column tile is mostly used.
+        if m <= 8 && n <= 4 && 4 * n >= m && n4 >= 48 && threads >= 256 {
+            let (col_threads, row_threads) = (32, threads / 32);
+            let groups_per_chunk = (8 / m).max(1);
+            let col_tiles = n4.div_ceil(2 * col_threads);
+            let rows_per_thread = fit_rows(rows, row_threads, col_tiles, 4, 8);
+            return Tiling::Uniform {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            };
+        }
+        let col_threads = (if n4 >= 12 { 16 } else { 8 }).min(threads);
+        let row_threads = (threads / col_threads).max(1);
+        // Chunks of about 8 slots per row (at most 32 rows of X).
+        let groups_per_chunk = (8 / n).clamp(1, (32 / m).max(1));
+        let col_tiles = n4.div_ceil(col_threads);
+        let mut rows_per_thread = fit_rows(rows, row_threads, col_tiles, 1, MAX_ROWS_PER_THREAD);
+        let mut t = Tiling::Tiled {
+            col_threads,
+            row_threads,
+            rows_per_thread,
+            groups_per_chunk,
+        };
+        while t.workgroup_bytes(n, m) > PORTABLE_WORKGROUP_BYTES && rows_per_thread > 1 {
+            rows_per_thread /= 2;
+            t = Tiling::Tiled {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            };
+        }
+        t
+    }
+
+    fn threads(self) -> u64 {
+        match self {
+            Tiling::Tiled {
+                col_threads,
+                row_threads,
+                ..
+            }
+            | Tiling::Uniform {
+                col_threads,
+                row_threads,
+                ..
+            } => col_threads as u64 * row_threads as u64,
+            Tiling::Rows {
+                col_threads,
+                split,
+                rows,
+            } => col_threads as u64 * split as u64 * rows as u64,
+        }
+    }
+
+    /// Bytes of workgroup memory the kernel declares for pattern `n:m`.
+    pub fn workgroup_bytes(self, n: u32, m: u32) -> u32 {
+        let b = match self {
+            Tiling::Tiled {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => {
+                let xs = groups_per_chunk as u64 * m as u64 * col_threads as u64;
+                let sc4 = (groups_per_chunk as u64 * n as u64).div_ceil(4);
+                let ws = row_threads as u64 * rows_per_thread as u64 * sc4;
+                16 * (xs + 2 * ws)
+            }
+            Tiling::Uniform {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => {
+                let xs = groups_per_chunk as u64 * m as u64 * 2 * col_threads as u64;
+                let ws = row_threads as u64 * rows_per_thread as u64 * groups_per_chunk as u64;
+                16 * xs + 20 * ws
+            }
+            Tiling::Rows { .. } => 16 * self.threads(),
+        };
+        b.min(u32::MAX as u64) as u32
+    }
+
+    fn check(self, ctx: &Context, s: &Shape) -> Result<()> {
+        let l = ctx.limits();
+        let zero = match self {
+            Tiling::Tiled {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            }
+            | Tiling::Uniform {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => {
+                col_threads == 0
+                    || row_threads == 0
+                    || groups_per_chunk == 0
+                    || !(1..=MAX_ROWS_PER_THREAD).contains(&rows_per_thread)
+            }
+            Tiling::Rows {
+                col_threads,
+                split,
+                rows,
+            } => col_threads == 0 || split == 0 || rows == 0,
+        };
+        if zero {
+            return Err(Error::Limit(format!(
+                "{self:?}: every size must be >= 1 and rows_per_thread <= {MAX_ROWS_PER_THREAD}"
+            )));
+        }
+        if matches!(self, Tiling::Uniform { .. }) && (s.m > 8 || s.n > 4) {
+            return Err(Error::Limit(format!(
+                "{self:?} handles m <= 8 and n <= 4, not {}:{}",
+                s.n, s.m
+            )));
+        }
+        let threads = self.threads();
+        if threads > l.max_compute_invocations_per_workgroup as u64 || threads > l.max_compute_workgroup_size_x as u64 {
+            return Err(Error::Limit(format!(
+                "{self:?} has {threads} threads per workgroup; the device allows {} (x: {})",
+                l.max_compute_invocations_per_workgroup, l.max_compute_workgroup_size_x
+            )));
+        }
+        let bytes = self.workgroup_bytes(s.n, s.m);
+        if bytes > l.max_compute_workgroup_storage_size {
+            return Err(Error::Limit(format!(
+                "{self:?} needs {bytes} bytes of workgroup memory; max_compute_workgroup_storage_size = {}",
+                l.max_compute_workgroup_storage_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NmParams {
+    m_rows: u32,
+    k: u32,
+    n4: u32,
+    vpr: u32,
+    wpr: u32,
+    row_tiles: u32,
+    tiles: u32,
+    chunks: u32,
+}
+
+/// Checks that `W (rows x cols) * X = Y` fits together.
+pub(crate) fn check_product(w_rows: usize, w_cols: usize, x: &GpuMatrix, y: &GpuMatrix) -> Result<u32> {
+    if w_cols != x.rows() {
+        return Err(Error::Shape(format!(
+            "W is {w_rows}x{w_cols} but X is {}x{}: K must match",
+            x.rows(),
+            x.cols()
+        )));
+    }
+    if y.rows() != w_rows || y.cols() != x.cols() || y.stride() != x.stride() {
+        return Err(Error::Shape(format!(
+            "Y must be {w_rows}x{} (W rows x X columns), got {}x{}",
+            x.cols(),
+            y.rows(),
+            y.cols()
+        )));
+    }
+    let n4 = x.stride() / 4;
+    for (what, elems) in [("X", x.rows() * n4), ("Y", y.rows() * n4)] {
+        if u32::try_from(elems).is_err() {
+            return Err(Error::Overflow(format!(
+                "{what} has {elems} vec4s, beyond u32 indexing"
+            )));
+        }
+    }
+    u32::try_from(w_rows).map_err(|_| Error::Overflow(format!("{w_rows} rows exceed u32 indexing")))?;
+    Ok(n4 as u32)
+}
+
+/// Prepares `Y = epilogue(W X)` with the tiling [`Tiling::auto`] picks.
+pub fn prepare(ctx: &Context, w: &GpuNm, x: &GpuMatrix, y: &GpuMatrix, epi: &Epilogue) -> Result<Dispatch> {
+    prepare_with(ctx, w, x, y, epi, Tiling::auto(ctx, w, x.cols()))
+}
+
+/// Prepares `Y = epilogue(W X)` with a given tiling (for tests and tuning).
+pub fn prepare_with(
+    ctx: &Context,
+    w: &GpuNm,
+    x: &GpuMatrix,
+    y: &GpuMatrix,
+    epi: &Epilogue,
+    tiling: Tiling,
+) -> Result<Dispatch> {
+    let n4 = check_product(w.rows, w.cols, x, y)?;
+    let s = shape(w)?;
+    tiling.check(ctx, &s)?;
+    let bias = epi.bias_buffer(ctx, w.rows)?;
+    let rows = w.rows as u32;
+    let [has_bias, act] = epi.constants();
+    let mut constants = vec![("N_KEEP", s.n), ("M_GROUP", s.m), ("BITS", s.bits), has_bias, act];
+    let (kernel, row_tiles, col_tiles, chunks) = match tiling {
+        Tiling::Tiled {
+            col_threads,
+            row_threads,
+            rows_per_thread,
+            groups_per_chunk,
+        } => {
+            constants.extend([
+                ("GPC", groups_per_chunk),
+                ("CT", col_threads),
+                ("RT", row_threads),
+                ("RM", rows_per_thread),
+            ]);
+            (
+                Kernel::SpmmNmTiled,
+                rows.div_ceil(row_threads * rows_per_thread),
+                n4.div_ceil(col_threads),
+                s.groups.div_ceil(groups_per_chunk),
+            )
+        }
+        Tiling::Uniform {
+            col_threads,
+            row_threads,
+            rows_per_thread,
+            groups_per_chunk,
+        } => {
+            constants.extend([
+                ("U_GPC", groups_per_chunk),
+                ("U_CT", col_threads),
+                ("U_RT", row_threads),
+                ("U_RM", rows_per_thread),
+            ]);
+            (
+                Kernel::SpmmNmUniform,
+                rows.div_ceil(row_threads * rows_per_thread),
+                n4.div_ceil(2 * col_threads),
+                0,
+            )
+        }
+        Tiling::Rows {
+            col_threads,
+            split,
+            rows: rpw,
+        } => {
+            constants.extend([("R_CT", col_threads), ("R_KS", split), ("R_RPW", rpw)]);
+            (Kernel::SpmmNmRows, rows.div_ceil(rpw), n4.div_ceil(col_threads), 0)
+        }
+    };
+    let tiles = row_tiles
+        .checked_mul(col_tiles)
+        .ok_or_else(|| Error::Limit(format!("{row_tiles} x {col_tiles} workgroups do not fit a dispatch")))?;
+    let params = NmParams {
+        m_rows: rows,
+        k: w.cols as u32,
+        n4,
+        vpr: s.vpr,
+        wpr: s.wpr,
+        row_tiles: row_tiles.max(1),
+        tiles,
+        chunks,
+    };
+    let u = ctx.uniform(&params, "spmm_nm params");
+    let groups = ctx.fold_groups(tiles)?;
+    ctx.prepare(
+        &PipelineKey::new(kernel, &constants),
+        &[&u, w.values.raw(), w.indices.raw(), x.buf.raw(), y.buf.raw(), &bias],
+        groups,
+    )
+}
+
+/// Prepares and submits `Y = epilogue(W X)` (auto tiling).
+pub fn run(ctx: &Context, w: &GpuNm, x: &GpuMatrix, y: &GpuMatrix, epi: &Epilogue) -> Result<()> {
+    let d = prepare(ctx, w, x, y, epi)?;
+    ctx.submit(&[&d]);
+    Ok(())
+}
