@@ -8,19 +8,21 @@ use std::fmt::Write as _;
 use crate::error::{Error, Result};
 use crate::gpu::gemm::GemmTile;
 use crate::gpu::spmm_bsr::BsrTile;
-use crate::gpu::{gemm, spmm_bsr, AdapterSummary, Context, Dispatch, Epilogue, GpuBsr, GpuMatrix, TimingSource};
-use crate::prune::{self, BlockNorm};
-use crate::sparse::{Bsr, Matrix};
+use crate::gpu::{gemm, spmm_bsr, AdapterSummary, Context, Dispatch, Epilogue, GpuMatrix, TimingSource};
+use crate::ops::{GpuWeights, SparseOperator};
+use crate::prune;
+use crate::sparse::{Matrix, Pattern};
 
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
     /// `(M, K, N)` of `Y[M, N] = W[M, K] X[K, N]`.
     pub shapes: Vec<(usize, usize, usize)>,
-    /// Block sparsities for BSR.
+    /// Sparsities for the patterns that take one.
     pub sparsities: Vec<f64>,
-    /// Square block sizes for BSR.
-    pub blocks: Vec<usize>,
+    /// Patterns measured against dense (N:M at its own sparsity, the others at
+    /// every sparsity of `sparsities`).
+    pub patterns: Vec<Pattern>,
     pub warmup: usize,
     pub runs: usize,
     pub seed: u64,
@@ -40,6 +42,18 @@ pub const LITE0_SHAPES: [(usize, usize, usize); 5] = [
     (480, 80, 196),
 ];
 
+/// Patterns of the default grid.
+pub const DEFAULT_PATTERNS: [&str; 8] = [
+    "block:4x4",
+    "block:8x8",
+    "block:16x16",
+    "block:32x32",
+    "2:4",
+    "1:4",
+    "2:8",
+    "unstructured",
+];
+
 impl BenchConfig {
     /// The default grid: square 1024/2048/4096 (only 512/1024 on CPU adapters,
     /// where 4096^3 takes minutes per run) plus the Lite0 shapes.
@@ -53,8 +67,11 @@ impl BenchConfig {
         shapes.extend(LITE0_SHAPES);
         BenchConfig {
             shapes,
-            sparsities: vec![0.5, 0.7, 0.9, 0.95],
-            blocks: vec![4, 8, 16, 32],
+            sparsities: vec![0.5, 0.7, 0.9, 0.95, 0.98],
+            patterns: DEFAULT_PATTERNS
+                .iter()
+                .map(|p| p.parse().expect("valid pattern"))
+                .collect(),
             warmup: 5,
             runs: 20,
             seed: 1,
@@ -237,38 +254,44 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
             }
         }
 
-        for &b in &cfg.blocks {
-            for &s in &cfg.sparsities {
-                let p = prune::block(&w, b, b, s, BlockNorm::L2)?;
-                let bsr = Bsr::from_dense_masked(&w, &p.mask, b, b)?;
-                let masked = w.masked(&p.mask)?;
-                let gb = GpuBsr::upload(ctx, &bsr)?;
-                let d = spmm_bsr::prepare(ctx, &gb, &gx, &gy, &ep)?;
+        for &pattern in &cfg.patterns {
+            // N:M fixes its own sparsity: one measurement.
+            let sparsities: Vec<f64> = match pattern {
+                Pattern::NM { n, m } => vec![1.0 - n as f64 / m as f64],
+                Pattern::Dense => vec![],
+                _ => cfg.sparsities.clone(),
+            };
+            for s in sparsities {
+                let (sp, report) = prune::prune(&w, pattern, s)?;
+                let masked = sp.to_dense();
+                let op = SparseOperator::from_sparse(ctx, &sp, report)?;
+                let d = op.prepare(ctx, &gx, &gy, &ep)?;
+                let nnz = op.report.kept;
                 let case = Case {
-                    kernel: "spmm_bsr",
-                    pattern: format!("block:{b}x{b}"),
+                    kernel: op.weights.kernel_name(),
+                    pattern: pattern.to_string(),
                     sparsity: s,
-                    nnz: bsr.nnz_blocks() * b * b,
+                    nnz,
                     masked: &masked,
                 };
                 let (r, _) = sb.measure(case, &d, Some(dense_ms))?;
-                if cfg.bsr_tiles {
+                if let (true, GpuWeights::Bsr(gb)) = (cfg.bsr_tiles, &op.weights) {
                     for wg_x in [8, 16, 32] {
                         for tn4 in [2, 4] {
                             for kc in [4, 8, 16] {
                                 let tile = BsrTile {
                                     wg_x,
                                     tn4,
-                                    kc: kc.min(b as u32),
+                                    kc: kc.min(gb.block_cols as u32),
                                 };
-                                let Ok(d) = spmm_bsr::prepare_with(ctx, &gb, &gx, &gy, &ep, tile) else {
+                                let Ok(d) = spmm_bsr::prepare_with(ctx, gb, &gx, &gy, &ep, tile) else {
                                     continue;
                                 };
                                 let case = Case {
                                     kernel: "spmm_bsr",
-                                    pattern: format!("block:{b}x{b} wg{wg_x} tn{tn4} kc{}", tile.kc),
+                                    pattern: format!("{pattern} wg{wg_x} tn{tn4} kc{}", tile.kc),
                                     sparsity: s,
-                                    nnz: bsr.nnz_blocks() * b * b,
+                                    nnz,
                                     masked: &masked,
                                 };
                                 let (t, _) = sb.measure(case, &d, Some(dense_ms))?;
@@ -278,7 +301,7 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
                     }
                 }
                 progress(&format!(
-                    "{m}x{k}x{n} block {b}x{b} {:.0}%: {:.4} ms, {:.2}x dense",
+                    "{m}x{k}x{n} {pattern} {:.0}%: {:.4} ms, {:.2}x dense",
                     100.0 * s,
                     r.median_ms,
                     r.speedup

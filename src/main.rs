@@ -23,12 +23,13 @@ struct BenchArgs {
     /// 512/1024 on CPU adapters, plus the EfficientNet-Lite0 1x1-conv shapes).
     #[arg(long, value_delimiter = ',')]
     shapes: Vec<String>,
-    /// Block sparsities for BSR.
-    #[arg(long, value_delimiter = ',', default_values_t = [0.5, 0.7, 0.9, 0.95])]
+    /// Sparsities for block and unstructured patterns (N:M has its own).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.5, 0.7, 0.9, 0.95, 0.98])]
     sparsities: Vec<f64>,
-    /// Square BSR block sizes.
-    #[arg(long, value_delimiter = ',', default_values_t = [4, 8, 16, 32])]
-    blocks: Vec<usize>,
+    /// Patterns to measure against dense, comma separated: block:RxC, N:M,
+    /// unstructured (default: block 4/8/16/32, 2:4, 1:4, 2:8, unstructured).
+    #[arg(long, value_delimiter = ',')]
+    patterns: Vec<String>,
     /// Timed runs per kernel (the median is reported); at least 20.
     #[arg(long, default_value_t = 20)]
     runs: usize,
@@ -105,7 +106,9 @@ fn bench(a: BenchArgs) -> wgsparse::Result<()> {
         cfg.shapes = a.shapes.iter().map(|s| parse_shape(s)).collect::<Result<_, _>>()?;
     }
     cfg.sparsities = a.sparsities;
-    cfg.blocks = a.blocks;
+    if !a.patterns.is_empty() {
+        cfg.patterns = a.patterns.iter().map(|p| p.parse()).collect::<Result<_, _>>()?;
+    }
     cfg.runs = a.runs;
     cfg.warmup = a.warmup;
     cfg.gemm_tiles = a.gemm_tiles;

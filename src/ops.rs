@@ -3,7 +3,8 @@
 //! The Rust API, the CLI and the wasm package all go through this.
 
 use crate::error::Result;
-use crate::gpu::{gemm, spmm_bsr, Context, Dispatch, Epilogue, GpuBsr, GpuMatrix};
+use crate::gpu::spmm_csr::CsrWeights;
+use crate::gpu::{gemm, spmm_bsr, spmm_csr, spmm_nm, Context, Dispatch, Epilogue, GpuBsr, GpuMatrix, GpuNm};
 use crate::prune::{self, TensorReport};
 use crate::sparse::{Matrix, Pattern, SparseMatrix};
 
@@ -12,6 +13,20 @@ use crate::sparse::{Matrix, Pattern, SparseMatrix};
 pub enum GpuWeights {
     Dense(GpuMatrix),
     Bsr(GpuBsr),
+    Nm(GpuNm),
+    Csr(CsrWeights),
+}
+
+impl GpuWeights {
+    /// The kernel family that multiplies this format.
+    pub fn kernel_name(&self) -> &'static str {
+        match self {
+            GpuWeights::Dense(_) => "gemm",
+            GpuWeights::Bsr(_) => "spmm_bsr",
+            GpuWeights::Nm(_) => "spmm_nm",
+            GpuWeights::Csr(_) => "spmm_csr",
+        }
+    }
 }
 
 /// A pruned weight matrix on the GPU.
@@ -38,12 +53,8 @@ impl SparseOperator {
         let weights = match sp {
             SparseMatrix::Dense(m) => GpuWeights::Dense(GpuMatrix::upload(ctx, m, "weights")?),
             SparseMatrix::Bsr(b) => GpuWeights::Bsr(GpuBsr::upload(ctx, b)?),
-            other => {
-                return Err(crate::Error::Shape(format!(
-                    "no GPU kernel for the {} pattern yet",
-                    other.pattern()
-                )))
-            }
+            SparseMatrix::Nm(m) => GpuWeights::Nm(GpuNm::upload(ctx, m)?),
+            SparseMatrix::Csr(c) => GpuWeights::Csr(CsrWeights::upload(ctx, c)?),
         };
         Ok(SparseOperator {
             weights,
@@ -65,6 +76,8 @@ impl SparseOperator {
         match &self.weights {
             GpuWeights::Dense(w) => gemm::prepare(ctx, w, x, y, ep),
             GpuWeights::Bsr(w) => spmm_bsr::prepare(ctx, w, x, y, ep),
+            GpuWeights::Nm(w) => spmm_nm::prepare(ctx, w, x, y, ep),
+            GpuWeights::Csr(w) => spmm_csr::prepare(ctx, w, x, y, ep),
         }
     }
 
@@ -73,6 +86,8 @@ impl SparseOperator {
         match &self.weights {
             GpuWeights::Dense(w) => w.download(ctx).await,
             GpuWeights::Bsr(w) => Ok(w.download(ctx).await?.to_dense()),
+            GpuWeights::Nm(w) => Ok(w.download(ctx).await?.to_dense()),
+            GpuWeights::Csr(w) => Ok(w.csr.download(ctx).await?.to_dense()),
         }
     }
 
