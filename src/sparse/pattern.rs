@@ -47,12 +47,13 @@ impl Pattern {
 
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Pattern::Dense => write!(f, "dense"),
-            Pattern::Unstructured => write!(f, "unstructured"),
-            Pattern::Block { rows, cols } => write!(f, "block:{rows}x{cols}"),
-            Pattern::NM { n, m } => write!(f, "{n}:{m}"),
-        }
+        // `pad` so that width and alignment flags work in tables.
+        f.pad(&match self {
+            Pattern::Dense => "dense".to_string(),
+            Pattern::Unstructured => "unstructured".to_string(),
+            Pattern::Block { rows, cols } => format!("block:{rows}x{cols}"),
+            Pattern::NM { n, m } => format!("{n}:{m}"),
+        })
     }
 }
 
