@@ -23,3 +23,17 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>,
         dst[i] = fp.value;
     }
 }
+
+// add: dst[i] += src[i] over `len` f32 words (residual connections). Same grid
+// as fill; binding 2 is the addend.
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+
+@compute @workgroup_size(256)
+fn add(@builtin(workgroup_id) wid: vec3<u32>,
+       @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if (i < fp.len) {
+        dst[i] = bitcast<u32>(bitcast<f32>(dst[i]) + src[i]);
+    }
+}

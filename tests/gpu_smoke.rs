@@ -37,3 +37,20 @@ fn buffers_over_the_device_limit_are_clear_errors() {
         other => panic!("expected a limit error, got {other:?}"),
     }
 }
+
+#[test]
+fn add_accumulates_into_the_destination() {
+    let ctx = ctx();
+    let a: Vec<f32> = (0..1001).map(|i| i as f32).collect();
+    let b: Vec<f32> = (0..1001).map(|i| 0.5 - i as f32 * 2.0).collect();
+    let da = GpuBuffer::from_slice(&ctx, &a, "a").unwrap();
+    let db = GpuBuffer::from_slice(&ctx, &b, "b").unwrap();
+    let d = elementwise::prepare_add(&ctx, &da, &db).unwrap();
+    ctx.submit(&[&d]);
+    let got: Vec<f32> = da.read_blocking(&ctx).unwrap();
+    for i in 0..a.len() {
+        assert_eq!(got[i], a[i] + b[i], "index {i}");
+    }
+    let short = GpuBuffer::from_slice(&ctx, &b[..10], "short").unwrap();
+    assert!(elementwise::prepare_add(&ctx, &da, &short).is_err());
+}

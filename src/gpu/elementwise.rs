@@ -34,3 +34,23 @@ pub fn fill_f32(ctx: &Context, buf: &GpuBuffer, value: f32) -> Result<()> {
     ctx.queue().submit([enc.finish()]);
     Ok(())
 }
+
+/// Prepares `dst += src` over the whole of `dst` (both the same size).
+pub fn prepare_add(ctx: &Context, dst: &GpuBuffer, src: &GpuBuffer) -> Result<super::Dispatch> {
+    if src.bytes() != dst.bytes() {
+        return Err(crate::Error::Shape(format!(
+            "add: {} bytes into {} bytes",
+            src.bytes(),
+            dst.bytes()
+        )));
+    }
+    let len = (dst.bytes() / 4) as u32;
+    let params = FillParams {
+        len,
+        value: 0,
+        _pad: [0; 2],
+    };
+    let u = ctx.uniform(&params, "add params");
+    let groups = ctx.fold_groups(len.div_ceil(256))?;
+    ctx.prepare(&PipelineKey::new(Kernel::Add, &[]), &[&u, dst.raw(), src.raw()], groups)
+}

@@ -40,6 +40,8 @@ pub enum Binding {
 pub enum Kernel {
     /// `elementwise.wgsl`: fill a buffer with one value (poisoning, zeroing).
     Fill,
+    /// `elementwise.wgsl`: `dst += src` (residual connections).
+    Add,
     /// `gemm.wgsl`: dense `Y = act(W X + bias)`.
     Gemm,
     /// `gemm.wgsl`, entry `gemm_skinny`: the same for X with at most 16 columns.
@@ -72,6 +74,7 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Fill => "fill",
+            Kernel::Add => "add",
             Kernel::Gemm => "gemm",
             Kernel::GemmSkinny => "gemm_skinny",
             Kernel::SpmmBsr => "spmm_bsr",
@@ -88,7 +91,7 @@ impl Kernel {
     /// The WGSL source (one file per kernel family under `shaders/`).
     pub fn source(self) -> &'static str {
         match self {
-            Kernel::Fill => include_str!("../../shaders/elementwise.wgsl"),
+            Kernel::Fill | Kernel::Add => include_str!("../../shaders/elementwise.wgsl"),
             Kernel::Gemm | Kernel::GemmSkinny => include_str!("../../shaders/gemm.wgsl"),
             Kernel::SpmmBsr => include_str!("../../shaders/spmm_bsr.wgsl"),
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => include_str!("../../shaders/conv.wgsl"),
@@ -107,6 +110,7 @@ impl Kernel {
     pub fn bindings(self) -> &'static [Binding] {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
+            Kernel::Add => &[Binding::Uniform, RW, RO],
             Kernel::Gemm | Kernel::GemmSkinny => &[Binding::Uniform, RO, RO, RW, RO],
             Kernel::SpmmBsr => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => &[Binding::Uniform, RO, RO, RO, RW],
