@@ -8,6 +8,10 @@ pub mod elementwise;
 mod epilogue;
 mod formats;
 mod pipeline;
+pub mod prune;
+mod prune_block;
+mod prune_nm;
+mod prune_select;
 mod timing;
 
 pub use buffer::{padded_stride, GpuBuffer, GpuMatrix};
@@ -15,4 +19,9 @@ pub use context::{AdapterSummary, Context, Dispatch, FeatureSet};
 pub use epilogue::{Activation, Epilogue};
 pub use formats::{longest_first, GpuBsr, GpuCsr, GpuNm};
 pub use pipeline::{Binding, Kernel, PipelineKey};
+pub use prune::{prune_block, prune_global, prune_nm, prune_unstructured, PrunePlan};
+#[cfg(not(target_arch = "wasm32"))]
+pub use prune::{
+    prune_block_blocking, prune_global_blocking, prune_nm_blocking, prune_unstructured_blocking,
+};
 pub use timing::{TimingSource, Timings};

@@ -14,9 +14,26 @@ pub enum Binding {
 pub enum Kernel {
     /// `elementwise.wgsl`: fill a buffer with one value (poisoning, zeroing).
     Fill,
+    /// `prune_nm.wgsl`: N:M selection and packing in one pass.
+    PruneNm,
+    /// `prune_block.wgsl`: block scores (L2/L1).
+    BlockScores,
+    /// `prune_block.wgsl`: copy the kept blocks (zero-padded) into BSR values.
+    BlockValues,
+    /// `prune_block.wgsl`: block rows longest first.
+    BlockRowOrder,
+    /// `prune_select.wgsl`: per-workgroup radix histograms of |w| digits.
+    RadixHistogram,
+    /// `prune_select.wgsl`: pick the digit bin holding the k-th key.
+    RadixScan,
+    /// `prune_select.wgsl`: per-chunk counts of keys equal to / above the threshold.
+    SelectCount,
+    /// `prune_select.wgsl`: scan of the chunk counts (equal ranks, output offsets).
+    SelectChunkScan,
+    /// `prune_select.wgsl`: tie rule and CSR compaction.
+    SelectScatter,
 }
 
-#[allow(dead_code)] // read-only inputs of the product kernels
 const RO: Binding = Binding::Storage { read_only: true };
 const RW: Binding = Binding::Storage { read_only: false };
 
@@ -24,22 +41,67 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Fill => "fill",
+            Kernel::PruneNm => "prune_nm",
+            Kernel::BlockScores => "block_scores",
+            Kernel::BlockValues => "block_values",
+            Kernel::BlockRowOrder => "block_row_order",
+            Kernel::RadixHistogram => "radix_histogram",
+            Kernel::RadixScan => "radix_scan",
+            Kernel::SelectCount => "select_count",
+            Kernel::SelectChunkScan => "select_chunk_scan",
+            Kernel::SelectScatter => "select_scatter",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
     pub fn source(self) -> &'static str {
         match self {
             Kernel::Fill => include_str!("../../shaders/elementwise.wgsl"),
+            Kernel::PruneNm => include_str!("../../shaders/prune_nm.wgsl"),
+            Kernel::BlockScores | Kernel::BlockValues | Kernel::BlockRowOrder => {
+                include_str!("../../shaders/prune_block.wgsl")
+            }
+            Kernel::RadixHistogram
+            | Kernel::RadixScan
+            | Kernel::SelectCount
+            | Kernel::SelectChunkScan
+            | Kernel::SelectScatter => include_str!("../../shaders/prune_select.wgsl"),
         }
     }
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::Fill => "fill",
+            Kernel::PruneNm => "prune_nm",
+            Kernel::BlockScores => "block_scores",
+            Kernel::BlockValues => "block_values",
+            Kernel::BlockRowOrder => "block_row_order",
+            Kernel::RadixHistogram => "radix_histogram",
+            Kernel::RadixScan => "radix_scan",
+            Kernel::SelectCount => "select_count",
+            Kernel::SelectChunkScan => "select_chunk_scan",
+            Kernel::SelectScatter => "select_scatter",
         }
     }
     pub fn bindings(self) -> &'static [Binding] {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
+            // params, w, values, indices, status
+            Kernel::PruneNm => &[Binding::Uniform, RO, RW, RW, RW],
+            // params, w, scores, status
+            Kernel::BlockScores => &[Binding::Uniform, RO, RW, RW],
+            // params, w, col_idx, block_row, values
+            Kernel::BlockValues => &[Binding::Uniform, RO, RO, RO, RW],
+            // params, row_ptr, row_order
+            Kernel::BlockRowOrder => &[Binding::Uniform, RO, RW],
+            // params, keys, state, histograms
+            Kernel::RadixHistogram => &[Binding::Uniform, RO, RO, RW],
+            // params, histograms, state
+            Kernel::RadixScan => &[Binding::Uniform, RO, RW],
+            // params, keys, state, chunk counts, status
+            Kernel::SelectCount => &[Binding::Uniform, RO, RO, RW, RW],
+            // params, chunk counts, state, chunk bases
+            Kernel::SelectChunkScan => &[Binding::Uniform, RO, RO, RW],
+            // params, keys, state, chunk bases, row_ptr, col_idx, values/rows, status
+            Kernel::SelectScatter => &[Binding::Uniform, RO, RO, RO, RW, RW, RW, RW],
         }
     }
 
