@@ -8,11 +8,15 @@
 //
 // block_scores: thread i owns block (i / gc, i % gc) and accumulates its score
 //   sequentially in row-major order inside the block, skipping the padding,
-//   as the CPU does (L2: s = v.mul_add(v, s); L1: s = s + |v|). Each step is
-//   computed in integer arithmetic (exact v * v in 48 bits, exact sum, one
-//   round to nearest even, subnormals and overflow included), because WGSL's
-//   fma may round twice (lavapipe's does) and f32 arithmetic may flush
-//   subnormals; so the scores are bit-identical to the CPU's on every device.
+//   as the CPU does (L2: s = v.mul_add(v, s); L1: s = s + |v|). WGSL's fma
+//   may round twice (lavapipe's does) and f32 arithmetic may flush
+//   subnormals, so each thread first evaluates the hardware fma (L2) or add
+//   (L1) on PROBES probe pairs from the uniform whose correctly rounded
+//   results the host computed (they separate fused from unfused rounding and
+//   catch subnormal flushing); only if all match does it accumulate in
+//   hardware. Otherwise each step is computed in integer arithmetic (exact
+//   v * v in 48 bits, exact sum, one round to nearest even, subnormals and
+//   overflow included). Either way the scores are bit-identical to the CPU's.
 //   Writes scores[b * sstride + c] (f32 bits; the score matrix has rows padded
 //   to sstride words like a GpuMatrix). Flags non-finite weights in
 //   status[0] = max(, 0xffffffff - flat index).
@@ -37,13 +41,20 @@ struct BlockParams {
     nblocks: u32, // gr * gc
     bs: u32,      // br * bc
     total: u32,   // kept blocks * bs
+    zero: u32,    // 0, unknown to the compiler: keeps the probes in vector registers
+    force_integer: u32, // 1: never use the hardware path (tests)
     _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    // (v, s, fma(v, v, s), s + |v|) as f32 bits, correctly rounded by the host.
+    probes: array<vec4<u32>, 12>,
 }
 
 // 0 = L2 (sum of squares), 1 = L1 (sum of absolute values).
 override NORM: u32 = 0u;
 
 const WG: u32 = 256u;
+const PROBES: u32 = 12u;
 
 fn flat_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
@@ -179,6 +190,23 @@ fn add_round(x: Ext, y: Ext) -> u32 {
 }
 
 @group(0) @binding(0) var<uniform> sp: BlockParams;
+
+// Whether this device's f32 fma (L2) / add (L1) round exactly like the host.
+fn hardware_exact(salt: u32) -> bool {
+    var ok = sp.force_integer == 0u;
+    for (var i = 0u; i < PROBES; i++) {
+        let p = sp.probes[i];
+        let vb = p.x | (salt & sp.zero);
+        let sb = p.y | (salt & sp.zero);
+        if (NORM == 0u) {
+            let v = bitcast<f32>(vb);
+            ok = ok && bitcast<u32>(fma(v, v, bitcast<f32>(sb))) == p.z;
+        } else {
+            ok = ok && bitcast<u32>(bitcast<f32>(sb) + bitcast<f32>(vb & 0x7fffffffu)) == p.w;
+        }
+    }
+    return ok;
+}
 @group(0) @binding(1) var<storage, read> s_w: array<u32>;
 @group(0) @binding(2) var<storage, read_write> s_scores: array<u32>;
 @group(0) @binding(3) var<storage, read_write> s_status: array<atomic<u32>>;
@@ -197,7 +225,9 @@ fn block_scores(@builtin(workgroup_id) wid: vec3<u32>,
     let r1 = min(r0 + sp.br, sp.rows);
     let k0 = c * sp.bc;
     let k1 = min(k0 + sp.bc, sp.cols);
-    var s = 0u; // f32 bits of the score, +0.0 first
+    let hw = hardware_exact(i);
+    var f = 0.0;  // the score, hardware path
+    var s = 0u;   // f32 bits of the score, integer path
     var bad = 0u;
     for (var r = r0; r < r1; r++) {
         let row = r * sp.stride;
@@ -206,7 +236,14 @@ fn block_scores(@builtin(workgroup_id) wid: vec3<u32>,
             if ((bits & 0x7f800000u) == 0x7f800000u && bad == 0u) {
                 bad = 0xffffffffu - (r * sp.cols + k);
             }
-            if (s < 0x7f800000u) { // an overflowed score stays infinite
+            if (hw) {
+                if (NORM == 0u) {
+                    let v = bitcast<f32>(bits);
+                    f = fma(v, v, f);
+                } else {
+                    f = f + bitcast<f32>(bits & 0x7fffffffu);
+                }
+            } else if (s < 0x7f800000u) { // an overflowed score stays infinite
                 let v = unpack(bits);
                 var x = v;
                 if (NORM == 0u) {
@@ -215,6 +252,9 @@ fn block_scores(@builtin(workgroup_id) wid: vec3<u32>,
                 s = add_round(x, unpack(s));
             }
         }
+    }
+    if (hw) {
+        s = bitcast<u32>(f);
     }
     if (bad != 0u) {
         atomicMax(&s_status[0], bad);

@@ -27,9 +27,10 @@
 // 3. select_count: each workgroup owns one chunk of CHUNK = 256 * ITEMS vec4s
 //    of a source and counts its keys == T and > T (and flags non-finite values
 //    when CHECK_FINITE).
-// 4. select_chunk_scan: one workgroup scans the chunk counts of all sources in
-//    order: eq_before[c] (elements == T in earlier chunks) and kept_before[c]
-//    (kept elements in earlier chunks; kept[c] = gt[c] +
+// 4. select_chunk_scan: one workgroup (thread t owns SCAN_PER consecutive
+//    chunks of each round) scans the chunk counts of all sources in order:
+//    eq_before[c] (elements == T in earlier chunks) and kept_before[c] (kept
+//    elements in earlier chunks; kept[c] = gt[c] +
 //    clamp(keep_eq - eq_before[c], 0, eq[c])).
 // 5. select_scatter: each workgroup owns the same chunk; thread t owns ITEMS
 //    consecutive vec4s (so its elements are consecutive in flat order). Two
@@ -69,6 +70,8 @@ const WG: u32 = 256u;
 const ITEMS: u32 = 4u;
 const CHUNK: u32 = 1024u; // WG * ITEMS
 const HIST_BINS: u32 = 2048u;
+// Chunks per thread in select_chunk_scan.
+const SCAN_PER: u32 = 8u;
 const ST_T: u32 = 4u;
 const ST_KEEP_EQ: u32 = 6u;
 
@@ -269,27 +272,47 @@ fn select_chunk_scan(@builtin(local_invocation_index) lid: u32) {
     let keep_eq = s_state[ST_KEEP_EQ];
     var carry_eq = 0u;
     var carry_kept = 0u;
-    for (var c0 = 0u; c0 < sp.total_chunks; c0 += WG) {
-        let c = c0 + lid;
-        var eq = 0u;
-        var gt = 0u;
-        if (c < sp.total_chunks) {
-            eq = s_counts[2u * c];
-            gt = s_counts[2u * c + 1u];
+    // Thread lid owns SCAN_PER consecutive chunks of each round of WG * SCAN_PER.
+    for (var c0 = 0u; c0 < sp.total_chunks; c0 += WG * SCAN_PER) {
+        let first = c0 + lid * SCAN_PER;
+        var eqs: array<u32, 8>;
+        var gts: array<u32, 8>;
+        var eq_sum = 0u;
+        for (var j = 0u; j < SCAN_PER; j++) {
+            let c = first + j;
+            if (c < sp.total_chunks) {
+                eqs[j] = s_counts[2u * c];
+                gts[j] = s_counts[2u * c + 1u];
+            }
+            eq_sum += eqs[j];
         }
-        let e = wg_scan(lid, eq);
-        let eq_before = carry_eq + e.x;
-        var kept = gt;
-        if (keep_eq > eq_before) {
-            kept += min(keep_eq - eq_before, eq);
+        let e = wg_scan(lid, eq_sum);
+        var eq_before = carry_eq + e.x;
+        var eq_at: array<u32, 8>;
+        var kept: array<u32, 8>;
+        var kept_sum = 0u;
+        for (var j = 0u; j < SCAN_PER; j++) {
+            eq_at[j] = eq_before;
+            var k = gts[j];
+            if (keep_eq > eq_before) {
+                k += min(keep_eq - eq_before, eqs[j]);
+            }
+            kept[j] = k;
+            kept_sum += k;
+            eq_before += eqs[j];
         }
-        let k = wg_scan(lid, kept);
-        if (c < sp.total_chunks) {
-            s_base[2u * c] = eq_before;
-            s_base[2u * c + 1u] = carry_kept + k.x;
+        let kk = wg_scan(lid, kept_sum);
+        var kept_before = carry_kept + kk.x;
+        for (var j = 0u; j < SCAN_PER; j++) {
+            let c = first + j;
+            if (c < sp.total_chunks) {
+                s_base[2u * c] = eq_at[j];
+                s_base[2u * c + 1u] = kept_before;
+            }
+            kept_before += kept[j];
         }
         carry_eq += e.y;
-        carry_kept += k.y;
+        carry_kept += kk.y;
     }
 }
 

@@ -266,7 +266,7 @@ fn unstructured_matches_the_cpu() {
 #[test]
 fn unstructured_on_larger_matrices_with_many_chunks() {
     let ctx = ctx();
-    // 1200 x 1001: 300+ chunks (the chunk scan loops), many histogram workgroups.
+    // 1200 x 1001: 300 chunks, many histogram workgroups.
     for (s, data) in [
         (0.9, Data::Random),
         (0.5, Data::FewLevels),
@@ -275,6 +275,10 @@ fn unstructured_on_larger_matrices_with_many_chunks() {
         let w = matrix(1200, 1001, data, 5);
         check_unstructured(&ctx, &w, s, &format!("1200x1001 s={s} {data:?}"));
     }
+    // 2049 x 4093: 2049 chunks, more than one round of the chunk scan
+    // (256 threads x 8 chunks).
+    let w = matrix(2049, 4093, Data::FewLevels, 6);
+    check_unstructured(&ctx, &w, 0.6, "2049x4093");
 }
 
 #[test]

@@ -13,6 +13,66 @@ use super::prune::{Builder, PrunePlan};
 use super::prune_select::{build_select, Source, Target};
 use super::{Context, GpuBsr, GpuBuffer, GpuMatrix, Kernel};
 
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct BlockParams {
+    rows: u32,
+    cols: u32,
+    stride: u32,
+    br: u32,
+    bc: u32,
+    gr: u32,
+    gc: u32,
+    sstride: u32,
+    nblocks: u32,
+    bs: u32,
+    total: u32,
+    zero: u32,
+    force_integer: u32,
+    _pad: [u32; 3],
+    probes: [[u32; 4]; PROBES],
+}
+
+const PROBES: usize = 12;
+
+/// Probe pairs `(v, s)` for the score kernel's check of the hardware f32
+/// arithmetic, with the correctly rounded `fma(v, v, s)` and `s + |v|`. They
+/// include results that differ between fused and unfused rounding (also
+/// through a tie broken by a far smaller addend), subnormal inputs and results
+/// (flushing), overflow, infinity and a tie to even.
+pub(crate) fn score_probes() -> [[u32; 4]; PROBES] {
+    let p2 = |e: i32| 2f32.powi(e);
+    // Significand 4097 * 2^11: v * v ends exactly on its rounding bit.
+    let tie = f32::from_bits((130 << 23) | ((4097 << 11) & 0x7f_ffff));
+    let pairs: [(f32, f32); PROBES] = [
+        (1.0 + p2(-12), p2(-24)),
+        (tie, 1e-30),
+        (-(1.0 + p2(-12)), p2(-24)),
+        (0.0, f32::from_bits(0x0000_1234)),
+        (p2(-70), 0.0),
+        (f32::from_bits(0x0000_0800), f32::from_bits(0x0000_0800)),
+        (p2(64), 1.0),
+        (1.0, f32::INFINITY),
+        (p2(-24), 1.0 + p2(-23)),
+        (0.7, 0.3),
+        (1.5, p2(-30)),
+        (-f32::from_bits(0x0000_0003), f32::from_bits(0x0000_0001)),
+    ];
+    pairs.map(|(v, s)| {
+        [
+            v.to_bits(),
+            s.to_bits(),
+            v.mul_add(v, s).to_bits(),
+            (s + v.abs()).to_bits(),
+        ]
+    })
+}
+
+fn u32_of(v: usize, what: &str) -> Result<u32> {
+    u32::try_from(v)
+        .map_err(|_| Error::Limit(format!("block pruning: {what} = {v} does not fit in u32")))
+}
+
 /// Bits of [`BlockNorm`] for the `NORM` override.
 fn norm_code(norm: BlockNorm) -> u32 {
     match norm {
@@ -33,8 +93,8 @@ struct Grid {
 fn grid(
     ctx: &Context,
     w: &GpuMatrix,
-    block_rows: usize,
-    block_cols: usize,
+    (block_rows, block_cols): (usize, usize),
+    force_integer: bool,
     kept: impl FnOnce(usize) -> usize,
 ) -> Result<Grid> {
     Pattern::Block {
@@ -60,7 +120,10 @@ fn grid(
         nblocks: u32_of(nblocks, "blocks")?,
         bs: bs as u32,
         total: u32_of(total, "values")?,
-        _pad: 0,
+        zero: 0,
+        force_integer: force_integer as u32,
+        _pad: [0; 3],
+        probes: score_probes(),
     };
     Ok(Grid {
         params,
@@ -102,34 +165,23 @@ impl PrunePlan<GpuMatrix> {
         block_cols: usize,
         norm: BlockNorm,
     ) -> Result<Self> {
-        let g = grid(ctx, w, block_rows, block_cols, |_| 0)?;
-        let mut b = Builder::new(ctx, &[w], 0)?;
-        let u = ctx.uniform(&g.params, "prune_block params");
-        push_scores(&mut b, w, &g, &u, norm)?;
-        Ok(b.finish(g.scores))
+        block_scores_plan(ctx, w, (block_rows, block_cols), norm, false)
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct BlockParams {
-    rows: u32,
-    cols: u32,
-    stride: u32,
-    br: u32,
-    bc: u32,
-    gr: u32,
-    gc: u32,
-    sstride: u32,
-    nblocks: u32,
-    bs: u32,
-    total: u32,
-    _pad: u32,
-}
-
-fn u32_of(v: usize, what: &str) -> Result<u32> {
-    u32::try_from(v)
-        .map_err(|_| Error::Limit(format!("block pruning: {what} = {v} does not fit in u32")))
+/// [`PrunePlan::block_scores`], optionally never using the hardware path.
+pub(crate) fn block_scores_plan(
+    ctx: &Context,
+    w: &GpuMatrix,
+    block: (usize, usize),
+    norm: BlockNorm,
+    force_integer: bool,
+) -> Result<PrunePlan<GpuMatrix>> {
+    let g = grid(ctx, w, block, force_integer, |_| 0)?;
+    let mut b = Builder::new(ctx, &[w], 0)?;
+    let u = ctx.uniform(&g.params, "prune_block params");
+    push_scores(&mut b, w, &g, &u, norm)?;
+    Ok(b.finish(g.scores))
 }
 
 impl PrunePlan<GpuBsr> {
@@ -146,7 +198,7 @@ impl PrunePlan<GpuBsr> {
     ) -> Result<Self> {
         check_sparsity(sparsity)?;
         let mut k = 0;
-        let g = grid(ctx, w, block_rows, block_cols, |n| {
+        let g = grid(ctx, w, (block_rows, block_cols), false, |n| {
             k = prune_count(sparsity, n);
             n - k
         })?;
@@ -207,5 +259,77 @@ impl PrunePlan<GpuBsr> {
             values,
             row_order,
         }))
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::sparse::Matrix;
+
+    #[test]
+    fn probes_separate_exact_from_inexact_arithmetic() {
+        let p = score_probes();
+        let f = |b: u32| f32::from_bits(b);
+        // Fused and unfused rounding differ (also via a tie and a tiny addend).
+        for i in [0, 1, 2] {
+            let (v, s) = (f(p[i][0]), f(p[i][1]));
+            assert_ne!((v * v + s).to_bits(), p[i][2], "probe {i}");
+        }
+        // Flushing subnormal inputs or results changes an expected value.
+        let ftz = |x: f32| if x.is_subnormal() { 0.0 } else { x };
+        let flushed = p.iter().any(|q| {
+            let (v, s) = (ftz(f(q[0])), ftz(f(q[1])));
+            ftz(v.mul_add(v, s)).to_bits() != q[2] || ftz(s + v.abs()).to_bits() != q[3]
+        });
+        assert!(flushed);
+        assert_eq!(p[6][2], f32::INFINITY.to_bits());
+    }
+
+    /// The integer path against the CPU, whichever path the device would take.
+    #[test]
+    fn integer_scores_are_exact_for_both_norms() {
+        let ctx = match Context::new_blocking() {
+            Ok(c) => c,
+            Err(e) => panic!("GPU tests need an adapter: {e}"),
+        };
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let v: Vec<f32> = (0..61 * 47)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let b = x as u32;
+                // Finite patterns over the whole range, many small ones.
+                let b = if (b >> 23) & 0xff == 0xff {
+                    b & 0x807f_ffff
+                } else {
+                    b
+                };
+                if x >> 62 == 0 {
+                    f32::from_bits(b & 0x8000_ffff)
+                } else {
+                    f32::from_bits(b)
+                }
+            })
+            .collect();
+        let w = Matrix::new(61, 47, v).unwrap();
+        let gw = GpuMatrix::upload(&ctx, &w, "w").unwrap();
+        for block in [(1, 1), (2, 3), (8, 8), (61, 47)] {
+            for norm in [BlockNorm::L2, BlockNorm::L1] {
+                for force in [true, false] {
+                    let plan = block_scores_plan(&ctx, &gw, block, norm, force).unwrap();
+                    let got = pollster::block_on(plan.run(&ctx)).unwrap();
+                    let got = got.download_blocking(&ctx).unwrap();
+                    let want = crate::prune::block_scores(&w, block.0, block.1, norm).unwrap();
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(got.data()),
+                        bits(&want),
+                        "{block:?} {norm:?} force {force}"
+                    );
+                }
+            }
+        }
     }
 }
