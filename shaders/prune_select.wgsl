@@ -25,8 +25,9 @@
 //    next pass. After PASS 2, prefix = T, krem = how many elements equal to T
 //    are pruned, and keep_eq = count(T) - krem.
 // 3. select_count: each workgroup owns one chunk of CHUNK = 256 * ITEMS vec4s
-//    of a source and counts its keys == T and > T (and flags non-finite values
-//    when CHECK_FINITE).
+//    of a source (thread t takes every 256th vec4) and counts its keys == T
+//    and > T, reduced by a workgroup scan (and flags non-finite values when
+//    CHECK_FINITE).
 // 4. select_chunk_scan: one workgroup (thread t owns SCAN_PER consecutive
 //    chunks of each round) scans the chunk counts of all sources in order:
 //    eq_before[c] (elements == T in earlier chunks) and kept_before[c] (kept
@@ -86,7 +87,6 @@ override WRITE_ROW: u32 = 0u;
 
 var<workgroup> wg_hist: array<atomic<u32>, 2048>;
 var<workgroup> scan_sh: array<u32, 256>;
-var<workgroup> wg_count: array<atomic<u32>, 2>;
 
 fn flat_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;
@@ -146,15 +146,28 @@ fn radix_histogram(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let dmask = select(0x3ffu, 0x7ffu, PASS == 0u);
     let q1 = min(q0 + per, hp.len4);
+    // Runs of one digit (one dominant magnitude, zeros of pruned weights) are
+    // added with one atomic, so a single hot bin does not serialize the pass.
+    var run_digit = 0u;
+    var run = 0u;
     for (var q = q0 + lid; q < q1; q += WG) {
         let v = h_src[q] & vec4<u32>(0x7fffffffu);
         let c = (4u * q) % hp.stride;
         for (var l = 0u; l < 4u; l++) {
             let key = v[l];
             if (c + l < hp.cols && (key >> hi_shift) == want) {
-                atomicAdd(&wg_hist[(key >> shift) & dmask], 1u);
+                let d = (key >> shift) & dmask;
+                if (d != run_digit && run != 0u) {
+                    atomicAdd(&wg_hist[run_digit], run);
+                    run = 0u;
+                }
+                run_digit = d;
+                run += 1u;
             }
         }
+    }
+    if (run != 0u) {
+        atomicAdd(&wg_hist[run_digit], run);
     }
     workgroupBarrier();
     let bins = dmask + 1u;
@@ -225,10 +238,6 @@ fn select_count(@builtin(workgroup_id) wid: vec3<u32>,
     if (chunk >= cp.nchunks) {
         return;
     }
-    if (lid < 2u) {
-        atomicStore(&wg_count[lid], 0u);
-    }
-    workgroupBarrier();
     let t = c_state[ST_T];
     let q0 = chunk * CHUNK;
     let q1 = min(q0 + CHUNK, cp.len4);
@@ -250,13 +259,12 @@ fn select_count(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
-    atomicAdd(&wg_count[0], eq);
-    atomicAdd(&wg_count[1], gt);
-    workgroupBarrier();
+    // A chunk has at most 4096 elements: both counts fit in 16 bits.
+    let total = wg_scan(lid, eq | (gt << 16u)).y;
     if (lid == 0u) {
         let at = 2u * (cp.chunk0 + chunk);
-        c_counts[at] = atomicLoad(&wg_count[0]);
-        c_counts[at + 1u] = atomicLoad(&wg_count[1]);
+        c_counts[at] = total & 0xffffu;
+        c_counts[at + 1u] = total >> 16u;
     }
 }
 
