@@ -746,3 +746,20 @@ fn block_scores_are_bit_identical_over_the_whole_f32_range() {
         }
     }
 }
+
+#[test]
+fn outputs_over_the_device_limit_are_limit_errors() {
+    let ctx = ctx();
+    // One column: the input takes 16 bytes a row (padded stride), N:M 16:16
+    // stores 16 slots a row, 4x the input, which goes over the binding limit.
+    let limit = ctx.limits().max_storage_buffer_binding_size;
+    let rows = (limit / 64 + 1) as usize;
+    let w = Matrix::zeros(rows, 1).unwrap();
+    let gw = GpuMatrix::upload(&ctx, &w, "w").unwrap();
+    match PrunePlan::nm(&ctx, &gw, 16, 16) {
+        Err(Error::Limit(msg)) => assert!(msg.contains("max_"), "{msg}"),
+        other => panic!("expected a limit error, got {:?}", other.map(|_| ())),
+    }
+    // The same matrix prunes fine where the output is no larger than the input.
+    assert!(PrunePlan::nm(&ctx, &gw, 1, 2).is_ok());
+}
