@@ -195,8 +195,11 @@ impl GpuMatrix {
             GpuBuffer::from_slice(ctx, m.data(), label)?
         } else {
             let mut padded = vec![0.0f32; m.rows() * stride];
-            for (dst, src) in padded.chunks_exact_mut(stride).zip(m.data().chunks_exact(m.cols())) {
-                dst[..m.cols()].copy_from_slice(src);
+            // A matrix without columns is all padding (chunks_exact(0) panics).
+            if m.cols() > 0 {
+                for (dst, src) in padded.chunks_exact_mut(stride).zip(m.data().chunks_exact(m.cols())) {
+                    dst[..m.cols()].copy_from_slice(src);
+                }
             }
             GpuBuffer::from_slice(ctx, &padded, label)?
         };

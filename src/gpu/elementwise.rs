@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 
-use super::{Context, GpuBuffer, Kernel, PipelineKey};
+use super::{Context, Dispatch, GpuBuffer, Kernel, PipelineKey};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -23,6 +23,20 @@ pub fn encode_fill(ctx: &Context, enc: &mut wgpu::CommandEncoder, buf: &GpuBuffe
     let u = ctx.uniform(&params, "fill params");
     let groups = ctx.fold_groups(len.div_ceil(256))?;
     ctx.encode(enc, &PipelineKey::new(Kernel::Fill, &[]), &[&u, buf.raw()], groups)
+}
+
+/// A prepared fill of every 32-bit word of `buf` with `bits`, to record among
+/// other dispatches (plans zero their scratch this way, inside their pass).
+pub(crate) fn prepare_fill(ctx: &Context, buf: &GpuBuffer, bits: u32) -> Result<Dispatch> {
+    let len = (buf.bytes() / 4) as u32;
+    let params = FillParams {
+        len,
+        value: bits,
+        _pad: [0; 2],
+    };
+    let u = ctx.uniform(&params, "fill params");
+    let groups = ctx.fold_groups(len.div_ceil(256))?;
+    ctx.prepare(&PipelineKey::new(Kernel::Fill, &[]), &[&u, buf.raw()], groups)
 }
 
 /// Fills `buf` with the f32 `value` (e.g. NaN to poison an output).

@@ -10,6 +10,10 @@ mod epilogue;
 mod formats;
 pub mod gemm;
 mod pipeline;
+pub mod prune;
+mod prune_block;
+mod prune_nm;
+mod prune_select;
 pub mod spmm_bsr;
 pub mod spmm_csr;
 pub mod spmm_nm;
@@ -20,4 +24,7 @@ pub use context::{AdapterSummary, Context, Dispatch, FeatureSet};
 pub use epilogue::{Activation, Epilogue};
 pub use formats::{longest_first, GpuBsr, GpuCsr, GpuNm};
 pub use pipeline::{Binding, Kernel, PipelineKey, ShaderChecks};
+pub use prune::{prune_block, prune_global, prune_nm, prune_unstructured, PrunePlan};
+#[cfg(not(target_arch = "wasm32"))]
+pub use prune::{prune_block_blocking, prune_global_blocking, prune_nm_blocking, prune_unstructured_blocking};
 pub use timing::{TimingSource, Timings};

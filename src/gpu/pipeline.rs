@@ -65,6 +65,24 @@ pub enum Kernel {
     SpmmCsrTiled,
     /// `spmm_csr.wgsl`: CSR SpMM, threads of a row split its non-zeros (small N).
     SpmmCsrRows,
+    /// `prune_nm.wgsl`: N:M selection and packing in one pass.
+    PruneNm,
+    /// `prune_block.wgsl`: block scores (L2/L1).
+    BlockScores,
+    /// `prune_block.wgsl`: copy the kept blocks (zero-padded) into BSR values.
+    BlockValues,
+    /// `prune_block.wgsl`: block rows longest first.
+    BlockRowOrder,
+    /// `prune_select.wgsl`: per-workgroup radix histograms of |w| digits.
+    RadixHistogram,
+    /// `prune_select.wgsl`: pick the digit bin holding the k-th key.
+    RadixScan,
+    /// `prune_select.wgsl`: per-chunk counts of keys equal to / above the threshold.
+    SelectCount,
+    /// `prune_select.wgsl`: scan of the chunk counts (equal ranks, output offsets).
+    SelectChunkScan,
+    /// `prune_select.wgsl`: tie rule and CSR compaction.
+    SelectScatter,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -86,6 +104,15 @@ impl Kernel {
             Kernel::SpmmNmRows => "spmm_nm_rows",
             Kernel::SpmmCsrTiled => "spmm_csr_tiled",
             Kernel::SpmmCsrRows => "spmm_csr_rows",
+            Kernel::PruneNm => "prune_nm",
+            Kernel::BlockScores => "block_scores",
+            Kernel::BlockValues => "block_values",
+            Kernel::BlockRowOrder => "block_row_order",
+            Kernel::RadixHistogram => "radix_histogram",
+            Kernel::RadixScan => "radix_scan",
+            Kernel::SelectCount => "select_count",
+            Kernel::SelectChunkScan => "select_chunk_scan",
+            Kernel::SelectScatter => "select_scatter",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -101,6 +128,15 @@ impl Kernel {
             Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => {
                 include_str!("../../shaders/spmm_csr.wgsl")
             }
+            Kernel::PruneNm => include_str!("../../shaders/prune_nm.wgsl"),
+            Kernel::BlockScores | Kernel::BlockValues | Kernel::BlockRowOrder => {
+                include_str!("../../shaders/prune_block.wgsl")
+            }
+            Kernel::RadixHistogram
+            | Kernel::RadixScan
+            | Kernel::SelectCount
+            | Kernel::SelectChunkScan
+            | Kernel::SelectScatter => include_str!("../../shaders/prune_select.wgsl"),
         }
     }
     /// The entry point: every kernel's entry point is its name.
@@ -118,6 +154,24 @@ impl Kernel {
             Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows => &[Binding::Uniform, RO, RO, RO, RW, RO],
             // params, row_ptr, col_idx, values, row_order, x, y, bias
             Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
+            // params, w, values, indices, status
+            Kernel::PruneNm => &[Binding::Uniform, RO, RW, RW, RW],
+            // params, w, scores, status
+            Kernel::BlockScores => &[Binding::Uniform, RO, RW, RW],
+            // params, w, col_idx, block_row, values
+            Kernel::BlockValues => &[Binding::Uniform, RO, RO, RO, RW],
+            // params, row_ptr, row_order
+            Kernel::BlockRowOrder => &[Binding::Uniform, RO, RW],
+            // params, keys, state, histograms
+            Kernel::RadixHistogram => &[Binding::Uniform, RO, RO, RW],
+            // params, histograms, state
+            Kernel::RadixScan => &[Binding::Uniform, RO, RW],
+            // params, keys, state, chunk counts, status
+            Kernel::SelectCount => &[Binding::Uniform, RO, RO, RW, RW],
+            // params, chunk counts, state, chunk bases
+            Kernel::SelectChunkScan => &[Binding::Uniform, RO, RO, RW],
+            // params, keys, state, chunk bases, row_ptr, col_idx, values/rows, status
+            Kernel::SelectScatter => &[Binding::Uniform, RO, RO, RO, RW, RW, RW, RW],
         }
     }
 
