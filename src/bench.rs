@@ -8,10 +8,10 @@ use std::fmt::Write as _;
 use crate::error::{Error, Result};
 use crate::gpu::gemm::GemmTile;
 use crate::gpu::spmm_bsr::BsrTile;
-use crate::gpu::{gemm, spmm_bsr, AdapterSummary, Context, Dispatch, Epilogue, GpuMatrix, TimingSource};
+use crate::gpu::{gemm, spmm_bsr, AdapterSummary, Context, Dispatch, Epilogue, GpuMatrix, PrunePlan, TimingSource};
 use crate::ops::{GpuWeights, SparseOperator};
-use crate::prune;
-use crate::sparse::{Matrix, Pattern};
+use crate::prune::{self, BlockNorm};
+use crate::sparse::{Matrix, Pattern, SparseMatrix};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -30,6 +30,8 @@ pub struct BenchConfig {
     pub gemm_tiles: bool,
     /// Also time a grid of BSR tiles (tuning).
     pub bsr_tiles: bool,
+    /// Time GPU pruning (prune + compress) of each square shape's W per pattern.
+    pub prune: bool,
 }
 
 /// Pointwise-convolution shapes of EfficientNet-Lite0 at batch 1 (M = Cout,
@@ -77,6 +79,7 @@ impl BenchConfig {
             seed: 1,
             gemm_tiles: false,
             bsr_tiles: false,
+            prune: true,
         }
     }
 }
@@ -109,6 +112,60 @@ pub struct BenchReport {
     pub timing: TimingSource,
     pub runs: usize,
     pub rows: Vec<BenchRow>,
+    /// GPU pruning times: (rows, cols, pattern, sparsity, median ms).
+    pub prune_rows: Vec<PruneRow>,
+}
+
+/// Time to prune and compress one matrix on the GPU.
+#[derive(Clone, Debug)]
+pub struct PruneRow {
+    pub rows: usize,
+    pub cols: usize,
+    pub pattern: String,
+    pub sparsity: f64,
+    pub median_ms: f64,
+}
+
+/// Times the GPU pruning plan of `pattern` on `gw`, after checking that its
+/// result equals the CPU reference exactly.
+fn time_prune(ctx: &Context, cfg: &BenchConfig, w: &Matrix, gw: &GpuMatrix, pattern: Pattern, s: f64) -> Result<f64> {
+    let (want, _) = prune::prune(w, pattern, s)?;
+    let (dispatches, got) = match pattern {
+        Pattern::NM { n, m } => {
+            let plan = PrunePlan::nm(ctx, gw, n, m)?;
+            let d = plan.dispatches().to_vec();
+            (
+                d,
+                SparseMatrix::Nm(pollster::block_on(async { plan.run(ctx).await?.download(ctx).await })?),
+            )
+        }
+        Pattern::Block { rows, cols } => {
+            let plan = PrunePlan::block(ctx, gw, rows, cols, s, BlockNorm::L2)?;
+            let d = plan.dispatches().to_vec();
+            (
+                d,
+                SparseMatrix::Bsr(pollster::block_on(async { plan.run(ctx).await?.download(ctx).await })?),
+            )
+        }
+        Pattern::Unstructured => {
+            let plan = PrunePlan::unstructured(ctx, gw, s)?;
+            let d = plan.dispatches().to_vec();
+            (
+                d,
+                SparseMatrix::Csr(pollster::block_on(async { plan.run(ctx).await?.download(ctx).await })?),
+            )
+        }
+        Pattern::Dense => return Ok(0.0),
+    };
+    if got != want {
+        return Err(Error::Gpu(format!(
+            "GPU pruning {pattern} at {s} of a {}x{} matrix differs from the CPU reference",
+            w.rows(),
+            w.cols()
+        )));
+    }
+    let refs: Vec<&Dispatch> = dispatches.iter().collect();
+    Ok(ctx.time_blocking(&refs, cfg.warmup, cfg.runs)?.median_ms())
 }
 
 /// Outputs sampled for the float64 check.
@@ -200,6 +257,7 @@ impl ShapeBench<'_> {
 /// Runs the benchmark. `progress` gets one line per measurement.
 pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
     let mut rows = Vec::new();
+    let mut prune_rows = Vec::new();
     let mut timing = TimingSource::WallClock;
     for (si, &(m, k, n)) in cfg.shapes.iter().enumerate() {
         let seed = cfg.seed.wrapping_add(si as u64 * 1000);
@@ -251,6 +309,25 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
                 let (r, _) = sb.measure(case, &d, Some(dense_ms))?;
                 progress(&format!("{m}x{k}x{n} {}: {:.4} ms", r.pattern, r.median_ms));
                 rows.push(r);
+            }
+        }
+
+        if cfg.prune && m == k && m == n {
+            for &pattern in &cfg.patterns {
+                let s = match pattern {
+                    Pattern::NM { n, m } => 1.0 - n as f64 / m as f64, // implied; prune ignores it
+                    Pattern::Dense => 0.0,
+                    _ => 0.9,
+                };
+                let ms = time_prune(ctx, cfg, &w, &gw, pattern, s)?;
+                progress(&format!("prune {m}x{k} {pattern} at {s}: {ms:.4} ms"));
+                prune_rows.push(PruneRow {
+                    rows: m,
+                    cols: k,
+                    pattern: pattern.to_string(),
+                    sparsity: s,
+                    median_ms: ms,
+                });
             }
         }
 
@@ -315,6 +392,7 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
         timing,
         runs: cfg.runs,
         rows,
+        prune_rows,
     })
 }
 
@@ -358,6 +436,22 @@ impl BenchReport {
                 r.sample_rel_err
             );
         }
+        if !self.prune_rows.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nGPU pruning (prune + compress, result checked equal to the CPU reference):"
+            );
+            for p in &self.prune_rows {
+                let _ = writeln!(
+                    s,
+                    "{:>16} {:<14} {:>5.0}% {:>10.4} ms",
+                    format!("{}x{}", p.rows, p.cols),
+                    p.pattern,
+                    100.0 * p.sparsity,
+                    p.median_ms
+                );
+            }
+        }
         s
     }
 
@@ -377,6 +471,9 @@ impl BenchReport {
                 "sparsity": r.sparsity, "median_ms": r.median_ms, "min_ms": r.min_ms,
                 "gflops_dense_equiv": r.gflops_dense_equiv, "gflops_useful": r.gflops_useful,
                 "speedup_vs_dense": r.speedup, "sample_rel_err": r.sample_rel_err,
+            })).collect::<Vec<_>>(),
+            "prune": self.prune_rows.iter().map(|p| serde_json::json!({
+                "rows": p.rows, "cols": p.cols, "pattern": p.pattern, "sparsity": p.sparsity, "median_ms": p.median_ms,
             })).collect::<Vec<_>>(),
         })
     }

@@ -39,6 +39,9 @@ struct BenchArgs {
     /// Also time every GEMM tile shape (tuning).
     #[arg(long)]
     gemm_tiles: bool,
+    /// Skip timing GPU pruning of the square shapes.
+    #[arg(long)]
+    no_prune: bool,
     /// Also time a grid of BSR tile shapes (tuning).
     #[arg(long)]
     bsr_tiles: bool,
@@ -113,6 +116,7 @@ fn bench(a: BenchArgs) -> wgsparse::Result<()> {
     cfg.warmup = a.warmup;
     cfg.gemm_tiles = a.gemm_tiles;
     cfg.bsr_tiles = a.bsr_tiles;
+    cfg.prune = !a.no_prune;
     eprintln!("benchmarking on {}", ctx.info().name);
     let report = bench::run(&ctx, &cfg, |line| eprintln!("  {line}"))?;
     print!("{}", report.table());

@@ -4,8 +4,9 @@
 
 use crate::error::Result;
 use crate::gpu::spmm_csr::CsrWeights;
+use crate::gpu::PrunePlan;
 use crate::gpu::{gemm, spmm_bsr, spmm_csr, spmm_nm, Context, Dispatch, Epilogue, GpuBsr, GpuMatrix, GpuNm};
-use crate::prune::{self, TensorReport};
+use crate::prune::{self, BlockNorm, TensorReport};
 use crate::sparse::{Matrix, Pattern, SparseMatrix};
 
 /// The weights on the GPU, in the format their pattern calls for.
@@ -46,6 +47,60 @@ impl SparseOperator {
     pub fn new(ctx: &Context, w: &Matrix, pattern: Pattern, sparsity: f64) -> Result<Self> {
         let (sp, report) = prune::prune(w, pattern, sparsity)?;
         Self::from_sparse(ctx, &sp, report)
+    }
+
+    /// Prunes a dense matrix that is already on the GPU, on the GPU (same
+    /// result as the CPU reference, see [`crate::gpu::prune`]), into the
+    /// pattern's format. Block pruning uses the L2 norm.
+    pub async fn prune_on_gpu(ctx: &Context, w: &GpuMatrix, pattern: Pattern, sparsity: f64) -> Result<Self> {
+        let (rows, cols) = (w.rows(), w.cols());
+        let (weights, target) = match pattern.validate()? {
+            Pattern::Dense => {
+                if sparsity != 0.0 {
+                    return Err(crate::Error::InvalidSparsity(sparsity));
+                }
+                (GpuWeights::Dense(w.clone()), 0.0)
+            }
+            Pattern::NM { n, m } => (
+                GpuWeights::Nm(PrunePlan::nm(ctx, w, n, m)?.run(ctx).await?),
+                1.0 - n as f64 / m as f64,
+            ),
+            Pattern::Block { rows: br, cols: bc } => {
+                let plan = PrunePlan::block(ctx, w, br, bc, sparsity, BlockNorm::L2)?;
+                (GpuWeights::Bsr(plan.run(ctx).await?), sparsity)
+            }
+            Pattern::Unstructured => {
+                let csr = PrunePlan::unstructured(ctx, w, sparsity)?.run(ctx).await?;
+                let row_ptr: Vec<u32> = csr.row_ptr.read(ctx).await?;
+                (GpuWeights::Csr(CsrWeights::from_gpu(ctx, csr, &row_ptr)?), sparsity)
+            }
+        };
+        // Stored slots: edge blocks count whole, N:M counts filler slots.
+        let (kept, bytes) = match &weights {
+            GpuWeights::Dense(_) => (rows * cols, 4 * rows * cols),
+            GpuWeights::Bsr(b) => (b.nnz_blocks * b.block_rows * b.block_cols, b.bytes() as usize),
+            GpuWeights::Nm(nm) => (
+                (rows * cols.div_ceil(nm.m) * nm.n).min(rows * cols),
+                nm.bytes() as usize,
+            ),
+            GpuWeights::Csr(c) => (c.csr.nnz, c.csr.bytes() as usize),
+        };
+        let total = (rows * cols).max(1);
+        let report = TensorReport {
+            name: String::new(),
+            rows,
+            cols,
+            pattern,
+            target,
+            achieved: 1.0 - kept.min(total) as f64 / total as f64,
+            kept,
+        };
+        Ok(SparseOperator {
+            weights,
+            report,
+            bytes,
+            dense_bytes: 4 * rows * cols,
+        })
     }
 
     /// Uploads an already compressed matrix.
