@@ -34,3 +34,15 @@ pub fn fill_f32(ctx: &Context, buf: &GpuBuffer, value: f32) -> Result<()> {
     ctx.queue().submit([enc.finish()]);
     Ok(())
 }
+
+/// Fills `buf` with the f16 `value` in every half (e.g. NaN to poison an f16
+/// output; the buffer is written in whole 32-bit words).
+pub fn fill_f16(ctx: &Context, buf: &GpuBuffer, value: half::f16) -> Result<()> {
+    let h = value.to_bits() as u32;
+    let mut enc = ctx
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("fill") });
+    encode_fill(ctx, &mut enc, buf, h | (h << 16))?;
+    ctx.queue().submit([enc.finish()]);
+    Ok(())
+}

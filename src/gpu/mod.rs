@@ -9,13 +9,15 @@ pub mod elementwise;
 mod epilogue;
 mod formats;
 pub mod gemm;
+pub mod gemm_f16;
 mod pipeline;
 pub mod spmm_bsr;
+pub mod spmm_bsr_f16;
 mod timing;
 
-pub use buffer::{padded_stride, GpuBuffer, GpuMatrix};
+pub use buffer::{f16_rounded, padded_stride, padded_stride_f16, GpuBuffer, GpuMatrix, GpuMatrixF16};
 pub use context::{AdapterSummary, Context, Dispatch, FeatureSet};
 pub use epilogue::{Activation, Epilogue};
-pub use formats::{longest_first, GpuBsr, GpuCsr, GpuNm};
+pub use formats::{longest_first, GpuBsr, GpuBsrF16, GpuCsr, GpuNm};
 pub use pipeline::{Binding, Kernel, PipelineKey, ShaderChecks};
 pub use timing::{TimingSource, Timings};
