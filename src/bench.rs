@@ -2,13 +2,19 @@
 //! kernels over a grid of shapes and sparsities, medians of repeated GPU-timed
 //! runs, speedups measured against our own dense GEMM IN THE SAME RUN, and every
 //! kernel's output checked against a float64 reference on sampled elements.
+//! With [`BenchConfig::f16`] the f16-storage kernels (f32 accumulation) are
+//! timed too, checked against float64 products of the f16-rounded inputs, with
+//! speedups against both the f32 and the f16 dense GEMM of the same run.
 
 use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
 use crate::gpu::gemm::GemmTile;
 use crate::gpu::spmm_bsr::BsrTile;
-use crate::gpu::{gemm, spmm_bsr, AdapterSummary, Context, Dispatch, Epilogue, GpuMatrix, PrunePlan, TimingSource};
+use crate::gpu::{
+    f16_rounded, gemm, gemm_f16, spmm_bsr, spmm_bsr_f16, AdapterSummary, Context, Dispatch, Epilogue, GpuBsrF16,
+    GpuMatrix, GpuMatrixF16, PrunePlan, TimingSource,
+};
 use crate::ops::{GpuWeights, SparseOperator};
 use crate::prune::{self, BlockNorm};
 use crate::sparse::{Matrix, Pattern, SparseMatrix};
@@ -32,6 +38,9 @@ pub struct BenchConfig {
     pub bsr_tiles: bool,
     /// Time GPU pruning (prune + compress) of each square shape's W per pattern.
     pub prune: bool,
+    /// Also time the f16-storage kernels (`gemm_f16`, `spmm_bsr_f16`; needs
+    /// shader-f16), and with `gemm_tiles`/`bsr_tiles` their tiles.
+    pub f16: bool,
 }
 
 /// Pointwise-convolution shapes of EfficientNet-Lite0 at batch 1 (M = Cout,
@@ -80,6 +89,7 @@ impl BenchConfig {
             gemm_tiles: false,
             bsr_tiles: false,
             prune: true,
+            f16: false,
         }
     }
 }
@@ -99,8 +109,11 @@ pub struct BenchRow {
     pub gflops_dense_equiv: f64,
     /// `2 nnz(W) N / t`.
     pub gflops_useful: f64,
-    /// Dense median / this median, same run.
+    /// f32 dense median / this median, same run.
     pub speedup: f64,
+    /// f16 dense (`gemm_f16`) median / this median, same run; for the f16
+    /// kernels only.
+    pub speedup_vs_f16_dense: Option<f64>,
     /// Norm-wise relative error of sampled outputs against float64.
     pub sample_rel_err: f64,
 }
@@ -172,6 +185,9 @@ fn time_prune(ctx: &Context, cfg: &BenchConfig, w: &Matrix, gw: &GpuMatrix, patt
 const SAMPLES: usize = 256;
 /// Norm-wise relative error allowed on sampled outputs (f32 accumulation over K).
 pub const SAMPLE_REL_TOL: f64 = 1e-4;
+/// The same for the f16-storage kernels, against float64 products of the
+/// f16-rounded inputs (f32 accumulation, output rounded to f16: about 3e-4).
+pub const F16_SAMPLE_REL_TOL: f64 = 1e-2;
 
 fn lcg(s: &mut u64) -> u64 {
     *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -218,13 +234,22 @@ struct Case<'a> {
     masked: &'a Matrix,
 }
 
-/// What is fixed for one shape: X on both sides and Y on the GPU.
+/// The output a kernel writes, in either storage.
+#[derive(Clone, Copy)]
+enum Output<'a> {
+    F32(&'a GpuMatrix),
+    F16(&'a GpuMatrixF16),
+}
+
+/// What is fixed for one shape and precision: X on the CPU (as the GPU holds
+/// it, i.e. f16-rounded for f16), Y on the GPU, the tolerance of the check.
 struct ShapeBench<'a> {
     ctx: &'a Context,
     cfg: &'a BenchConfig,
     x: &'a Matrix,
-    gy: &'a GpuMatrix,
+    gy: Output<'a>,
     seed: u64,
+    tol: f64,
 }
 
 impl ShapeBench<'_> {
@@ -232,7 +257,11 @@ impl ShapeBench<'_> {
     /// or 1 when this is the dense run itself).
     fn measure(&self, case: Case, d: &Dispatch, dense_ms: Option<f64>) -> Result<(BenchRow, TimingSource)> {
         let t = self.ctx.time_blocking(&[d], self.cfg.warmup, self.cfg.runs)?;
-        let err = check_samples(case.masked, self.x, &self.gy.download_blocking(self.ctx)?, self.seed);
+        let y = match self.gy {
+            Output::F32(y) => y.download_blocking(self.ctx)?,
+            Output::F16(y) => y.download_blocking(self.ctx)?,
+        };
+        let err = check_samples(case.masked, self.x, &y, self.seed);
         let (m, k, n) = (case.masked.rows(), case.masked.cols(), self.x.cols());
         let med = t.median_ms();
         let r = BenchRow {
@@ -247,15 +276,19 @@ impl ShapeBench<'_> {
             gflops_dense_equiv: 2.0 * (m * k * n) as f64 / (med * 1e6),
             gflops_useful: 2.0 * (case.nnz * n) as f64 / (med * 1e6),
             speedup: dense_ms.unwrap_or(med) / med,
+            speedup_vs_f16_dense: None,
             sample_rel_err: err,
         };
-        check_err(&r)?;
+        check_err(&r, self.tol)?;
         Ok((r, t.source))
     }
 }
 
 /// Runs the benchmark. `progress` gets one line per measurement.
 pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
+    if cfg.f16 {
+        ctx.require_f16("the f16 benchmark (--f16)")?;
+    }
     let mut rows = Vec::new();
     let mut prune_rows = Vec::new();
     let mut timing = TimingSource::WallClock;
@@ -271,8 +304,9 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
             ctx,
             cfg,
             x: &x,
-            gy: &gy,
+            gy: Output::F32(&gy),
             seed: seed + 2,
+            tol: SAMPLE_REL_TOL,
         };
 
         let d = gemm::prepare(ctx, &gw, &gx, &gy, &ep)?;
@@ -331,6 +365,64 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
             }
         }
 
+        // The f16 operands (rounded on the CPU too, for the float64 check).
+        let f16 = if cfg.f16 {
+            let (w16, x16) = (f16_rounded(&w), f16_rounded(&x));
+            let gw16 = GpuMatrixF16::upload(ctx, &w, "bench w f16")?;
+            let gx16 = GpuMatrixF16::upload(ctx, &x, "bench x f16")?;
+            let gy16 = GpuMatrixF16::new(ctx, m, n, "bench y f16")?;
+            Some((w16, x16, gw16, gx16, gy16))
+        } else {
+            None
+        };
+        let sb16 = f16.as_ref().map(|(_, x16, _, _, gy16)| ShapeBench {
+            ctx,
+            cfg,
+            x: x16,
+            gy: Output::F16(gy16),
+            seed: seed + 2,
+            tol: F16_SAMPLE_REL_TOL,
+        });
+        let mut f16_dense_ms = f64::NAN;
+        if let (Some((w16, _, gw16, gx16, gy16)), Some(sb16)) = (&f16, &sb16) {
+            let d = gemm_f16::prepare(ctx, gw16, gx16, gy16, &ep)?;
+            let case = Case {
+                kernel: "gemm_f16",
+                pattern: "dense".into(),
+                sparsity: 0.0,
+                nnz: m * k,
+                masked: w16,
+            };
+            let (mut r, _) = sb16.measure(case, &d, Some(dense_ms))?;
+            f16_dense_ms = r.median_ms;
+            r.speedup_vs_f16_dense = Some(1.0);
+            progress(&format!(
+                "{m}x{k}x{n} dense f16: {:.4} ms, {:.0} GFLOP/s, {:.2}x f32 dense",
+                r.median_ms, r.gflops_dense_equiv, r.speedup
+            ));
+            rows.push(r);
+            if cfg.gemm_tiles {
+                for tile in GemmTile::ALL.into_iter().chain(GemmTile::EXPERIMENTAL) {
+                    if tile.validate(ctx).is_err() {
+                        continue;
+                    }
+                    let d = gemm_f16::prepare_with(ctx, gw16, gx16, gy16, &ep, tile)?;
+                    let GemmTile { bm, bn, bk, tm, tn } = tile;
+                    let case = Case {
+                        kernel: "gemm_f16",
+                        pattern: format!("tile:{bm}x{bn}x{bk}/{tm}x{tn}"),
+                        sparsity: 0.0,
+                        nnz: m * k,
+                        masked: w16,
+                    };
+                    let (mut r, _) = sb16.measure(case, &d, Some(dense_ms))?;
+                    r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
+                    progress(&format!("{m}x{k}x{n} f16 {}: {:.4} ms", r.pattern, r.median_ms));
+                    rows.push(r);
+                }
+            }
+        }
+
         for &pattern in &cfg.patterns {
             // N:M fixes its own sparsity: one measurement.
             let sparsities: Vec<f64> = match pattern {
@@ -384,6 +476,54 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
                     r.speedup
                 ));
                 rows.push(r);
+
+                if let (Some(sb16), SparseMatrix::Bsr(bsr), GpuWeights::Bsr(gb)) = (&sb16, &sp, &op.weights) {
+                    let (_, _, _, gx16, gy16) = f16.as_ref().expect("f16 operands with sb16");
+                    let gb16 = GpuBsrF16::sharing_indices(ctx, gb, bsr)?;
+                    let masked16 = f16_rounded(&masked);
+                    let mut tiles = vec![None];
+                    if cfg.bsr_tiles {
+                        for wg_x in [8, 16, 32] {
+                            for tn4 in [2, 4] {
+                                for kc in [4, 8, 16] {
+                                    tiles.push(Some(BsrTile {
+                                        wg_x,
+                                        tn4,
+                                        kc: kc.min(gb.block_cols as u32),
+                                    }));
+                                }
+                            }
+                        }
+                    }
+                    for tile in tiles {
+                        let (d, label) = match tile {
+                            None => (spmm_bsr_f16::prepare(ctx, &gb16, gx16, gy16, &ep)?, pattern.to_string()),
+                            Some(t) => match spmm_bsr_f16::prepare_with(ctx, &gb16, gx16, gy16, &ep, t) {
+                                Ok(d) => (d, format!("{pattern} wg{} tn{} kc{}", t.wg_x, t.tn4, t.kc)),
+                                Err(_) => continue,
+                            },
+                        };
+                        let case = Case {
+                            kernel: "spmm_bsr_f16",
+                            pattern: label,
+                            sparsity: s,
+                            nnz,
+                            masked: &masked16,
+                        };
+                        let (mut r, _) = sb16.measure(case, &d, Some(dense_ms))?;
+                        r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
+                        if tile.is_none() {
+                            progress(&format!(
+                                "{m}x{k}x{n} {pattern} {:.0}% f16: {:.4} ms, {:.2}x f32 dense, {:.2}x f16 dense",
+                                100.0 * s,
+                                r.median_ms,
+                                r.speedup,
+                                f16_dense_ms / r.median_ms
+                            ));
+                        }
+                        rows.push(r);
+                    }
+                }
             }
         }
     }
@@ -396,10 +536,10 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
     })
 }
 
-fn check_err(r: &BenchRow) -> Result<()> {
-    if r.sample_rel_err.is_nan() || r.sample_rel_err > SAMPLE_REL_TOL {
+fn check_err(r: &BenchRow, tol: f64) -> Result<()> {
+    if r.sample_rel_err.is_nan() || r.sample_rel_err > tol {
         return Err(Error::Gpu(format!(
-            "{} {} {}x{}x{} at {}: sampled outputs differ from the float64 reference by {:e} (> {SAMPLE_REL_TOL:e})",
+            "{} {} {}x{}x{} at {}: sampled outputs differ from the float64 reference by {:e} (> {tol:e})",
             r.kernel, r.pattern, r.m, r.k, r.n, r.sparsity, r.sample_rel_err
         )));
     }
@@ -416,15 +556,20 @@ impl BenchReport {
             "adapter: {} ({:?}, {:?}, driver {} {}); timing: {}, median of {} runs",
             i.name, i.backend, i.device_type, i.driver, i.driver_info, self.timing, self.runs
         );
-        let _ = writeln!(
+        let f16 = self.rows.iter().any(|r| r.speedup_vs_f16_dense.is_some());
+        let _ = write!(
             s,
-            "{:>16} {:<9} {:<12} {:>6} {:>10} {:>12} {:>12} {:>8} {:>9}",
-            "M x K x N", "kernel", "pattern", "sparse", "ms", "GFLOP/s eq", "GFLOP/s use", "speedup", "rel.err"
+            "{:>16} {:<12} {:<12} {:>6} {:>10} {:>12} {:>12} {:>8}",
+            "M x K x N", "kernel", "pattern", "sparse", "ms", "GFLOP/s eq", "GFLOP/s use", "speedup"
         );
+        if f16 {
+            let _ = write!(s, " {:>8}", "vs f16");
+        }
+        let _ = writeln!(s, " {:>9}", "rel.err");
         for r in &self.rows {
-            let _ = writeln!(
+            let _ = write!(
                 s,
-                "{:>16} {:<9} {:<12} {:>5.0}% {:>10.4} {:>12.1} {:>12.1} {:>7.2}x {:>9.1e}",
+                "{:>16} {:<12} {:<12} {:>5.0}% {:>10.4} {:>12.1} {:>12.1} {:>7.2}x",
                 format!("{}x{}x{}", r.m, r.k, r.n),
                 r.kernel,
                 r.pattern,
@@ -433,8 +578,14 @@ impl BenchReport {
                 r.gflops_dense_equiv,
                 r.gflops_useful,
                 r.speedup,
-                r.sample_rel_err
             );
+            if f16 {
+                let _ = match r.speedup_vs_f16_dense {
+                    Some(v) => write!(s, " {v:>7.2}x"),
+                    None => write!(s, " {:>8}", "-"),
+                };
+            }
+            let _ = writeln!(s, " {:>9.1e}", r.sample_rel_err);
         }
         if !self.prune_rows.is_empty() {
             let _ = writeln!(
@@ -470,7 +621,8 @@ impl BenchReport {
                 "m": r.m, "k": r.k, "n": r.n, "kernel": r.kernel, "pattern": r.pattern,
                 "sparsity": r.sparsity, "median_ms": r.median_ms, "min_ms": r.min_ms,
                 "gflops_dense_equiv": r.gflops_dense_equiv, "gflops_useful": r.gflops_useful,
-                "speedup_vs_dense": r.speedup, "sample_rel_err": r.sample_rel_err,
+                "speedup_vs_dense": r.speedup, "speedup_vs_f16_dense": r.speedup_vs_f16_dense,
+                "sample_rel_err": r.sample_rel_err,
             })).collect::<Vec<_>>(),
             "prune": self.prune_rows.iter().map(|p| serde_json::json!({
                 "rows": p.rows, "cols": p.cols, "pattern": p.pattern, "sparsity": p.sparsity, "median_ms": p.median_ms,
@@ -488,8 +640,13 @@ impl BenchReport {
         };
         let root = SVGBackend::new(path, (960, 640)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| gerr(&e))?;
-        let max_speed = self.rows.iter().map(|r| r.speedup).fold(1.0f64, f64::max) * 1.1;
-        let title = format!("speedup over dense GEMM, same run — {}", self.adapter.info.name);
+        // f32 kernels against the f32 dense, f16 ones against the f16 dense.
+        let speedup = |r: &BenchRow| r.speedup_vs_f16_dense.unwrap_or(r.speedup);
+        let max_speed = self.rows.iter().map(speedup).fold(1.0f64, f64::max) * 1.1;
+        let title = format!(
+            "speedup over dense GEMM (same precision), same run — {}",
+            self.adapter.info.name
+        );
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 20))
             .margin(12)
@@ -504,11 +661,21 @@ impl BenchReport {
             .draw()
             .map_err(|e| gerr(&e))?;
         let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-        for r in self.rows.iter().filter(|r| r.kernel != "gemm") {
-            let name = format!("{}x{}x{} {}", r.m, r.k, r.n, r.pattern);
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| r.kernel != "gemm" && r.kernel != "gemm_f16")
+        {
+            let tag = if r.speedup_vs_f16_dense.is_some() {
+                " f16 (vs f16 dense)"
+            } else {
+                ""
+            };
+            let name = format!("{}x{}x{} {}{tag}", r.m, r.k, r.n, r.pattern);
+            let pt = (100.0 * r.sparsity, speedup(r));
             match series.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, pts)) => pts.push((100.0 * r.sparsity, r.speedup)),
-                None => series.push((name, vec![(100.0 * r.sparsity, r.speedup)])),
+                Some((_, pts)) => pts.push(pt),
+                None => series.push((name, vec![pt])),
             }
         }
         for (i, (name, pts)) in series.into_iter().enumerate() {

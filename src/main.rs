@@ -45,6 +45,11 @@ struct BenchArgs {
     /// Also time a grid of BSR tile shapes (tuning).
     #[arg(long)]
     bsr_tiles: bool,
+    /// Also time the f16-storage kernels (f32 accumulation), gemm_f16 and
+    /// spmm_bsr_f16, with speedups against the f32 and the f16 dense GEMM of the
+    /// same run (needs an adapter with shader-f16).
+    #[arg(long)]
+    f16: bool,
     /// Write every number, with the adapter, to this JSON file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -117,6 +122,7 @@ fn bench(a: BenchArgs) -> wgsparse::Result<()> {
     cfg.gemm_tiles = a.gemm_tiles;
     cfg.bsr_tiles = a.bsr_tiles;
     cfg.prune = !a.no_prune;
+    cfg.f16 = a.f16;
     eprintln!("benchmarking on {}", ctx.info().name);
     let report = bench::run(&ctx, &cfg, |line| eprintln!("  {line}"))?;
     print!("{}", report.table());

@@ -241,3 +241,110 @@ impl GpuMatrix {
         pollster::block_on(self.download(ctx))
     }
 }
+
+/// Row stride (in halves) of an f16 GPU matrix with `cols` columns: a multiple
+/// of 8, so every row is whole `vec4<f16>` pairs and starts 16-byte aligned.
+pub fn padded_stride_f16(cols: usize) -> usize {
+    cols.next_multiple_of(8).max(8)
+}
+
+/// The largest finite f16.
+const F16_MAX: f32 = 65504.0;
+
+/// `data` rounded to f16 (round to nearest even). A finite value beyond the f16
+/// range is an error instead of becoming infinity; NaN and infinities pass.
+pub(crate) fn to_f16(data: &[f32], what: &str) -> Result<Vec<half::f16>> {
+    data.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let h = half::f16::from_f32(v);
+            if h.is_infinite() && v.is_finite() {
+                return Err(Error::Limit(format!(
+                    "{what}: value {v} at index {i} is beyond the f16 range (+-{F16_MAX})"
+                )));
+            }
+            Ok(h)
+        })
+        .collect()
+}
+
+/// `m` with every element rounded to f16 and back: what an f16 upload of `m`
+/// holds, and so the input a reference for the f16 kernels should use.
+pub fn f16_rounded(m: &Matrix) -> Matrix {
+    let data = m.data().iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    Matrix::new(m.rows(), m.cols(), data).expect("same shape")
+}
+
+/// A row-major f16 matrix on the GPU (the storage of the f16 kernels, which
+/// accumulate in f32), rows padded to a multiple of 8 halves (`stride`, see
+/// [`padded_stride_f16`]). Uploads round f32 to nearest f16 and zero the
+/// padding; downloads widen to f32 exactly and drop the padding. Kernels keep
+/// padding columns finite but do not promise zeros there.
+#[derive(Clone, Debug)]
+pub struct GpuMatrixF16 {
+    pub(crate) buf: GpuBuffer,
+    rows: usize,
+    cols: usize,
+    stride: usize,
+}
+
+impl GpuMatrixF16 {
+    /// An uninitialised `rows x cols` matrix.
+    pub fn new(ctx: &Context, rows: usize, cols: usize, label: &str) -> Result<Self> {
+        let stride = padded_stride_f16(cols);
+        let bytes = checked_mul(checked_mul(rows, stride, label)?, 2, label)? as u64;
+        Ok(GpuMatrixF16 {
+            buf: GpuBuffer::new(ctx, bytes, label)?,
+            rows,
+            cols,
+            stride,
+        })
+    }
+    /// Uploads `m` rounded to f16 (padding rows with zeros). A finite value
+    /// beyond +-65504 is an [`Error::Limit`].
+    pub fn upload(ctx: &Context, m: &Matrix, label: &str) -> Result<Self> {
+        let stride = padded_stride_f16(m.cols());
+        let len = checked_mul(m.rows(), stride, label)?;
+        checked_mul(len, 2, label)?;
+        let halves = to_f16(m.data(), label)?;
+        let mut padded = vec![half::f16::ZERO; len];
+        if m.cols() > 0 {
+            for (dst, src) in padded.chunks_exact_mut(stride).zip(halves.chunks_exact(m.cols())) {
+                dst[..m.cols()].copy_from_slice(src);
+            }
+        }
+        Ok(GpuMatrixF16 {
+            buf: GpuBuffer::from_slice(ctx, &padded, label)?,
+            rows: m.rows(),
+            cols: m.cols(),
+            stride,
+        })
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Halves per row in the buffer (`cols` rounded up to a multiple of 8).
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+    pub fn buffer(&self) -> &GpuBuffer {
+        &self.buf
+    }
+    /// Downloads the matrix as f32 (awaits the GPU), dropping the row padding.
+    pub async fn download(&self, ctx: &Context) -> Result<Matrix> {
+        let data = self.buf.read::<half::f16>(ctx).await?;
+        let data = data
+            .chunks_exact(self.stride)
+            .flat_map(|row| row[..self.cols].iter().map(|h| h.to_f32()))
+            .collect();
+        Matrix::new(self.rows, self.cols, data)
+    }
+    /// [`GpuMatrixF16::download`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn download_blocking(&self, ctx: &Context) -> Result<Matrix> {
+        pollster::block_on(self.download(ctx))
+    }
+}

@@ -183,7 +183,21 @@ impl Context {
 
     /// Creates the device on a given adapter.
     pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
-        let features = FeatureSet::from_features(adapter.features());
+        let all = FeatureSet::from_features(adapter.features());
+        Self::from_adapter_with(adapter, all).await
+    }
+
+    /// Creates the device on a given adapter with at most the features in
+    /// `wanted` (those the adapter lacks are dropped), e.g. without shader-f16
+    /// to run the f32 kernels only, or to test the paths for adapters without it.
+    pub async fn from_adapter_with(adapter: wgpu::Adapter, wanted: FeatureSet) -> Result<Self> {
+        let has = FeatureSet::from_features(adapter.features());
+        let features = FeatureSet {
+            shader_f16: has.shader_f16 && wanted.shader_f16,
+            subgroups: has.subgroups && wanted.subgroups,
+            timestamp_query: has.timestamp_query && wanted.timestamp_query,
+            timestamp_inside_passes: has.timestamp_inside_passes && wanted.timestamp_inside_passes,
+        };
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -268,8 +282,25 @@ impl Context {
         }
     }
 
+    /// Fails with [`Error::Gpu`] naming `what` when the device was created
+    /// without shader-f16 (the f16 kernels cannot be compiled there).
+    pub fn require_f16(&self, what: &str) -> Result<()> {
+        if self.features().shader_f16 {
+            return Ok(());
+        }
+        Err(Error::Gpu(format!(
+            "{what} needs the shader-f16 feature, which the adapter '{}' ({:?}) does not offer \
+             (or the device was created without it); use the f32 kernels",
+            self.summary.info.name, self.summary.info.backend
+        )))
+    }
+
     /// The pipeline and bind-group layout for `key`, compiled once and cached.
+    /// An f16 kernel on a device without shader-f16 is an [`Error::Gpu`].
     pub fn pipeline(&self, key: &PipelineKey) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+        if key.kernel.needs_f16() {
+            self.require_f16(key.kernel.name())?;
+        }
         let mut cache = self
             .pipelines
             .lock()

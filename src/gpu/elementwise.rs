@@ -68,3 +68,15 @@ pub fn prepare_add(ctx: &Context, dst: &GpuBuffer, src: &GpuBuffer) -> Result<su
     let groups = ctx.fold_groups(len.div_ceil(256))?;
     ctx.prepare(&PipelineKey::new(Kernel::Add, &[]), &[&u, dst.raw(), src.raw()], groups)
 }
+
+/// Fills `buf` with the f16 `value` in every half (e.g. NaN to poison an f16
+/// output; the buffer is written in whole 32-bit words).
+pub fn fill_f16(ctx: &Context, buf: &GpuBuffer, value: half::f16) -> Result<()> {
+    let h = value.to_bits() as u32;
+    let mut enc = ctx
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("fill") });
+    encode_fill(ctx, &mut enc, buf, h | (h << 16))?;
+    ctx.queue().submit([enc.finish()]);
+    Ok(())
+}

@@ -88,8 +88,8 @@ impl GemmTile {
         (self.bm / self.tm) * (self.bn / self.tn)
     }
 
-    /// The override constants of `gemm.wgsl` for this tile.
-    fn constants(self, ep: &Epilogue) -> Vec<(&'static str, u32)> {
+    /// The override constants of `gemm.wgsl` (and `gemm_f16.wgsl`) for this tile.
+    pub(crate) fn constants(self, ep: &Epilogue) -> Vec<(&'static str, u32)> {
         let mut c = vec![
             ("BM", self.bm),
             ("BN", self.bn),
@@ -212,8 +212,8 @@ pub fn prepare_with(
 }
 
 /// Rows per workgroup and threads of the skinny kernel.
-const SKINNY_ROWS: u32 = 4;
-const SKINNY_THREADS: u32 = 64;
+pub(crate) const SKINNY_ROWS: u32 = 4;
+pub(crate) const SKINNY_THREADS: u32 = 64;
 
 /// Prepares `y = act(w x + bias)` for an X of at most 16 columns with the
 /// skinny kernel (threads split K, reduction in workgroup memory).

@@ -9,20 +9,22 @@ pub mod elementwise;
 mod epilogue;
 mod formats;
 pub mod gemm;
+pub mod gemm_f16;
 mod pipeline;
 pub mod prune;
 mod prune_block;
 mod prune_nm;
 mod prune_select;
 pub mod spmm_bsr;
+pub mod spmm_bsr_f16;
 pub mod spmm_csr;
 pub mod spmm_nm;
 mod timing;
 
-pub use buffer::{padded_stride, GpuBuffer, GpuMatrix};
+pub use buffer::{f16_rounded, padded_stride, padded_stride_f16, GpuBuffer, GpuMatrix, GpuMatrixF16};
 pub use context::{AdapterSummary, Context, Dispatch, FeatureSet};
 pub use epilogue::{Activation, Epilogue};
-pub use formats::{longest_first, GpuBsr, GpuCsr, GpuNm};
+pub use formats::{longest_first, GpuBsr, GpuBsrF16, GpuCsr, GpuNm};
 pub use pipeline::{Binding, Kernel, PipelineKey, ShaderChecks};
 pub use prune::{prune_block, prune_global, prune_nm, prune_unstructured, PrunePlan};
 #[cfg(not(target_arch = "wasm32"))]

@@ -48,6 +48,12 @@ pub enum Kernel {
     GemmSkinny,
     /// `spmm_bsr.wgsl`: block-sparse `Y = act(W_bsr X + bias)`.
     SpmmBsr,
+    /// `gemm_f16.wgsl`: [`Kernel::Gemm`] with f16 storage, f32 accumulation.
+    GemmF16,
+    /// `gemm_f16.wgsl`, entry `gemm_skinny_f16`: [`Kernel::GemmSkinny`] in f16 storage.
+    GemmSkinnyF16,
+    /// `spmm_bsr_f16.wgsl`: [`Kernel::SpmmBsr`] with f16 storage, f32 accumulation.
+    SpmmBsrF16,
     /// `conv.wgsl`: dense convolution (the stem).
     Conv2d,
     /// `conv.wgsl`: depthwise convolution.
@@ -96,6 +102,9 @@ impl Kernel {
             Kernel::Gemm => "gemm",
             Kernel::GemmSkinny => "gemm_skinny",
             Kernel::SpmmBsr => "spmm_bsr",
+            Kernel::GemmF16 => "gemm_f16",
+            Kernel::GemmSkinnyF16 => "gemm_skinny_f16",
+            Kernel::SpmmBsrF16 => "spmm_bsr_f16",
             Kernel::Conv2d => "conv2d",
             Kernel::Depthwise => "depthwise",
             Kernel::AvgPool => "avgpool",
@@ -121,6 +130,8 @@ impl Kernel {
             Kernel::Fill | Kernel::Add => include_str!("../../shaders/elementwise.wgsl"),
             Kernel::Gemm | Kernel::GemmSkinny => include_str!("../../shaders/gemm.wgsl"),
             Kernel::SpmmBsr => include_str!("../../shaders/spmm_bsr.wgsl"),
+            Kernel::GemmF16 | Kernel::GemmSkinnyF16 => include_str!("../../shaders/gemm_f16.wgsl"),
+            Kernel::SpmmBsrF16 => include_str!("../../shaders/spmm_bsr_f16.wgsl"),
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => include_str!("../../shaders/conv.wgsl"),
             Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows => {
                 include_str!("../../shaders/spmm_nm.wgsl")
@@ -143,12 +154,19 @@ impl Kernel {
     pub fn entry_point(self) -> &'static str {
         self.name()
     }
+    /// True for the kernels whose WGSL says `enable f16;` (they need the
+    /// adapter's shader-f16 feature).
+    pub fn needs_f16(self) -> bool {
+        matches!(self, Kernel::GemmF16 | Kernel::GemmSkinnyF16 | Kernel::SpmmBsrF16)
+    }
     pub fn bindings(self) -> &'static [Binding] {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
             Kernel::Add => &[Binding::Uniform, RW, RO],
-            Kernel::Gemm | Kernel::GemmSkinny => &[Binding::Uniform, RO, RO, RW, RO],
-            Kernel::SpmmBsr => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
+            Kernel::Gemm | Kernel::GemmSkinny | Kernel::GemmF16 | Kernel::GemmSkinnyF16 => {
+                &[Binding::Uniform, RO, RO, RW, RO]
+            }
+            Kernel::SpmmBsr | Kernel::SpmmBsrF16 => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => &[Binding::Uniform, RO, RO, RO, RW],
             // params, values, indices, x, y, bias
             Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows => &[Binding::Uniform, RO, RO, RO, RW, RO],

@@ -37,7 +37,7 @@ impl BsrTile {
         BsrTile { wg_x, tn4, kc }
     }
 
-    fn constants(self, br: usize, bc: usize, ep: &Epilogue) -> Vec<(&'static str, u32)> {
+    pub(crate) fn constants(self, br: usize, bc: usize, ep: &Epilogue) -> Vec<(&'static str, u32)> {
         let wg_y = br.div_ceil(4) as u32;
         let mut c = vec![
             ("BR", br as u32),
@@ -53,7 +53,7 @@ impl BsrTile {
         c
     }
 
-    fn validate(self, ctx: &Context, br: usize, bc: usize) -> Result<()> {
+    pub(crate) fn validate(self, ctx: &Context, br: usize, bc: usize) -> Result<()> {
         let wg_y = br.div_ceil(4) as u32;
         let l = ctx.limits();
         let smem = 16 * (bc as u32 * wg_y + self.kc * self.wg_x * self.tn4);

@@ -1,11 +1,16 @@
 //! Helpers shared by the GPU tests.
 #![allow(dead_code)]
 
-use wgsparse::gpu::{elementwise, Activation, Context, GpuBuffer, GpuMatrix};
+use wgsparse::gpu::{elementwise, Activation, Context, GpuBuffer, GpuMatrix, GpuMatrixF16};
 use wgsparse::Matrix;
 
 /// Norm-wise relative error allowed between an f32 GPU product and the f64 CPU reference.
 pub const F32_REL_TOL: f64 = 1e-5;
+
+/// Norm-wise relative error allowed between an f16-storage product (f32
+/// accumulation, output rounded to f16: about 3e-4 expected) and the f64 CPU
+/// reference computed on the f16-rounded inputs.
+pub const F16_REL_TOL: f64 = 1e-2;
 
 /// The GPU context; panics (fails the test, never skips) without an adapter.
 pub fn ctx() -> Context {
@@ -13,6 +18,19 @@ pub fn ctx() -> Context {
         Ok(c) => c,
         Err(e) => panic!("GPU tests need an adapter (CI installs mesa-vulkan-drivers): {e}"),
     }
+}
+
+/// The GPU context for the f16 kernels; panics (fails the test, never skips)
+/// without an adapter or when the adapter lacks shader-f16.
+pub fn ctx_f16() -> Context {
+    let ctx = ctx();
+    assert!(
+        ctx.features().shader_f16,
+        "the f16 tests need an adapter with shader-f16; '{}' ({:?}) has none (lavapipe, the CI adapter, has it)",
+        ctx.info().name,
+        ctx.info().backend
+    );
+    ctx
 }
 
 /// Deterministic pseudo-random matrix with values in [-1, 1).
@@ -33,6 +51,13 @@ pub fn random(rows: usize, cols: usize, seed: u64) -> Matrix {
 pub fn poisoned(ctx: &Context, rows: usize, cols: usize) -> GpuMatrix {
     let y = GpuMatrix::new(ctx, rows, cols, "y").unwrap();
     elementwise::fill_f32(ctx, y.buffer(), f32::NAN).unwrap();
+    y
+}
+
+/// An f16 output matrix on the GPU filled with f16 NaN, so unwritten elements show.
+pub fn poisoned_f16(ctx: &Context, rows: usize, cols: usize) -> GpuMatrixF16 {
+    let y = GpuMatrixF16::new(ctx, rows, cols, "y").unwrap();
+    elementwise::fill_f16(ctx, y.buffer(), half::f16::NAN).unwrap();
     y
 }
 

@@ -1,0 +1,115 @@
+//! Dense GEMM `Y = act(W X + bias)` with f16 storage and f32 accumulation
+//! (`shaders/gemm_f16.wgsl`): W, X and Y are [`GpuMatrixF16`], the bias stays
+//! f32 (the [`Epilogue`] of the f32 kernels). Same tiles ([`GemmTile`]) and the
+//! same skinny split-K kernel for narrow X as [`super::gemm`]. Needs the
+//! adapter's shader-f16 feature: without it every function here returns
+//! [`Error::Gpu`].
+
+use crate::error::{Error, Result};
+
+use super::gemm::{GemmTile, SKINNY_ROWS, SKINNY_THREADS};
+use super::{Context, Dispatch, Epilogue, GpuMatrixF16, Kernel, PipelineKey};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    k: u32,
+    w_stride4: u32,
+    x_stride4: u32,
+}
+
+fn check_product(w: &GpuMatrixF16, x: &GpuMatrixF16, y: &GpuMatrixF16) -> Result<()> {
+    if w.cols() != x.rows() || y.rows() != w.rows() || y.cols() != x.cols() {
+        return Err(Error::Shape(format!(
+            "W {}x{} * X {}x{} does not fit Y {}x{}",
+            w.rows(),
+            w.cols(),
+            x.rows(),
+            x.cols(),
+            y.rows(),
+            y.cols()
+        )));
+    }
+    Ok(())
+}
+
+fn params(w: &GpuMatrixF16, x: &GpuMatrixF16) -> Params {
+    Params {
+        m: w.rows() as u32,
+        k: w.cols() as u32,
+        w_stride4: (w.stride() / 4) as u32,
+        x_stride4: (x.stride() / 4) as u32,
+    }
+}
+
+/// Prepares `y = act(w x + bias)` in f16 storage with an explicit tile.
+pub fn prepare_with(
+    ctx: &Context,
+    w: &GpuMatrixF16,
+    x: &GpuMatrixF16,
+    y: &GpuMatrixF16,
+    ep: &Epilogue,
+    tile: GemmTile,
+) -> Result<Dispatch> {
+    ctx.require_f16("the f16 GEMM")?;
+    check_product(w, x, y)?;
+    // Tiles are staged as f32, so the f32 kernel's rules and limits apply.
+    tile.validate(ctx)?;
+    let u = ctx.uniform(&params(w, x), "gemm_f16 params");
+    let bias = ep.bias_buffer(ctx, w.rows())?;
+    let groups = [
+        (x.stride() as u32).div_ceil(tile.bn),
+        (w.rows() as u32).div_ceil(tile.bm).max(1),
+        1,
+    ];
+    let key = PipelineKey::new(Kernel::GemmF16, &tile.constants(ep));
+    ctx.prepare(&key, &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias], groups)
+}
+
+/// Prepares `y = act(w x + bias)` in f16 storage for an X of at most 16
+/// columns with the skinny kernel (threads split K, f32 reduction in
+/// workgroup memory).
+pub fn prepare_skinny(
+    ctx: &Context,
+    w: &GpuMatrixF16,
+    x: &GpuMatrixF16,
+    y: &GpuMatrixF16,
+    ep: &Epilogue,
+) -> Result<Dispatch> {
+    ctx.require_f16("the f16 skinny GEMM")?;
+    check_product(w, x, y)?;
+    if x.stride() > 16 {
+        return Err(Error::Shape(format!(
+            "the skinny GEMM takes at most 16 columns, X has {}",
+            x.cols()
+        )));
+    }
+    let u = ctx.uniform(&params(w, x), "gemm_skinny_f16 params");
+    let bias = ep.bias_buffer(ctx, w.rows())?;
+    let mut c = vec![
+        ("SK_ROWS", SKINNY_ROWS),
+        ("SK_THREADS", SKINNY_THREADS),
+        ("RED_LEN", SKINNY_ROWS * SKINNY_THREADS),
+    ];
+    c.extend(ep.constants());
+    let groups = ctx.fold_groups((w.rows() as u32).div_ceil(SKINNY_ROWS))?;
+    let key = PipelineKey::new(Kernel::GemmSkinnyF16, &c);
+    ctx.prepare(&key, &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias], groups)
+}
+
+/// Prepares `y = act(w x + bias)` in f16 storage: the skinny kernel for X of at
+/// most 16 columns, otherwise the tile [`GemmTile::choose`] picks.
+pub fn prepare(ctx: &Context, w: &GpuMatrixF16, x: &GpuMatrixF16, y: &GpuMatrixF16, ep: &Epilogue) -> Result<Dispatch> {
+    if x.stride() <= 16 {
+        return prepare_skinny(ctx, w, x, y, ep);
+    }
+    prepare_with(ctx, w, x, y, ep, GemmTile::choose(ctx, w.rows(), x.cols()))
+}
+
+/// Computes `y = act(w x + bias)` in f16 storage (submitted; read `y` to wait).
+pub fn run(ctx: &Context, w: &GpuMatrixF16, x: &GpuMatrixF16, y: &GpuMatrixF16, ep: &Epilogue) -> Result<()> {
+    let d = prepare(ctx, w, x, y, ep)?;
+    ctx.submit(&[&d]);
+    Ok(())
+}
