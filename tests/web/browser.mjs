@@ -10,3 +10,9 @@ export const FLAGS = [
 export async function launch() {
   return chromium.launch({ executablePath: "/usr/bin/chromium", args: FLAGS, headless: true });
 }
+
+/** The same browser with WebGPU switched off, for the "no WebGPU" paths. */
+export async function launchWithoutWebGpu() {
+  const args = ["--disable-webgpu", "--headless=new", "--no-sandbox", "--disable-background-networking"];
+  return chromium.launch({ executablePath: "/usr/bin/chromium", args, headless: true });
+}

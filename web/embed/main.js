@@ -56,7 +56,7 @@ async function main() {
     document.getElementById("adapter").textContent =
       `Adapter: ${info.name || "(unnamed)"} — ${info.backend}, ${info.deviceType}, f16 ${info.shaderF16}`;
     const tbody = document.querySelector("#results tbody");
-    const cases = [["dense", 0], ["block:4x4", 0.5], ["block:16x16", 0.9], ["block:8x8", 0.7]];
+    const cases = [["dense", 0], ["block:4x4", 0.5], ["block:16x16", 0.9], ["2:4", 0], ["1:4", 0], ["unstructured", 0.9]];
     let all = true;
     for (const [p, s] of cases) all = (await check(rt, p, s, 67, 93, 29, tbody)) && all;
     // Bad input must reject with a readable message, not crash the page.
