@@ -1,0 +1,3 @@
+//! EfficientNet-Lite0 (ImageNet) on the CPU side.
+
+pub mod pth;
