@@ -15,6 +15,8 @@
 //! ```
 
 pub mod classes;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fetch;
 pub mod lite0;
 pub mod preprocess;
 pub mod pth;
