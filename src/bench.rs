@@ -256,11 +256,7 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
                     for wg_x in [8, 16, 32] {
                         for tn4 in [2, 4] {
                             for kc in [4, 8, 16] {
-                                let tile = BsrTile {
-                                    wg_x,
-                                    tn4,
-                                    kc: kc.min(b as u32),
-                                };
+                                let tile = BsrTile { wg_x, tn4, kc: kc.min(b as u32) };
                                 let Ok(d) = spmm_bsr::prepare_with(ctx, &gb, &gx, &gy, &ep, tile) else {
                                     continue;
                                 };
