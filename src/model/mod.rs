@@ -17,6 +17,7 @@
 pub mod classes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fetch;
+pub mod gpu;
 pub mod lite0;
 pub mod preprocess;
 pub mod pth;
@@ -24,6 +25,7 @@ pub mod reference;
 pub mod weights;
 
 pub use classes::{top_k, Prediction};
+pub use gpu::{Dispatching, GpuLite0, LayerReport, ModelReport, PruneSpec, Scope};
 pub use lite0::{
     Activation, Classifier, Conv, Depthwise, Layer, Lite0, Op, Padding, Pointwise, Shape, INPUT_SIZE, NUM_CLASSES,
 };

@@ -1,6 +1,8 @@
 //! Helpers shared by the GPU tests.
 #![allow(dead_code)]
 
+pub mod model;
+
 use wgsparse::gpu::{elementwise, Activation, Context, GpuBuffer, GpuMatrix, GpuMatrixF16};
 use wgsparse::Matrix;
 

@@ -1,0 +1,500 @@
+//! EfficientNet-Lite0 on the GPU: every layer's weights uploaded once, every
+//! activation buffer allocated once, and the whole forward pass recorded as one
+//! list of dispatches submitted in ONE compute pass. Pruning runs on the GPU
+//! from the kept dense weights (so going from 90% back to 50% is exact) and
+//! switches each prunable layer to the sparse kernel of its pattern, or keeps
+//! the dense kernel where that measured faster on this adapter.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+
+use super::lite0::{self, Lite0, Op};
+use crate::error::{Error, Result};
+use crate::gpu::conv::{self, ConvShape};
+use crate::gpu::{elementwise, gemm, Activation, Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix, Timings};
+use crate::ops::SparseOperator;
+use crate::sparse::Pattern;
+
+fn act(a: lite0::Activation) -> Activation {
+    match a {
+        lite0::Activation::None => Activation::None,
+        lite0::Activation::Relu6 => Activation::Relu6,
+    }
+}
+
+fn conv_shape(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: &lite0::Padding,
+    input: &lite0::Shape,
+) -> ConvShape {
+    ConvShape {
+        cin,
+        cout,
+        h: input.h,
+        w: input.w,
+        k,
+        stride,
+        pad_top: pad.top,
+        pad_left: pad.left,
+        pad_bottom: pad.bottom,
+        pad_right: pad.right,
+    }
+}
+
+/// Which layers a prune touches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every prunable layer at the same sparsity.
+    #[default]
+    PerLayer,
+    /// One magnitude threshold across all prunable layers (unstructured only).
+    Global,
+}
+
+/// How a pruned layer is executed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dispatching {
+    /// Measure dense and sparse for the layer's shape on this adapter (once,
+    /// cached) and run the faster.
+    #[default]
+    Fastest,
+    /// Always the sparse kernel (tests, benchmarks of the kernels themselves).
+    Sparse,
+}
+
+/// What to prune and how.
+#[derive(Clone, Debug)]
+pub struct PruneSpec {
+    pub pattern: Pattern,
+    /// Ignored for N:M (fixed by the pattern).
+    pub sparsity: f64,
+    pub scope: Scope,
+    pub dispatching: Dispatching,
+}
+
+impl PruneSpec {
+    pub fn new(pattern: Pattern, sparsity: f64) -> Self {
+        PruneSpec {
+            pattern,
+            sparsity,
+            scope: Scope::PerLayer,
+            dispatching: Dispatching::Fastest,
+        }
+    }
+}
+
+/// One prunable layer after pruning.
+#[derive(Clone, Debug)]
+pub struct LayerReport {
+    pub name: String,
+    /// `(cout, cin, pixels)`.
+    pub shape: (usize, usize, usize),
+    pub pattern: Pattern,
+    pub target: f64,
+    pub achieved: f64,
+    pub dense_bytes: usize,
+    pub sparse_bytes: usize,
+    /// Median GPU ms of the layer's dense and sparse kernel (when measured).
+    pub dense_ms: Option<f64>,
+    pub sparse_ms: Option<f64>,
+    /// The kernel that runs: "gemm" or the sparse kernel's name.
+    pub kernel: &'static str,
+}
+
+/// The per-layer report of one prune.
+#[derive(Clone, Debug, Default)]
+pub struct ModelReport {
+    pub layers: Vec<LayerReport>,
+    /// Wall-clock ms of the prune itself (GPU pruning + compression + plan).
+    pub prune_ms: f64,
+    /// Layers that are never pruned, said once.
+    pub untouched: String,
+}
+
+impl fmt::Display for ModelReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<22} {:>16} {:<12} {:>7} {:>8} {:>10} {:>10} {:>9} {:>9}  kernel",
+            "layer", "cout x cin x px", "pattern", "target", "achieved", "dense B", "sparse B", "dense ms", "sparse ms"
+        )?;
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        for l in &self.layers {
+            writeln!(
+                f,
+                "{:<22} {:>16} {:<12} {:>6.1}% {:>7.1}% {:>10} {:>10} {:>9} {:>9}  {}",
+                l.name,
+                format!("{}x{}x{}", l.shape.0, l.shape.1, l.shape.2),
+                l.pattern,
+                100.0 * l.target,
+                100.0 * l.achieved,
+                l.dense_bytes,
+                l.sparse_bytes,
+                ms(l.dense_ms),
+                ms(l.sparse_ms),
+                l.kernel
+            )?;
+        }
+        let (d, s): (usize, usize) = self
+            .layers
+            .iter()
+            .fold((0, 0), |a, l| (a.0 + l.dense_bytes, a.1 + l.sparse_bytes));
+        writeln!(
+            f,
+            "pruned layers: {d} bytes dense, {s} bytes sparse ({:.2}x smaller)",
+            d as f64 / s.max(1) as f64
+        )?;
+        write!(f, "{}; prune took {:.1} ms", self.untouched, self.prune_ms)
+    }
+}
+
+/// A prunable layer on the GPU: the dense weights (always kept) and the
+/// current sparse version, if pruned.
+struct Prunable {
+    dense: GpuMatrix,
+    bias: GpuBuffer,
+    act: Activation,
+    residual: Option<usize>,
+    sparse: Option<SparseOperator>,
+    use_sparse: bool,
+}
+
+enum GpuLayer {
+    Conv {
+        shape: ConvShape,
+        w: GpuBuffer,
+        b: GpuBuffer,
+        act: Activation,
+    },
+    Depthwise {
+        shape: ConvShape,
+        w: GpuBuffer,
+        b: GpuBuffer,
+        act: Activation,
+    },
+    Prunable(Box<Prunable>),
+    Pool {
+        h: usize,
+        w: usize,
+    },
+}
+
+/// EfficientNet-Lite0 resident on the GPU.
+pub struct GpuLite0 {
+    net: Lite0,
+    tensors: Vec<GpuMatrix>,
+    layers: Vec<GpuLayer>,
+    plan: Vec<Dispatch>,
+    ranges: Vec<Range<usize>>,
+    /// (layer shape, pattern, sparsity in 1/1000) -> (dense ms, sparse ms)
+    measured: HashMap<(usize, usize, usize, String, u32), (f64, f64)>,
+}
+
+impl GpuLite0 {
+    /// Uploads the network and allocates every activation.
+    pub fn new(ctx: &Context, net: Lite0) -> Result<Self> {
+        let mut tensors = vec![GpuMatrix::new(ctx, net.input.c, net.input.hw(), "tensor 0")?];
+        let mut layers = Vec::with_capacity(net.layers.len());
+        for (i, l) in net.layers.iter().enumerate() {
+            tensors.push(GpuMatrix::new(
+                ctx,
+                l.output.c,
+                l.output.hw(),
+                &format!("tensor {}", i + 1),
+            )?);
+            layers.push(match &l.op {
+                Op::Conv(c) => GpuLayer::Conv {
+                    shape: conv_shape(c.cin, c.cout, c.k, c.stride, &c.pad, &l.input),
+                    w: GpuBuffer::from_slice(ctx, c.weight.data(), &l.name)?,
+                    b: GpuBuffer::from_slice(ctx, &c.bias, &l.name)?,
+                    act: act(c.act),
+                },
+                Op::Depthwise(d) => GpuLayer::Depthwise {
+                    shape: conv_shape(d.c, d.c, d.k, d.stride, &d.pad, &l.input),
+                    w: GpuBuffer::from_slice(ctx, d.weight.data(), &l.name)?,
+                    b: GpuBuffer::from_slice(ctx, &d.bias, &l.name)?,
+                    act: act(d.act),
+                },
+                Op::Pointwise(p) => GpuLayer::Prunable(Box::new(Prunable {
+                    dense: GpuMatrix::upload(ctx, &p.weight, &l.name)?,
+                    bias: GpuBuffer::from_slice(ctx, &p.bias, &l.name)?,
+                    act: act(p.act),
+                    residual: p.residual_from,
+                    sparse: None,
+                    use_sparse: false,
+                })),
+                Op::Classifier(c) => GpuLayer::Prunable(Box::new(Prunable {
+                    dense: GpuMatrix::upload(ctx, &c.weight, &l.name)?,
+                    bias: GpuBuffer::from_slice(ctx, &c.bias, &l.name)?,
+                    act: Activation::None,
+                    residual: None,
+                    sparse: None,
+                    use_sparse: false,
+                })),
+                Op::Pool => GpuLayer::Pool {
+                    h: l.input.h,
+                    w: l.input.w,
+                },
+            });
+        }
+        let mut me = GpuLite0 {
+            net,
+            tensors,
+            layers,
+            plan: Vec::new(),
+            ranges: Vec::new(),
+            measured: HashMap::new(),
+        };
+        me.rebuild(ctx)?;
+        Ok(me)
+    }
+
+    pub fn net(&self) -> &Lite0 {
+        &self.net
+    }
+
+    /// The dispatches of layer `i` (its kernel, then its residual add).
+    fn layer_dispatches(&self, ctx: &Context, i: usize) -> Result<Vec<Dispatch>> {
+        let (x, y) = (&self.tensors[i], &self.tensors[i + 1]);
+        Ok(match &self.layers[i] {
+            GpuLayer::Conv { shape, w, b, act } => vec![conv::prepare_conv2d(ctx, shape, x, w, b, y, *act)?],
+            GpuLayer::Depthwise { shape, w, b, act } => vec![conv::prepare_depthwise(ctx, shape, x, w, b, y, *act)?],
+            GpuLayer::Pool { h, w } => vec![conv::prepare_avgpool(ctx, x, *h, *w, y)?],
+            GpuLayer::Prunable(p) => {
+                let ep = Epilogue {
+                    bias: Some(&p.bias),
+                    act: p.act,
+                };
+                let main = match (&p.sparse, p.use_sparse) {
+                    (Some(op), true) => op.prepare(ctx, x, y, &ep)?,
+                    _ => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
+                };
+                let mut v = vec![main];
+                if let Some(t) = p.residual {
+                    let r = self
+                        .tensors
+                        .get(t)
+                        .ok_or_else(|| Error::Shape(format!("residual tensor {t} does not exist")))?;
+                    v.push(elementwise::prepare_add(ctx, y.buffer(), r.buffer())?);
+                }
+                v
+            }
+        })
+    }
+
+    fn rebuild(&mut self, ctx: &Context) -> Result<()> {
+        let mut plan = Vec::new();
+        let mut ranges = Vec::new();
+        for i in 0..self.layers.len() {
+            let start = plan.len();
+            plan.extend(self.layer_dispatches(ctx, i)?);
+            ranges.push(start..plan.len());
+        }
+        self.plan = plan;
+        self.ranges = ranges;
+        Ok(())
+    }
+
+    /// Writes a preprocessed image `[3, H*W]` into the input tensor.
+    pub fn set_input(&self, ctx: &Context, x: &[f32]) -> Result<()> {
+        let t0 = &self.tensors[0];
+        if x.len() != t0.rows() * t0.cols() {
+            return Err(Error::Shape(format!(
+                "input has {} values, the network takes {} ({})",
+                x.len(),
+                t0.rows() * t0.cols(),
+                self.net.input
+            )));
+        }
+        let m = crate::sparse::Matrix::new(t0.rows(), t0.cols(), x.to_vec())?;
+        let padded = GpuMatrix::upload(ctx, &m, "input staging")?;
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("input") });
+        enc.copy_buffer_to_buffer(padded.buffer().raw(), 0, t0.buffer().raw(), 0, t0.buffer().bytes());
+        ctx.queue().submit([enc.finish()]);
+        Ok(())
+    }
+
+    /// Runs the whole network (one submission) on the current input.
+    pub fn submit(&self, ctx: &Context) {
+        let refs: Vec<&Dispatch> = self.plan.iter().collect();
+        ctx.submit(&refs);
+    }
+
+    /// Logits for a preprocessed image.
+    pub async fn forward(&self, ctx: &Context, x: &[f32]) -> Result<Vec<f32>> {
+        self.set_input(ctx, x)?;
+        self.submit(ctx);
+        Ok(self
+            .tensors
+            .last()
+            .expect("logits tensor")
+            .download(ctx)
+            .await?
+            .into_data())
+    }
+
+    /// Every tensor after a forward pass (index 0 the input), for comparisons
+    /// with the CPU reference layer by layer.
+    pub async fn forward_all(&self, ctx: &Context, x: &[f32]) -> Result<Vec<Vec<f32>>> {
+        self.set_input(ctx, x)?;
+        self.submit(ctx);
+        let mut out = Vec::with_capacity(self.tensors.len());
+        for t in &self.tensors {
+            out.push(t.download(ctx).await?.into_data());
+        }
+        Ok(out)
+    }
+
+    /// GPU time of the whole forward pass (one pass per run).
+    pub async fn latency(&self, ctx: &Context, warmup: usize, runs: usize) -> Result<Timings> {
+        let refs: Vec<&Dispatch> = self.plan.iter().collect();
+        ctx.time(&refs, warmup, runs).await
+    }
+
+    /// GPU time of each layer alone: `(name, kernel, timings)`.
+    pub async fn layer_latency(&self, ctx: &Context, warmup: usize, runs: usize) -> Result<Vec<(String, Timings)>> {
+        let mut out = Vec::new();
+        for (i, r) in self.ranges.iter().enumerate() {
+            let refs: Vec<&Dispatch> = self.plan[r.clone()].iter().collect();
+            out.push((self.net.layers[i].name.clone(), ctx.time(&refs, warmup, runs).await?));
+        }
+        Ok(out)
+    }
+
+    /// Back to the dense model (exact: the dense weights never change).
+    pub fn reset(&mut self, ctx: &Context) -> Result<()> {
+        for l in &mut self.layers {
+            if let GpuLayer::Prunable(p) = l {
+                p.sparse = None;
+                p.use_sparse = false;
+            }
+        }
+        self.rebuild(ctx)
+    }
+
+    /// Prunes every pointwise layer, the head and the classifier on the GPU
+    /// (the stem and the depthwise layers stay dense) and re-plans.
+    pub async fn prune(&mut self, ctx: &Context, spec: &PruneSpec) -> Result<ModelReport> {
+        #[cfg(not(target_arch = "wasm32"))]
+        let t0 = std::time::Instant::now();
+        if spec.pattern == Pattern::Dense || (spec.sparsity == 0.0 && !matches!(spec.pattern, Pattern::NM { .. })) {
+            crate::error::check_sparsity(spec.sparsity)?;
+            self.reset(ctx)?;
+            return Ok(ModelReport {
+                untouched: "dense: nothing pruned".into(),
+                ..Default::default()
+            });
+        }
+        crate::error::check_sparsity(spec.sparsity)?;
+        if spec.scope == Scope::Global && spec.pattern != Pattern::Unstructured {
+            return Err(Error::Shape(format!(
+                "global scope needs the unstructured pattern, not {}",
+                spec.pattern
+            )));
+        }
+        let idx: Vec<usize> = (0..self.layers.len())
+            .filter(|&i| matches!(self.layers[i], GpuLayer::Prunable(_)))
+            .collect();
+        // Global: one threshold over all prunable layers, then per-layer CSR.
+        let mut global = if spec.scope == Scope::Global {
+            let ws: Vec<&GpuMatrix> = idx
+                .iter()
+                .map(|&i| match &self.layers[i] {
+                    GpuLayer::Prunable(p) => &p.dense,
+                    _ => unreachable!("filtered to prunable layers"),
+                })
+                .collect();
+            Some(crate::gpu::prune_global(ctx, &ws, spec.sparsity).await?.into_iter())
+        } else {
+            None
+        };
+        let mut reports = Vec::with_capacity(idx.len());
+        for &i in &idx {
+            let GpuLayer::Prunable(p) = &self.layers[i] else {
+                continue;
+            };
+            let op = match global.as_mut() {
+                Some(it) => {
+                    let csr = it
+                        .next()
+                        .ok_or_else(|| Error::Gpu("global pruning returned too few tensors".into()))?;
+                    SparseOperator::from_gpu_csr(ctx, csr, spec.sparsity).await?
+                }
+                None => SparseOperator::prune_on_gpu(ctx, &p.dense, spec.pattern, spec.sparsity).await?,
+            };
+            let layer = &self.net.layers[i];
+            let (cout, cin, px) = (p.dense.rows(), p.dense.cols(), layer.output.hw());
+            let (dense_ms, sparse_ms, use_sparse) = match spec.dispatching {
+                Dispatching::Sparse => (None, None, true),
+                Dispatching::Fastest => {
+                    let key = (
+                        cout,
+                        cin,
+                        px,
+                        spec.pattern.to_string(),
+                        (op.report.achieved * 1000.0).round() as u32,
+                    );
+                    let (d, s) = match self.measured.get(&key) {
+                        Some(&v) => v,
+                        None => {
+                            let v = self.measure_layer(ctx, i, &op).await?;
+                            self.measured.insert(key, v);
+                            v
+                        }
+                    };
+                    (Some(d), Some(s), s < d)
+                }
+            };
+            reports.push(LayerReport {
+                name: layer.name.clone(),
+                shape: (cout, cin, px),
+                pattern: spec.pattern,
+                target: op.report.target,
+                achieved: op.report.achieved,
+                dense_bytes: op.dense_bytes,
+                sparse_bytes: op.bytes,
+                dense_ms,
+                sparse_ms,
+                kernel: if use_sparse { op.weights.kernel_name() } else { "gemm" },
+            });
+            if let GpuLayer::Prunable(p) = &mut self.layers[i] {
+                p.sparse = Some(op);
+                p.use_sparse = use_sparse;
+            }
+        }
+        self.rebuild(ctx)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        let prune_ms = t0.elapsed().as_secs_f64() * 1e3;
+        #[cfg(target_arch = "wasm32")]
+        let prune_ms = f64::NAN;
+        Ok(ModelReport {
+            layers: reports,
+            prune_ms,
+            untouched: "stem and depthwise layers stay dense".into(),
+        })
+    }
+
+    /// Median GPU ms of layer `i` with its dense kernel and with `op`.
+    async fn measure_layer(&self, ctx: &Context, i: usize, op: &SparseOperator) -> Result<(f64, f64)> {
+        let GpuLayer::Prunable(p) = &self.layers[i] else {
+            return Err(Error::Shape("not a prunable layer".into()));
+        };
+        let (x, y) = (&self.tensors[i], &self.tensors[i + 1]);
+        let ep = Epilogue {
+            bias: Some(&p.bias),
+            act: p.act,
+        };
+        let dense = gemm::prepare(ctx, &p.dense, x, y, &ep)?;
+        let sparse = op.prepare(ctx, x, y, &ep)?;
+        let (warm, runs) = (3, 15);
+        let d = ctx.time(&[&dense], warm, runs).await?.median_ms();
+        let s = ctx.time(&[&sparse], warm, runs).await?.median_ms();
+        Ok((d, s))
+    }
+}
