@@ -183,6 +183,10 @@ enum GpuLayer {
     },
 }
 
+/// (cout, cin, pixels, pattern, achieved sparsity in 1/1000): a layer shape
+/// whose dense and sparse kernels were timed on this adapter.
+type MeasureKey = (usize, usize, usize, String, u32);
+
 /// EfficientNet-Lite0 resident on the GPU.
 pub struct GpuLite0 {
     net: Lite0,
@@ -190,8 +194,7 @@ pub struct GpuLite0 {
     layers: Vec<GpuLayer>,
     plan: Vec<Dispatch>,
     ranges: Vec<Range<usize>>,
-    /// (layer shape, pattern, sparsity in 1/1000) -> (dense ms, sparse ms)
-    measured: HashMap<(usize, usize, usize, String, u32), (f64, f64)>,
+    measured: HashMap<MeasureKey, (f64, f64)>,
 }
 
 impl GpuLite0 {
