@@ -7,9 +7,8 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
-use wgsparse::model::fetch::{self, Fetched};
+use wgsparse::model::fetch;
 use wgsparse::model::pth::PthTensor;
 use wgsparse::model::{classes, preprocess, reference, weights, Lite0, Op, Padding, Shape, Weights, INPUT_SIZE};
 use wgsparse::Error;

@@ -47,7 +47,10 @@ fn dense_gpu_matches_the_cpu_reference_and_classifies() {
             "{img}: logits differ from the CPU reference by {err:e}"
         );
         let top = classes::top_k(&got, 5);
-        eprintln!("{img}: {:?}", top.iter().map(|p| (p.class, p.name.clone())).collect::<Vec<_>>());
+        eprintln!(
+            "{img}: {:?}",
+            top.iter().map(|p| (p.class, p.name.clone())).collect::<Vec<_>>()
+        );
         assert!(top.iter().any(|p| ok(p.class)), "{img}: top-5 {top:?}");
     }
 }
