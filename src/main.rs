@@ -20,6 +20,54 @@ enum Cmd {
     Fetch(FetchArgs),
     /// Classify an image with the CPU reference forward pass (top-5).
     ClassifyCpu(ClassifyArgs),
+    /// Classify an image on the GPU, dense and pruned, with latencies.
+    Classify(GpuClassifyArgs),
+    /// Latency and top-1 agreement with the dense model over patterns and
+    /// sparsities, on the sample images.
+    Sweep(SweepArgs),
+}
+
+#[derive(clap::Args)]
+struct GpuClassifyArgs {
+    /// PNG or JPEG image, any size.
+    image: std::path::PathBuf,
+    /// Cache folder holding lite0.safetensors (see `wgsparse fetch`).
+    #[arg(long, default_value = "cache")]
+    cache: std::path::PathBuf,
+    /// Pattern of the pruned model: dense, unstructured, block:RxC, N:M.
+    #[arg(long, default_value = "dense")]
+    pattern: String,
+    /// Sparsity of the pruned model (ignored for N:M).
+    #[arg(long, default_value_t = 0.0)]
+    sparsity: f64,
+    /// One magnitude threshold across all layers (unstructured only).
+    #[arg(long)]
+    global: bool,
+    /// Timed runs (median reported).
+    #[arg(long, default_value_t = 50)]
+    runs: usize,
+    /// Print the per-layer report and timing breakdown.
+    #[arg(long)]
+    layers: bool,
+}
+
+#[derive(clap::Args)]
+struct SweepArgs {
+    /// Cache folder (see `wgsparse fetch`); its images/ are the data.
+    #[arg(long, default_value = "cache")]
+    cache: std::path::PathBuf,
+    /// Patterns, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = ["unstructured".to_string(), "block:16x16".to_string(), "2:4".to_string()])]
+    patterns: Vec<String>,
+    /// Sparsities for the patterns that take one.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.1, 0.3, 0.5, 0.7, 0.9])]
+    sparsities: Vec<f64>,
+    /// Timed runs per point.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Draw latency and agreement against sparsity to this SVG.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -96,6 +144,8 @@ fn main() {
         Cmd::Bench(a) => bench(a),
         Cmd::Fetch(a) => fetch(a),
         Cmd::ClassifyCpu(a) => classify_cpu(a),
+        Cmd::Classify(a) => classify(a),
+        Cmd::Sweep(a) => sweep(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -208,6 +258,132 @@ fn classify_cpu(a: ClassifyArgs) -> wgsparse::Result<()> {
     eprintln!("CPU reference forward: {:.2} s", t.elapsed().as_secs_f64());
     for p in classes::top_k(&logits, a.top) {
         println!("{:>6.2}%  {:>3}  {}", p.prob * 100.0, p.class, p.name);
+    }
+    Ok(())
+}
+
+fn load_net(cache: &std::path::Path) -> wgsparse::Result<wgsparse::model::Lite0> {
+    let weights = cache.join(wgsparse::model::fetch::WEIGHTS_FILE);
+    if !weights.is_file() {
+        return Err(wgsparse::Error::Weights(format!(
+            "{} not found: run `wgsparse fetch --cache {}` first",
+            weights.display(),
+            cache.display()
+        )));
+    }
+    wgsparse::model::Lite0::from_safetensors(&read(&weights)?)
+}
+
+fn print_top(title: &str, logits: &[f32], ms: f64, source: wgsparse::gpu::TimingSource) {
+    println!("{title}: {ms:.3} ms ({source}, median)");
+    for p in wgsparse::model::classes::top_k(logits, 5) {
+        println!("  {:>6.2}%  {:>3}  {}", p.prob * 100.0, p.class, p.name);
+    }
+}
+
+fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
+    use wgsparse::model::{preprocess, GpuLite0, PruneSpec, Scope, INPUT_SIZE};
+    let pattern: wgsparse::Pattern = a.pattern.parse()?;
+    let net = load_net(&a.cache)?;
+    let x = preprocess::preprocess(&read(&a.image)?, INPUT_SIZE)?;
+    let ctx = wgsparse::gpu::Context::new_blocking()?;
+    println!("adapter: {} ({:?})", ctx.info().name, ctx.info().backend);
+    let mut gpu = GpuLite0::new(&ctx, net)?;
+    let dense = pollster::block_on(gpu.forward(&ctx, &x))?;
+    let t = pollster::block_on(gpu.latency(&ctx, 5, a.runs))?;
+    print_top("dense", &dense, t.median_ms(), t.source);
+    if pattern == wgsparse::Pattern::Dense {
+        return Ok(());
+    }
+    let mut spec = PruneSpec::new(pattern, a.sparsity);
+    if a.global {
+        spec.scope = Scope::Global;
+    }
+    let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
+    let pruned = pollster::block_on(gpu.forward(&ctx, &x))?;
+    let tp = pollster::block_on(gpu.latency(&ctx, 5, a.runs))?;
+    print_top(
+        &format!("{pattern} at {:.0}%", 100.0 * a.sparsity),
+        &pruned,
+        tp.median_ms(),
+        tp.source,
+    );
+    println!("speedup over dense: {:.2}x", t.median_ms() / tp.median_ms());
+    if a.layers {
+        println!("\n{report}");
+        println!("\nper-layer GPU time of the pruned model (median ms):");
+        for (name, t) in pollster::block_on(gpu.layer_latency(&ctx, 3, 20))? {
+            println!("  {name:<22} {:>9.4}", t.median_ms());
+        }
+    }
+    Ok(())
+}
+
+fn sweep(a: SweepArgs) -> wgsparse::Result<()> {
+    use wgsparse::model::{preprocess, sweep, GpuLite0, INPUT_SIZE};
+    let net = load_net(&a.cache)?;
+    let dir = a.cache.join("images");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| wgsparse::Error::Io {
+            path: dir.display().to_string(),
+            source: e,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    let mut images = Vec::new();
+    for f in &files {
+        match preprocess::preprocess(&read(f)?, INPUT_SIZE) {
+            Ok(x) => images.push(x),
+            Err(e) => eprintln!("skipping {}: {e}", f.display()),
+        }
+    }
+    let mut grid = Vec::new();
+    for p in &a.patterns {
+        let pattern: wgsparse::Pattern = p.parse()?;
+        match pattern {
+            wgsparse::Pattern::NM { .. } => grid.push((pattern, 0.0)),
+            wgsparse::Pattern::Dense => {}
+            _ => grid.extend(a.sparsities.iter().map(|&s| (pattern, s))),
+        }
+    }
+    let ctx = wgsparse::gpu::Context::new_blocking()?;
+    let mut gpu = GpuLite0::new(&ctx, net)?;
+    let bar = indicatif::ProgressBar::new(grid.len() as u64 + 1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let points = pollster::block_on(sweep::sweep(&ctx, &mut gpu, &images, &grid, a.runs, |p| {
+        bar.set_message(format!("{} {:.0}%", p.pattern, 100.0 * p.sparsity));
+        bar.inc(1);
+    }))?;
+    bar.finish_and_clear();
+    println!(
+        "{} images, adapter {}; agreement = top-1 equal to the dense model's",
+        images.len(),
+        ctx.info().name
+    );
+    println!(
+        "{:<14} {:>8} {:>10} {:>10} {:>11} {:>9}",
+        "pattern", "sparsity", "agreement", "mean KL", "latency ms", "speedup"
+    );
+    let dense_ms = points[0].latency_ms;
+    for p in &points {
+        println!(
+            "{:<14} {:>7.0}% {:>9.1}% {:>10.4} {:>11.4} {:>8.2}x",
+            p.pattern,
+            100.0 * p.sparsity,
+            100.0 * p.agreement,
+            p.mean_kl,
+            p.latency_ms,
+            dense_ms / p.latency_ms
+        );
+    }
+    if let Some(path) = &a.plot {
+        let title = format!("EfficientNet-Lite0 pruned on the GPU — {}", ctx.info().name);
+        sweep::plot_svg(&points, &title, path)?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

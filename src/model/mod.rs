@@ -22,6 +22,7 @@ pub mod lite0;
 pub mod preprocess;
 pub mod pth;
 pub mod reference;
+pub mod sweep;
 pub mod weights;
 
 pub use classes::{top_k, Prediction};
