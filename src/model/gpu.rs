@@ -152,15 +152,25 @@ impl fmt::Display for ModelReport {
     }
 }
 
-/// A prunable layer on the GPU: the dense weights (always kept) and the
-/// current sparse version, if pruned.
+/// What a prunable layer currently runs.
+enum Current {
+    /// The original dense weights (not pruned).
+    Dense,
+    /// The pruned weights in their sparse format, with the sparse kernel.
+    Sparse(SparseOperator),
+    /// The pruned weights stored dense (pruned entries zero), with the dense
+    /// kernel: chosen where dense measured faster for this layer's shape.
+    MaskedDense(GpuMatrix),
+}
+
+/// A prunable layer on the GPU: the dense weights (always kept, so un-pruning
+/// is exact) and what currently runs.
 struct Prunable {
     dense: GpuMatrix,
     bias: GpuBuffer,
     act: Activation,
     residual: Option<usize>,
-    sparse: Option<SparseOperator>,
-    use_sparse: bool,
+    current: Current,
 }
 
 enum GpuLayer {
@@ -227,16 +237,14 @@ impl GpuLite0 {
                     bias: GpuBuffer::from_slice(ctx, &p.bias, &l.name)?,
                     act: act(p.act),
                     residual: p.residual_from,
-                    sparse: None,
-                    use_sparse: false,
+                    current: Current::Dense,
                 })),
                 Op::Classifier(c) => GpuLayer::Prunable(Box::new(Prunable {
                     dense: GpuMatrix::upload(ctx, &c.weight, &l.name)?,
                     bias: GpuBuffer::from_slice(ctx, &c.bias, &l.name)?,
                     act: Activation::None,
                     residual: None,
-                    sparse: None,
-                    use_sparse: false,
+                    current: Current::Dense,
                 })),
                 Op::Pool => GpuLayer::Pool {
                     h: l.input.h,
@@ -272,9 +280,10 @@ impl GpuLite0 {
                     bias: Some(&p.bias),
                     act: p.act,
                 };
-                let main = match (&p.sparse, p.use_sparse) {
-                    (Some(op), true) => op.prepare(ctx, x, y, &ep)?,
-                    _ => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
+                let main = match &p.current {
+                    Current::Sparse(op) => op.prepare(ctx, x, y, &ep)?,
+                    Current::MaskedDense(w) => gemm::prepare(ctx, w, x, y, &ep)?,
+                    Current::Dense => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
                 };
                 let mut v = vec![main];
                 if let Some(t) = p.residual {
@@ -374,8 +383,7 @@ impl GpuLite0 {
     pub fn reset(&mut self, ctx: &Context) -> Result<()> {
         for l in &mut self.layers {
             if let GpuLayer::Prunable(p) = l {
-                p.sparse = None;
-                p.use_sparse = false;
+                p.current = Current::Dense;
             }
         }
         self.rebuild(ctx)
@@ -466,9 +474,15 @@ impl GpuLite0 {
                 sparse_ms,
                 kernel: if use_sparse { op.weights.kernel_name() } else { "gemm" },
             });
+            let current = if use_sparse {
+                Current::Sparse(op)
+            } else {
+                // Dense is faster here: run it on the PRUNED weights.
+                let masked = op.to_dense(ctx).await?;
+                Current::MaskedDense(GpuMatrix::upload(ctx, &masked, &layer.name)?)
+            };
             if let GpuLayer::Prunable(p) = &mut self.layers[i] {
-                p.sparse = Some(op);
-                p.use_sparse = use_sparse;
+                p.current = current;
             }
         }
         self.rebuild(ctx)?;
