@@ -157,7 +157,7 @@ enum Current {
     /// The original dense weights (not pruned).
     Dense,
     /// The pruned weights in their sparse format, with the sparse kernel.
-    Sparse(SparseOperator),
+    Sparse(Box<SparseOperator>),
     /// The pruned weights stored dense (pruned entries zero), with the dense
     /// kernel: chosen where dense measured faster for this layer's shape.
     MaskedDense(GpuMatrix),
@@ -475,7 +475,7 @@ impl GpuLite0 {
                 kernel: if use_sparse { op.weights.kernel_name() } else { "gemm" },
             });
             let current = if use_sparse {
-                Current::Sparse(op)
+                Current::Sparse(Box::new(op))
             } else {
                 // Dense is faster here: run it on the PRUNED weights.
                 let masked = op.to_dense(ctx).await?;
