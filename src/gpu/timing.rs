@@ -46,6 +46,10 @@ impl Timings {
     }
 }
 
+/// Least wall time of warm-up before timed runs (native).
+#[cfg(not(target_arch = "wasm32"))]
+const WARMUP_MIN: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Most timed runs per call: two timestamps each within wgpu's 4096-query sets.
 pub const MAX_RUNS: usize = 2048;
 
@@ -66,6 +70,26 @@ impl Context {
         }
         for _ in 0..warmup {
             self.submit(dispatches);
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        if warmup > 0 {
+            // Keep the GPU busy for at least WARMUP_MIN before timing: after
+            // CPU-side work a discrete GPU idles at low clocks, and a fixed
+            // count of short warm-up runs does not bring it back up (seen on
+            // an H100: the same GEMM at 3.1 ms after other GPU work, 6-7 ms
+            // after CPU-side set-up).
+            let t = std::time::Instant::now();
+            loop {
+                self.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+                if t.elapsed() >= WARMUP_MIN {
+                    break;
+                }
+                for _ in 0..warmup {
+                    self.submit(dispatches);
+                }
+            }
         }
         if self.features().timestamp_query {
             self.time_with_timestamps(dispatches, runs).await
