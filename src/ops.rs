@@ -92,7 +92,8 @@ impl SparseOperator {
         ))
     }
 
-    fn from_gpu_weights(weights: GpuWeights, rows: usize, cols: usize, pattern: Pattern, target: f64) -> Self {
+    /// Wraps weights pruned on the GPU, with the report of what they keep.
+    pub fn from_gpu_weights(weights: GpuWeights, rows: usize, cols: usize, pattern: Pattern, target: f64) -> Self {
         // Stored slots: edge blocks count whole, N:M counts filler slots.
         let (kept, bytes) = match &weights {
             GpuWeights::Dense(_) => (rows * cols, 4 * rows * cols),

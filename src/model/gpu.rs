@@ -13,7 +13,9 @@ use super::lite0::{self, Lite0, Op};
 use crate::error::{Error, Result};
 use crate::gpu::conv::{self, ConvShape};
 use crate::gpu::{elementwise, gemm, Activation, Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix, Timings};
-use crate::ops::SparseOperator;
+use crate::gpu::{GpuBsr, GpuCsr, GpuNm, PrunePlan};
+use crate::ops::{GpuWeights, SparseOperator};
+use crate::prune::BlockNorm;
 use crate::sparse::Pattern;
 
 fn act(a: lite0::Activation) -> Activation {
@@ -425,19 +427,46 @@ impl GpuLite0 {
         } else {
             None
         };
+        // Per layer: every layer's pruning plan recorded into ONE submission,
+        // then the results collected (no GPU round trip per layer).
+        let mut plans = if global.is_none() {
+            let mut enc = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("prune model"),
+            });
+            let mut plans = Vec::with_capacity(idx.len());
+            for &i in &idx {
+                let GpuLayer::Prunable(p) = &self.layers[i] else {
+                    continue;
+                };
+                let plan = LayerPlan::new(ctx, &p.dense, spec.pattern, spec.sparsity)?;
+                plan.encode(&mut enc);
+                plans.push(plan);
+            }
+            ctx.queue().submit([enc.finish()]);
+            Some(plans.into_iter())
+        } else {
+            None
+        };
         let mut reports = Vec::with_capacity(idx.len());
         for &i in &idx {
             let GpuLayer::Prunable(p) = &self.layers[i] else {
                 continue;
             };
-            let op = match global.as_mut() {
-                Some(it) => {
+            let op = match (global.as_mut(), plans.as_mut()) {
+                (Some(it), _) => {
                     let csr = it
                         .next()
                         .ok_or_else(|| Error::Gpu("global pruning returned too few tensors".into()))?;
                     SparseOperator::from_gpu_csr(ctx, csr, spec.sparsity).await?
                 }
-                None => SparseOperator::prune_on_gpu(ctx, &p.dense, spec.pattern, spec.sparsity).await?,
+                (None, Some(it)) => {
+                    let plan = it
+                        .next()
+                        .ok_or_else(|| Error::Gpu("a layer has no pruning plan".into()))?;
+                    plan.finish(ctx, p.dense.rows(), p.dense.cols(), spec.pattern, spec.sparsity)
+                        .await?
+                }
+                (None, None) => unreachable!("either global or per-layer plans exist"),
             };
             let layer = &self.net.layers[i];
             let (cout, cin, px) = (p.dense.rows(), p.dense.cols(), layer.output.hw());
@@ -513,5 +542,62 @@ impl GpuLite0 {
         let d = ctx.time(&[&dense], warm, runs).await?.median_ms();
         let s = ctx.time(&[&sparse], warm, runs).await?.median_ms();
         Ok((d, s))
+    }
+}
+
+/// One layer's GPU pruning plan, of the pattern's format.
+enum LayerPlan {
+    Nm(PrunePlan<GpuNm>),
+    Bsr(PrunePlan<GpuBsr>),
+    Csr(PrunePlan<GpuCsr>),
+}
+
+impl LayerPlan {
+    fn new(ctx: &Context, w: &GpuMatrix, pattern: Pattern, sparsity: f64) -> Result<Self> {
+        Ok(match pattern {
+            Pattern::NM { n, m } => LayerPlan::Nm(PrunePlan::nm(ctx, w, n, m)?),
+            Pattern::Block { rows, cols } => {
+                LayerPlan::Bsr(PrunePlan::block(ctx, w, rows, cols, sparsity, BlockNorm::L2)?)
+            }
+            Pattern::Unstructured => LayerPlan::Csr(PrunePlan::unstructured(ctx, w, sparsity)?),
+            Pattern::Dense => return Err(Error::Shape("nothing to plan for the dense pattern".into())),
+        })
+    }
+
+    fn encode(&self, enc: &mut wgpu::CommandEncoder) {
+        match self {
+            LayerPlan::Nm(p) => p.encode(enc),
+            LayerPlan::Bsr(p) => p.encode(enc),
+            LayerPlan::Csr(p) => p.encode(enc),
+        }
+    }
+
+    /// Checks the plan's status (non-finite weights) and wraps its output.
+    async fn finish(
+        self,
+        ctx: &Context,
+        rows: usize,
+        cols: usize,
+        pattern: Pattern,
+        sparsity: f64,
+    ) -> Result<SparseOperator> {
+        Ok(match self {
+            LayerPlan::Nm(p) => {
+                p.check(ctx).await?;
+                let target = match pattern {
+                    Pattern::NM { n, m } => 1.0 - n as f64 / m as f64,
+                    _ => sparsity,
+                };
+                SparseOperator::from_gpu_weights(GpuWeights::Nm(p.into_output()), rows, cols, pattern, target)
+            }
+            LayerPlan::Bsr(p) => {
+                p.check(ctx).await?;
+                SparseOperator::from_gpu_weights(GpuWeights::Bsr(p.into_output()), rows, cols, pattern, sparsity)
+            }
+            LayerPlan::Csr(p) => {
+                p.check(ctx).await?;
+                SparseOperator::from_gpu_csr(ctx, p.into_output(), sparsity).await?
+            }
+        })
     }
 }
