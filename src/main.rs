@@ -302,8 +302,12 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
     let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
     let pruned = pollster::block_on(gpu.forward(&ctx, &x))?;
     let tp = pollster::block_on(gpu.latency(&ctx, 5, a.runs))?;
+    let target = match pattern {
+        wgsparse::Pattern::NM { n, m } => 1.0 - n as f64 / m as f64,
+        _ => a.sparsity,
+    };
     print_top(
-        &format!("{pattern} at {:.0}%", 100.0 * a.sparsity),
+        &format!("{pattern} at {:.0}%", 100.0 * target),
         &pruned,
         tp.median_ms(),
         tp.source,
