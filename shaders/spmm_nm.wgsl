@@ -100,6 +100,20 @@ override U_TN4: u32 = 2u * U_CT;             // vec4 columns per tile
 override U_XS_LEN: u32 = U_GPC * M_GROUP * U_TN4;
 override U_WS_LEN: u32 = U_TM * U_GPC;
 
+// spmm_nm_switch tile.
+override S_CT: u32 = 32u;                    // lanes sharing rows (>= subgroup size)
+override S_TN4: u32 = 2u;                    // vec4 columns per lane (M_GROUP * S_TN4 <= 32)
+override S_RT: u32 = 8u;                     // threads across rows
+override S_RM: u32 = 8u;                     // rows per thread (S_RM * S_TN4 <= 16)
+override S_GPC: u32 = 2u;                    // groups per K chunk
+override S_WG: u32 = S_CT * S_RT;
+override S_TM: u32 = S_RT * S_RM;
+override S_XW: u32 = S_CT * S_TN4;           // vec4s per staged X row
+override S_XS_LEN: u32 = S_GPC * M_GROUP * S_XW;
+override S_WS_LEN: u32 = S_TM * S_GPC;
+override S_XL: u32 = (S_XS_LEN + S_WG - 1u) / S_WG;   // staged X vec4s per thread (<= 8)
+override S_WL: u32 = (S_WS_LEN + S_WG - 1u) / S_WG;   // staged (row, group) entries per thread (<= 4)
+
 // spmm_nm_rows shape.
 override R_CT: u32 = 1u;                     // threads across vec4 columns
 override R_KS: u32 = 32u;                    // threads splitting a row's slots
@@ -115,6 +129,8 @@ var<workgroup> red: array<vec4<f32>, R_WG>;
 var<workgroup> uxs: array<vec4<f32>, U_XS_LEN>;
 var<workgroup> uwv: array<vec4<f32>, U_WS_LEN>;
 var<workgroup> uwi: array<u32, U_WS_LEN>;
+var<workgroup> sxs: array<vec4<f32>, S_XS_LEN>;
+var<workgroup> sws: array<vec4<u32>, S_WS_LEN>;
 
 fn epilogue(acc: vec4<f32>, row: u32) -> vec4<f32> {
     var v = acc;
@@ -306,6 +322,186 @@ fn spmm_nm_uniform(@builtin(workgroup_id) wid: vec3<u32>,
                 let r = row0 + rt + i * U_RT;
                 if (r < p.m_rows) {
                     y[r * p.n4 + c4] = epilogue(acc[2u * i + h], r);
+                }
+            }
+        }
+    }
+}
+
+// Staged element e of chunk `chunk` for spmm_nm_switch: an X vec4.
+fn switch_x(chunk: u32, c4_0: u32, e: u32) -> vec4<f32> {
+    let k = chunk * S_GPC * M_GROUP + e / S_XW;
+    let c4 = c4_0 + e % S_XW;
+    var v = vec4<f32>(0.0);
+    if (e < S_XS_LEN && k < p.k && c4 < p.n4) {
+        v = x[k * p.n4 + c4];
+    }
+    return v;
+}
+
+// Staged entry e of chunk `chunk` for spmm_nm_switch: (row, group) of the
+// tile as (pattern code, value bits of its n <= 2 slots, 0). Code: i0 for
+// n = 1, i0 * 8 + i1 for n = 2; rows past M get code 0 and values 0.
+fn switch_w(chunk: u32, row0: u32, e: u32) -> vec4<u32> {
+    let r = row0 + e / S_GPC;
+    let g = chunk * S_GPC + e % S_GPC;
+    var w = vec4<u32>(0u);
+    if (e < S_WS_LEN && r < p.m_rows && g * N_KEEP < p.vpr) {
+        let j = g * N_KEEP;
+        w.y = bitcast<u32>(w_values[r * p.vpr + j]);
+        w.x = slot_index(r, j);
+        if (N_KEEP == 2u) {
+            w.z = bitcast<u32>(w_values[r * p.vpr + j + 1u]);
+            w.x = w.x * 8u + slot_index(r, j + 1u);
+        }
+    }
+    return w;
+}
+
+@compute @workgroup_size(S_WG)
+fn spmm_nm_switch(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let flat = wid.y * nwg.x + wid.x;
+    if (flat >= p.tiles) {
+        return;
+    }
+    let row0 = (flat % p.row_tiles) * S_TM;
+    let c4_0 = (flat / p.row_tiles) * S_XW;
+    let ct = lid % S_CT;
+    let rt = lid / S_CT;
+
+    // acc[i * S_TN4 + j]: row rt + i * S_RT, vec4 column ct + j * S_CT.
+    var acc: array<vec4<f32>, 16>;
+    for (var a = 0u; a < S_RM * S_TN4; a++) {
+        acc[a] = vec4<f32>(0.0);
+    }
+    // xr[t * S_TN4 + j]: X row t of the current group, the thread's columns.
+    var xr: array<vec4<f32>, 32>;
+    var xn: array<vec4<f32>, 8>;
+    var wn: array<vec4<u32>, 4>;
+    for (var l = 0u; l < S_XL; l++) {
+        xn[l] = switch_x(0u, c4_0, lid + l * S_WG);
+    }
+    for (var l = 0u; l < S_WL; l++) {
+        wn[l] = switch_w(0u, row0, lid + l * S_WG);
+    }
+
+    let chunks = (p.vpr / N_KEEP + S_GPC - 1u) / S_GPC;
+    for (var chunk = 0u; chunk < chunks; chunk++) {
+        for (var l = 0u; l < S_XL; l++) {
+            let e = lid + l * S_WG;
+            if (e < S_XS_LEN) {
+                sxs[e] = xn[l];
+            }
+        }
+        for (var l = 0u; l < S_WL; l++) {
+            let e = lid + l * S_WG;
+            if (e < S_WS_LEN) {
+                sws[e] = wn[l];
+            }
+        }
+        workgroupBarrier();
+        if (chunk + 1u < chunks) {
+            for (var l = 0u; l < S_XL; l++) {
+                xn[l] = switch_x(chunk + 1u, c4_0, lid + l * S_WG);
+            }
+            for (var l = 0u; l < S_WL; l++) {
+                wn[l] = switch_w(chunk + 1u, row0, lid + l * S_WG);
+            }
+        }
+
+        for (var gl = 0u; gl < S_GPC; gl++) {
+            let xb = gl * M_GROUP * S_XW + ct;
+            for (var t = 0u; t < M_GROUP; t++) {
+                for (var j = 0u; j < S_TN4; j++) {
+                    xr[t * S_TN4 + j] = sxs[xb + t * S_XW + j * S_CT];
+                }
+            }
+            for (var i = 0u; i < S_RM; i++) {
+                let w = sws[(rt + i * S_RT) * S_GPC + gl];
+                let v0 = vec4<f32>(bitcast<f32>(w.y));
+                let v1 = vec4<f32>(bitcast<f32>(w.z));
+                let ab = i * S_TN4;
+                if (N_KEEP == 1u) {
+                    if (M_GROUP <= 4u) {
+                        switch (w.x) {
+                            case 0u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[0u * S_TN4 + j], acc[t]); } }
+                            case 1u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[1u * S_TN4 + j], acc[t]); } }
+                            case 2u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[2u * S_TN4 + j], acc[t]); } }
+                            case 3u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[3u * S_TN4 + j], acc[t]); } }
+                            default: {}
+                        }
+                    } else {
+                        switch (w.x) {
+                            case 0u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[0u * S_TN4 + j], acc[t]); } }
+                            case 1u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[1u * S_TN4 + j], acc[t]); } }
+                            case 2u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[2u * S_TN4 + j], acc[t]); } }
+                            case 3u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[3u * S_TN4 + j], acc[t]); } }
+                            case 4u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[4u * S_TN4 + j], acc[t]); } }
+                            case 5u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[5u * S_TN4 + j], acc[t]); } }
+                            case 6u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[6u * S_TN4 + j], acc[t]); } }
+                            case 7u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[7u * S_TN4 + j], acc[t]); } }
+                            default: {}
+                        }
+                    }
+                } else {
+                    if (M_GROUP <= 4u) {
+                        switch (w.x) {
+                            case 1u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[1u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 2u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[2u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 3u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 10u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[2u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 11u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 19u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            default: {}
+                        }
+                    } else {
+                        switch (w.x) {
+                            case 1u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[1u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 2u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[2u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 3u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 4u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[4u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 5u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[5u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 6u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 7u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 10u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[2u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 11u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 12u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[4u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 13u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[5u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 14u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 15u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 19u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            case 20u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[4u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            case 21u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[5u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            case 22u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            case 23u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            case 28u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[4u * S_TN4 + j], fma(v0, xr[3u * S_TN4 + j], acc[t])); } }
+                            case 29u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[5u * S_TN4 + j], fma(v0, xr[3u * S_TN4 + j], acc[t])); } }
+                            case 30u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[3u * S_TN4 + j], acc[t])); } }
+                            case 31u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[3u * S_TN4 + j], acc[t])); } }
+                            case 37u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[5u * S_TN4 + j], fma(v0, xr[4u * S_TN4 + j], acc[t])); } }
+                            case 38u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[4u * S_TN4 + j], acc[t])); } }
+                            case 39u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[4u * S_TN4 + j], acc[t])); } }
+                            case 46u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[5u * S_TN4 + j], acc[t])); } }
+                            case 47u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[5u * S_TN4 + j], acc[t])); } }
+                            case 55u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[6u * S_TN4 + j], acc[t])); } }
+                            default: {}
+                        }
+                    }
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var j = 0u; j < S_TN4; j++) {
+        let c4 = c4_0 + ct + j * S_CT;
+        if (c4 < p.n4) {
+            for (var i = 0u; i < S_RM; i++) {
+                let r = row0 + rt + i * S_RT;
+                if (r < p.m_rows) {
+                    y[r * p.n4 + c4] = epilogue(acc[i * S_TN4 + j], r);
                 }
             }
         }

@@ -42,6 +42,9 @@ struct BenchArgs {
     /// Also time a grid of BSR tile shapes (tuning).
     #[arg(long)]
     bsr_tiles: bool,
+    /// Also time the candidate tilings of the CSR and N:M kernels (tuning).
+    #[arg(long)]
+    variants: bool,
     /// Write every number, with the adapter, to this JSON file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -113,6 +116,7 @@ fn bench(a: BenchArgs) -> wgsparse::Result<()> {
     cfg.warmup = a.warmup;
     cfg.gemm_tiles = a.gemm_tiles;
     cfg.bsr_tiles = a.bsr_tiles;
+    cfg.variants = a.variants;
     eprintln!("benchmarking on {}", ctx.info().name);
     let report = bench::run(&ctx, &cfg, |line| eprintln!("  {line}"))?;
     print!("{}", report.table());

@@ -120,7 +120,7 @@ const NM_PATTERNS: [(usize, usize); 10] = [
 
 /// The forced tilings every N:M shape also runs with (besides the automatic
 /// one); [`spmm_nm::Tiling::Uniform`] only where the pattern allows it.
-fn nm_tilings() -> [spmm_nm::Tiling; 5] {
+fn nm_tilings() -> [spmm_nm::Tiling; 7] {
     [
         spmm_nm::Tiling::Uniform {
             col_threads: 32,
@@ -150,6 +150,20 @@ fn nm_tilings() -> [spmm_nm::Tiling; 5] {
             split: 1,
             rows: 64,
         },
+        spmm_nm::Tiling::Switch {
+            col_threads: 4,
+            vec4s: 2,
+            row_threads: 8,
+            rows_per_thread: 3,
+            groups_per_chunk: 3,
+        },
+        spmm_nm::Tiling::Switch {
+            col_threads: 32,
+            vec4s: 1,
+            row_threads: 4,
+            rows_per_thread: 16,
+            groups_per_chunk: 2,
+        },
     ]
 }
 
@@ -169,7 +183,12 @@ fn nm_every_pattern_shape_and_tiling_matches_the_reference() {
             let epi = Epilogue::default();
             let auto = spmm_nm::Tiling::auto(&ctx, &gw, cols);
             for t in std::iter::once(auto).chain(nm_tilings()) {
-                if matches!(t, spmm_nm::Tiling::Uniform { .. }) && (m > 8 || n > 4) {
+                let unsupported = match t {
+                    spmm_nm::Tiling::Uniform { .. } => m > 8 || n > 4,
+                    spmm_nm::Tiling::Switch { .. } => m > 8 || n > 2,
+                    _ => false,
+                };
+                if unsupported {
                     assert!(matches!(
                         spmm_nm::prepare_with(&ctx, &gw, &gx, &gy, &epi, t),
                         Err(Error::Limit(_))
@@ -281,7 +300,7 @@ fn nm_rejects_mismatched_shapes_and_impossible_tilings() {
 const SPARSITIES: [f64; 4] = [0.0, 0.5, 0.9, 0.99];
 
 /// The forced tilings every CSR case also runs with (besides the automatic one).
-fn csr_tilings() -> [spmm_csr::Tiling; 4] {
+fn csr_tilings() -> [spmm_csr::Tiling; 7] {
     [
         spmm_csr::Tiling::Tiled {
             col_threads: 8,
@@ -304,6 +323,30 @@ fn csr_tilings() -> [spmm_csr::Tiling; 4] {
             col_threads: 1,
             split: 1,
             rows: 64,
+        },
+        spmm_csr::Tiling::Panel {
+            col_threads: 4,
+            vec4s: 2,
+            row_threads: 8,
+            rows_per_thread: 3,
+            k_chunk: 5,
+            row_loops: false,
+        },
+        spmm_csr::Tiling::Panel {
+            col_threads: 16,
+            vec4s: 1,
+            row_threads: 16,
+            rows_per_thread: 8,
+            k_chunk: 64,
+            row_loops: true,
+        },
+        spmm_csr::Tiling::Panel {
+            col_threads: 8,
+            vec4s: 1,
+            row_threads: 32,
+            rows_per_thread: 16,
+            k_chunk: 128,
+            row_loops: false,
         },
     ]
 }
@@ -489,6 +532,7 @@ fn auto_tilings_for_the_target_shapes() {
             T::Tiled { .. } => "Tiled",
             T::Uniform { .. } => "Uniform",
             T::Rows { .. } => "Rows",
+            T::Switch { .. } => "Switch",
         };
         assert_eq!(kind, want, "{n}:{m} {rows}x{k}x{cols}: {t:?}");
         assert!(t.workgroup_bytes(n as u32, m as u32) <= spmm_nm::PORTABLE_WORKGROUP_BYTES);
@@ -519,6 +563,7 @@ fn auto_tilings_for_the_target_shapes() {
         let kind = match t {
             C::Tiled { .. } => "Tiled",
             C::Rows { .. } => "Rows",
+            C::Panel { .. } => "Panel",
         };
         assert_eq!(kind, want, "{density} {rows}x{k}x{cols}: {t:?}");
         assert!(t.workgroup_bytes() <= spmm_nm::PORTABLE_WORKGROUP_BYTES);

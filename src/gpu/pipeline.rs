@@ -63,6 +63,16 @@ pub enum Kernel {
     SpmmCsrTiled,
     /// `spmm_csr.wgsl`: CSR SpMM, threads of a row split its non-zeros (small N).
     SpmmCsrRows,
+    /// `spmm_csr_panel.wgsl`: CSR SpMM, X staged per K chunk, non-zeros located
+    /// by a plan (large N).
+    SpmmCsrPanel,
+    /// `spmm_csr_plan.wgsl`: the panel kernel's chunk pointers.
+    SpmmCsrPlanPtr,
+    /// `spmm_csr_plan.wgsl`: the panel kernel's packed non-zeros.
+    SpmmCsrPlanPack,
+    /// `spmm_nm.wgsl`: N:M SpMM, X in registers, one subgroup-uniform branch per
+    /// row and group on the group's pattern (large N, n <= 2, m <= 8).
+    SpmmNmSwitch,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -83,6 +93,10 @@ impl Kernel {
             Kernel::SpmmNmRows => "spmm_nm_rows",
             Kernel::SpmmCsrTiled => "spmm_csr_tiled",
             Kernel::SpmmCsrRows => "spmm_csr_rows",
+            Kernel::SpmmCsrPanel => "spmm_csr_panel",
+            Kernel::SpmmCsrPlanPtr => "spmm_csr_plan_ptr",
+            Kernel::SpmmCsrPlanPack => "spmm_csr_plan_pack",
+            Kernel::SpmmNmSwitch => "spmm_nm_switch",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -92,12 +106,14 @@ impl Kernel {
             Kernel::Gemm | Kernel::GemmSkinny => include_str!("../../shaders/gemm.wgsl"),
             Kernel::SpmmBsr => include_str!("../../shaders/spmm_bsr.wgsl"),
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => include_str!("../../shaders/conv.wgsl"),
-            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows => {
+            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => {
                 include_str!("../../shaders/spmm_nm.wgsl")
             }
             Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => {
                 include_str!("../../shaders/spmm_csr.wgsl")
             }
+            Kernel::SpmmCsrPanel => include_str!("../../shaders/spmm_csr_panel.wgsl"),
+            Kernel::SpmmCsrPlanPtr | Kernel::SpmmCsrPlanPack => include_str!("../../shaders/spmm_csr_plan.wgsl"),
         }
     }
     /// The entry point: every kernel's entry point is its name.
@@ -111,9 +127,15 @@ impl Kernel {
             Kernel::SpmmBsr => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => &[Binding::Uniform, RO, RO, RO, RW],
             // params, values, indices, x, y, bias
-            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows => &[Binding::Uniform, RO, RO, RO, RW, RO],
+            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => {
+                &[Binding::Uniform, RO, RO, RO, RW, RO]
+            }
             // params, row_ptr, col_idx, values, row_order, x, y, bias
             Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
+            // params, chunk pointers, packed non-zeros, row_order, x, y, bias
+            Kernel::SpmmCsrPanel => &[Binding::Uniform, RO, RO, RO, RO, RW, RO],
+            // params, row_ptr, col_idx, values, row_order, chunk pointers, packed non-zeros
+            Kernel::SpmmCsrPlanPtr | Kernel::SpmmCsrPlanPack => &[Binding::Uniform, RO, RO, RO, RO, RW, RW],
         }
     }
 

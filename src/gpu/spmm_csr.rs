@@ -114,7 +114,27 @@ pub enum Tiling {
     /// A workgroup owns `rows` (sorted) rows by `4 * col_threads` columns; each
     /// row has `col_threads * split` threads, `split` sharing its non-zeros.
     Rows { col_threads: u32, split: u32, rows: u32 },
+    /// `spmm_csr_panel`: a workgroup owns `row_threads * rows_per_thread`
+    /// (sorted) rows by `4 * col_threads * vec4s` columns and walks K in chunks
+    /// of `k_chunk` rows of X staged in workgroup memory; a plan computed when
+    /// the product is prepared says where each row's non-zeros of each chunk
+    /// are. Each thread owns `rows_per_thread` rows by `vec4s` vec4 columns;
+    /// `row_loops` walks its rows one after the other instead of in lock step.
+    Panel {
+        col_threads: u32,
+        vec4s: u32,
+        row_threads: u32,
+        rows_per_thread: u32,
+        k_chunk: u32,
+        row_loops: bool,
+    },
 }
+
+/// Most accumulators (rows x vec4 columns) one thread of [`Tiling::Panel`]
+/// holds (`MAX_ACC` in the shader).
+pub const PANEL_MAX_ACC: u32 = 16;
+/// Most staged vec4s one thread of [`Tiling::Panel`] prefetches per chunk.
+const PANEL_MAX_XL: u32 = 16;
 
 impl Tiling {
     /// A tiling suited to `w` times an X with `n_cols` columns on `ctx`'s
@@ -162,9 +182,106 @@ impl Tiling {
         t
     }
 
+    /// Tilings worth timing for `w` times an X with `n_cols` columns (tuning:
+    /// `wgsparse bench --variants`); those the device cannot run are dropped.
+    pub fn candidates(ctx: &Context, w: &CsrWeights, n_cols: usize) -> Vec<Tiling> {
+        let n4 = n_cols.div_ceil(4).max(1) as u32;
+        let mut v = Vec::new();
+        let panel = |col_threads, vec4s, rows_per_thread, k_chunk, row_loops| Tiling::Panel {
+            col_threads,
+            vec4s,
+            row_threads: 256 / col_threads,
+            rows_per_thread,
+            k_chunk,
+            row_loops,
+        };
+        if n4 >= 8 {
+            for (ct, tn4, rm, kt) in [
+                (16, 1, 4, 64),
+                (16, 1, 8, 64),
+                (16, 1, 16, 64),
+                (16, 1, 8, 128),
+                (16, 1, 16, 128),
+                (16, 1, 16, 192),
+                (32, 1, 8, 32),
+                (32, 1, 16, 64),
+                (16, 2, 8, 32),
+                (16, 2, 8, 64),
+                (32, 2, 8, 32),
+                (8, 1, 16, 128),
+                (8, 1, 16, 256),
+                (8, 2, 8, 128),
+            ] {
+                v.push(panel(ct, tn4, rm, kt, false));
+            }
+            v.push(panel(16, 1, 8, 64, true));
+            v.push(panel(16, 1, 16, 128, true));
+            for (col_threads, split, rows) in [(32, 1, 8), (16, 1, 16), (16, 2, 8), (8, 4, 8)] {
+                v.push(Tiling::Rows {
+                    col_threads,
+                    split,
+                    rows,
+                });
+            }
+            v.push(Tiling::Tiled {
+                col_threads: 8,
+                row_threads: 32,
+                rows_per_thread: 8,
+                k_chunk: 128,
+            });
+        } else {
+            for (col_threads, split, rows) in [(1, 32, 8), (1, 8, 32), (2, 16, 8), (4, 8, 8), (1, 4, 64)] {
+                v.push(Tiling::Rows {
+                    col_threads,
+                    split,
+                    rows,
+                });
+            }
+            for (ct, rm, kt) in [(4, 4, 64), (2, 4, 128), (4, 2, 64)] {
+                v.push(panel(ct, 1, rm, kt, false));
+            }
+        }
+        let _ = w;
+        v.retain(|t| t.check(ctx).is_ok());
+        v
+    }
+
+    /// A short name for tables.
+    pub fn label(self) -> String {
+        match self {
+            Tiling::Tiled {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                k_chunk,
+            } => format!("tiled c{col_threads} r{row_threads}x{rows_per_thread} k{k_chunk}"),
+            Tiling::Rows {
+                col_threads,
+                split,
+                rows,
+            } => format!("rows c{col_threads} s{split} r{rows}"),
+            Tiling::Panel {
+                col_threads,
+                vec4s,
+                row_threads,
+                rows_per_thread,
+                k_chunk,
+                row_loops,
+            } => format!(
+                "panel c{col_threads}x{vec4s} r{row_threads}x{rows_per_thread} k{k_chunk}{}",
+                if row_loops { " loops" } else { "" }
+            ),
+        }
+    }
+
     fn threads(self) -> u64 {
         match self {
             Tiling::Tiled {
+                col_threads,
+                row_threads,
+                ..
+            }
+            | Tiling::Panel {
                 col_threads,
                 row_threads,
                 ..
@@ -184,6 +301,12 @@ impl Tiling {
                 col_threads, k_chunk, ..
             } => 16 * k_chunk as u64 * col_threads as u64 + 16,
             Tiling::Rows { .. } => 16 * self.threads(),
+            Tiling::Panel {
+                col_threads,
+                vec4s,
+                k_chunk,
+                ..
+            } => 16 * k_chunk as u64 * col_threads as u64 * vec4s as u64,
         };
         b.min(u32::MAX as u64) as u32
     }
@@ -207,10 +330,27 @@ impl Tiling {
                 split,
                 rows,
             } => col_threads == 0 || split == 0 || rows == 0,
+            Tiling::Panel {
+                col_threads,
+                vec4s,
+                row_threads,
+                rows_per_thread,
+                k_chunk,
+                ..
+            } => {
+                col_threads == 0
+                    || vec4s == 0
+                    || row_threads == 0
+                    || rows_per_thread == 0
+                    || k_chunk == 0
+                    || rows_per_thread as u64 * vec4s as u64 > PANEL_MAX_ACC as u64
+                    || (self.workgroup_bytes() as u64 / 16).div_ceil(self.threads().max(1)) > PANEL_MAX_XL as u64
+            }
         };
         if bad {
             return Err(Error::Limit(format!(
-                "{self:?}: every size must be >= 1 and rows_per_thread <= {MAX_ROWS_PER_THREAD}"
+                "{self:?}: every size must be >= 1, rows_per_thread <= {MAX_ROWS_PER_THREAD} (panel: rows x vec4s \
+                 <= {PANEL_MAX_ACC}, at most {PANEL_MAX_XL} staged vec4s per thread)"
             )));
         }
         let threads = self.threads();
@@ -259,6 +399,9 @@ pub fn prepare_with(
     let n4 = check_product(w.rows(), w.cols(), x, y)?;
     w.check_buffers()?;
     tiling.check(ctx)?;
+    if let Tiling::Panel { .. } = tiling {
+        return prepare_panel(ctx, w, x, y, epi, tiling, n4);
+    }
     let bias = epi.bias_buffer(ctx, w.rows())?;
     let rows = w.rows() as u32;
     let [has_bias, act] = epi.constants();
@@ -290,6 +433,7 @@ pub fn prepare_with(
             constants.extend([("R_CT", col_threads), ("R_KS", split), ("R_RPW", rpw)]);
             (Kernel::SpmmCsrRows, rows.div_ceil(rpw), n4.div_ceil(col_threads))
         }
+        Tiling::Panel { .. } => unreachable!("handled by prepare_panel"),
     };
     let tiles = row_tiles
         .checked_mul(col_tiles)
@@ -318,6 +462,138 @@ pub fn prepare_with(
             &bias,
         ],
         groups,
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PlanParams {
+    m_rows: u32,
+    nnz: u32,
+    kt: u32,
+    nch: u32,
+    xw: u32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PanelParams {
+    m_rows: u32,
+    k: u32,
+    n4: u32,
+    row_tiles: u32,
+    tiles: u32,
+    nch: u32,
+    _pad: [u32; 2],
+}
+
+/// The plan of [`Tiling::Panel`] (computed on the GPU now, once) and its dispatch.
+fn prepare_panel(
+    ctx: &Context,
+    w: &CsrWeights,
+    x: &GpuMatrix,
+    y: &GpuMatrix,
+    epi: &Epilogue,
+    tiling: Tiling,
+    n4: u32,
+) -> Result<Dispatch> {
+    let Tiling::Panel {
+        col_threads,
+        vec4s,
+        row_threads,
+        rows_per_thread,
+        k_chunk,
+        row_loops,
+    } = tiling
+    else {
+        unreachable!("prepare_panel takes Tiling::Panel")
+    };
+    let rows = w.rows() as u32;
+    let nch = (w.cols() as u32).div_ceil(k_chunk);
+    let xw = col_threads * vec4s;
+    let ptrs = w.rows() as u64 * (nch as u64 + 1);
+    if u32::try_from(ptrs).is_err() {
+        return Err(Error::Overflow(format!(
+            "{ptrs} chunk pointers exceed u32 indexing; use a larger k_chunk"
+        )));
+    }
+    let cp = GpuBuffer::new(ctx, 4 * ptrs, "csr panel chunk pointers")?;
+    let wp = GpuBuffer::new(ctx, 8 * w.csr.nnz.max(1) as u64, "csr panel packed non-zeros")?;
+    let c = &w.csr;
+    let plan = ctx.uniform(
+        &PlanParams {
+            m_rows: rows,
+            nnz: c.nnz as u32,
+            kt: k_chunk,
+            nch,
+            xw,
+            _pad: [0; 3],
+        },
+        "spmm_csr plan params",
+    );
+    let res = [
+        &plan,
+        c.row_ptr.raw(),
+        c.col_idx.raw(),
+        c.values.raw(),
+        w.row_order.raw(),
+        cp.raw(),
+        wp.raw(),
+    ];
+    let d_ptr = ctx.prepare(
+        &PipelineKey::new(Kernel::SpmmCsrPlanPtr, &[]),
+        &res,
+        ctx.fold_groups((ptrs as u32).div_ceil(256))?,
+    )?;
+    let d_pack = ctx.prepare(
+        &PipelineKey::new(Kernel::SpmmCsrPlanPack, &[]),
+        &res,
+        ctx.fold_groups((c.nnz as u32).div_ceil(256))?,
+    )?;
+    ctx.submit(&[&d_ptr, &d_pack]);
+
+    let bias = epi.bias_buffer(ctx, w.rows())?;
+    let [has_bias, act] = epi.constants();
+    let constants = [
+        has_bias,
+        act,
+        ("CT", col_threads),
+        ("TN4", vec4s),
+        ("RT", row_threads),
+        ("RM", rows_per_thread),
+        ("KT", k_chunk),
+        ("ROW_LOOPS", row_loops as u32),
+    ];
+    let row_tiles = rows.div_ceil(row_threads * rows_per_thread);
+    let col_tiles = n4.div_ceil(xw);
+    let tiles = row_tiles
+        .checked_mul(col_tiles)
+        .ok_or_else(|| Error::Limit(format!("{row_tiles} x {col_tiles} workgroups do not fit a dispatch")))?;
+    let u = ctx.uniform(
+        &PanelParams {
+            m_rows: rows,
+            k: w.cols() as u32,
+            n4,
+            row_tiles: row_tiles.max(1),
+            tiles,
+            nch,
+            _pad: [0; 2],
+        },
+        "spmm_csr panel params",
+    );
+    ctx.prepare(
+        &PipelineKey::new(Kernel::SpmmCsrPanel, &constants),
+        &[
+            &u,
+            cp.raw(),
+            wp.raw(),
+            w.row_order.raw(),
+            x.buf.raw(),
+            y.buf.raw(),
+            &bias,
+        ],
+        ctx.fold_groups(tiles)?,
     )
 }
 

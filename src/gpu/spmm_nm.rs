@@ -50,7 +50,23 @@ pub enum Tiling {
     /// A workgroup owns `rows` rows by `4 * col_threads` columns; each row has
     /// `col_threads * split` threads, `split` of them sharing out its slots.
     Rows { col_threads: u32, split: u32, rows: u32 },
+    /// `spmm_nm_switch`: a workgroup owns `row_threads * rows_per_thread` rows
+    /// by `4 * col_threads * vec4s` columns and walks K in chunks of
+    /// `groups_per_chunk` groups; each thread owns `rows_per_thread` rows by
+    /// `vec4s` vec4 columns, keeps the group's X rows in registers and picks
+    /// them with one branch per (row, group) on the group's pattern. Needs
+    /// n <= 2 and m <= 8; `col_threads` should be at least the subgroup size.
+    Switch {
+        col_threads: u32,
+        vec4s: u32,
+        row_threads: u32,
+        rows_per_thread: u32,
+        groups_per_chunk: u32,
+    },
 }
+
+/// Most accumulators (rows x vec4 columns) of one [`Tiling::Switch`] thread.
+pub const SWITCH_MAX_ACC: u32 = 16;
 
 /// The pattern and sizes the kernels need, derived from a [`GpuNm`].
 struct Shape {
@@ -174,8 +190,110 @@ impl Tiling {
         t
     }
 
+    /// Tilings worth timing for `w` times an X with `n_cols` columns (tuning:
+    /// `wgsparse bench --variants`); those the device cannot run are dropped.
+    pub fn candidates(ctx: &Context, w: &GpuNm, n_cols: usize) -> Vec<Tiling> {
+        let n4 = n_cols.div_ceil(4).max(1) as u32;
+        let mut v = Vec::new();
+        if n4 >= 8 {
+            for (col_threads, vec4s, rows_per_thread, groups_per_chunk) in [
+                (32, 2, 8, 2),
+                (32, 2, 8, 4),
+                (32, 2, 4, 4),
+                (32, 1, 16, 4),
+                (32, 1, 8, 4),
+                (32, 4, 4, 2),
+                (32, 4, 4, 4),
+                (16, 2, 8, 4),
+                (32, 2, 8, 8),
+            ] {
+                v.push(Tiling::Switch {
+                    col_threads,
+                    vec4s,
+                    row_threads: 256 / col_threads,
+                    rows_per_thread,
+                    groups_per_chunk,
+                });
+            }
+            v.push(Tiling::Uniform {
+                col_threads: 32,
+                row_threads: 8,
+                rows_per_thread: 8,
+                groups_per_chunk: 4,
+            });
+            v.push(Tiling::Tiled {
+                col_threads: 16,
+                row_threads: 16,
+                rows_per_thread: 8,
+                groups_per_chunk: 4,
+            });
+            v.push(Tiling::Tiled {
+                col_threads: 32,
+                row_threads: 8,
+                rows_per_thread: 8,
+                groups_per_chunk: 4,
+            });
+        } else {
+            for (col_threads, split, rows) in [(1, 32, 8), (1, 8, 32), (2, 16, 8), (4, 8, 8)] {
+                v.push(Tiling::Rows {
+                    col_threads,
+                    split,
+                    rows,
+                });
+            }
+            for (col_threads, vec4s, rows_per_thread) in [(4, 1, 8), (8, 1, 8), (4, 2, 4)] {
+                v.push(Tiling::Switch {
+                    col_threads,
+                    vec4s,
+                    row_threads: 256 / col_threads,
+                    rows_per_thread,
+                    groups_per_chunk: 4,
+                });
+            }
+        }
+        if let Ok(s) = shape(w) {
+            v.retain(|t| t.check(ctx, &s).is_ok());
+        }
+        v
+    }
+
+    /// A short name for tables.
+    pub fn label(self) -> String {
+        match self {
+            Tiling::Tiled {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => format!("tiled c{col_threads} r{row_threads}x{rows_per_thread} g{groups_per_chunk}"),
+            Tiling::Uniform {
+                col_threads,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => format!("uniform c{col_threads} r{row_threads}x{rows_per_thread} g{groups_per_chunk}"),
+            Tiling::Rows {
+                col_threads,
+                split,
+                rows,
+            } => format!("rows c{col_threads} s{split} r{rows}"),
+            Tiling::Switch {
+                col_threads,
+                vec4s,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => format!("switch c{col_threads}x{vec4s} r{row_threads}x{rows_per_thread} g{groups_per_chunk}"),
+        }
+    }
+
     fn threads(self) -> u64 {
         match self {
+            Tiling::Switch {
+                col_threads,
+                row_threads,
+                ..
+            } => col_threads as u64 * row_threads as u64,
             Tiling::Tiled {
                 col_threads,
                 row_threads,
@@ -219,6 +337,17 @@ impl Tiling {
                 16 * xs + 20 * ws
             }
             Tiling::Rows { .. } => 16 * self.threads(),
+            Tiling::Switch {
+                col_threads,
+                vec4s,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => {
+                let xs = groups_per_chunk as u64 * m as u64 * col_threads as u64 * vec4s as u64;
+                let ws = row_threads as u64 * rows_per_thread as u64 * groups_per_chunk as u64;
+                16 * (xs + ws)
+            }
         };
         b.min(u32::MAX as u64) as u32
     }
@@ -248,10 +377,36 @@ impl Tiling {
                 split,
                 rows,
             } => col_threads == 0 || split == 0 || rows == 0,
+            Tiling::Switch {
+                col_threads,
+                vec4s,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => {
+                let staged = |len: u64| len.div_ceil(self.threads().max(1));
+                let xs = groups_per_chunk as u64 * s.m as u64 * col_threads as u64 * vec4s as u64;
+                let ws = row_threads as u64 * rows_per_thread as u64 * groups_per_chunk as u64;
+                col_threads == 0
+                    || vec4s == 0
+                    || row_threads == 0
+                    || rows_per_thread == 0
+                    || groups_per_chunk == 0
+                    || rows_per_thread as u64 * vec4s as u64 > SWITCH_MAX_ACC as u64
+                    || s.m as u64 * vec4s as u64 > 32
+                    || staged(xs) > 8
+                    || staged(ws) > 4
+            }
         };
         if zero {
             return Err(Error::Limit(format!(
                 "{self:?}: every size must be >= 1 and rows_per_thread <= {MAX_ROWS_PER_THREAD}"
+            )));
+        }
+        if matches!(self, Tiling::Switch { .. }) && (s.m > 8 || s.n > 2) {
+            return Err(Error::Limit(format!(
+                "{self:?} handles m <= 8 and n <= 2, not {}:{}",
+                s.n, s.m
             )));
         }
         if matches!(self, Tiling::Uniform { .. }) && (s.m > 8 || s.n > 4) {
@@ -387,6 +542,27 @@ pub fn prepare_with(
         } => {
             constants.extend([("R_CT", col_threads), ("R_KS", split), ("R_RPW", rpw)]);
             (Kernel::SpmmNmRows, rows.div_ceil(rpw), n4.div_ceil(col_threads), 0)
+        }
+        Tiling::Switch {
+            col_threads,
+            vec4s,
+            row_threads,
+            rows_per_thread,
+            groups_per_chunk,
+        } => {
+            constants.extend([
+                ("S_CT", col_threads),
+                ("S_TN4", vec4s),
+                ("S_RT", row_threads),
+                ("S_RM", rows_per_thread),
+                ("S_GPC", groups_per_chunk),
+            ]);
+            (
+                Kernel::SpmmNmSwitch,
+                rows.div_ceil(row_threads * rows_per_thread),
+                n4.div_ceil(col_threads * vec4s),
+                0,
+            )
         }
     };
     let tiles = row_tiles
