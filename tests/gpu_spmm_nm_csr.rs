@@ -300,7 +300,7 @@ fn nm_rejects_mismatched_shapes_and_impossible_tilings() {
 const SPARSITIES: [f64; 4] = [0.0, 0.5, 0.9, 0.99];
 
 /// The forced tilings every CSR case also runs with (besides the automatic one).
-fn csr_tilings() -> [spmm_csr::Tiling; 7] {
+fn csr_tilings() -> [spmm_csr::Tiling; 10] {
     [
         spmm_csr::Tiling::Tiled {
             col_threads: 8,
@@ -347,6 +347,30 @@ fn csr_tilings() -> [spmm_csr::Tiling; 7] {
             rows_per_thread: 16,
             k_chunk: 128,
             row_loops: false,
+        },
+        spmm_csr::Tiling::Rowwise {
+            col_threads: 4,
+            vec4s: 2,
+            split: 2,
+            row_threads: 8,
+            rows_per_thread: 3,
+            unroll: 2,
+        },
+        spmm_csr::Tiling::Rowwise {
+            col_threads: 1,
+            vec4s: 1,
+            split: 8,
+            row_threads: 4,
+            rows_per_thread: 3,
+            unroll: 3,
+        },
+        spmm_csr::Tiling::Rowwise {
+            col_threads: 16,
+            vec4s: 1,
+            split: 2,
+            row_threads: 8,
+            rows_per_thread: 2,
+            unroll: 4,
         },
     ]
 }
@@ -564,6 +588,7 @@ fn auto_tilings_for_the_target_shapes() {
             C::Tiled { .. } => "Tiled",
             C::Rows { .. } => "Rows",
             C::Panel { .. } => "Panel",
+            C::Rowwise { .. } => "Rowwise",
         };
         assert_eq!(kind, want, "{density} {rows}x{k}x{cols}: {t:?}");
         assert!(t.workgroup_bytes() <= spmm_nm::PORTABLE_WORKGROUP_BYTES);

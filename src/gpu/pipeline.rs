@@ -66,6 +66,9 @@ pub enum Kernel {
     /// `spmm_csr_panel.wgsl`: CSR SpMM, X staged per K chunk, non-zeros located
     /// by a plan (large N).
     SpmmCsrPanel,
+    /// `spmm_csr_rowwise.wgsl`: CSR SpMM, rows in lock step per thread, X read
+    /// straight from memory (large N).
+    SpmmCsrRowwise,
     /// `spmm_csr_plan.wgsl`: the panel kernel's chunk pointers.
     SpmmCsrPlanPtr,
     /// `spmm_csr_plan.wgsl`: the panel kernel's packed non-zeros.
@@ -94,6 +97,7 @@ impl Kernel {
             Kernel::SpmmCsrTiled => "spmm_csr_tiled",
             Kernel::SpmmCsrRows => "spmm_csr_rows",
             Kernel::SpmmCsrPanel => "spmm_csr_panel",
+            Kernel::SpmmCsrRowwise => "spmm_csr_rowwise",
             Kernel::SpmmCsrPlanPtr => "spmm_csr_plan_ptr",
             Kernel::SpmmCsrPlanPack => "spmm_csr_plan_pack",
             Kernel::SpmmNmSwitch => "spmm_nm_switch",
@@ -113,6 +117,7 @@ impl Kernel {
                 include_str!("../../shaders/spmm_csr.wgsl")
             }
             Kernel::SpmmCsrPanel => include_str!("../../shaders/spmm_csr_panel.wgsl"),
+            Kernel::SpmmCsrRowwise => include_str!("../../shaders/spmm_csr_rowwise.wgsl"),
             Kernel::SpmmCsrPlanPtr | Kernel::SpmmCsrPlanPack => include_str!("../../shaders/spmm_csr_plan.wgsl"),
         }
     }
@@ -134,6 +139,8 @@ impl Kernel {
             Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
             // params, chunk pointers, packed non-zeros, row_order, x, y, bias
             Kernel::SpmmCsrPanel => &[Binding::Uniform, RO, RO, RO, RO, RW, RO],
+            // params, row_ptr, packed non-zeros, row_order, x, y, bias
+            Kernel::SpmmCsrRowwise => &[Binding::Uniform, RO, RO, RO, RO, RW, RO],
             // params, row_ptr, col_idx, values, row_order, chunk pointers, packed non-zeros
             Kernel::SpmmCsrPlanPtr | Kernel::SpmmCsrPlanPack => &[Binding::Uniform, RO, RO, RO, RO, RW, RW],
         }

@@ -128,6 +128,19 @@ pub enum Tiling {
         k_chunk: u32,
         row_loops: bool,
     },
+    /// `spmm_csr_rowwise`: a workgroup owns `row_threads * rows_per_thread`
+    /// (sorted) rows by `4 * col_threads * vec4s` columns; each thread owns
+    /// `rows_per_thread` consecutive sorted rows (advancing in lock step) by
+    /// `vec4s` vec4 columns, `split` lanes share a row's non-zeros, `unroll`
+    /// steps are unrolled. X is read straight from memory.
+    Rowwise {
+        col_threads: u32,
+        vec4s: u32,
+        split: u32,
+        row_threads: u32,
+        rows_per_thread: u32,
+        unroll: u32,
+    },
 }
 
 /// Most accumulators (rows x vec4 columns) one thread of [`Tiling::Panel`]
@@ -195,27 +208,38 @@ impl Tiling {
             k_chunk,
             row_loops,
         };
+        let rowwise = |col_threads: u32, vec4s, split: u32, rows_per_thread, unroll| Tiling::Rowwise {
+            col_threads,
+            vec4s,
+            split,
+            row_threads: (256 / (col_threads * split)).max(1),
+            rows_per_thread,
+            unroll,
+        };
         if n4 >= 8 {
-            for (ct, tn4, rm, kt) in [
-                (16, 1, 4, 64),
-                (16, 1, 8, 64),
-                (16, 1, 16, 64),
-                (16, 1, 8, 128),
-                (16, 1, 16, 128),
-                (16, 1, 16, 192),
-                (32, 1, 8, 32),
-                (32, 1, 16, 64),
-                (16, 2, 8, 32),
-                (16, 2, 8, 64),
-                (32, 2, 8, 32),
-                (8, 1, 16, 128),
-                (8, 1, 16, 256),
-                (8, 2, 8, 128),
+            for (ct, tn4, ks, rm, u) in [
+                (16, 1, 2, 1, 4),
+                (16, 1, 2, 1, 8),
+                (16, 1, 2, 2, 4),
+                (16, 1, 2, 4, 2),
+                (16, 1, 2, 4, 4),
+                (16, 1, 2, 8, 2),
+                (16, 2, 2, 1, 4),
+                (16, 2, 2, 2, 2),
+                (16, 2, 2, 4, 2),
+                (16, 1, 4, 2, 2),
+                (32, 1, 1, 1, 4),
+                (32, 1, 1, 4, 2),
+                (32, 2, 1, 2, 4),
+                (8, 1, 4, 2, 4),
+                (8, 2, 4, 2, 2),
+                (8, 1, 4, 4, 2),
+                (4, 1, 8, 2, 4),
             ] {
-                v.push(panel(ct, tn4, rm, kt, false));
+                v.push(rowwise(ct, tn4, ks, rm, u));
             }
-            v.push(panel(16, 1, 8, 64, true));
-            v.push(panel(16, 1, 16, 128, true));
+            v.push(panel(16, 1, 4, 64, false));
+            v.push(panel(16, 1, 8, 64, false));
             for (col_threads, split, rows) in [(32, 1, 8), (16, 1, 16), (16, 2, 8), (8, 4, 8)] {
                 v.push(Tiling::Rows {
                     col_threads,
@@ -223,12 +247,6 @@ impl Tiling {
                     rows,
                 });
             }
-            v.push(Tiling::Tiled {
-                col_threads: 8,
-                row_threads: 32,
-                rows_per_thread: 8,
-                k_chunk: 128,
-            });
         } else {
             for (col_threads, split, rows) in [(1, 32, 8), (1, 8, 32), (2, 16, 8), (4, 8, 8), (1, 4, 64)] {
                 v.push(Tiling::Rows {
@@ -237,8 +255,8 @@ impl Tiling {
                     rows,
                 });
             }
-            for (ct, rm, kt) in [(4, 4, 64), (2, 4, 128), (4, 2, 64)] {
-                v.push(panel(ct, 1, rm, kt, false));
+            for (ct, ks, rm, u) in [(1, 32, 1, 4), (1, 32, 2, 2), (1, 8, 4, 2), (2, 16, 1, 4), (4, 8, 1, 4)] {
+                v.push(rowwise(ct, 1, ks, rm, u));
             }
         }
         let _ = w;
@@ -271,6 +289,14 @@ impl Tiling {
                 "panel c{col_threads}x{vec4s} r{row_threads}x{rows_per_thread} k{k_chunk}{}",
                 if row_loops { " loops" } else { "" }
             ),
+            Tiling::Rowwise {
+                col_threads,
+                vec4s,
+                split,
+                row_threads,
+                rows_per_thread,
+                unroll,
+            } => format!("rowwise c{col_threads}x{vec4s} s{split} r{row_threads}x{rows_per_thread} u{unroll}"),
         }
     }
 
@@ -286,6 +312,12 @@ impl Tiling {
                 row_threads,
                 ..
             } => col_threads as u64 * row_threads as u64,
+            Tiling::Rowwise {
+                col_threads,
+                split,
+                row_threads,
+                ..
+            } => col_threads as u64 * split as u64 * row_threads as u64,
             Tiling::Rows {
                 col_threads,
                 split,
@@ -307,6 +339,13 @@ impl Tiling {
                 k_chunk,
                 ..
             } => 16 * k_chunk as u64 * col_threads as u64 * vec4s as u64,
+            Tiling::Rowwise { split, .. } => {
+                if split > 1 {
+                    16 * self.threads()
+                } else {
+                    16
+                }
+            }
         };
         b.min(u32::MAX as u64) as u32
     }
@@ -345,6 +384,23 @@ impl Tiling {
                     || k_chunk == 0
                     || rows_per_thread as u64 * vec4s as u64 > PANEL_MAX_ACC as u64
                     || (self.workgroup_bytes() as u64 / 16).div_ceil(self.threads().max(1)) > PANEL_MAX_XL as u64
+            }
+            Tiling::Rowwise {
+                col_threads,
+                vec4s,
+                split,
+                row_threads,
+                rows_per_thread,
+                unroll,
+            } => {
+                col_threads == 0
+                    || !(1..=4).contains(&vec4s)
+                    || split == 0
+                    || row_threads == 0
+                    || !(1..=8).contains(&rows_per_thread)
+                    || rows_per_thread * vec4s > 16
+                    || unroll == 0
+                    || unroll as u64 * rows_per_thread as u64 > 16
             }
         };
         if bad {
@@ -402,6 +458,9 @@ pub fn prepare_with(
     if let Tiling::Panel { .. } = tiling {
         return prepare_panel(ctx, w, x, y, epi, tiling, n4);
     }
+    if let Tiling::Rowwise { .. } = tiling {
+        return prepare_rowwise(ctx, w, x, y, epi, tiling, n4);
+    }
     let bias = epi.bias_buffer(ctx, w.rows())?;
     let rows = w.rows() as u32;
     let [has_bias, act] = epi.constants();
@@ -433,7 +492,7 @@ pub fn prepare_with(
             constants.extend([("R_CT", col_threads), ("R_KS", split), ("R_RPW", rpw)]);
             (Kernel::SpmmCsrRows, rows.div_ceil(rpw), n4.div_ceil(col_threads))
         }
-        Tiling::Panel { .. } => unreachable!("handled by prepare_panel"),
+        Tiling::Panel { .. } | Tiling::Rowwise { .. } => unreachable!("handled by prepare_panel/prepare_rowwise"),
     };
     let tiles = row_tiles
         .checked_mul(col_tiles)
@@ -587,6 +646,111 @@ fn prepare_panel(
         &[
             &u,
             cp.raw(),
+            wp.raw(),
+            w.row_order.raw(),
+            x.buf.raw(),
+            y.buf.raw(),
+            &bias,
+        ],
+        ctx.fold_groups(tiles)?,
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RowwiseParams {
+    m_rows: u32,
+    n4: u32,
+    row_tiles: u32,
+    tiles: u32,
+}
+
+/// Packs the non-zeros as (col * n4, value bits) on the GPU (once, now).
+fn pack_nonzeros(ctx: &Context, w: &CsrWeights, n4: u32) -> Result<GpuBuffer> {
+    let c = &w.csr;
+    let wp = GpuBuffer::new(ctx, 8 * c.nnz.max(1) as u64, "csr packed non-zeros")?;
+    let cp = ctx.dummy_buffer();
+    let plan = ctx.uniform(
+        &PlanParams {
+            m_rows: 0,
+            nnz: c.nnz as u32,
+            kt: u32::MAX,
+            nch: 0,
+            xw: n4,
+            _pad: [0; 3],
+        },
+        "spmm_csr pack params",
+    );
+    let d = ctx.prepare(
+        &PipelineKey::new(Kernel::SpmmCsrPlanPack, &[]),
+        &[
+            &plan,
+            c.row_ptr.raw(),
+            c.col_idx.raw(),
+            c.values.raw(),
+            w.row_order.raw(),
+            &cp,
+            wp.raw(),
+        ],
+        ctx.fold_groups((c.nnz as u32).div_ceil(256))?,
+    )?;
+    ctx.submit(&[&d]);
+    Ok(wp)
+}
+
+fn prepare_rowwise(
+    ctx: &Context,
+    w: &CsrWeights,
+    x: &GpuMatrix,
+    y: &GpuMatrix,
+    epi: &Epilogue,
+    tiling: Tiling,
+    n4: u32,
+) -> Result<Dispatch> {
+    let Tiling::Rowwise {
+        col_threads,
+        vec4s,
+        split,
+        row_threads,
+        rows_per_thread,
+        unroll,
+    } = tiling
+    else {
+        unreachable!("prepare_rowwise takes Tiling::Rowwise")
+    };
+    let wp = pack_nonzeros(ctx, w, n4)?;
+    let rows = w.rows() as u32;
+    let bias = epi.bias_buffer(ctx, w.rows())?;
+    let [has_bias, act] = epi.constants();
+    let constants = [
+        has_bias,
+        act,
+        ("CT", col_threads),
+        ("TN4", vec4s),
+        ("KS", split),
+        ("RT", row_threads),
+        ("RM", rows_per_thread),
+        ("U", unroll),
+    ];
+    let row_tiles = rows.div_ceil(row_threads * rows_per_thread);
+    let col_tiles = n4.div_ceil(col_threads * vec4s);
+    let tiles = row_tiles
+        .checked_mul(col_tiles)
+        .ok_or_else(|| Error::Limit(format!("{row_tiles} x {col_tiles} workgroups do not fit a dispatch")))?;
+    let u = ctx.uniform(
+        &RowwiseParams {
+            m_rows: rows,
+            n4,
+            row_tiles: row_tiles.max(1),
+            tiles,
+        },
+        "spmm_csr rowwise params",
+    );
+    ctx.prepare(
+        &PipelineKey::new(Kernel::SpmmCsrRowwise, &constants),
+        &[
+            &u,
+            w.csr.row_ptr.raw(),
             wp.raw(),
             w.row_order.raw(),
             x.buf.raw(),

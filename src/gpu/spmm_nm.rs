@@ -196,21 +196,22 @@ impl Tiling {
         let n4 = n_cols.div_ceil(4).max(1) as u32;
         let mut v = Vec::new();
         if n4 >= 8 {
-            for (col_threads, vec4s, rows_per_thread, groups_per_chunk) in [
-                (32, 2, 8, 2),
-                (32, 2, 8, 4),
-                (32, 2, 4, 4),
-                (32, 1, 16, 4),
-                (32, 1, 8, 4),
-                (32, 4, 4, 2),
-                (32, 4, 4, 4),
-                (16, 2, 8, 4),
-                (32, 2, 8, 8),
+            for (col_threads, vec4s, row_threads, rows_per_thread, groups_per_chunk) in [
+                (32, 2, 8, 8, 2),
+                (32, 2, 8, 8, 1),
+                (32, 2, 8, 4, 2),
+                (32, 2, 4, 8, 2),
+                (32, 2, 4, 8, 1),
+                (32, 2, 4, 4, 2),
+                (32, 1, 8, 8, 2),
+                (32, 1, 4, 16, 2),
+                (32, 4, 4, 4, 1),
+                (32, 4, 8, 2, 2),
             ] {
                 v.push(Tiling::Switch {
                     col_threads,
                     vec4s,
-                    row_threads: 256 / col_threads,
+                    row_threads,
                     rows_per_thread,
                     groups_per_chunk,
                 });
@@ -219,20 +220,24 @@ impl Tiling {
                 col_threads: 32,
                 row_threads: 8,
                 rows_per_thread: 8,
-                groups_per_chunk: 4,
+                groups_per_chunk: 2,
             });
-            v.push(Tiling::Tiled {
-                col_threads: 16,
-                row_threads: 16,
-                rows_per_thread: 8,
-                groups_per_chunk: 4,
-            });
-            v.push(Tiling::Tiled {
-                col_threads: 32,
-                row_threads: 8,
-                rows_per_thread: 8,
-                groups_per_chunk: 4,
-            });
+            for (col_threads, row_threads, rows_per_thread, groups_per_chunk) in [
+                (16, 16, 8, 4),
+                (16, 16, 8, 8),
+                (16, 16, 4, 4),
+                (32, 8, 8, 4),
+                (32, 8, 8, 8),
+                (32, 8, 4, 8),
+                (16, 16, 8, 2),
+            ] {
+                v.push(Tiling::Tiled {
+                    col_threads,
+                    row_threads,
+                    rows_per_thread,
+                    groups_per_chunk,
+                });
+            }
         } else {
             for (col_threads, split, rows) in [(1, 32, 8), (1, 8, 32), (2, 16, 8), (4, 8, 8)] {
                 v.push(Tiling::Rows {
@@ -241,13 +246,12 @@ impl Tiling {
                     rows,
                 });
             }
-            for (col_threads, vec4s, rows_per_thread) in [(4, 1, 8), (8, 1, 8), (4, 2, 4)] {
-                v.push(Tiling::Switch {
+            for (col_threads, row_threads, rows_per_thread, groups_per_chunk) in [(4, 64, 2, 4), (8, 32, 2, 4)] {
+                v.push(Tiling::Tiled {
                     col_threads,
-                    vec4s,
-                    row_threads: 256 / col_threads,
+                    row_threads,
                     rows_per_thread,
-                    groups_per_chunk: 4,
+                    groups_per_chunk,
                 });
             }
         }
