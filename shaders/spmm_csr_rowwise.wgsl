@@ -16,7 +16,9 @@
 // lanes of a row read CT consecutive vec4s of one X row, and the rows of a
 // workgroup, moving through K together, find the X rows they share in L1.
 // U steps are unrolled so that RM * U entries and RM * U * TN4 X vec4s are in
-// flight per thread.
+// flight per thread. With SYNC the workgroup meets at a barrier every U steps,
+// so that all its rows stay at about the same K (their non-zeros are spread
+// alike) and share the X rows they fetch while those are in L1.
 //
 // Grids are 1-D over tiles (row tile fastest, so consecutive workgroups share
 // a column slab of X), folded into 2-D past 65535; the flat index is checked.
@@ -46,6 +48,7 @@ override KS: u32 = 2u;                       // lanes splitting a row's non-zero
 override RT: u32 = 8u;                       // row groups per workgroup
 override RM: u32 = 1u;                       // rows per thread (RM * TN4 <= MAX_ACC, RM <= MAX_RM)
 override U: u32 = 4u;                        // unrolled steps (U * RM <= MAX_E)
+override SYNC: bool = false;                 // a barrier every U steps
 override WG: u32 = CT * KS * RT;
 override TM: u32 = RT * RM;
 override XW: u32 = CT * TN4;
@@ -56,6 +59,8 @@ const MAX_ACC: u32 = 16u;
 const MAX_E: u32 = 16u;
 
 var<workgroup> red: array<vec4<f32>, RED_LEN>;
+var<workgroup> wg_max: atomic<u32>;
+var<workgroup> wg_steps: u32;
 
 fn epilogue(acc: vec4<f32>, row: u32) -> vec4<f32> {
     var v = acc;
@@ -117,36 +122,81 @@ fn spmm_csr_rowwise(@builtin(workgroup_id) wid: vec3<u32>,
         acc[t] = vec4<f32>(0.0);
     }
 
-    var st = 0u;
     var e: array<vec2<u32>, MAX_E>;
-    loop {
-        if (st + U > full) {
-            break;
+    if (SYNC) {
+        if (lid == 0u) {
+            atomicStore(&wg_max, 0u);
         }
-        for (var u = 0u; u < U; u++) {
-            for (var i = 0u; i < RM; i++) {
-                e[u * RM + i] = wp[qa[i] + (st + u) * KS];
-            }
+        workgroupBarrier();
+        atomicMax(&wg_max, steps);
+        workgroupBarrier();
+        if (lid == 0u) {
+            wg_steps = atomicLoad(&wg_max);
         }
-        for (var u = 0u; u < U; u++) {
-            for (var i = 0u; i < RM; i++) {
-                let v = vec4<f32>(bitcast<f32>(e[u * RM + i].y));
-                let o = e[u * RM + i].x;
-                for (var j = 0u; j < TN4; j++) {
-                    acc[i * TN4 + j] = fma(v, x[o + col[j]], acc[i * TN4 + j]);
+        let total = workgroupUniformLoad(&wg_steps);
+        for (var st = 0u; st < total; st += U) {
+            if (st + U <= full) {
+                for (var u = 0u; u < U; u++) {
+                    for (var i = 0u; i < RM; i++) {
+                        e[u * RM + i] = wp[qa[i] + (st + u) * KS];
+                    }
+                }
+                for (var u = 0u; u < U; u++) {
+                    for (var i = 0u; i < RM; i++) {
+                        let v = vec4<f32>(bitcast<f32>(e[u * RM + i].y));
+                        let o = e[u * RM + i].x;
+                        for (var j = 0u; j < TN4; j++) {
+                            acc[i * TN4 + j] = fma(v, x[o + col[j]], acc[i * TN4 + j]);
+                        }
+                    }
+                }
+            } else {
+                for (var u = 0u; u < U; u++) {
+                    for (var i = 0u; i < RM; i++) {
+                        let q = qa[i] + (st + u) * KS;
+                        if (q < qb[i]) {
+                            let w = wp[q];
+                            let v = vec4<f32>(bitcast<f32>(w.y));
+                            for (var j = 0u; j < TN4; j++) {
+                                acc[i * TN4 + j] = fma(v, x[w.x + col[j]], acc[i * TN4 + j]);
+                            }
+                        }
+                    }
                 }
             }
+            workgroupBarrier();
         }
-        st += U;
-    }
-    for (; st < steps; st++) {
-        for (var i = 0u; i < RM; i++) {
-            let q = qa[i] + st * KS;
-            if (q < qb[i]) {
-                let w = wp[q];
-                let v = vec4<f32>(bitcast<f32>(w.y));
-                for (var j = 0u; j < TN4; j++) {
-                    acc[i * TN4 + j] = fma(v, x[w.x + col[j]], acc[i * TN4 + j]);
+    } else {
+        var st = 0u;
+        loop {
+            if (st + U > full) {
+                break;
+            }
+            for (var u = 0u; u < U; u++) {
+                for (var i = 0u; i < RM; i++) {
+                    e[u * RM + i] = wp[qa[i] + (st + u) * KS];
+                }
+            }
+            for (var u = 0u; u < U; u++) {
+                for (var i = 0u; i < RM; i++) {
+                    let v = vec4<f32>(bitcast<f32>(e[u * RM + i].y));
+                    let o = e[u * RM + i].x;
+                    for (var j = 0u; j < TN4; j++) {
+                        acc[i * TN4 + j] = fma(v, x[o + col[j]], acc[i * TN4 + j]);
+                    }
+                }
+            }
+            st += U;
+        }
+        for (; st < steps; st++) {
+            for (var i = 0u; i < RM; i++) {
+                let q = qa[i] + st * KS;
+                if (q < qb[i]) {
+                    let w = wp[q];
+                    let v = vec4<f32>(bitcast<f32>(w.y));
+                    for (var j = 0u; j < TN4; j++) {
+                        acc[i * TN4 + j] = fma(v, x[w.x + col[j]], acc[i * TN4 + j]);
+                    }
                 }
             }
         }

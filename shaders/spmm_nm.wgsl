@@ -9,7 +9,7 @@
 //     columns are zero, so every vec4 column is computed and Y's padding
 //     columns get finite values.
 //
-// Two entry points, the same bindings:
+// Three entry points, the same bindings:
 //
 // spmm_nm_tiled (N >= ~32): a workgroup owns TM = RT * RM rows of W by
 //   TN = 4 * CT columns of X/Y and walks K in chunks of KT = GPC * m rows.
@@ -24,19 +24,18 @@
 //   contiguously and the row's value/offset by broadcast; compressed values
 //   and indices are read from memory once per tile.
 //
-// spmm_nm_uniform (large N, m <= 8, n <= 4: 2:4, 1:4, 2:8, 4:8, ...): the
-//   smem gather above moves one X float per FMA, which caps it at about a
-//   quarter of the FMA rate. Here X values live in registers and serve several
-//   rows: a workgroup owns U_TM = U_RT * U_RM rows by 8 * U_CT columns; thread
-//   (ct, rt) owns rows rt, rt + U_RT, ... and the vec4 columns ct and ct + U_CT.
-//   Per group of m it loads the group's m X rows (2 vec4 each) into registers
-//   once and, for every row and kept slot, adds value * X[index] picking the
-//   register by a switch on the in-group index. The U_CT (>= subgroup size,
-//   32 by default) consecutive lanes that share rows share that index, so the
-//   branch does not diverge on 32-wide subgroups; each X value loaded serves
-//   U_RM * n / m FMAs on average instead of one. Staged per chunk of U_GPC
-//   groups: X rows, and per (row, group) the n values (a vec4) and the n
-//   in-group indices (4 bits each in a u32).
+// spmm_nm_switch (large N, n <= 2, m <= 8: 2:4, 1:4, 1:2, ...): the smem
+//   gather above moves one X float per FMA, which caps it at about a quarter
+//   of the FMA rate. Here X values live in registers and serve several rows:
+//   a workgroup owns S_TM = S_RT * S_RM rows by S_XW = S_CT * S_TN4 vec4
+//   columns; thread (ct, rt) owns rows rt, rt + S_RT, ... and the vec4 columns
+//   ct, ct + S_CT, .... Per group of m it loads the group's m X rows into
+//   registers once and, for every row, adds v0 * X[i0] (+ v1 * X[i1]) picking
+//   the registers by a switch on the group's pattern (i0, or i0 * 8 + i1):
+//   the S_CT (>= subgroup size, 32 by default) lanes that share rows share the
+//   pattern, so the branch does not diverge. Staged per chunk of S_GPC groups
+//   (the next chunk loaded into registers while this one is multiplied): X
+//   rows, and per (row, group) the pattern code and the n values.
 //
 // spmm_nm_rows (small N, e.g. the classifier's N = 1): RPW rows per workgroup;
 //   each row gets CT x KS threads: CT across vec4 columns, KS splitting the
@@ -89,17 +88,6 @@ override TM: u32 = RT * RM;
 override XS_LEN: u32 = KT * CT;
 override WS_LEN: u32 = TM * SC4;
 
-// spmm_nm_uniform tile.
-override U_CT: u32 = 32u;                    // lanes sharing rows (>= subgroup size)
-override U_RT: u32 = 8u;                     // threads across rows
-override U_RM: u32 = 8u;                     // rows per thread, <= MAX_RM
-override U_GPC: u32 = 2u;                    // groups per K chunk
-override U_WG: u32 = U_CT * U_RT;
-override U_TM: u32 = U_RT * U_RM;
-override U_TN4: u32 = 2u * U_CT;             // vec4 columns per tile
-override U_XS_LEN: u32 = U_GPC * M_GROUP * U_TN4;
-override U_WS_LEN: u32 = U_TM * U_GPC;
-
 // spmm_nm_switch tile.
 override S_CT: u32 = 32u;                    // lanes sharing rows (>= subgroup size)
 override S_TN4: u32 = 2u;                    // vec4 columns per lane (M_GROUP * S_TN4 <= 32)
@@ -126,9 +114,6 @@ var<workgroup> xs: array<vec4<f32>, XS_LEN>;
 var<workgroup> wv: array<vec4<f32>, WS_LEN>;
 var<workgroup> wo: array<vec4<u32>, WS_LEN>;
 var<workgroup> red: array<vec4<f32>, R_WG>;
-var<workgroup> uxs: array<vec4<f32>, U_XS_LEN>;
-var<workgroup> uwv: array<vec4<f32>, U_WS_LEN>;
-var<workgroup> uwi: array<u32, U_WS_LEN>;
 var<workgroup> sxs: array<vec4<f32>, S_XS_LEN>;
 var<workgroup> sws: array<vec4<u32>, S_WS_LEN>;
 
@@ -225,104 +210,6 @@ fn spmm_nm_tiled(@builtin(workgroup_id) wid: vec3<u32>,
             let r = row0 + rt + i * RT;
             if (r < p.m_rows) {
                 y[r * p.n4 + c4] = epilogue(acc[i], r);
-            }
-        }
-    }
-}
-
-@compute @workgroup_size(U_WG)
-fn spmm_nm_uniform(@builtin(workgroup_id) wid: vec3<u32>,
-                   @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
-    let flat = wid.y * nwg.x + wid.x;
-    if (flat >= p.tiles) {
-        return;
-    }
-    let row0 = (flat % p.row_tiles) * U_TM;
-    let c4_0 = (flat / p.row_tiles) * U_TN4;
-    let ct = lid % U_CT;
-    let rt = lid / U_CT;
-
-    // acc[2i], acc[2i + 1]: row rt + i * U_RT, vec4 columns ct and ct + U_CT.
-    var acc: array<vec4<f32>, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
-    // xr[2t], xr[2t + 1]: X row t of the current group, the thread's columns.
-    var xr: array<vec4<f32>, 16>;
-
-    let chunks = (p.vpr / N_KEEP + U_GPC - 1u) / U_GPC;
-    for (var chunk = 0u; chunk < chunks; chunk++) {
-        let k0 = chunk * U_GPC * M_GROUP;
-        for (var e = lid; e < U_XS_LEN; e += U_WG) {
-            let k = k0 + e / U_TN4;
-            let c4 = c4_0 + e % U_TN4;
-            var v = vec4<f32>(0.0);
-            if (k < p.k && c4 < p.n4) {
-                v = x[k * p.n4 + c4];
-            }
-            uxs[e] = v;
-        }
-        for (var e = lid; e < U_WS_LEN; e += U_WG) {
-            let r = row0 + e / U_GPC;
-            let g = chunk * U_GPC + e % U_GPC;
-            var vals = vec4<f32>(0.0);
-            var word = 0u;
-            if (r < p.m_rows) {
-                for (var s = 0u; s < N_KEEP; s++) {
-                    let j = g * N_KEEP + s;
-                    if (j < p.vpr) {
-                        vals[s] = w_values[r * p.vpr + j];
-                        word |= slot_index(r, j) << (4u * s);
-                    }
-                }
-            }
-            uwv[e] = vals;
-            uwi[e] = word;
-        }
-        workgroupBarrier();
-
-        for (var gl = 0u; gl < U_GPC; gl++) {
-            let xb = gl * M_GROUP * U_TN4 + ct;
-            for (var t = 0u; t < M_GROUP; t++) {
-                xr[2u * t] = uxs[xb + t * U_TN4];
-                xr[2u * t + 1u] = uxs[xb + t * U_TN4 + U_CT];
-            }
-            for (var i = 0u; i < U_RM; i++) {
-                let e = (rt + i * U_RT) * U_GPC + gl;
-                let v = uwv[e];
-                let w = uwi[e];
-                var a0 = acc[2u * i];
-                var a1 = acc[2u * i + 1u];
-                for (var s = 0u; s < N_KEEP; s++) {
-                    let vs = vec4<f32>(v[s]);
-                    switch ((w >> (4u * s)) & 15u) {
-                        case 0u: { a0 = fma(vs, xr[0], a0); a1 = fma(vs, xr[1], a1); }
-                        case 1u: { a0 = fma(vs, xr[2], a0); a1 = fma(vs, xr[3], a1); }
-                        case 2u: { a0 = fma(vs, xr[4], a0); a1 = fma(vs, xr[5], a1); }
-                        case 3u: { a0 = fma(vs, xr[6], a0); a1 = fma(vs, xr[7], a1); }
-                        case 4u: { a0 = fma(vs, xr[8], a0); a1 = fma(vs, xr[9], a1); }
-                        case 5u: { a0 = fma(vs, xr[10], a0); a1 = fma(vs, xr[11], a1); }
-                        case 6u: { a0 = fma(vs, xr[12], a0); a1 = fma(vs, xr[13], a1); }
-                        case 7u: { a0 = fma(vs, xr[14], a0); a1 = fma(vs, xr[15], a1); }
-                        default: {}
-                    }
-                }
-                acc[2u * i] = a0;
-                acc[2u * i + 1u] = a1;
-            }
-        }
-        workgroupBarrier();
-    }
-
-    for (var h = 0u; h < 2u; h++) {
-        let c4 = c4_0 + ct + h * U_CT;
-        if (c4 < p.n4) {
-            for (var i = 0u; i < U_RM; i++) {
-                let r = row0 + rt + i * U_RT;
-                if (r < p.m_rows) {
-                    y[r * p.n4 + c4] = epilogue(acc[2u * i + h], r);
-                }
             }
         }
     }

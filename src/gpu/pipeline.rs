@@ -54,25 +54,15 @@ pub enum Kernel {
     AvgPool,
     /// `spmm_nm.wgsl`: N:M SpMM, X staged per K chunk, register-tiled (large N).
     SpmmNmTiled,
-    /// `spmm_nm.wgsl`: N:M SpMM, X in registers reused across rows, picked by
-    /// subgroup-uniform branches (large N, m <= 8, n <= 4).
-    SpmmNmUniform,
     /// `spmm_nm.wgsl`: N:M SpMM, threads of a row split its slots (small N).
     SpmmNmRows,
-    /// `spmm_csr.wgsl`: CSR SpMM, X staged per K chunk, rows by length (large N).
-    SpmmCsrTiled,
     /// `spmm_csr.wgsl`: CSR SpMM, threads of a row split its non-zeros (small N).
     SpmmCsrRows,
-    /// `spmm_csr_panel.wgsl`: CSR SpMM, X staged per K chunk, non-zeros located
-    /// by a plan (large N).
-    SpmmCsrPanel,
     /// `spmm_csr_rowwise.wgsl`: CSR SpMM, rows in lock step per thread, X read
     /// straight from memory (large N).
     SpmmCsrRowwise,
-    /// `spmm_csr_plan.wgsl`: the panel kernel's chunk pointers.
-    SpmmCsrPlanPtr,
-    /// `spmm_csr_plan.wgsl`: the panel kernel's packed non-zeros.
-    SpmmCsrPlanPack,
+    /// `spmm_csr_pack.wgsl`: the row-wise kernel's packed non-zeros.
+    SpmmCsrPack,
     /// `spmm_nm.wgsl`: N:M SpMM, X in registers, one subgroup-uniform branch per
     /// row and group on the group's pattern (large N, n <= 2, m <= 8).
     SpmmNmSwitch,
@@ -92,14 +82,10 @@ impl Kernel {
             Kernel::Depthwise => "depthwise",
             Kernel::AvgPool => "avgpool",
             Kernel::SpmmNmTiled => "spmm_nm_tiled",
-            Kernel::SpmmNmUniform => "spmm_nm_uniform",
             Kernel::SpmmNmRows => "spmm_nm_rows",
-            Kernel::SpmmCsrTiled => "spmm_csr_tiled",
             Kernel::SpmmCsrRows => "spmm_csr_rows",
-            Kernel::SpmmCsrPanel => "spmm_csr_panel",
             Kernel::SpmmCsrRowwise => "spmm_csr_rowwise",
-            Kernel::SpmmCsrPlanPtr => "spmm_csr_plan_ptr",
-            Kernel::SpmmCsrPlanPack => "spmm_csr_plan_pack",
+            Kernel::SpmmCsrPack => "spmm_csr_pack",
             Kernel::SpmmNmSwitch => "spmm_nm_switch",
         }
     }
@@ -110,15 +96,12 @@ impl Kernel {
             Kernel::Gemm | Kernel::GemmSkinny => include_str!("../../shaders/gemm.wgsl"),
             Kernel::SpmmBsr => include_str!("../../shaders/spmm_bsr.wgsl"),
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => include_str!("../../shaders/conv.wgsl"),
-            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => {
+            Kernel::SpmmNmTiled | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => {
                 include_str!("../../shaders/spmm_nm.wgsl")
             }
-            Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => {
-                include_str!("../../shaders/spmm_csr.wgsl")
-            }
-            Kernel::SpmmCsrPanel => include_str!("../../shaders/spmm_csr_panel.wgsl"),
+            Kernel::SpmmCsrRows => include_str!("../../shaders/spmm_csr.wgsl"),
             Kernel::SpmmCsrRowwise => include_str!("../../shaders/spmm_csr_rowwise.wgsl"),
-            Kernel::SpmmCsrPlanPtr | Kernel::SpmmCsrPlanPack => include_str!("../../shaders/spmm_csr_plan.wgsl"),
+            Kernel::SpmmCsrPack => include_str!("../../shaders/spmm_csr_pack.wgsl"),
         }
     }
     /// The entry point: every kernel's entry point is its name.
@@ -132,17 +115,13 @@ impl Kernel {
             Kernel::SpmmBsr => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => &[Binding::Uniform, RO, RO, RO, RW],
             // params, values, indices, x, y, bias
-            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => {
-                &[Binding::Uniform, RO, RO, RO, RW, RO]
-            }
+            Kernel::SpmmNmTiled | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => &[Binding::Uniform, RO, RO, RO, RW, RO],
             // params, row_ptr, col_idx, values, row_order, x, y, bias
-            Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
-            // params, chunk pointers, packed non-zeros, row_order, x, y, bias
-            Kernel::SpmmCsrPanel => &[Binding::Uniform, RO, RO, RO, RO, RW, RO],
+            Kernel::SpmmCsrRows => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
             // params, row_ptr, packed non-zeros, row_order, x, y, bias
             Kernel::SpmmCsrRowwise => &[Binding::Uniform, RO, RO, RO, RO, RW, RO],
-            // params, row_ptr, col_idx, values, row_order, chunk pointers, packed non-zeros
-            Kernel::SpmmCsrPlanPtr | Kernel::SpmmCsrPlanPack => &[Binding::Uniform, RO, RO, RO, RO, RW, RW],
+            // params, col_idx, values, packed non-zeros
+            Kernel::SpmmCsrPack => &[Binding::Uniform, RO, RO, RW],
         }
     }
 

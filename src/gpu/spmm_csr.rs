@@ -1,23 +1,25 @@
-//! CSR SpMM (`shaders/spmm_csr.wgsl`): `Y = epilogue(W X)` with W unstructured
-//! in CSR ([`CsrWeights`]: the [`GpuCsr`] arrays plus a row schedule) and X, Y
-//! dense ([`GpuMatrix`]).
+//! CSR SpMM: `Y = epilogue(W X)` with W unstructured in CSR ([`CsrWeights`]:
+//! the [`GpuCsr`] arrays plus a row schedule) and X, Y dense ([`GpuMatrix`]).
 //!
-//! Two kernels share the bindings; [`Tiling::auto`] picks one from the shape
-//! and density: [`Tiling::Tiled`] stages X in workgroup memory per K chunk so
-//! every X element fetched serves all rows of a tile (N of a few dozen and up),
-//! [`Tiling::Rows`] lets several threads split each row's non-zeros and reads X
-//! directly (N = 1..~28). Both take rows in the order of
-//! [`CsrWeights::row_order`] (longest first) for load balance; the shader
-//! header says what each workgroup and thread owns.
+//! Two kernels; [`Tiling::auto`] picks one from the shape and the mean row
+//! length: [`Tiling::Rowwise`] (`shaders/spmm_csr_rowwise.wgsl`, N of a few
+//! dozen and up) and [`Tiling::Rows`] (`shaders/spmm_csr.wgsl`, N = 1..~28).
+//! Both read X rows straight from memory (measured on an H100, that beat
+//! staging X in workgroup memory at every sparsity, see the shader headers)
+//! and take rows in the order of [`CsrWeights::row_order`] (longest first)
+//! for load balance; the shader headers say what each workgroup and thread
+//! owns.
 
 use crate::error::{Error, Result};
 use crate::sparse::Csr;
 
-use super::spmm_nm::{check_product, fit_rows, PORTABLE_WORKGROUP_BYTES};
+use super::spmm_nm::check_product;
 use super::{longest_first, Context, Dispatch, Epilogue, GpuBuffer, GpuCsr, GpuMatrix, Kernel, PipelineKey};
 
-/// Most rows one thread of [`Tiling::Tiled`] owns (`MAX_RM` in the shader).
-pub const MAX_ROWS_PER_THREAD: u32 = 16;
+/// Most rows one thread of [`Tiling::Rowwise`] owns (`MAX_RM` in the shader).
+pub const MAX_ROWS_PER_THREAD: u32 = 8;
+/// Most accumulators (rows x vec4 columns) of one [`Tiling::Rowwise`] thread.
+pub const MAX_ACCUMULATORS: u32 = 16;
 
 /// CSR weights ready for SpMM: the GPU arrays and the order in which the
 /// kernels visit the rows (by decreasing non-zero count, ties lower row first),
@@ -101,38 +103,16 @@ impl CsrWeights {
 /// How the product is split into workgroups and threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tiling {
-    /// A workgroup owns `row_threads * rows_per_thread` (sorted) rows by
-    /// `4 * col_threads` columns and walks the K range its rows touch in chunks
-    /// of `k_chunk` rows of X; each thread owns `rows_per_thread` rows by one
-    /// vec4 column.
-    Tiled {
-        col_threads: u32,
-        row_threads: u32,
-        rows_per_thread: u32,
-        k_chunk: u32,
-    },
-    /// A workgroup owns `rows` (sorted) rows by `4 * col_threads` columns; each
-    /// row has `col_threads * split` threads, `split` sharing its non-zeros.
+    /// `spmm_csr_rows`: a workgroup owns `rows` (sorted) rows by `4 *
+    /// col_threads` columns; each row has `col_threads * split` threads,
+    /// `split` sharing its non-zeros.
     Rows { col_threads: u32, split: u32, rows: u32 },
-    /// `spmm_csr_panel`: a workgroup owns `row_threads * rows_per_thread`
-    /// (sorted) rows by `4 * col_threads * vec4s` columns and walks K in chunks
-    /// of `k_chunk` rows of X staged in workgroup memory; a plan computed when
-    /// the product is prepared says where each row's non-zeros of each chunk
-    /// are. Each thread owns `rows_per_thread` rows by `vec4s` vec4 columns;
-    /// `row_loops` walks its rows one after the other instead of in lock step.
-    Panel {
-        col_threads: u32,
-        vec4s: u32,
-        row_threads: u32,
-        rows_per_thread: u32,
-        k_chunk: u32,
-        row_loops: bool,
-    },
     /// `spmm_csr_rowwise`: a workgroup owns `row_threads * rows_per_thread`
     /// (sorted) rows by `4 * col_threads * vec4s` columns; each thread owns
     /// `rows_per_thread` consecutive sorted rows (advancing in lock step) by
     /// `vec4s` vec4 columns, `split` lanes share a row's non-zeros, `unroll`
-    /// steps are unrolled. X is read straight from memory.
+    /// steps are unrolled, and with `sync` the workgroup meets at a barrier
+    /// every `unroll` steps.
     Rowwise {
         col_threads: u32,
         vec4s: u32,
@@ -140,26 +120,23 @@ pub enum Tiling {
         row_threads: u32,
         rows_per_thread: u32,
         unroll: u32,
+        sync: bool,
     },
 }
 
-/// Most accumulators (rows x vec4 columns) one thread of [`Tiling::Panel`]
-/// holds (`MAX_ACC` in the shader).
-pub const PANEL_MAX_ACC: u32 = 16;
-/// Most staged vec4s one thread of [`Tiling::Panel`] prefetches per chunk.
-const PANEL_MAX_XL: u32 = 16;
-
 impl Tiling {
     /// A tiling suited to `w` times an X with `n_cols` columns on `ctx`'s
-    /// device, within [`PORTABLE_WORKGROUP_BYTES`] of workgroup memory.
+    /// device (within WebGPU's default limits: 256 threads, 16 KiB of
+    /// workgroup memory). The classes and their tilings are the fastest
+    /// measured on an H100 (see `shaders/spmm_csr_rowwise.wgsl`).
     pub fn auto(ctx: &Context, w: &CsrWeights, n_cols: usize) -> Tiling {
         let n4 = (n_cols.div_ceil(4).max(1)).min(u32::MAX as usize) as u32;
         let rows = w.rows().min(u32::MAX as usize) as u32;
         let threads = 256u32.min(ctx.limits().max_compute_invocations_per_workgroup);
-        let density = w.density();
+        let mean = w.csr.nnz as f64 / w.rows().max(1) as f64;
         if n4 < 8 {
             let col_threads = n4.max(1).next_power_of_two().min(threads);
-            let mean = (density * w.cols() as f64).ceil().max(1.0) as u32;
+            let mean = mean.ceil().max(1.0) as u32;
             let split = (32 / col_threads)
                 .clamp(1, mean.next_power_of_two())
                 .min(threads / col_threads);
@@ -169,30 +146,37 @@ impl Tiling {
                 rows: (threads / (col_threads * split)).max(1),
             };
         }
-        let col_threads = (if n4 >= 12 { 16 } else { 8 }).min(threads);
-        let row_threads = (threads / col_threads).max(1);
-        // Sparser weights use each staged X row less often: share it among more
-        // rows and stage more of K at a time.
-        let (max_rows, k_chunk) = if density < 0.05 { (16, 48) } else { (8, 32) };
-        let k_chunk = k_chunk.min(w.cols().max(1) as u32);
+        // Long rows: 4 lanes split a row, 2 rows per thread; medium: 2 lanes
+        // split, 8 steps unrolled; short rows: no split.
+        let (mut col_threads, mut split, rows_per_thread, unroll) = if mean >= 256.0 {
+            (8, 4, 2, 4)
+        } else if mean >= 32.0 {
+            (16, 2, 1, 8)
+        } else {
+            (32, 1, 1, 4)
+        };
+        // No more lanes across columns than there are vec4 columns; the lanes
+        // freed split the rows instead.
+        while col_threads > 8 && col_threads / 2 >= n4.next_power_of_two() {
+            col_threads /= 2;
+            split *= 2;
+        }
+        let lanes = (col_threads * split).min(threads);
+        let mut row_threads = (threads / lanes).max(1);
+        // Small products: fewer rows per workgroup so the grid fills the GPU.
         let col_tiles = n4.div_ceil(col_threads);
-        let rows_per_thread = fit_rows(rows, row_threads, col_tiles, 1, max_rows);
-        let mut t = Tiling::Tiled {
+        while row_threads > 1 && rows.div_ceil(row_threads * rows_per_thread) * col_tiles < 256 {
+            row_threads /= 2;
+        }
+        Tiling::Rowwise {
             col_threads,
+            vec4s: 1,
+            split,
             row_threads,
             rows_per_thread,
-            k_chunk,
-        };
-        if t.workgroup_bytes() > PORTABLE_WORKGROUP_BYTES {
-            t = Tiling::Tiled {
-                col_threads,
-                row_threads,
-                rows_per_thread,
-                // The rest of the memory is 16 bytes of K-range bookkeeping.
-                k_chunk: (((PORTABLE_WORKGROUP_BYTES - 16) / (16 * col_threads)) & !3).max(1),
-            };
+            unroll,
+            sync: false,
         }
-        t
     }
 
     /// Tilings worth timing for `w` times an X with `n_cols` columns (tuning:
@@ -200,47 +184,40 @@ impl Tiling {
     pub fn candidates(ctx: &Context, w: &CsrWeights, n_cols: usize) -> Vec<Tiling> {
         let n4 = n_cols.div_ceil(4).max(1) as u32;
         let mut v = Vec::new();
-        let panel = |col_threads, vec4s, rows_per_thread, k_chunk, row_loops| Tiling::Panel {
+        let rowwise = |col_threads, split, row_threads, rows_per_thread, unroll, sync| Tiling::Rowwise {
             col_threads,
-            vec4s,
-            row_threads: 256 / col_threads,
-            rows_per_thread,
-            k_chunk,
-            row_loops,
-        };
-        let rowwise = |col_threads: u32, vec4s, split: u32, rows_per_thread, unroll| Tiling::Rowwise {
-            col_threads,
-            vec4s,
+            vec4s: 1,
             split,
-            row_threads: (256 / (col_threads * split)).max(1),
+            row_threads,
             rows_per_thread,
             unroll,
+            sync,
         };
         if n4 >= 8 {
-            for (ct, tn4, ks, rm, u) in [
-                (16, 1, 2, 1, 4),
-                (16, 1, 2, 1, 8),
-                (16, 1, 2, 2, 4),
-                (16, 1, 2, 4, 2),
-                (16, 1, 2, 4, 4),
-                (16, 1, 2, 8, 2),
-                (16, 2, 2, 1, 4),
-                (16, 2, 2, 2, 2),
-                (16, 2, 2, 4, 2),
-                (16, 1, 4, 2, 2),
-                (32, 1, 1, 1, 4),
-                (32, 1, 1, 4, 2),
-                (32, 2, 1, 2, 4),
-                (8, 1, 4, 2, 4),
-                (8, 2, 4, 2, 2),
-                (8, 1, 4, 4, 2),
-                (4, 1, 8, 2, 4),
+            for (ct, ks, rt, rm, u, sync) in [
+                (16, 2, 8, 1, 8, false),
+                (16, 2, 8, 1, 16, false),
+                (8, 4, 8, 1, 8, false),
+                (8, 4, 8, 1, 16, false),
+                (32, 1, 8, 1, 8, false),
+                (8, 4, 8, 2, 4, false),
+                (8, 4, 8, 2, 8, false),
+                (16, 2, 8, 2, 8, false),
+                (8, 4, 8, 2, 4, true),
+                (8, 4, 8, 1, 8, true),
+                (16, 2, 16, 2, 4, true),
+                (8, 4, 32, 2, 4, true),
+                (8, 4, 32, 1, 8, true),
+                (16, 2, 32, 1, 8, true),
+                (8, 4, 32, 1, 8, false),
+                (16, 2, 32, 1, 8, false),
+                (8, 4, 4, 1, 4, false),
+                (16, 2, 4, 1, 4, false),
+                (32, 1, 4, 1, 4, false),
             ] {
-                v.push(rowwise(ct, tn4, ks, rm, u));
+                v.push(rowwise(ct, ks, rt, rm, u, sync));
             }
-            v.push(panel(16, 1, 4, 64, false));
-            v.push(panel(16, 1, 8, 64, false));
-            for (col_threads, split, rows) in [(32, 1, 8), (16, 1, 16), (16, 2, 8), (8, 4, 8)] {
+            for (col_threads, split, rows) in [(8, 4, 8), (16, 2, 8), (32, 1, 8)] {
                 v.push(Tiling::Rows {
                     col_threads,
                     split,
@@ -248,15 +225,15 @@ impl Tiling {
                 });
             }
         } else {
-            for (col_threads, split, rows) in [(1, 32, 8), (1, 8, 32), (2, 16, 8), (4, 8, 8), (1, 4, 64)] {
+            for (col_threads, split, rows) in [(1, 32, 8), (1, 8, 32), (2, 16, 8), (4, 8, 8)] {
                 v.push(Tiling::Rows {
                     col_threads,
                     split,
                     rows,
                 });
             }
-            for (ct, ks, rm, u) in [(1, 32, 1, 4), (1, 32, 2, 2), (1, 8, 4, 2), (2, 16, 1, 4), (4, 8, 1, 4)] {
-                v.push(rowwise(ct, 1, ks, rm, u));
+            for (ct, ks, rt, rm, u) in [(1, 32, 8, 1, 4), (1, 32, 8, 2, 2), (2, 16, 8, 1, 4)] {
+                v.push(rowwise(ct, ks, rt, rm, u, false));
             }
         }
         let _ = w;
@@ -267,28 +244,11 @@ impl Tiling {
     /// A short name for tables.
     pub fn label(self) -> String {
         match self {
-            Tiling::Tiled {
-                col_threads,
-                row_threads,
-                rows_per_thread,
-                k_chunk,
-            } => format!("tiled c{col_threads} r{row_threads}x{rows_per_thread} k{k_chunk}"),
             Tiling::Rows {
                 col_threads,
                 split,
                 rows,
             } => format!("rows c{col_threads} s{split} r{rows}"),
-            Tiling::Panel {
-                col_threads,
-                vec4s,
-                row_threads,
-                rows_per_thread,
-                k_chunk,
-                row_loops,
-            } => format!(
-                "panel c{col_threads}x{vec4s} r{row_threads}x{rows_per_thread} k{k_chunk}{}",
-                if row_loops { " loops" } else { "" }
-            ),
             Tiling::Rowwise {
                 col_threads,
                 vec4s,
@@ -296,22 +256,16 @@ impl Tiling {
                 row_threads,
                 rows_per_thread,
                 unroll,
-            } => format!("rowwise c{col_threads}x{vec4s} s{split} r{row_threads}x{rows_per_thread} u{unroll}"),
+                sync,
+            } => format!(
+                "rowwise c{col_threads}x{vec4s} s{split} r{row_threads}x{rows_per_thread} u{unroll}{}",
+                if sync { " sync" } else { "" }
+            ),
         }
     }
 
     fn threads(self) -> u64 {
         match self {
-            Tiling::Tiled {
-                col_threads,
-                row_threads,
-                ..
-            }
-            | Tiling::Panel {
-                col_threads,
-                row_threads,
-                ..
-            } => col_threads as u64 * row_threads as u64,
             Tiling::Rowwise {
                 col_threads,
                 split,
@@ -329,23 +283,9 @@ impl Tiling {
     /// Bytes of workgroup memory the kernel declares.
     pub fn workgroup_bytes(self) -> u32 {
         let b = match self {
-            Tiling::Tiled {
-                col_threads, k_chunk, ..
-            } => 16 * k_chunk as u64 * col_threads as u64 + 16,
             Tiling::Rows { .. } => 16 * self.threads(),
-            Tiling::Panel {
-                col_threads,
-                vec4s,
-                k_chunk,
-                ..
-            } => 16 * k_chunk as u64 * col_threads as u64 * vec4s as u64,
-            Tiling::Rowwise { split, .. } => {
-                if split > 1 {
-                    16 * self.threads()
-                } else {
-                    16
-                }
-            }
+            // The split sums, and 8 bytes for the synchronised step count.
+            Tiling::Rowwise { split, .. } => 8 + if split > 1 { 16 * self.threads() } else { 16 },
         };
         b.min(u32::MAX as u64) as u32
     }
@@ -353,38 +293,11 @@ impl Tiling {
     fn check(self, ctx: &Context) -> Result<()> {
         let l = ctx.limits();
         let bad = match self {
-            Tiling::Tiled {
-                col_threads,
-                row_threads,
-                rows_per_thread,
-                k_chunk,
-            } => {
-                col_threads == 0
-                    || row_threads == 0
-                    || k_chunk == 0
-                    || !(1..=MAX_ROWS_PER_THREAD).contains(&rows_per_thread)
-            }
             Tiling::Rows {
                 col_threads,
                 split,
                 rows,
             } => col_threads == 0 || split == 0 || rows == 0,
-            Tiling::Panel {
-                col_threads,
-                vec4s,
-                row_threads,
-                rows_per_thread,
-                k_chunk,
-                ..
-            } => {
-                col_threads == 0
-                    || vec4s == 0
-                    || row_threads == 0
-                    || rows_per_thread == 0
-                    || k_chunk == 0
-                    || rows_per_thread as u64 * vec4s as u64 > PANEL_MAX_ACC as u64
-                    || (self.workgroup_bytes() as u64 / 16).div_ceil(self.threads().max(1)) > PANEL_MAX_XL as u64
-            }
             Tiling::Rowwise {
                 col_threads,
                 vec4s,
@@ -392,21 +305,22 @@ impl Tiling {
                 row_threads,
                 rows_per_thread,
                 unroll,
+                ..
             } => {
                 col_threads == 0
                     || !(1..=4).contains(&vec4s)
                     || split == 0
                     || row_threads == 0
-                    || !(1..=8).contains(&rows_per_thread)
-                    || rows_per_thread * vec4s > 16
+                    || !(1..=MAX_ROWS_PER_THREAD).contains(&rows_per_thread)
+                    || rows_per_thread * vec4s > MAX_ACCUMULATORS
                     || unroll == 0
                     || unroll as u64 * rows_per_thread as u64 > 16
             }
         };
         if bad {
             return Err(Error::Limit(format!(
-                "{self:?}: every size must be >= 1, rows_per_thread <= {MAX_ROWS_PER_THREAD} (panel: rows x vec4s \
-                 <= {PANEL_MAX_ACC}, at most {PANEL_MAX_XL} staged vec4s per thread)"
+                "{self:?}: every size must be >= 1; row-wise: rows_per_thread <= {MAX_ROWS_PER_THREAD}, vec4s <= 4, \
+                 rows_per_thread * vec4s <= {MAX_ACCUMULATORS}, unroll * rows_per_thread <= 16"
             )));
         }
         let threads = self.threads();
@@ -438,12 +352,31 @@ struct CsrParams {
     _pad: [u32; 3],
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RowwiseParams {
+    m_rows: u32,
+    n4: u32,
+    row_tiles: u32,
+    tiles: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    nnz: u32,
+    n4: u32,
+    _pad: [u32; 2],
+}
+
 /// Prepares `Y = epilogue(W X)` with the tiling [`Tiling::auto`] picks.
 pub fn prepare(ctx: &Context, w: &CsrWeights, x: &GpuMatrix, y: &GpuMatrix, epi: &Epilogue) -> Result<Dispatch> {
     prepare_with(ctx, w, x, y, epi, Tiling::auto(ctx, w, x.cols()))
 }
 
 /// Prepares `Y = epilogue(W X)` with a given tiling (for tests and tuning).
+/// [`Tiling::Rowwise`] first packs W's non-zeros for X's row stride into a
+/// buffer of its own (8 bytes per non-zero, on the GPU, once).
 pub fn prepare_with(
     ctx: &Context,
     w: &CsrWeights,
@@ -455,310 +388,118 @@ pub fn prepare_with(
     let n4 = check_product(w.rows(), w.cols(), x, y)?;
     w.check_buffers()?;
     tiling.check(ctx)?;
-    if let Tiling::Panel { .. } = tiling {
-        return prepare_panel(ctx, w, x, y, epi, tiling, n4);
-    }
-    if let Tiling::Rowwise { .. } = tiling {
-        return prepare_rowwise(ctx, w, x, y, epi, tiling, n4);
-    }
     let bias = epi.bias_buffer(ctx, w.rows())?;
     let rows = w.rows() as u32;
     let [has_bias, act] = epi.constants();
-    let mut constants = vec![has_bias, act];
-    let (kernel, row_tiles, col_tiles) = match tiling {
-        Tiling::Tiled {
-            col_threads,
-            row_threads,
-            rows_per_thread,
-            k_chunk,
-        } => {
-            constants.extend([
-                ("CT", col_threads),
-                ("RT", row_threads),
-                ("RM", rows_per_thread),
-                ("KT", k_chunk),
-            ]);
-            (
-                Kernel::SpmmCsrTiled,
-                rows.div_ceil(row_threads * rows_per_thread),
-                n4.div_ceil(col_threads),
-            )
-        }
+    let c = &w.csr;
+    match tiling {
         Tiling::Rows {
             col_threads,
             split,
             rows: rpw,
         } => {
-            constants.extend([("R_CT", col_threads), ("R_KS", split), ("R_RPW", rpw)]);
-            (Kernel::SpmmCsrRows, rows.div_ceil(rpw), n4.div_ceil(col_threads))
+            let constants = [has_bias, act, ("R_CT", col_threads), ("R_KS", split), ("R_RPW", rpw)];
+            let (row_tiles, tiles) = tiles(rows.div_ceil(rpw), n4.div_ceil(col_threads))?;
+            let params = CsrParams {
+                m_rows: rows,
+                k: w.cols() as u32,
+                n4,
+                row_tiles,
+                tiles,
+                _pad: [0; 3],
+            };
+            let u = ctx.uniform(&params, "spmm_csr params");
+            ctx.prepare(
+                &PipelineKey::new(Kernel::SpmmCsrRows, &constants),
+                &[
+                    &u,
+                    c.row_ptr.raw(),
+                    c.col_idx.raw(),
+                    c.values.raw(),
+                    w.row_order.raw(),
+                    x.buf.raw(),
+                    y.buf.raw(),
+                    &bias,
+                ],
+                ctx.fold_groups(tiles)?,
+            )
         }
-        Tiling::Panel { .. } | Tiling::Rowwise { .. } => unreachable!("handled by prepare_panel/prepare_rowwise"),
-    };
-    let tiles = row_tiles
-        .checked_mul(col_tiles)
-        .ok_or_else(|| Error::Limit(format!("{row_tiles} x {col_tiles} workgroups do not fit a dispatch")))?;
-    let params = CsrParams {
-        m_rows: rows,
-        k: w.cols() as u32,
-        n4,
-        row_tiles: row_tiles.max(1),
-        tiles,
-        _pad: [0; 3],
-    };
-    let u = ctx.uniform(&params, "spmm_csr params");
-    let groups = ctx.fold_groups(tiles)?;
-    let c = &w.csr;
-    ctx.prepare(
-        &PipelineKey::new(kernel, &constants),
-        &[
-            &u,
-            c.row_ptr.raw(),
-            c.col_idx.raw(),
-            c.values.raw(),
-            w.row_order.raw(),
-            x.buf.raw(),
-            y.buf.raw(),
-            &bias,
-        ],
-        groups,
-    )
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PlanParams {
-    m_rows: u32,
-    nnz: u32,
-    kt: u32,
-    nch: u32,
-    xw: u32,
-    _pad: [u32; 3],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PanelParams {
-    m_rows: u32,
-    k: u32,
-    n4: u32,
-    row_tiles: u32,
-    tiles: u32,
-    nch: u32,
-    _pad: [u32; 2],
-}
-
-/// The plan of [`Tiling::Panel`] (computed on the GPU now, once) and its dispatch.
-fn prepare_panel(
-    ctx: &Context,
-    w: &CsrWeights,
-    x: &GpuMatrix,
-    y: &GpuMatrix,
-    epi: &Epilogue,
-    tiling: Tiling,
-    n4: u32,
-) -> Result<Dispatch> {
-    let Tiling::Panel {
-        col_threads,
-        vec4s,
-        row_threads,
-        rows_per_thread,
-        k_chunk,
-        row_loops,
-    } = tiling
-    else {
-        unreachable!("prepare_panel takes Tiling::Panel")
-    };
-    let rows = w.rows() as u32;
-    let nch = (w.cols() as u32).div_ceil(k_chunk);
-    let xw = col_threads * vec4s;
-    let ptrs = w.rows() as u64 * (nch as u64 + 1);
-    if u32::try_from(ptrs).is_err() {
-        return Err(Error::Overflow(format!(
-            "{ptrs} chunk pointers exceed u32 indexing; use a larger k_chunk"
-        )));
+        Tiling::Rowwise {
+            col_threads,
+            vec4s,
+            split,
+            row_threads,
+            rows_per_thread,
+            unroll,
+            sync,
+        } => {
+            let wp = pack_nonzeros(ctx, w, n4)?;
+            let constants = [
+                has_bias,
+                act,
+                ("CT", col_threads),
+                ("TN4", vec4s),
+                ("KS", split),
+                ("RT", row_threads),
+                ("RM", rows_per_thread),
+                ("U", unroll),
+                ("SYNC", sync as u32),
+            ];
+            let (row_tiles, tiles) = tiles(
+                rows.div_ceil(row_threads * rows_per_thread),
+                n4.div_ceil(col_threads * vec4s),
+            )?;
+            let params = RowwiseParams {
+                m_rows: rows,
+                n4,
+                row_tiles,
+                tiles,
+            };
+            let u = ctx.uniform(&params, "spmm_csr rowwise params");
+            ctx.prepare(
+                &PipelineKey::new(Kernel::SpmmCsrRowwise, &constants),
+                &[
+                    &u,
+                    c.row_ptr.raw(),
+                    wp.raw(),
+                    w.row_order.raw(),
+                    x.buf.raw(),
+                    y.buf.raw(),
+                    &bias,
+                ],
+                ctx.fold_groups(tiles)?,
+            )
+        }
     }
-    let cp = GpuBuffer::new(ctx, 4 * ptrs, "csr panel chunk pointers")?;
-    let wp = GpuBuffer::new(ctx, 8 * w.csr.nnz.max(1) as u64, "csr panel packed non-zeros")?;
-    let c = &w.csr;
-    let plan = ctx.uniform(
-        &PlanParams {
-            m_rows: rows,
-            nnz: c.nnz as u32,
-            kt: k_chunk,
-            nch,
-            xw,
-            _pad: [0; 3],
-        },
-        "spmm_csr plan params",
-    );
-    let res = [
-        &plan,
-        c.row_ptr.raw(),
-        c.col_idx.raw(),
-        c.values.raw(),
-        w.row_order.raw(),
-        cp.raw(),
-        wp.raw(),
-    ];
-    let d_ptr = ctx.prepare(
-        &PipelineKey::new(Kernel::SpmmCsrPlanPtr, &[]),
-        &res,
-        ctx.fold_groups((ptrs as u32).div_ceil(256))?,
-    )?;
-    let d_pack = ctx.prepare(
-        &PipelineKey::new(Kernel::SpmmCsrPlanPack, &[]),
-        &res,
-        ctx.fold_groups((c.nnz as u32).div_ceil(256))?,
-    )?;
-    ctx.submit(&[&d_ptr, &d_pack]);
+}
 
-    let bias = epi.bias_buffer(ctx, w.rows())?;
-    let [has_bias, act] = epi.constants();
-    let constants = [
-        has_bias,
-        act,
-        ("CT", col_threads),
-        ("TN4", vec4s),
-        ("RT", row_threads),
-        ("RM", rows_per_thread),
-        ("KT", k_chunk),
-        ("ROW_LOOPS", row_loops as u32),
-    ];
-    let row_tiles = rows.div_ceil(row_threads * rows_per_thread);
-    let col_tiles = n4.div_ceil(xw);
+/// `(row tiles, all tiles)` of a grid, checked against u32.
+fn tiles(row_tiles: u32, col_tiles: u32) -> Result<(u32, u32)> {
     let tiles = row_tiles
         .checked_mul(col_tiles)
         .ok_or_else(|| Error::Limit(format!("{row_tiles} x {col_tiles} workgroups do not fit a dispatch")))?;
-    let u = ctx.uniform(
-        &PanelParams {
-            m_rows: rows,
-            k: w.cols() as u32,
-            n4,
-            row_tiles: row_tiles.max(1),
-            tiles,
-            nch,
-            _pad: [0; 2],
-        },
-        "spmm_csr panel params",
-    );
-    ctx.prepare(
-        &PipelineKey::new(Kernel::SpmmCsrPanel, &constants),
-        &[
-            &u,
-            cp.raw(),
-            wp.raw(),
-            w.row_order.raw(),
-            x.buf.raw(),
-            y.buf.raw(),
-            &bias,
-        ],
-        ctx.fold_groups(tiles)?,
-    )
+    Ok((row_tiles.max(1), tiles))
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct RowwiseParams {
-    m_rows: u32,
-    n4: u32,
-    row_tiles: u32,
-    tiles: u32,
-}
-
-/// Packs the non-zeros as (col * n4, value bits) on the GPU (once, now).
+/// Packs the non-zeros as (col * n4, value bits) on the GPU (submitted now).
 fn pack_nonzeros(ctx: &Context, w: &CsrWeights, n4: u32) -> Result<GpuBuffer> {
     let c = &w.csr;
     let wp = GpuBuffer::new(ctx, 8 * c.nnz.max(1) as u64, "csr packed non-zeros")?;
-    let cp = ctx.dummy_buffer();
-    let plan = ctx.uniform(
-        &PlanParams {
-            m_rows: 0,
+    let u = ctx.uniform(
+        &PackParams {
             nnz: c.nnz as u32,
-            kt: u32::MAX,
-            nch: 0,
-            xw: n4,
-            _pad: [0; 3],
+            n4,
+            _pad: [0; 2],
         },
         "spmm_csr pack params",
     );
     let d = ctx.prepare(
-        &PipelineKey::new(Kernel::SpmmCsrPlanPack, &[]),
-        &[
-            &plan,
-            c.row_ptr.raw(),
-            c.col_idx.raw(),
-            c.values.raw(),
-            w.row_order.raw(),
-            &cp,
-            wp.raw(),
-        ],
+        &PipelineKey::new(Kernel::SpmmCsrPack, &[]),
+        &[&u, c.col_idx.raw(), c.values.raw(), wp.raw()],
         ctx.fold_groups((c.nnz as u32).div_ceil(256))?,
     )?;
     ctx.submit(&[&d]);
     Ok(wp)
-}
-
-fn prepare_rowwise(
-    ctx: &Context,
-    w: &CsrWeights,
-    x: &GpuMatrix,
-    y: &GpuMatrix,
-    epi: &Epilogue,
-    tiling: Tiling,
-    n4: u32,
-) -> Result<Dispatch> {
-    let Tiling::Rowwise {
-        col_threads,
-        vec4s,
-        split,
-        row_threads,
-        rows_per_thread,
-        unroll,
-    } = tiling
-    else {
-        unreachable!("prepare_rowwise takes Tiling::Rowwise")
-    };
-    let wp = pack_nonzeros(ctx, w, n4)?;
-    let rows = w.rows() as u32;
-    let bias = epi.bias_buffer(ctx, w.rows())?;
-    let [has_bias, act] = epi.constants();
-    let constants = [
-        has_bias,
-        act,
-        ("CT", col_threads),
-        ("TN4", vec4s),
-        ("KS", split),
-        ("RT", row_threads),
-        ("RM", rows_per_thread),
-        ("U", unroll),
-    ];
-    let row_tiles = rows.div_ceil(row_threads * rows_per_thread);
-    let col_tiles = n4.div_ceil(col_threads * vec4s);
-    let tiles = row_tiles
-        .checked_mul(col_tiles)
-        .ok_or_else(|| Error::Limit(format!("{row_tiles} x {col_tiles} workgroups do not fit a dispatch")))?;
-    let u = ctx.uniform(
-        &RowwiseParams {
-            m_rows: rows,
-            n4,
-            row_tiles: row_tiles.max(1),
-            tiles,
-        },
-        "spmm_csr rowwise params",
-    );
-    ctx.prepare(
-        &PipelineKey::new(Kernel::SpmmCsrRowwise, &constants),
-        &[
-            &u,
-            w.csr.row_ptr.raw(),
-            wp.raw(),
-            w.row_order.raw(),
-            x.buf.raw(),
-            y.buf.raw(),
-            &bias,
-        ],
-        ctx.fold_groups(tiles)?,
-    )
 }
 
 /// Prepares and submits `Y = epilogue(W X)` (auto tiling).

@@ -1,12 +1,14 @@
 //! N:M SpMM (`shaders/spmm_nm.wgsl`): `Y = epilogue(W X)` with W in N:M along K
 //! ([`GpuNm`]) and X, Y dense ([`GpuMatrix`]).
 //!
-//! Three kernels share the bindings; [`Tiling::auto`] picks one from the shape:
-//! - [`Tiling::Uniform`] (N >= 192, m <= 8, n <= 4: 2:4, 1:4, 2:8, 4:8):
+//! Three kernels share the bindings; [`Tiling::auto`] picks one from the shape
+//! (the fastest measured on an H100, see the shader header):
+//! - [`Tiling::Switch`] (large products, n <= 2, m <= 4: 2:4, 1:4, 1:2):
 //!   X values in registers, each reused by several rows, chosen by a branch on
-//!   the in-group index that is uniform across the 32 lanes sharing a row;
-//! - [`Tiling::Tiled`] (other patterns, N >= 32): X staged in workgroup memory
-//!   per K chunk and gathered per slot, rows register-tiled;
+//!   the group's pattern that is uniform across the 32 lanes sharing a row;
+//! - [`Tiling::Tiled`] (other patterns and smaller products, N >= 32): X staged
+//!   in workgroup memory per K chunk and gathered per slot, rows
+//!   register-tiled;
 //! - [`Tiling::Rows`] (N = 1..~28): several threads split each row's slots and
 //!   read X directly.
 //!
@@ -31,17 +33,6 @@ pub enum Tiling {
     /// `4 * col_threads` columns and walks K in chunks of `groups_per_chunk`
     /// groups of m; each thread owns `rows_per_thread` rows by one vec4 column.
     Tiled {
-        col_threads: u32,
-        row_threads: u32,
-        rows_per_thread: u32,
-        groups_per_chunk: u32,
-    },
-    /// A workgroup owns `row_threads * rows_per_thread` rows by `8 *
-    /// col_threads` columns and walks K in chunks of `groups_per_chunk` groups;
-    /// each thread owns `rows_per_thread` rows by two vec4 columns. Needs m <= 8
-    /// and n <= 4; `col_threads` should be at least the subgroup size (32 on
-    /// NVIDIA) so the lanes of a subgroup share rows and branch alike.
-    Uniform {
         col_threads: u32,
         row_threads: u32,
         rows_per_thread: u32,
@@ -151,19 +142,20 @@ impl Tiling {
                 rows: (threads / (col_threads * split)).max(1),
             };
         }
-        // X reuse in registers pays when a loaded X row serves >= 2 of the 8
-        // rows of a thread on average (so keep >= 4 rows per thread), and a
-        // 256-column tile is mostly used.
-        if m <= 8 && n <= 4 && 4 * n >= m && n4 >= 48 && threads >= 256 {
-            let (col_threads, row_threads) = (32, threads / 32);
-            let groups_per_chunk = (8 / m).max(1);
-            let col_tiles = n4.div_ceil(2 * col_threads);
-            let rows_per_thread = fit_rows(rows, row_threads, col_tiles, 4, 8);
-            return Tiling::Uniform {
+        // X in registers (one pattern branch per row and group) beats the
+        // gather on big products with few patterns: H100, 4096^3, 2:4 4.85 ms
+        // against 6.57, 1:4 3.65 against 3.76; not 2:8 (28 patterns, >= 10
+        // ms against 3.58), nor the small EfficientNet-Lite0 products, where
+        // the gather with few rows per thread fills the GPU better.
+        if n <= 2 && m <= 4 && n4 >= 64 && rows >= 1024 && threads >= 256 {
+            let (col_threads, vec4s, row_threads) = (32, 2, 8);
+            let col_tiles = n4.div_ceil(col_threads * vec4s);
+            return Tiling::Switch {
                 col_threads,
+                vec4s,
                 row_threads,
-                rows_per_thread,
-                groups_per_chunk,
+                rows_per_thread: fit_rows(rows, row_threads, col_tiles, 4, 8),
+                groups_per_chunk: 2,
             };
         }
         let col_threads = (if n4 >= 12 { 16 } else { 8 }).min(threads);
@@ -196,18 +188,9 @@ impl Tiling {
         let n4 = n_cols.div_ceil(4).max(1) as u32;
         let mut v = Vec::new();
         if n4 >= 8 {
-            for (col_threads, vec4s, row_threads, rows_per_thread, groups_per_chunk) in [
-                (32, 2, 8, 8, 2),
-                (32, 2, 8, 8, 1),
-                (32, 2, 8, 4, 2),
-                (32, 2, 4, 8, 2),
-                (32, 2, 4, 8, 1),
-                (32, 2, 4, 4, 2),
-                (32, 1, 8, 8, 2),
-                (32, 1, 4, 16, 2),
-                (32, 4, 4, 4, 1),
-                (32, 4, 8, 2, 2),
-            ] {
+            for (col_threads, vec4s, row_threads, rows_per_thread, groups_per_chunk) in
+                [(32, 2, 8, 8, 2), (32, 2, 8, 4, 2), (32, 1, 8, 8, 2)]
+            {
                 v.push(Tiling::Switch {
                     col_threads,
                     vec4s,
@@ -216,20 +199,16 @@ impl Tiling {
                     groups_per_chunk,
                 });
             }
-            v.push(Tiling::Uniform {
-                col_threads: 32,
-                row_threads: 8,
-                rows_per_thread: 8,
-                groups_per_chunk: 2,
-            });
             for (col_threads, row_threads, rows_per_thread, groups_per_chunk) in [
                 (16, 16, 8, 4),
-                (16, 16, 8, 8),
-                (16, 16, 4, 4),
                 (32, 8, 8, 4),
                 (32, 8, 8, 8),
+                (16, 16, 4, 4),
                 (32, 8, 4, 8),
-                (16, 16, 8, 2),
+                (16, 16, 2, 4),
+                (16, 16, 1, 4),
+                (8, 32, 2, 4),
+                (16, 8, 2, 4),
             ] {
                 v.push(Tiling::Tiled {
                     col_threads,
@@ -255,6 +234,15 @@ impl Tiling {
                 });
             }
         }
+        if n4 >= 8 && n4 < 256 {
+            for (col_threads, split, rows) in [(16, 2, 8), (8, 4, 8), (16, 1, 16)] {
+                v.push(Tiling::Rows {
+                    col_threads,
+                    split,
+                    rows,
+                });
+            }
+        }
         if let Ok(s) = shape(w) {
             v.retain(|t| t.check(ctx, &s).is_ok());
         }
@@ -270,12 +258,6 @@ impl Tiling {
                 rows_per_thread,
                 groups_per_chunk,
             } => format!("tiled c{col_threads} r{row_threads}x{rows_per_thread} g{groups_per_chunk}"),
-            Tiling::Uniform {
-                col_threads,
-                row_threads,
-                rows_per_thread,
-                groups_per_chunk,
-            } => format!("uniform c{col_threads} r{row_threads}x{rows_per_thread} g{groups_per_chunk}"),
             Tiling::Rows {
                 col_threads,
                 split,
@@ -302,11 +284,6 @@ impl Tiling {
                 col_threads,
                 row_threads,
                 ..
-            }
-            | Tiling::Uniform {
-                col_threads,
-                row_threads,
-                ..
             } => col_threads as u64 * row_threads as u64,
             Tiling::Rows {
                 col_threads,
@@ -330,16 +307,6 @@ impl Tiling {
                 let ws = row_threads as u64 * rows_per_thread as u64 * sc4;
                 16 * (xs + 2 * ws)
             }
-            Tiling::Uniform {
-                col_threads,
-                row_threads,
-                rows_per_thread,
-                groups_per_chunk,
-            } => {
-                let xs = groups_per_chunk as u64 * m as u64 * 2 * col_threads as u64;
-                let ws = row_threads as u64 * rows_per_thread as u64 * groups_per_chunk as u64;
-                16 * xs + 20 * ws
-            }
             Tiling::Rows { .. } => 16 * self.threads(),
             Tiling::Switch {
                 col_threads,
@@ -360,12 +327,6 @@ impl Tiling {
         let l = ctx.limits();
         let zero = match self {
             Tiling::Tiled {
-                col_threads,
-                row_threads,
-                rows_per_thread,
-                groups_per_chunk,
-            }
-            | Tiling::Uniform {
                 col_threads,
                 row_threads,
                 rows_per_thread,
@@ -410,12 +371,6 @@ impl Tiling {
         if matches!(self, Tiling::Switch { .. }) && (s.m > 8 || s.n > 2) {
             return Err(Error::Limit(format!(
                 "{self:?} handles m <= 8 and n <= 2, not {}:{}",
-                s.n, s.m
-            )));
-        }
-        if matches!(self, Tiling::Uniform { .. }) && (s.m > 8 || s.n > 4) {
-            return Err(Error::Limit(format!(
-                "{self:?} handles m <= 8 and n <= 4, not {}:{}",
                 s.n, s.m
             )));
         }
@@ -518,25 +473,6 @@ pub fn prepare_with(
                 rows.div_ceil(row_threads * rows_per_thread),
                 n4.div_ceil(col_threads),
                 s.groups.div_ceil(groups_per_chunk),
-            )
-        }
-        Tiling::Uniform {
-            col_threads,
-            row_threads,
-            rows_per_thread,
-            groups_per_chunk,
-        } => {
-            constants.extend([
-                ("U_GPC", groups_per_chunk),
-                ("U_CT", col_threads),
-                ("U_RT", row_threads),
-                ("U_RM", rows_per_thread),
-            ]);
-            (
-                Kernel::SpmmNmUniform,
-                rows.div_ceil(row_threads * rows_per_thread),
-                n4.div_ceil(2 * col_threads),
-                0,
             )
         }
         Tiling::Rows {
