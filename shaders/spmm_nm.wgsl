@@ -45,6 +45,28 @@
 //
 // Grids are 1-D over tiles (row tile fastest, so consecutive workgroups share
 // a column slab of X), folded into 2-D past 65535; the flat index is checked.
+//
+// Measured on an H100 through Vulkan (wgpu 30, driver 580.159.04, 2026-11-25,
+// median of 20 GPU-timestamped runs, `wgsparse bench --variants`), 4096^3,
+// dense WGSL GEMM 3.80 ms:
+//   2:4  switch S_CT 32 x S_TN4 2, S_RT 8 x S_RM 8, S_GPC 2 (auto)  4.85 ms
+//        tiled CT 32, RT 8 x RM 8, GPC 8                           6.57
+//        (old per-slot switch, 8 cases of 2 vec4 FMAs)             6.8 - 9.1
+//   1:4  switch (same tile, auto)                                  3.66
+//        tiled CT 32, RT 8 x RM 8, GPC 8                           3.76
+//   2:8  tiled CT 16, RT 16 x RM 8, GPC 4 (auto)                   3.58
+//        switch (28 patterns)                                      10 - 23
+// The switch's time grows with the number of cases (2:8's 28 cost 4.6x
+// 2:4's 6), as if the driver flattened it into predicated code rather than
+// branching; the gather is bound by workgroup memory (one LDS.128 per vec4
+// FMA: ~10 TFLOP/s of useful work). Neither reaches the dense kernel's 36
+// TFLOP/s on the kept half of a 2:4 matrix, so 2:4 stays 0.78x dense.
+// Small products (EfficientNet-Lite0, fewer than 2^20 outputs), ms for
+// 1:4 / 2:8 / 2:4 (dense): 1280x320x49 rows R_CT 8, R_KS 4: 0.0084 / 0.0086 /
+// 0.0109 (0.0157); 480x80x196 the same: 0.0067 / 0.0068 / 0.0075 (0.0087);
+// 192x32x3136 tiled CT 16, RT 16 x RM 1, GPC 4: 0.0075 / 0.0075 / 0.0086
+// (0.0092); 1000x1280x1 rows R_CT 1, R_KS 32: 0.0080 / 0.0081 / 0.0094
+// (0.0181).
 
 struct NmParams {
     m_rows: u32,     // M

@@ -21,6 +21,9 @@ pub const MAX_ROWS_PER_THREAD: u32 = 8;
 /// Most accumulators (rows x vec4 columns) of one [`Tiling::Rowwise`] thread.
 pub const MAX_ACCUMULATORS: u32 = 16;
 
+/// Below this many outputs (M x N) [`Tiling::auto`] treats a product as small.
+const SMALL_OUTPUTS: u64 = 1 << 20;
+
 /// CSR weights ready for SpMM: the GPU arrays and the order in which the
 /// kernels visit the rows (by decreasing non-zero count, ties lower row first),
 /// computed once here so that rows of one workgroup have similar lengths.
@@ -127,16 +130,17 @@ pub enum Tiling {
 impl Tiling {
     /// A tiling suited to `w` times an X with `n_cols` columns on `ctx`'s
     /// device (within WebGPU's default limits: 256 threads, 16 KiB of
-    /// workgroup memory). The classes and their tilings are the fastest
-    /// measured on an H100 (see `shaders/spmm_csr_rowwise.wgsl`).
+    /// workgroup memory). Each class gets the tiling measured fastest for it
+    /// on an H100 (`wgsparse bench --variants`, 2026-11-25; numbers in the
+    /// shader headers).
     pub fn auto(ctx: &Context, w: &CsrWeights, n_cols: usize) -> Tiling {
         let n4 = (n_cols.div_ceil(4).max(1)).min(u32::MAX as usize) as u32;
         let rows = w.rows().min(u32::MAX as usize) as u32;
         let threads = 256u32.min(ctx.limits().max_compute_invocations_per_workgroup);
-        let mean = w.csr.nnz as f64 / w.rows().max(1) as f64;
         if n4 < 8 {
+            // N = 1..28 (the classifier): lanes split each row's non-zeros.
+            let mean = (w.csr.nnz as f64 / w.rows().max(1) as f64).ceil().max(1.0) as u32;
             let col_threads = n4.max(1).next_power_of_two().min(threads);
-            let mean = mean.ceil().max(1.0) as u32;
             let split = (32 / col_threads)
                 .clamp(1, mean.next_power_of_two())
                 .min(threads / col_threads);
@@ -146,26 +150,31 @@ impl Tiling {
                 rows: (threads / (col_threads * split)).max(1),
             };
         }
-        // Long rows: 4 lanes split a row, 2 rows per thread; medium: 2 lanes
-        // split, 8 steps unrolled; short rows: no split.
-        let (mut col_threads, mut split, rows_per_thread, unroll) = if mean >= 256.0 {
-            (8, 4, 2, 4)
-        } else if mean >= 32.0 {
-            (16, 2, 1, 8)
-        } else {
-            (32, 1, 1, 4)
-        };
-        // No more lanes across columns than there are vec4 columns; the lanes
-        // freed split the rows instead.
+        if rows as u64 * n4 as u64 * 4 < SMALL_OUTPUTS {
+            // Small products (EfficientNet-Lite0's 1x1 convolutions): the plain
+            // row kernel, 8 lanes x 4-way split over a narrow X (49, 196
+            // columns), 32 lanes over a wide one (3136).
+            let (col_threads, split) = if n4 <= 64 { (8, 4) } else { (32, 1) };
+            let col_threads = col_threads.min(threads);
+            return Tiling::Rows {
+                col_threads,
+                split,
+                rows: (threads / (col_threads * split)).max(1),
+            };
+        }
+        // Large products: 16 lanes across columns, 2 splitting each row, one
+        // row per thread, 16 steps unrolled (4096^3: 1.69 ms at 90%, 0.43 ms
+        // at 98%, the best of 22 tilings at both).
+        let (mut col_threads, mut split) = (16, 2);
         while col_threads > 8 && col_threads / 2 >= n4.next_power_of_two() {
             col_threads /= 2;
             split *= 2;
         }
         let lanes = (col_threads * split).min(threads);
         let mut row_threads = (threads / lanes).max(1);
-        // Small products: fewer rows per workgroup so the grid fills the GPU.
+        // Fewer rows per workgroup where the grid would not fill the GPU.
         let col_tiles = n4.div_ceil(col_threads);
-        while row_threads > 1 && rows.div_ceil(row_threads * rows_per_thread) * col_tiles < 256 {
+        while row_threads > 1 && rows.div_ceil(row_threads) * col_tiles < 256 {
             row_threads /= 2;
         }
         Tiling::Rowwise {
@@ -173,8 +182,8 @@ impl Tiling {
             vec4s: 1,
             split,
             row_threads,
-            rows_per_thread,
-            unroll,
+            rows_per_thread: 1,
+            unroll: 16,
             sync: false,
         }
     }

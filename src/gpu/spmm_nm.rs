@@ -26,6 +26,9 @@ pub const MAX_ROWS_PER_THREAD: u32 = 8;
 /// WebGPU's default limit (16 KiB) as well as natively.
 pub const PORTABLE_WORKGROUP_BYTES: u32 = 16 * 1024;
 
+/// Below this many outputs (M x N) [`Tiling::auto`] treats a product as small.
+const SMALL_OUTPUTS: u64 = 1 << 20;
+
 /// How the product is split into workgroups and threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tiling {
@@ -142,11 +145,32 @@ impl Tiling {
                 rows: (threads / (col_threads * split)).max(1),
             };
         }
+        if (rows as u64) * (n4 as u64) * 4 < SMALL_OUTPUTS {
+            // Small products (EfficientNet-Lite0's 1x1 convolutions, measured
+            // on an H100): over a narrow X (49, 196 columns) the row kernel
+            // with 8 lanes x 4-way split; over a wide one (3136) the gather
+            // with one row per thread, so that the grid fills the GPU.
+            if n4 <= 64 {
+                let col_threads = 8u32.min(threads);
+                let split = 4u32.min(threads / col_threads).max(1);
+                return Tiling::Rows {
+                    col_threads,
+                    split,
+                    rows: (threads / (col_threads * split)).max(1),
+                };
+            }
+            let col_threads = 16u32.min(threads);
+            return Tiling::Tiled {
+                col_threads,
+                row_threads: (threads / col_threads).max(1),
+                rows_per_thread: 1,
+                groups_per_chunk: (32 / m).clamp(1, 4),
+            };
+        }
         // X in registers (one pattern branch per row and group) beats the
         // gather on big products with few patterns: H100, 4096^3, 2:4 4.85 ms
-        // against 6.57, 1:4 3.65 against 3.76; not 2:8 (28 patterns, >= 10
-        // ms against 3.58), nor the small EfficientNet-Lite0 products, where
-        // the gather with few rows per thread fills the GPU better.
+        // against 6.57, 1:4 3.66 against 3.76; not 2:8 (28 patterns, >= 10
+        // ms against 3.58).
         if n <= 2 && m <= 4 && n4 >= 64 && rows >= 1024 && threads >= 256 {
             let (col_threads, vec4s, row_threads) = (32, 2, 8);
             let col_tiles = n4.div_ceil(col_threads * vec4s);
@@ -234,7 +258,7 @@ impl Tiling {
                 });
             }
         }
-        if n4 >= 8 && n4 < 256 {
+        if (8..256).contains(&n4) {
             for (col_threads, split, rows) in [(16, 2, 8), (8, 4, 8), (16, 1, 16)] {
                 v.push(Tiling::Rows {
                     col_threads,
