@@ -1,4 +1,6 @@
-// CSR SpMM: Y[M, N] = epilogue(W[M, K] * X[K, N]), W unstructured in CSR.
+// CSR SpMM for narrow X: Y[M, N] = epilogue(W[M, K] * X[K, N]), W
+// unstructured in CSR, N = 1..~28 (e.g. the classifier's N = 1). Wider X goes
+// to spmm_csr_rowwise.wgsl (src/gpu/spmm_csr.rs picks).
 //
 // Inputs: row_ptr (M + 1), col_idx and values (nnz; columns strictly
 //   increasing within a row), as in src/sparse/csr.rs. x, y: row-major with
@@ -11,35 +13,28 @@
 //   the rows sharing a workgroup have about the same length, the heaviest
 //   workgroups start first and empty rows end up together at the tail.
 //
-// Two entry points, the same bindings:
-//
-// spmm_csr_tiled (N >= ~32): a workgroup owns TM = RT * RM sorted rows by
-//   TN = 4 * CT columns. Thread (ct, rt) owns the sorted rows rt, rt + RT, ...
-//   (strided, so each thread gets heavy and light rows alike) and the vec4
-//   column ct, with a cursor into each row. First the workgroup finds the
-//   smallest and largest column of its rows and walks only that K range, in
-//   chunks of KT rows of X staged in workgroup memory (coalesced vec4s, zero
-//   past K and N). For every chunk each thread advances its cursors over the
-//   non-zeros whose column falls in the chunk: value and column are read by
-//   the CT lanes of a row at once (one broadcast), X comes from workgroup
-//   memory, so each X element fetched from memory serves every row of the
-//   tile that uses it.
-//
-// spmm_csr_rows (small N, e.g. the classifier's N = 1): R_RPW sorted rows per
-//   workgroup; each row gets R_CT x R_KS threads: R_CT across vec4 columns,
-//   R_KS taking every R_KS-th non-zero (neighbours read neighbouring values and
-//   columns, coalesced), four loads in flight per thread. X rows are read as
-//   vec4s straight from memory; the R_KS partial sums are added in workgroup
-//   memory.
+// spmm_csr_rows: R_RPW sorted rows per workgroup; each row gets R_CT x R_KS
+//   threads: R_CT across vec4 columns, R_KS taking every R_KS-th non-zero
+//   (neighbours read neighbouring values and columns, coalesced), four loads in
+//   flight per thread. X rows are read as vec4s straight from memory; the R_KS
+//   partial sums are added in workgroup memory.
 //
 // Grids are 1-D over tiles (row tile fastest, so consecutive workgroups share
 // a column slab of X), folded into 2-D past 65535; the flat index is checked.
+//
+// Also the automatic choice for small products (fewer than 2^20 outputs, e.g.
+// EfficientNet-Lite0's 1x1 convolutions), where it edged out the row-wise
+// kernel. H100, 2026-11-25, ms at 75 / 90 / 98% sparsity (dense WGSL GEMM):
+//   1280x320x49   R_CT 8,  R_KS 4   0.0092 / 0.0079 / 0.0068   (0.0157)
+//   192x32x3136   R_CT 32, R_KS 1   0.0076 / 0.0070 / 0.0068   (0.0092)
+//   480x80x196    R_CT 8,  R_KS 4   0.0072 / 0.0069 / 0.0066   (0.0087)
+//   1000x1280x1   R_CT 1,  R_KS 32  0.0089 / 0.0079 / 0.0072   (0.0181)
 
 struct CsrParams {
     m_rows: u32,     // M
     k: u32,          // K
     n4: u32,         // vec4 columns of X and Y (row stride / 4)
-    row_tiles: u32,  // row tiles (TM rows, or R_RPW rows for spmm_csr_rows)
+    row_tiles: u32,  // row tiles of R_RPW rows
     tiles: u32,      // row_tiles * column tiles
     _pad0: u32,
     _pad1: u32,
@@ -59,28 +54,12 @@ struct CsrParams {
 override HAS_BIAS: bool = false;
 override ACT: u32 = 0u;
 
-// spmm_csr_tiled tile.
-override CT: u32 = 16u;                      // threads (vec4 columns) across the tile
-override RT: u32 = 16u;                      // threads across rows
-override RM: u32 = 8u;                       // rows per thread, <= MAX_RM
-override KT: u32 = 32u;                      // X rows per chunk
-override WG: u32 = CT * RT;
-override TM: u32 = RT * RM;
-override XS_LEN: u32 = KT * CT;
-
 // spmm_csr_rows shape.
 override R_CT: u32 = 1u;                     // threads across vec4 columns
 override R_KS: u32 = 32u;                    // threads splitting a row's non-zeros
 override R_RPW: u32 = 8u;                    // rows per workgroup
 override R_WG: u32 = R_CT * R_KS * R_RPW;
 
-const MAX_RM: u32 = 16u;
-const NONE: u32 = 0xffffffffu;
-
-var<workgroup> xs: array<vec4<f32>, XS_LEN>;
-var<workgroup> k_lo: atomic<u32>;
-var<workgroup> k_hi: atomic<u32>;
-var<workgroup> k_range: vec2<u32>;
 var<workgroup> red: array<vec4<f32>, R_WG>;
 
 fn epilogue(acc: vec4<f32>, row: u32) -> vec4<f32> {
@@ -94,122 +73,6 @@ fn epilogue(acc: vec4<f32>, row: u32) -> vec4<f32> {
         v = clamp(v, vec4<f32>(0.0), vec4<f32>(6.0));
     }
     return v;
-}
-
-@compute @workgroup_size(WG)
-fn spmm_csr_tiled(@builtin(workgroup_id) wid: vec3<u32>,
-                  @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-    let flat = wid.y * nwg.x + wid.x;
-    if (flat >= p.tiles) {
-        return;
-    }
-    let s0 = (flat % p.row_tiles) * TM;      // first sorted position of the tile
-    let c4_0 = (flat / p.row_tiles) * CT;
-    let ct = lid % CT;
-    let rt = lid / CT;
-
-    if (lid == 0u) {
-        atomicStore(&k_lo, NONE);
-        atomicStore(&k_hi, 0u);
-    }
-    workgroupBarrier();
-
-    // Cursors into the thread's rows, and the columns the tile touches.
-    var cur: array<u32, MAX_RM>;
-    var end: array<u32, MAX_RM>;
-    var acc: array<vec4<f32>, MAX_RM>;
-    var lo = NONE;
-    var hi = 0u;
-    for (var i = 0u; i < RM; i++) {
-        let s = s0 + rt + i * RT;
-        var a = 0u;
-        var b = 0u;
-        if (s < p.m_rows) {
-            let r = row_order[s];
-            a = row_ptr[r];
-            b = row_ptr[r + 1u];
-            if (a < b) {
-                lo = min(lo, col_idx[a]);
-                hi = max(hi, col_idx[b - 1u]);
-            }
-        }
-        cur[i] = a;
-        end[i] = b;
-        acc[i] = vec4<f32>(0.0);
-    }
-    if (lo != NONE) {
-        atomicMin(&k_lo, lo);
-        atomicMax(&k_hi, hi);
-    }
-    workgroupBarrier();
-    if (lid == 0u) {
-        k_range = vec2<u32>(atomicLoad(&k_lo), atomicLoad(&k_hi));
-    }
-    let kr = workgroupUniformLoad(&k_range);
-    var first = 0u;
-    var last = 0u;                           // chunks first .. last (exclusive)
-    if (kr.x <= kr.y) {
-        first = kr.x / KT;
-        last = kr.y / KT + 1u;
-    }
-
-    for (var chunk = first; chunk < last; chunk++) {
-        let k0 = chunk * KT;
-        for (var e = lid; e < XS_LEN; e += WG) {
-            let k = k0 + e / CT;
-            let c4 = c4_0 + e % CT;
-            var v = vec4<f32>(0.0);
-            if (k < p.k && c4 < p.n4) {
-                v = x[k * p.n4 + c4];
-            }
-            xs[e] = v;
-        }
-        workgroupBarrier();
-
-        let k1 = k0 + KT;
-        for (var i = 0u; i < RM; i++) {
-            var q = cur[i];
-            let e = end[i];
-            var a = acc[i];
-            // Two non-zeros per trip while both fall in the chunk (columns
-            // increase, so checking the second is enough).
-            loop {
-                if (q + 1u >= e) {
-                    break;
-                }
-                let c1 = col_idx[q + 1u];
-                if (c1 >= k1) {
-                    break;
-                }
-                let c0 = col_idx[q];
-                a = fma(vec4<f32>(values[q]), xs[(c0 - k0) * CT + ct], a);
-                a = fma(vec4<f32>(values[q + 1u]), xs[(c1 - k0) * CT + ct], a);
-                q += 2u;
-            }
-            if (q < e) {
-                let c0 = col_idx[q];
-                if (c0 < k1) {
-                    a = fma(vec4<f32>(values[q]), xs[(c0 - k0) * CT + ct], a);
-                    q += 1u;
-                }
-            }
-            cur[i] = q;
-            acc[i] = a;
-        }
-        workgroupBarrier();
-    }
-
-    let c4 = c4_0 + ct;
-    if (c4 < p.n4) {
-        for (var i = 0u; i < RM; i++) {
-            let s = s0 + rt + i * RT;
-            if (s < p.m_rows) {
-                let r = row_order[s];
-                y[r * p.n4 + c4] = epilogue(acc[i], r);
-            }
-        }
-    }
 }
 
 @compute @workgroup_size(R_WG)

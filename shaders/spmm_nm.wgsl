@@ -9,7 +9,7 @@
 //     columns are zero, so every vec4 column is computed and Y's padding
 //     columns get finite values.
 //
-// Two entry points, the same bindings:
+// Three entry points, the same bindings:
 //
 // spmm_nm_tiled (N >= ~32): a workgroup owns TM = RT * RM rows of W by
 //   TN = 4 * CT columns of X/Y and walks K in chunks of KT = GPC * m rows.
@@ -24,19 +24,18 @@
 //   contiguously and the row's value/offset by broadcast; compressed values
 //   and indices are read from memory once per tile.
 //
-// spmm_nm_uniform (large N, m <= 8, n <= 4: 2:4, 1:4, 2:8, 4:8, ...): the
-//   smem gather above moves one X float per FMA, which caps it at about a
-//   quarter of the FMA rate. Here X values live in registers and serve several
-//   rows: a workgroup owns U_TM = U_RT * U_RM rows by 8 * U_CT columns; thread
-//   (ct, rt) owns rows rt, rt + U_RT, ... and the vec4 columns ct and ct + U_CT.
-//   Per group of m it loads the group's m X rows (2 vec4 each) into registers
-//   once and, for every row and kept slot, adds value * X[index] picking the
-//   register by a switch on the in-group index. The U_CT (>= subgroup size,
-//   32 by default) consecutive lanes that share rows share that index, so the
-//   branch does not diverge on 32-wide subgroups; each X value loaded serves
-//   U_RM * n / m FMAs on average instead of one. Staged per chunk of U_GPC
-//   groups: X rows, and per (row, group) the n values (a vec4) and the n
-//   in-group indices (4 bits each in a u32).
+// spmm_nm_switch (large N, n <= 2, m <= 8: 2:4, 1:4, 1:2, ...): the smem
+//   gather above moves one X float per FMA, which caps it at about a quarter
+//   of the FMA rate. Here X values live in registers and serve several rows:
+//   a workgroup owns S_TM = S_RT * S_RM rows by S_XW = S_CT * S_TN4 vec4
+//   columns; thread (ct, rt) owns rows rt, rt + S_RT, ... and the vec4 columns
+//   ct, ct + S_CT, .... Per group of m it loads the group's m X rows into
+//   registers once and, for every row, adds v0 * X[i0] (+ v1 * X[i1]) picking
+//   the registers by a switch on the group's pattern (i0, or i0 * 8 + i1):
+//   the S_CT (>= subgroup size, 32 by default) lanes that share rows share the
+//   pattern, so the branch does not diverge. Staged per chunk of S_GPC groups
+//   (the next chunk loaded into registers while this one is multiplied): X
+//   rows, and per (row, group) the pattern code and the n values.
 //
 // spmm_nm_rows (small N, e.g. the classifier's N = 1): RPW rows per workgroup;
 //   each row gets CT x KS threads: CT across vec4 columns, KS splitting the
@@ -46,6 +45,28 @@
 //
 // Grids are 1-D over tiles (row tile fastest, so consecutive workgroups share
 // a column slab of X), folded into 2-D past 65535; the flat index is checked.
+//
+// Measured on an H100 through Vulkan (wgpu 30, driver 580.159.04, 2026-11-25,
+// median of 20 GPU-timestamped runs, `wgsparse bench --variants`), 4096^3,
+// dense WGSL GEMM 3.80 ms:
+//   2:4  switch S_CT 32 x S_TN4 2, S_RT 8 x S_RM 8, S_GPC 2 (auto)  4.85 ms
+//        tiled CT 32, RT 8 x RM 8, GPC 8                           6.57
+//        (old per-slot switch, 8 cases of 2 vec4 FMAs)             6.8 - 9.1
+//   1:4  switch (same tile, auto)                                  3.66
+//        tiled CT 32, RT 8 x RM 8, GPC 8                           3.76
+//   2:8  tiled CT 16, RT 16 x RM 8, GPC 4 (auto)                   3.58
+//        switch (28 patterns)                                      10 - 23
+// The switch's time grows with the number of cases (2:8's 28 cost 4.6x
+// 2:4's 6), as if the driver flattened it into predicated code rather than
+// branching; the gather is bound by workgroup memory (one LDS.128 per vec4
+// FMA: ~10 TFLOP/s of useful work). Neither reaches the dense kernel's 36
+// TFLOP/s on the kept half of a 2:4 matrix, so 2:4 stays 0.78x dense.
+// Small products (EfficientNet-Lite0, fewer than 2^20 outputs), ms for
+// 1:4 / 2:8 / 2:4 (dense): 1280x320x49 rows R_CT 8, R_KS 4: 0.0084 / 0.0086 /
+// 0.0109 (0.0157); 480x80x196 the same: 0.0067 / 0.0068 / 0.0075 (0.0087);
+// 192x32x3136 tiled CT 16, RT 16 x RM 1, GPC 4: 0.0075 / 0.0075 / 0.0086
+// (0.0092); 1000x1280x1 rows R_CT 1, R_KS 32: 0.0080 / 0.0081 / 0.0094
+// (0.0181).
 
 struct NmParams {
     m_rows: u32,     // M
@@ -89,16 +110,19 @@ override TM: u32 = RT * RM;
 override XS_LEN: u32 = KT * CT;
 override WS_LEN: u32 = TM * SC4;
 
-// spmm_nm_uniform tile.
-override U_CT: u32 = 32u;                    // lanes sharing rows (>= subgroup size)
-override U_RT: u32 = 8u;                     // threads across rows
-override U_RM: u32 = 8u;                     // rows per thread, <= MAX_RM
-override U_GPC: u32 = 2u;                    // groups per K chunk
-override U_WG: u32 = U_CT * U_RT;
-override U_TM: u32 = U_RT * U_RM;
-override U_TN4: u32 = 2u * U_CT;             // vec4 columns per tile
-override U_XS_LEN: u32 = U_GPC * M_GROUP * U_TN4;
-override U_WS_LEN: u32 = U_TM * U_GPC;
+// spmm_nm_switch tile.
+override S_CT: u32 = 32u;                    // lanes sharing rows (>= subgroup size)
+override S_TN4: u32 = 2u;                    // vec4 columns per lane (M_GROUP * S_TN4 <= 32)
+override S_RT: u32 = 8u;                     // threads across rows
+override S_RM: u32 = 8u;                     // rows per thread (S_RM * S_TN4 <= 16)
+override S_GPC: u32 = 2u;                    // groups per K chunk
+override S_WG: u32 = S_CT * S_RT;
+override S_TM: u32 = S_RT * S_RM;
+override S_XW: u32 = S_CT * S_TN4;           // vec4s per staged X row
+override S_XS_LEN: u32 = S_GPC * M_GROUP * S_XW;
+override S_WS_LEN: u32 = S_TM * S_GPC;
+override S_XL: u32 = (S_XS_LEN + S_WG - 1u) / S_WG;   // staged X vec4s per thread (<= 8)
+override S_WL: u32 = (S_WS_LEN + S_WG - 1u) / S_WG;   // staged (row, group) entries per thread (<= 4)
 
 // spmm_nm_rows shape.
 override R_CT: u32 = 1u;                     // threads across vec4 columns
@@ -112,9 +136,8 @@ var<workgroup> xs: array<vec4<f32>, XS_LEN>;
 var<workgroup> wv: array<vec4<f32>, WS_LEN>;
 var<workgroup> wo: array<vec4<u32>, WS_LEN>;
 var<workgroup> red: array<vec4<f32>, R_WG>;
-var<workgroup> uxs: array<vec4<f32>, U_XS_LEN>;
-var<workgroup> uwv: array<vec4<f32>, U_WS_LEN>;
-var<workgroup> uwi: array<u32, U_WS_LEN>;
+var<workgroup> sxs: array<vec4<f32>, S_XS_LEN>;
+var<workgroup> sws: array<vec4<u32>, S_WS_LEN>;
 
 fn epilogue(acc: vec4<f32>, row: u32) -> vec4<f32> {
     var v = acc;
@@ -214,98 +237,180 @@ fn spmm_nm_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-@compute @workgroup_size(U_WG)
-fn spmm_nm_uniform(@builtin(workgroup_id) wid: vec3<u32>,
-                   @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
+// Staged element e of chunk `chunk` for spmm_nm_switch: an X vec4.
+fn switch_x(chunk: u32, c4_0: u32, e: u32) -> vec4<f32> {
+    let k = chunk * S_GPC * M_GROUP + e / S_XW;
+    let c4 = c4_0 + e % S_XW;
+    var v = vec4<f32>(0.0);
+    if (e < S_XS_LEN && k < p.k && c4 < p.n4) {
+        v = x[k * p.n4 + c4];
+    }
+    return v;
+}
+
+// Staged entry e of chunk `chunk` for spmm_nm_switch: (row, group) of the
+// tile as (pattern code, value bits of its n <= 2 slots, 0). Code: i0 for
+// n = 1, i0 * 8 + i1 for n = 2; rows past M get code 0 and values 0.
+fn switch_w(chunk: u32, row0: u32, e: u32) -> vec4<u32> {
+    let r = row0 + e / S_GPC;
+    let g = chunk * S_GPC + e % S_GPC;
+    var w = vec4<u32>(0u);
+    if (e < S_WS_LEN && r < p.m_rows && g * N_KEEP < p.vpr) {
+        let j = g * N_KEEP;
+        w.y = bitcast<u32>(w_values[r * p.vpr + j]);
+        w.x = slot_index(r, j);
+        if (N_KEEP == 2u) {
+            w.z = bitcast<u32>(w_values[r * p.vpr + j + 1u]);
+            w.x = w.x * 8u + slot_index(r, j + 1u);
+        }
+    }
+    return w;
+}
+
+@compute @workgroup_size(S_WG)
+fn spmm_nm_switch(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
     let flat = wid.y * nwg.x + wid.x;
     if (flat >= p.tiles) {
         return;
     }
-    let row0 = (flat % p.row_tiles) * U_TM;
-    let c4_0 = (flat / p.row_tiles) * U_TN4;
-    let ct = lid % U_CT;
-    let rt = lid / U_CT;
+    let row0 = (flat % p.row_tiles) * S_TM;
+    let c4_0 = (flat / p.row_tiles) * S_XW;
+    let ct = lid % S_CT;
+    let rt = lid / S_CT;
 
-    // acc[2i], acc[2i + 1]: row rt + i * U_RT, vec4 columns ct and ct + U_CT.
+    // acc[i * S_TN4 + j]: row rt + i * S_RT, vec4 column ct + j * S_CT.
     var acc: array<vec4<f32>, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = vec4<f32>(0.0);
+    for (var a = 0u; a < S_RM * S_TN4; a++) {
+        acc[a] = vec4<f32>(0.0);
     }
-    // xr[2t], xr[2t + 1]: X row t of the current group, the thread's columns.
-    var xr: array<vec4<f32>, 16>;
+    // xr[t * S_TN4 + j]: X row t of the current group, the thread's columns.
+    var xr: array<vec4<f32>, 32>;
+    var xn: array<vec4<f32>, 8>;
+    var wn: array<vec4<u32>, 4>;
+    for (var l = 0u; l < S_XL; l++) {
+        xn[l] = switch_x(0u, c4_0, lid + l * S_WG);
+    }
+    for (var l = 0u; l < S_WL; l++) {
+        wn[l] = switch_w(0u, row0, lid + l * S_WG);
+    }
 
-    let chunks = (p.vpr / N_KEEP + U_GPC - 1u) / U_GPC;
+    let chunks = (p.vpr / N_KEEP + S_GPC - 1u) / S_GPC;
     for (var chunk = 0u; chunk < chunks; chunk++) {
-        let k0 = chunk * U_GPC * M_GROUP;
-        for (var e = lid; e < U_XS_LEN; e += U_WG) {
-            let k = k0 + e / U_TN4;
-            let c4 = c4_0 + e % U_TN4;
-            var v = vec4<f32>(0.0);
-            if (k < p.k && c4 < p.n4) {
-                v = x[k * p.n4 + c4];
+        for (var l = 0u; l < S_XL; l++) {
+            let e = lid + l * S_WG;
+            if (e < S_XS_LEN) {
+                sxs[e] = xn[l];
             }
-            uxs[e] = v;
         }
-        for (var e = lid; e < U_WS_LEN; e += U_WG) {
-            let r = row0 + e / U_GPC;
-            let g = chunk * U_GPC + e % U_GPC;
-            var vals = vec4<f32>(0.0);
-            var word = 0u;
-            if (r < p.m_rows) {
-                for (var s = 0u; s < N_KEEP; s++) {
-                    let j = g * N_KEEP + s;
-                    if (j < p.vpr) {
-                        vals[s] = w_values[r * p.vpr + j];
-                        word |= slot_index(r, j) << (4u * s);
-                    }
-                }
+        for (var l = 0u; l < S_WL; l++) {
+            let e = lid + l * S_WG;
+            if (e < S_WS_LEN) {
+                sws[e] = wn[l];
             }
-            uwv[e] = vals;
-            uwi[e] = word;
         }
         workgroupBarrier();
-
-        for (var gl = 0u; gl < U_GPC; gl++) {
-            let xb = gl * M_GROUP * U_TN4 + ct;
-            for (var t = 0u; t < M_GROUP; t++) {
-                xr[2u * t] = uxs[xb + t * U_TN4];
-                xr[2u * t + 1u] = uxs[xb + t * U_TN4 + U_CT];
+        if (chunk + 1u < chunks) {
+            for (var l = 0u; l < S_XL; l++) {
+                xn[l] = switch_x(chunk + 1u, c4_0, lid + l * S_WG);
             }
-            for (var i = 0u; i < U_RM; i++) {
-                let e = (rt + i * U_RT) * U_GPC + gl;
-                let v = uwv[e];
-                let w = uwi[e];
-                var a0 = acc[2u * i];
-                var a1 = acc[2u * i + 1u];
-                for (var s = 0u; s < N_KEEP; s++) {
-                    let vs = vec4<f32>(v[s]);
-                    switch ((w >> (4u * s)) & 15u) {
-                        case 0u: { a0 = fma(vs, xr[0], a0); a1 = fma(vs, xr[1], a1); }
-                        case 1u: { a0 = fma(vs, xr[2], a0); a1 = fma(vs, xr[3], a1); }
-                        case 2u: { a0 = fma(vs, xr[4], a0); a1 = fma(vs, xr[5], a1); }
-                        case 3u: { a0 = fma(vs, xr[6], a0); a1 = fma(vs, xr[7], a1); }
-                        case 4u: { a0 = fma(vs, xr[8], a0); a1 = fma(vs, xr[9], a1); }
-                        case 5u: { a0 = fma(vs, xr[10], a0); a1 = fma(vs, xr[11], a1); }
-                        case 6u: { a0 = fma(vs, xr[12], a0); a1 = fma(vs, xr[13], a1); }
-                        case 7u: { a0 = fma(vs, xr[14], a0); a1 = fma(vs, xr[15], a1); }
-                        default: {}
+            for (var l = 0u; l < S_WL; l++) {
+                wn[l] = switch_w(chunk + 1u, row0, lid + l * S_WG);
+            }
+        }
+
+        for (var gl = 0u; gl < S_GPC; gl++) {
+            let xb = gl * M_GROUP * S_XW + ct;
+            for (var t = 0u; t < M_GROUP; t++) {
+                for (var j = 0u; j < S_TN4; j++) {
+                    xr[t * S_TN4 + j] = sxs[xb + t * S_XW + j * S_CT];
+                }
+            }
+            for (var i = 0u; i < S_RM; i++) {
+                let w = sws[(rt + i * S_RT) * S_GPC + gl];
+                let v0 = vec4<f32>(bitcast<f32>(w.y));
+                let v1 = vec4<f32>(bitcast<f32>(w.z));
+                let ab = i * S_TN4;
+                if (N_KEEP == 1u) {
+                    if (M_GROUP <= 4u) {
+                        switch (w.x) {
+                            case 0u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[0u * S_TN4 + j], acc[t]); } }
+                            case 1u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[1u * S_TN4 + j], acc[t]); } }
+                            case 2u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[2u * S_TN4 + j], acc[t]); } }
+                            case 3u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[3u * S_TN4 + j], acc[t]); } }
+                            default: {}
+                        }
+                    } else {
+                        switch (w.x) {
+                            case 0u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[0u * S_TN4 + j], acc[t]); } }
+                            case 1u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[1u * S_TN4 + j], acc[t]); } }
+                            case 2u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[2u * S_TN4 + j], acc[t]); } }
+                            case 3u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[3u * S_TN4 + j], acc[t]); } }
+                            case 4u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[4u * S_TN4 + j], acc[t]); } }
+                            case 5u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[5u * S_TN4 + j], acc[t]); } }
+                            case 6u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[6u * S_TN4 + j], acc[t]); } }
+                            case 7u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v0, xr[7u * S_TN4 + j], acc[t]); } }
+                            default: {}
+                        }
+                    }
+                } else {
+                    if (M_GROUP <= 4u) {
+                        switch (w.x) {
+                            case 1u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[1u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 2u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[2u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 3u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 10u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[2u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 11u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 19u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            default: {}
+                        }
+                    } else {
+                        switch (w.x) {
+                            case 1u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[1u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 2u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[2u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 3u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 4u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[4u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 5u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[5u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 6u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 7u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[0u * S_TN4 + j], acc[t])); } }
+                            case 10u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[2u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 11u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 12u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[4u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 13u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[5u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 14u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 15u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[1u * S_TN4 + j], acc[t])); } }
+                            case 19u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[3u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            case 20u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[4u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            case 21u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[5u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            case 22u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            case 23u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[2u * S_TN4 + j], acc[t])); } }
+                            case 28u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[4u * S_TN4 + j], fma(v0, xr[3u * S_TN4 + j], acc[t])); } }
+                            case 29u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[5u * S_TN4 + j], fma(v0, xr[3u * S_TN4 + j], acc[t])); } }
+                            case 30u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[3u * S_TN4 + j], acc[t])); } }
+                            case 31u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[3u * S_TN4 + j], acc[t])); } }
+                            case 37u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[5u * S_TN4 + j], fma(v0, xr[4u * S_TN4 + j], acc[t])); } }
+                            case 38u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[4u * S_TN4 + j], acc[t])); } }
+                            case 39u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[4u * S_TN4 + j], acc[t])); } }
+                            case 46u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[6u * S_TN4 + j], fma(v0, xr[5u * S_TN4 + j], acc[t])); } }
+                            case 47u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[5u * S_TN4 + j], acc[t])); } }
+                            case 55u: { for (var j = 0u; j < S_TN4; j++) { let t = ab + j; acc[t] = fma(v1, xr[7u * S_TN4 + j], fma(v0, xr[6u * S_TN4 + j], acc[t])); } }
+                            default: {}
+                        }
                     }
                 }
-                acc[2u * i] = a0;
-                acc[2u * i + 1u] = a1;
             }
         }
         workgroupBarrier();
     }
 
-    for (var h = 0u; h < 2u; h++) {
-        let c4 = c4_0 + ct + h * U_CT;
+    for (var j = 0u; j < S_TN4; j++) {
+        let c4 = c4_0 + ct + j * S_CT;
         if (c4 < p.n4) {
-            for (var i = 0u; i < U_RM; i++) {
-                let r = row0 + rt + i * U_RT;
+            for (var i = 0u; i < S_RM; i++) {
+                let r = row0 + rt + i * S_RT;
                 if (r < p.m_rows) {
-                    y[r * p.n4 + c4] = epilogue(acc[2u * i + h], r);
+                    y[r * p.n4 + c4] = epilogue(acc[i * S_TN4 + j], r);
                 }
             }
         }

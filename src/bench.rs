@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::gpu::gemm::GemmTile;
 use crate::gpu::spmm_bsr::BsrTile;
 use crate::gpu::{
-    f16_rounded, gemm, gemm_f16, spmm_bsr, spmm_bsr_f16, AdapterSummary, Context, Dispatch, Epilogue, GpuBsrF16,
-    GpuMatrix, GpuMatrixF16, PrunePlan, TimingSource,
+    f16_rounded, gemm, gemm_f16, spmm_bsr, spmm_bsr_f16, spmm_csr, spmm_nm, AdapterSummary, Context, Dispatch,
+    Epilogue, GpuBsrF16, GpuMatrix, GpuMatrixF16, PrunePlan, TimingSource,
 };
 use crate::ops::{GpuWeights, SparseOperator};
 use crate::prune::{self, BlockNorm};
@@ -41,6 +41,8 @@ pub struct BenchConfig {
     /// Also time the f16-storage kernels (`gemm_f16`, `spmm_bsr_f16`; needs
     /// shader-f16), and with `gemm_tiles`/`bsr_tiles` their tiles.
     pub f16: bool,
+    /// Also time the candidate tilings of the CSR and N:M kernels (tuning).
+    pub variants: bool,
 }
 
 /// Pointwise-convolution shapes of EfficientNet-Lite0 at batch 1 (M = Cout,
@@ -90,6 +92,7 @@ impl BenchConfig {
             bsr_tiles: false,
             prune: true,
             f16: false,
+            variants: false,
         }
     }
 }
@@ -467,6 +470,45 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
                                 rows.push(t);
                             }
                         }
+                    }
+                }
+                if cfg.variants {
+                    let tilings: Vec<(String, Result<Dispatch>)> = match &op.weights {
+                        GpuWeights::Csr(cw) => spmm_csr::Tiling::candidates(ctx, cw, n)
+                            .into_iter()
+                            .map(|t| (t.label(), spmm_csr::prepare_with(ctx, cw, &gx, &gy, &ep, t)))
+                            .collect(),
+                        GpuWeights::Nm(gn) => spmm_nm::Tiling::candidates(ctx, gn, n)
+                            .into_iter()
+                            .map(|t| (t.label(), spmm_nm::prepare_with(ctx, gn, &gx, &gy, &ep, t)))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    // A candidate that fails (limits, wrong samples) is reported
+                    // and skipped: tuning goes on with the others.
+                    for (label, d) in tilings {
+                        let case = Case {
+                            kernel: op.weights.kernel_name(),
+                            pattern: format!("{pattern} {label}"),
+                            sparsity: s,
+                            nnz,
+                            masked: &masked,
+                        };
+                        let t = match d.and_then(|d| sb.measure(case, &d, Some(dense_ms))) {
+                            Ok((t, _)) => t,
+                            Err(e) => {
+                                progress(&format!("{m}x{k}x{n} {pattern} {label}: FAILED {e}"));
+                                continue;
+                            }
+                        };
+                        progress(&format!(
+                            "{m}x{k}x{n} {} {:.0}%: {:.4} ms, {:.2}x dense",
+                            t.pattern,
+                            100.0 * s,
+                            t.median_ms,
+                            t.speedup
+                        ));
+                        rows.push(t);
                     }
                 }
                 progress(&format!(

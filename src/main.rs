@@ -129,6 +129,9 @@ struct BenchArgs {
     /// same run (needs an adapter with shader-f16).
     #[arg(long)]
     f16: bool,
+    /// Also time the candidate tilings of the CSR and N:M kernels (tuning).
+    #[arg(long)]
+    variants: bool,
     /// Write every number, with the adapter, to this JSON file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -206,6 +209,7 @@ fn bench(a: BenchArgs) -> wgsparse::Result<()> {
     cfg.bsr_tiles = a.bsr_tiles;
     cfg.prune = !a.no_prune;
     cfg.f16 = a.f16;
+    cfg.variants = a.variants;
     eprintln!("benchmarking on {}", ctx.info().name);
     let report = bench::run(&ctx, &cfg, |line| eprintln!("  {line}"))?;
     print!("{}", report.table());

@@ -119,21 +119,9 @@ const NM_PATTERNS: [(usize, usize); 10] = [
 ];
 
 /// The forced tilings every N:M shape also runs with (besides the automatic
-/// one); [`spmm_nm::Tiling::Uniform`] only where the pattern allows it.
+/// one); [`spmm_nm::Tiling::Switch`] only where the pattern allows it.
 fn nm_tilings() -> [spmm_nm::Tiling; 5] {
     [
-        spmm_nm::Tiling::Uniform {
-            col_threads: 32,
-            row_threads: 8,
-            rows_per_thread: 8,
-            groups_per_chunk: 2,
-        },
-        spmm_nm::Tiling::Uniform {
-            col_threads: 4,
-            row_threads: 8,
-            rows_per_thread: 3,
-            groups_per_chunk: 3,
-        },
         spmm_nm::Tiling::Tiled {
             col_threads: 8,
             row_threads: 16,
@@ -149,6 +137,20 @@ fn nm_tilings() -> [spmm_nm::Tiling; 5] {
             col_threads: 1,
             split: 1,
             rows: 64,
+        },
+        spmm_nm::Tiling::Switch {
+            col_threads: 4,
+            vec4s: 2,
+            row_threads: 8,
+            rows_per_thread: 3,
+            groups_per_chunk: 3,
+        },
+        spmm_nm::Tiling::Switch {
+            col_threads: 32,
+            vec4s: 1,
+            row_threads: 4,
+            rows_per_thread: 16,
+            groups_per_chunk: 2,
         },
     ]
 }
@@ -169,7 +171,8 @@ fn nm_every_pattern_shape_and_tiling_matches_the_reference() {
             let epi = Epilogue::default();
             let auto = spmm_nm::Tiling::auto(&ctx, &gw, cols);
             for t in std::iter::once(auto).chain(nm_tilings()) {
-                if matches!(t, spmm_nm::Tiling::Uniform { .. }) && (m > 8 || n > 4) {
+                let unsupported = matches!(t, spmm_nm::Tiling::Switch { .. }) && (m > 8 || n > 2);
+                if unsupported {
                     assert!(matches!(
                         spmm_nm::prepare_with(&ctx, &gw, &gx, &gy, &epi, t),
                         Err(Error::Limit(_))
@@ -205,7 +208,12 @@ fn nm_bias_and_activations_are_fused() {
                 act,
             };
             let expected = cpu_epilogue(&plain, with_bias.then_some(&bias[..]), act);
-            for t in [spmm_nm::Tiling::auto(&ctx, &gw, cols), nm_tilings()[0], nm_tilings()[3]] {
+            for t in [
+                spmm_nm::Tiling::auto(&ctx, &gw, cols),
+                nm_tilings()[0],
+                nm_tilings()[1],
+                nm_tilings()[3],
+            ] {
                 let d = spmm_nm::prepare_with(&ctx, &gw, &gx, &gy, &epi, t).unwrap();
                 let got = run_poisoned(&ctx, &gy, &d);
                 assert_close(&got, &expected, &format!("bias {with_bias} {act:?} {t:?}"));
@@ -281,19 +289,16 @@ fn nm_rejects_mismatched_shapes_and_impossible_tilings() {
 const SPARSITIES: [f64; 4] = [0.0, 0.5, 0.9, 0.99];
 
 /// The forced tilings every CSR case also runs with (besides the automatic one).
-fn csr_tilings() -> [spmm_csr::Tiling; 4] {
+fn csr_tilings() -> [spmm_csr::Tiling; 6] {
     [
-        spmm_csr::Tiling::Tiled {
-            col_threads: 8,
-            row_threads: 16,
-            rows_per_thread: 3,
-            k_chunk: 5,
-        },
-        spmm_csr::Tiling::Tiled {
+        spmm_csr::Tiling::Rowwise {
             col_threads: 4,
+            vec4s: 2,
+            split: 2,
             row_threads: 8,
-            rows_per_thread: 16,
-            k_chunk: 64,
+            rows_per_thread: 3,
+            unroll: 2,
+            sync: false,
         },
         spmm_csr::Tiling::Rows {
             col_threads: 2,
@@ -304,6 +309,33 @@ fn csr_tilings() -> [spmm_csr::Tiling; 4] {
             col_threads: 1,
             split: 1,
             rows: 64,
+        },
+        spmm_csr::Tiling::Rowwise {
+            col_threads: 1,
+            vec4s: 1,
+            split: 8,
+            row_threads: 4,
+            rows_per_thread: 3,
+            unroll: 3,
+            sync: true,
+        },
+        spmm_csr::Tiling::Rowwise {
+            col_threads: 16,
+            vec4s: 1,
+            split: 2,
+            row_threads: 8,
+            rows_per_thread: 2,
+            unroll: 4,
+            sync: false,
+        },
+        spmm_csr::Tiling::Rowwise {
+            col_threads: 8,
+            vec4s: 3,
+            split: 1,
+            row_threads: 16,
+            rows_per_thread: 5,
+            unroll: 3,
+            sync: true,
         },
     ]
 }
@@ -384,7 +416,7 @@ fn csr_bias_and_activations_are_fused() {
                     act,
                 };
                 let expected = cpu_epilogue(&plain, with_bias.then_some(&bias[..]), act);
-                for t in [csr_tilings()[0], csr_tilings()[2]] {
+                for t in [csr_tilings()[0], csr_tilings()[1], csr_tilings()[3]] {
                     let d = spmm_csr::prepare_with(&ctx, &gw, &gx, &gy, &epi, t).unwrap();
                     let got = run_poisoned(&ctx, &gy, &d);
                     assert_close(&got, &expected, &format!("N {cols} bias {with_bias} {act:?} {t:?}"));
@@ -416,24 +448,30 @@ fn csr_rejects_mismatched_shapes_and_impossible_tilings() {
             other => panic!("expected a shape error, got {:?}", other.map(|_| ())),
         }
     }
-    let huge = spmm_csr::Tiling::Tiled {
+    let huge = spmm_csr::Tiling::Rowwise {
         col_threads: 64,
+        vec4s: 1,
+        split: 1,
         row_threads: 64,
         rows_per_thread: 1,
-        k_chunk: 8,
+        unroll: 1,
+        sync: false,
     };
     assert!(matches!(
         spmm_csr::prepare_with(&ctx, &gw, &x, &y, &epi, huge),
         Err(Error::Limit(_))
     ));
-    let too_much_memory = spmm_csr::Tiling::Tiled {
+    let too_many_rows = spmm_csr::Tiling::Rowwise {
         col_threads: 16,
+        vec4s: 1,
+        split: 1,
         row_threads: 16,
-        rows_per_thread: 1,
-        k_chunk: 1 << 20,
+        rows_per_thread: 9,
+        unroll: 1,
+        sync: false,
     };
     assert!(matches!(
-        spmm_csr::prepare_with(&ctx, &gw, &x, &y, &epi, too_much_memory),
+        spmm_csr::prepare_with(&ctx, &gw, &x, &y, &epi, too_many_rows),
         Err(Error::Limit(_))
     ));
     assert!(matches!(
@@ -475,11 +513,16 @@ fn auto_tilings_for_the_target_shapes() {
     };
     // (M, K, N, n, m, expected kernel)
     let nm_cases = [
-        (4096, 4096, 4096, 2, 4, "Uniform"),
-        (4096, 4096, 4096, 4, 8, "Uniform"),
+        (4096, 4096, 4096, 2, 4, "Switch"),
+        (4096, 4096, 4096, 1, 4, "Switch"),
+        (4096, 4096, 4096, 2, 8, "Tiled"),
+        (4096, 4096, 4096, 4, 8, "Tiled"),
         (4096, 4096, 4096, 1, 16, "Tiled"),
-        (1280, 320, 49, 2, 4, "Tiled"),
-        (96, 16, 12544, 2, 4, "Uniform"),
+        (1280, 320, 49, 2, 4, "Rows"),
+        (1280, 320, 49, 1, 4, "Rows"),
+        (480, 80, 196, 2, 8, "Rows"),
+        (192, 32, 3136, 1, 4, "Tiled"),
+        (96, 16, 12544, 2, 4, "Tiled"),
         (1000, 1280, 1, 2, 4, "Rows"),
     ];
     for (rows, k, cols, n, m, want) in nm_cases {
@@ -487,18 +530,19 @@ fn auto_tilings_for_the_target_shapes() {
         let t = T::auto(&ctx, &w, cols);
         let kind = match t {
             T::Tiled { .. } => "Tiled",
-            T::Uniform { .. } => "Uniform",
             T::Rows { .. } => "Rows",
+            T::Switch { .. } => "Switch",
         };
         assert_eq!(kind, want, "{n}:{m} {rows}x{k}x{cols}: {t:?}");
         assert!(t.workgroup_bytes(n as u32, m as u32) <= spmm_nm::PORTABLE_WORKGROUP_BYTES);
     }
     // (M, K, N, density, expected kernel)
     let csr_cases = [
-        (4096, 4096, 4096, 0.10, "Tiled"),
-        (4096, 4096, 4096, 0.02, "Tiled"),
-        (1280, 320, 49, 0.25, "Tiled"),
-        (96, 16, 12544, 0.25, "Tiled"),
+        (4096, 4096, 4096, 0.10, "Rowwise"),
+        (4096, 4096, 4096, 0.02, "Rowwise"),
+        (1280, 320, 49, 0.25, "Rows"),
+        (192, 32, 3136, 0.25, "Rows"),
+        (96, 16, 12544, 0.25, "Rowwise"),
         (1000, 1280, 1, 0.25, "Rows"),
     ];
     for (rows, k, cols, density, want) in csr_cases {
@@ -517,8 +561,8 @@ fn auto_tilings_for_the_target_shapes() {
         };
         let t = C::auto(&ctx, &w, cols);
         let kind = match t {
-            C::Tiled { .. } => "Tiled",
             C::Rows { .. } => "Rows",
+            C::Rowwise { .. } => "Rowwise",
         };
         assert_eq!(kind, want, "{density} {rows}x{k}x{cols}: {t:?}");
         assert!(t.workgroup_bytes() <= spmm_nm::PORTABLE_WORKGROUP_BYTES);

@@ -62,13 +62,8 @@ pub enum Kernel {
     AvgPool,
     /// `spmm_nm.wgsl`: N:M SpMM, X staged per K chunk, register-tiled (large N).
     SpmmNmTiled,
-    /// `spmm_nm.wgsl`: N:M SpMM, X in registers reused across rows, picked by
-    /// subgroup-uniform branches (large N, m <= 8, n <= 4).
-    SpmmNmUniform,
     /// `spmm_nm.wgsl`: N:M SpMM, threads of a row split its slots (small N).
     SpmmNmRows,
-    /// `spmm_csr.wgsl`: CSR SpMM, X staged per K chunk, rows by length (large N).
-    SpmmCsrTiled,
     /// `spmm_csr.wgsl`: CSR SpMM, threads of a row split its non-zeros (small N).
     SpmmCsrRows,
     /// `prune_nm.wgsl`: N:M selection and packing in one pass.
@@ -89,6 +84,14 @@ pub enum Kernel {
     SelectChunkScan,
     /// `prune_select.wgsl`: tie rule and CSR compaction.
     SelectScatter,
+    /// `spmm_csr_rowwise.wgsl`: CSR SpMM, rows in lock step per thread, X read
+    /// straight from memory (large N).
+    SpmmCsrRowwise,
+    /// `spmm_csr_pack.wgsl`: the row-wise kernel's packed non-zeros.
+    SpmmCsrPack,
+    /// `spmm_nm.wgsl`: N:M SpMM, X in registers, one subgroup-uniform branch per
+    /// row and group on the group's pattern (large N, n <= 2, m <= 8).
+    SpmmNmSwitch,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -109,9 +112,7 @@ impl Kernel {
             Kernel::Depthwise => "depthwise",
             Kernel::AvgPool => "avgpool",
             Kernel::SpmmNmTiled => "spmm_nm_tiled",
-            Kernel::SpmmNmUniform => "spmm_nm_uniform",
             Kernel::SpmmNmRows => "spmm_nm_rows",
-            Kernel::SpmmCsrTiled => "spmm_csr_tiled",
             Kernel::SpmmCsrRows => "spmm_csr_rows",
             Kernel::PruneNm => "prune_nm",
             Kernel::BlockScores => "block_scores",
@@ -122,6 +123,9 @@ impl Kernel {
             Kernel::SelectCount => "select_count",
             Kernel::SelectChunkScan => "select_chunk_scan",
             Kernel::SelectScatter => "select_scatter",
+            Kernel::SpmmCsrRowwise => "spmm_csr_rowwise",
+            Kernel::SpmmCsrPack => "spmm_csr_pack",
+            Kernel::SpmmNmSwitch => "spmm_nm_switch",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -133,11 +137,8 @@ impl Kernel {
             Kernel::GemmF16 | Kernel::GemmSkinnyF16 => include_str!("../../shaders/gemm_f16.wgsl"),
             Kernel::SpmmBsrF16 => include_str!("../../shaders/spmm_bsr_f16.wgsl"),
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => include_str!("../../shaders/conv.wgsl"),
-            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows => {
+            Kernel::SpmmNmTiled | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => {
                 include_str!("../../shaders/spmm_nm.wgsl")
-            }
-            Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => {
-                include_str!("../../shaders/spmm_csr.wgsl")
             }
             Kernel::PruneNm => include_str!("../../shaders/prune_nm.wgsl"),
             Kernel::BlockScores | Kernel::BlockValues | Kernel::BlockRowOrder => {
@@ -148,6 +149,9 @@ impl Kernel {
             | Kernel::SelectCount
             | Kernel::SelectChunkScan
             | Kernel::SelectScatter => include_str!("../../shaders/prune_select.wgsl"),
+            Kernel::SpmmCsrRows => include_str!("../../shaders/spmm_csr.wgsl"),
+            Kernel::SpmmCsrRowwise => include_str!("../../shaders/spmm_csr_rowwise.wgsl"),
+            Kernel::SpmmCsrPack => include_str!("../../shaders/spmm_csr_pack.wgsl"),
         }
     }
     /// The entry point: every kernel's entry point is its name.
@@ -169,9 +173,8 @@ impl Kernel {
             Kernel::SpmmBsr | Kernel::SpmmBsrF16 => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => &[Binding::Uniform, RO, RO, RO, RW],
             // params, values, indices, x, y, bias
-            Kernel::SpmmNmTiled | Kernel::SpmmNmUniform | Kernel::SpmmNmRows => &[Binding::Uniform, RO, RO, RO, RW, RO],
+            Kernel::SpmmNmTiled | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => &[Binding::Uniform, RO, RO, RO, RW, RO],
             // params, row_ptr, col_idx, values, row_order, x, y, bias
-            Kernel::SpmmCsrTiled | Kernel::SpmmCsrRows => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
             // params, w, values, indices, status
             Kernel::PruneNm => &[Binding::Uniform, RO, RW, RW, RW],
             // params, w, scores, status
@@ -190,6 +193,11 @@ impl Kernel {
             Kernel::SelectChunkScan => &[Binding::Uniform, RO, RO, RW],
             // params, keys, state, chunk bases, row_ptr, col_idx, values/rows, status
             Kernel::SelectScatter => &[Binding::Uniform, RO, RO, RO, RW, RW, RW, RW],
+            Kernel::SpmmCsrRows => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
+            // params, row_ptr, packed non-zeros, row_order, x, y, bias
+            Kernel::SpmmCsrRowwise => &[Binding::Uniform, RO, RO, RO, RO, RW, RO],
+            // params, col_idx, values, packed non-zeros
+            Kernel::SpmmCsrPack => &[Binding::Uniform, RO, RO, RW],
         }
     }
 

@@ -1,23 +1,28 @@
-//! CSR SpMM (`shaders/spmm_csr.wgsl`): `Y = epilogue(W X)` with W unstructured
-//! in CSR ([`CsrWeights`]: the [`GpuCsr`] arrays plus a row schedule) and X, Y
-//! dense ([`GpuMatrix`]).
+//! CSR SpMM: `Y = epilogue(W X)` with W unstructured in CSR ([`CsrWeights`]:
+//! the [`GpuCsr`] arrays plus a row schedule) and X, Y dense ([`GpuMatrix`]).
 //!
-//! Two kernels share the bindings; [`Tiling::auto`] picks one from the shape
-//! and density: [`Tiling::Tiled`] stages X in workgroup memory per K chunk so
-//! every X element fetched serves all rows of a tile (N of a few dozen and up),
-//! [`Tiling::Rows`] lets several threads split each row's non-zeros and reads X
-//! directly (N = 1..~28). Both take rows in the order of
-//! [`CsrWeights::row_order`] (longest first) for load balance; the shader
-//! header says what each workgroup and thread owns.
+//! Two kernels; [`Tiling::auto`] picks one from the shape and the mean row
+//! length: [`Tiling::Rowwise`] (`shaders/spmm_csr_rowwise.wgsl`, N of a few
+//! dozen and up) and [`Tiling::Rows`] (`shaders/spmm_csr.wgsl`, N = 1..~28).
+//! Both read X rows straight from memory (measured on an H100, that beat
+//! staging X in workgroup memory at every sparsity, see the shader headers)
+//! and take rows in the order of [`CsrWeights::row_order`] (longest first)
+//! for load balance; the shader headers say what each workgroup and thread
+//! owns.
 
 use crate::error::{Error, Result};
 use crate::sparse::Csr;
 
-use super::spmm_nm::{check_product, fit_rows, PORTABLE_WORKGROUP_BYTES};
+use super::spmm_nm::check_product;
 use super::{longest_first, Context, Dispatch, Epilogue, GpuBuffer, GpuCsr, GpuMatrix, Kernel, PipelineKey};
 
-/// Most rows one thread of [`Tiling::Tiled`] owns (`MAX_RM` in the shader).
-pub const MAX_ROWS_PER_THREAD: u32 = 16;
+/// Most rows one thread of [`Tiling::Rowwise`] owns (`MAX_RM` in the shader).
+pub const MAX_ROWS_PER_THREAD: u32 = 8;
+/// Most accumulators (rows x vec4 columns) of one [`Tiling::Rowwise`] thread.
+pub const MAX_ACCUMULATORS: u32 = 16;
+
+/// Below this many outputs (M x N) [`Tiling::auto`] treats a product as small.
+const SMALL_OUTPUTS: u64 = 1 << 20;
 
 /// CSR weights ready for SpMM: the GPU arrays and the order in which the
 /// kernels visit the rows (by decreasing non-zero count, ties lower row first),
@@ -101,32 +106,41 @@ impl CsrWeights {
 /// How the product is split into workgroups and threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tiling {
-    /// A workgroup owns `row_threads * rows_per_thread` (sorted) rows by
-    /// `4 * col_threads` columns and walks the K range its rows touch in chunks
-    /// of `k_chunk` rows of X; each thread owns `rows_per_thread` rows by one
-    /// vec4 column.
-    Tiled {
+    /// `spmm_csr_rows`: a workgroup owns `rows` (sorted) rows by `4 *
+    /// col_threads` columns; each row has `col_threads * split` threads,
+    /// `split` sharing its non-zeros.
+    Rows { col_threads: u32, split: u32, rows: u32 },
+    /// `spmm_csr_rowwise`: a workgroup owns `row_threads * rows_per_thread`
+    /// (sorted) rows by `4 * col_threads * vec4s` columns; each thread owns
+    /// `rows_per_thread` consecutive sorted rows (advancing in lock step) by
+    /// `vec4s` vec4 columns, `split` lanes share a row's non-zeros, `unroll`
+    /// steps are unrolled, and with `sync` the workgroup meets at a barrier
+    /// every `unroll` steps.
+    Rowwise {
         col_threads: u32,
+        vec4s: u32,
+        split: u32,
         row_threads: u32,
         rows_per_thread: u32,
-        k_chunk: u32,
+        unroll: u32,
+        sync: bool,
     },
-    /// A workgroup owns `rows` (sorted) rows by `4 * col_threads` columns; each
-    /// row has `col_threads * split` threads, `split` sharing its non-zeros.
-    Rows { col_threads: u32, split: u32, rows: u32 },
 }
 
 impl Tiling {
     /// A tiling suited to `w` times an X with `n_cols` columns on `ctx`'s
-    /// device, within [`PORTABLE_WORKGROUP_BYTES`] of workgroup memory.
+    /// device (within WebGPU's default limits: 256 threads, 16 KiB of
+    /// workgroup memory). Each class gets the tiling measured fastest for it
+    /// on an H100 (`wgsparse bench --variants`, 2026-11-25; numbers in the
+    /// shader headers).
     pub fn auto(ctx: &Context, w: &CsrWeights, n_cols: usize) -> Tiling {
         let n4 = (n_cols.div_ceil(4).max(1)).min(u32::MAX as usize) as u32;
         let rows = w.rows().min(u32::MAX as usize) as u32;
         let threads = 256u32.min(ctx.limits().max_compute_invocations_per_workgroup);
-        let density = w.density();
         if n4 < 8 {
+            // N = 1..28 (the classifier): lanes split each row's non-zeros.
+            let mean = (w.csr.nnz as f64 / w.rows().max(1) as f64).ceil().max(1.0) as u32;
             let col_threads = n4.max(1).next_power_of_two().min(threads);
-            let mean = (density * w.cols() as f64).ceil().max(1.0) as u32;
             let split = (32 / col_threads)
                 .clamp(1, mean.next_power_of_two())
                 .min(threads / col_threads);
@@ -136,39 +150,137 @@ impl Tiling {
                 rows: (threads / (col_threads * split)).max(1),
             };
         }
-        let col_threads = (if n4 >= 12 { 16 } else { 8 }).min(threads);
-        let row_threads = (threads / col_threads).max(1);
-        // Sparser weights use each staged X row less often: share it among more
-        // rows and stage more of K at a time.
-        let (max_rows, k_chunk) = if density < 0.05 { (16, 48) } else { (8, 32) };
-        let k_chunk = k_chunk.min(w.cols().max(1) as u32);
-        let col_tiles = n4.div_ceil(col_threads);
-        let rows_per_thread = fit_rows(rows, row_threads, col_tiles, 1, max_rows);
-        let mut t = Tiling::Tiled {
-            col_threads,
-            row_threads,
-            rows_per_thread,
-            k_chunk,
-        };
-        if t.workgroup_bytes() > PORTABLE_WORKGROUP_BYTES {
-            t = Tiling::Tiled {
+        if rows as u64 * n4 as u64 * 4 < SMALL_OUTPUTS {
+            // Small products (EfficientNet-Lite0's 1x1 convolutions): the plain
+            // row kernel, 8 lanes x 4-way split over a narrow X (49, 196
+            // columns), 32 lanes over a wide one (3136).
+            let (col_threads, split) = if n4 <= 64 { (8, 4) } else { (32, 1) };
+            let col_threads = col_threads.min(threads);
+            return Tiling::Rows {
                 col_threads,
-                row_threads,
-                rows_per_thread,
-                // The rest of the memory is 16 bytes of K-range bookkeeping.
-                k_chunk: (((PORTABLE_WORKGROUP_BYTES - 16) / (16 * col_threads)) & !3).max(1),
+                split,
+                rows: (threads / (col_threads * split)).max(1),
             };
         }
-        t
+        // Large products: 16 lanes across columns, 2 splitting each row, one
+        // row per thread, 16 steps unrolled (4096^3: 1.69 ms at 90%, 0.43 ms
+        // at 98%, the best of 22 tilings at both).
+        let (mut col_threads, mut split) = (16, 2);
+        while col_threads > 8 && col_threads / 2 >= n4.next_power_of_two() {
+            col_threads /= 2;
+            split *= 2;
+        }
+        let lanes = (col_threads * split).min(threads);
+        let mut row_threads = (threads / lanes).max(1);
+        // Fewer rows per workgroup where the grid would not fill the GPU.
+        let col_tiles = n4.div_ceil(col_threads);
+        while row_threads > 1 && rows.div_ceil(row_threads) * col_tiles < 256 {
+            row_threads /= 2;
+        }
+        Tiling::Rowwise {
+            col_threads,
+            vec4s: 1,
+            split,
+            row_threads,
+            rows_per_thread: 1,
+            unroll: 16,
+            sync: false,
+        }
+    }
+
+    /// Tilings worth timing for `w` times an X with `n_cols` columns (tuning:
+    /// `wgsparse bench --variants`); those the device cannot run are dropped.
+    pub fn candidates(ctx: &Context, w: &CsrWeights, n_cols: usize) -> Vec<Tiling> {
+        let n4 = n_cols.div_ceil(4).max(1) as u32;
+        let mut v = Vec::new();
+        let rowwise = |col_threads, split, row_threads, rows_per_thread, unroll, sync| Tiling::Rowwise {
+            col_threads,
+            vec4s: 1,
+            split,
+            row_threads,
+            rows_per_thread,
+            unroll,
+            sync,
+        };
+        if n4 >= 8 {
+            for (ct, ks, rt, rm, u, sync) in [
+                (16, 2, 8, 1, 8, false),
+                (16, 2, 8, 1, 16, false),
+                (8, 4, 8, 1, 8, false),
+                (8, 4, 8, 1, 16, false),
+                (32, 1, 8, 1, 8, false),
+                (8, 4, 8, 2, 4, false),
+                (8, 4, 8, 2, 8, false),
+                (16, 2, 8, 2, 8, false),
+                (8, 4, 8, 2, 4, true),
+                (8, 4, 8, 1, 8, true),
+                (16, 2, 16, 2, 4, true),
+                (8, 4, 32, 2, 4, true),
+                (8, 4, 32, 1, 8, true),
+                (16, 2, 32, 1, 8, true),
+                (8, 4, 32, 1, 8, false),
+                (16, 2, 32, 1, 8, false),
+                (8, 4, 4, 1, 4, false),
+                (16, 2, 4, 1, 4, false),
+                (32, 1, 4, 1, 4, false),
+            ] {
+                v.push(rowwise(ct, ks, rt, rm, u, sync));
+            }
+            for (col_threads, split, rows) in [(8, 4, 8), (16, 2, 8), (32, 1, 8)] {
+                v.push(Tiling::Rows {
+                    col_threads,
+                    split,
+                    rows,
+                });
+            }
+        } else {
+            for (col_threads, split, rows) in [(1, 32, 8), (1, 8, 32), (2, 16, 8), (4, 8, 8)] {
+                v.push(Tiling::Rows {
+                    col_threads,
+                    split,
+                    rows,
+                });
+            }
+            for (ct, ks, rt, rm, u) in [(1, 32, 8, 1, 4), (1, 32, 8, 2, 2), (2, 16, 8, 1, 4)] {
+                v.push(rowwise(ct, ks, rt, rm, u, false));
+            }
+        }
+        let _ = w;
+        v.retain(|t| t.check(ctx).is_ok());
+        v
+    }
+
+    /// A short name for tables.
+    pub fn label(self) -> String {
+        match self {
+            Tiling::Rows {
+                col_threads,
+                split,
+                rows,
+            } => format!("rows c{col_threads} s{split} r{rows}"),
+            Tiling::Rowwise {
+                col_threads,
+                vec4s,
+                split,
+                row_threads,
+                rows_per_thread,
+                unroll,
+                sync,
+            } => format!(
+                "rowwise c{col_threads}x{vec4s} s{split} r{row_threads}x{rows_per_thread} u{unroll}{}",
+                if sync { " sync" } else { "" }
+            ),
+        }
     }
 
     fn threads(self) -> u64 {
         match self {
-            Tiling::Tiled {
+            Tiling::Rowwise {
                 col_threads,
+                split,
                 row_threads,
                 ..
-            } => col_threads as u64 * row_threads as u64,
+            } => col_threads as u64 * split as u64 * row_threads as u64,
             Tiling::Rows {
                 col_threads,
                 split,
@@ -180,10 +292,9 @@ impl Tiling {
     /// Bytes of workgroup memory the kernel declares.
     pub fn workgroup_bytes(self) -> u32 {
         let b = match self {
-            Tiling::Tiled {
-                col_threads, k_chunk, ..
-            } => 16 * k_chunk as u64 * col_threads as u64 + 16,
             Tiling::Rows { .. } => 16 * self.threads(),
+            // The split sums, and 8 bytes for the synchronised step count.
+            Tiling::Rowwise { split, .. } => 8 + if split > 1 { 16 * self.threads() } else { 16 },
         };
         b.min(u32::MAX as u64) as u32
     }
@@ -191,26 +302,34 @@ impl Tiling {
     fn check(self, ctx: &Context) -> Result<()> {
         let l = ctx.limits();
         let bad = match self {
-            Tiling::Tiled {
-                col_threads,
-                row_threads,
-                rows_per_thread,
-                k_chunk,
-            } => {
-                col_threads == 0
-                    || row_threads == 0
-                    || k_chunk == 0
-                    || !(1..=MAX_ROWS_PER_THREAD).contains(&rows_per_thread)
-            }
             Tiling::Rows {
                 col_threads,
                 split,
                 rows,
             } => col_threads == 0 || split == 0 || rows == 0,
+            Tiling::Rowwise {
+                col_threads,
+                vec4s,
+                split,
+                row_threads,
+                rows_per_thread,
+                unroll,
+                ..
+            } => {
+                col_threads == 0
+                    || !(1..=4).contains(&vec4s)
+                    || split == 0
+                    || row_threads == 0
+                    || !(1..=MAX_ROWS_PER_THREAD).contains(&rows_per_thread)
+                    || rows_per_thread * vec4s > MAX_ACCUMULATORS
+                    || unroll == 0
+                    || unroll as u64 * rows_per_thread as u64 > 16
+            }
         };
         if bad {
             return Err(Error::Limit(format!(
-                "{self:?}: every size must be >= 1 and rows_per_thread <= {MAX_ROWS_PER_THREAD}"
+                "{self:?}: every size must be >= 1; row-wise: rows_per_thread <= {MAX_ROWS_PER_THREAD}, vec4s <= 4, \
+                 rows_per_thread * vec4s <= {MAX_ACCUMULATORS}, unroll * rows_per_thread <= 16"
             )));
         }
         let threads = self.threads();
@@ -242,12 +361,31 @@ struct CsrParams {
     _pad: [u32; 3],
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RowwiseParams {
+    m_rows: u32,
+    n4: u32,
+    row_tiles: u32,
+    tiles: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    nnz: u32,
+    n4: u32,
+    _pad: [u32; 2],
+}
+
 /// Prepares `Y = epilogue(W X)` with the tiling [`Tiling::auto`] picks.
 pub fn prepare(ctx: &Context, w: &CsrWeights, x: &GpuMatrix, y: &GpuMatrix, epi: &Epilogue) -> Result<Dispatch> {
     prepare_with(ctx, w, x, y, epi, Tiling::auto(ctx, w, x.cols()))
 }
 
 /// Prepares `Y = epilogue(W X)` with a given tiling (for tests and tuning).
+/// [`Tiling::Rowwise`] first packs W's non-zeros for X's row stride into a
+/// buffer of its own (8 bytes per non-zero, on the GPU, once).
 pub fn prepare_with(
     ctx: &Context,
     w: &CsrWeights,
@@ -262,63 +400,115 @@ pub fn prepare_with(
     let bias = epi.bias_buffer(ctx, w.rows())?;
     let rows = w.rows() as u32;
     let [has_bias, act] = epi.constants();
-    let mut constants = vec![has_bias, act];
-    let (kernel, row_tiles, col_tiles) = match tiling {
-        Tiling::Tiled {
-            col_threads,
-            row_threads,
-            rows_per_thread,
-            k_chunk,
-        } => {
-            constants.extend([
-                ("CT", col_threads),
-                ("RT", row_threads),
-                ("RM", rows_per_thread),
-                ("KT", k_chunk),
-            ]);
-            (
-                Kernel::SpmmCsrTiled,
-                rows.div_ceil(row_threads * rows_per_thread),
-                n4.div_ceil(col_threads),
-            )
-        }
+    let c = &w.csr;
+    match tiling {
         Tiling::Rows {
             col_threads,
             split,
             rows: rpw,
         } => {
-            constants.extend([("R_CT", col_threads), ("R_KS", split), ("R_RPW", rpw)]);
-            (Kernel::SpmmCsrRows, rows.div_ceil(rpw), n4.div_ceil(col_threads))
+            let constants = [has_bias, act, ("R_CT", col_threads), ("R_KS", split), ("R_RPW", rpw)];
+            let (row_tiles, tiles) = tiles(rows.div_ceil(rpw), n4.div_ceil(col_threads))?;
+            let params = CsrParams {
+                m_rows: rows,
+                k: w.cols() as u32,
+                n4,
+                row_tiles,
+                tiles,
+                _pad: [0; 3],
+            };
+            let u = ctx.uniform(&params, "spmm_csr params");
+            ctx.prepare(
+                &PipelineKey::new(Kernel::SpmmCsrRows, &constants),
+                &[
+                    &u,
+                    c.row_ptr.raw(),
+                    c.col_idx.raw(),
+                    c.values.raw(),
+                    w.row_order.raw(),
+                    x.buf.raw(),
+                    y.buf.raw(),
+                    &bias,
+                ],
+                ctx.fold_groups(tiles)?,
+            )
         }
-    };
+        Tiling::Rowwise {
+            col_threads,
+            vec4s,
+            split,
+            row_threads,
+            rows_per_thread,
+            unroll,
+            sync,
+        } => {
+            let wp = pack_nonzeros(ctx, w, n4)?;
+            let constants = [
+                has_bias,
+                act,
+                ("CT", col_threads),
+                ("TN4", vec4s),
+                ("KS", split),
+                ("RT", row_threads),
+                ("RM", rows_per_thread),
+                ("U", unroll),
+                ("SYNC", sync as u32),
+            ];
+            let (row_tiles, tiles) = tiles(
+                rows.div_ceil(row_threads * rows_per_thread),
+                n4.div_ceil(col_threads * vec4s),
+            )?;
+            let params = RowwiseParams {
+                m_rows: rows,
+                n4,
+                row_tiles,
+                tiles,
+            };
+            let u = ctx.uniform(&params, "spmm_csr rowwise params");
+            ctx.prepare(
+                &PipelineKey::new(Kernel::SpmmCsrRowwise, &constants),
+                &[
+                    &u,
+                    c.row_ptr.raw(),
+                    wp.raw(),
+                    w.row_order.raw(),
+                    x.buf.raw(),
+                    y.buf.raw(),
+                    &bias,
+                ],
+                ctx.fold_groups(tiles)?,
+            )
+        }
+    }
+}
+
+/// `(row tiles, all tiles)` of a grid, checked against u32.
+fn tiles(row_tiles: u32, col_tiles: u32) -> Result<(u32, u32)> {
     let tiles = row_tiles
         .checked_mul(col_tiles)
         .ok_or_else(|| Error::Limit(format!("{row_tiles} x {col_tiles} workgroups do not fit a dispatch")))?;
-    let params = CsrParams {
-        m_rows: rows,
-        k: w.cols() as u32,
-        n4,
-        row_tiles: row_tiles.max(1),
-        tiles,
-        _pad: [0; 3],
-    };
-    let u = ctx.uniform(&params, "spmm_csr params");
-    let groups = ctx.fold_groups(tiles)?;
+    Ok((row_tiles.max(1), tiles))
+}
+
+/// Packs the non-zeros as (col * n4, value bits) on the GPU (submitted now).
+fn pack_nonzeros(ctx: &Context, w: &CsrWeights, n4: u32) -> Result<GpuBuffer> {
     let c = &w.csr;
-    ctx.prepare(
-        &PipelineKey::new(kernel, &constants),
-        &[
-            &u,
-            c.row_ptr.raw(),
-            c.col_idx.raw(),
-            c.values.raw(),
-            w.row_order.raw(),
-            x.buf.raw(),
-            y.buf.raw(),
-            &bias,
-        ],
-        groups,
-    )
+    let wp = GpuBuffer::new(ctx, 8 * c.nnz.max(1) as u64, "csr packed non-zeros")?;
+    let u = ctx.uniform(
+        &PackParams {
+            nnz: c.nnz as u32,
+            n4,
+            _pad: [0; 2],
+        },
+        "spmm_csr pack params",
+    );
+    let d = ctx.prepare(
+        &PipelineKey::new(Kernel::SpmmCsrPack, &[]),
+        &[&u, c.col_idx.raw(), c.values.raw(), wp.raw()],
+        ctx.fold_groups((c.nnz as u32).div_ceil(256))?,
+    )?;
+    ctx.submit(&[&d]);
+    Ok(wp)
 }
 
 /// Prepares and submits `Y = epilogue(W X)` (auto tiling).

@@ -1,12 +1,14 @@
 //! N:M SpMM (`shaders/spmm_nm.wgsl`): `Y = epilogue(W X)` with W in N:M along K
 //! ([`GpuNm`]) and X, Y dense ([`GpuMatrix`]).
 //!
-//! Three kernels share the bindings; [`Tiling::auto`] picks one from the shape:
-//! - [`Tiling::Uniform`] (N >= 192, m <= 8, n <= 4: 2:4, 1:4, 2:8, 4:8):
+//! Three kernels share the bindings; [`Tiling::auto`] picks one from the shape
+//! (the fastest measured on an H100, see the shader header):
+//! - [`Tiling::Switch`] (large products, n <= 2, m <= 4: 2:4, 1:4, 1:2):
 //!   X values in registers, each reused by several rows, chosen by a branch on
-//!   the in-group index that is uniform across the 32 lanes sharing a row;
-//! - [`Tiling::Tiled`] (other patterns, N >= 32): X staged in workgroup memory
-//!   per K chunk and gathered per slot, rows register-tiled;
+//!   the group's pattern that is uniform across the 32 lanes sharing a row;
+//! - [`Tiling::Tiled`] (other patterns and smaller products, N >= 32): X staged
+//!   in workgroup memory per K chunk and gathered per slot, rows
+//!   register-tiled;
 //! - [`Tiling::Rows`] (N = 1..~28): several threads split each row's slots and
 //!   read X directly.
 //!
@@ -24,6 +26,9 @@ pub const MAX_ROWS_PER_THREAD: u32 = 8;
 /// WebGPU's default limit (16 KiB) as well as natively.
 pub const PORTABLE_WORKGROUP_BYTES: u32 = 16 * 1024;
 
+/// Below this many outputs (M x N) [`Tiling::auto`] treats a product as small.
+const SMALL_OUTPUTS: u64 = 1 << 20;
+
 /// How the product is split into workgroups and threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tiling {
@@ -36,21 +41,26 @@ pub enum Tiling {
         rows_per_thread: u32,
         groups_per_chunk: u32,
     },
-    /// A workgroup owns `row_threads * rows_per_thread` rows by `8 *
-    /// col_threads` columns and walks K in chunks of `groups_per_chunk` groups;
-    /// each thread owns `rows_per_thread` rows by two vec4 columns. Needs m <= 8
-    /// and n <= 4; `col_threads` should be at least the subgroup size (32 on
-    /// NVIDIA) so the lanes of a subgroup share rows and branch alike.
-    Uniform {
+    /// A workgroup owns `rows` rows by `4 * col_threads` columns; each row has
+    /// `col_threads * split` threads, `split` of them sharing out its slots.
+    Rows { col_threads: u32, split: u32, rows: u32 },
+    /// `spmm_nm_switch`: a workgroup owns `row_threads * rows_per_thread` rows
+    /// by `4 * col_threads * vec4s` columns and walks K in chunks of
+    /// `groups_per_chunk` groups; each thread owns `rows_per_thread` rows by
+    /// `vec4s` vec4 columns, keeps the group's X rows in registers and picks
+    /// them with one branch per (row, group) on the group's pattern. Needs
+    /// n <= 2 and m <= 8; `col_threads` should be at least the subgroup size.
+    Switch {
         col_threads: u32,
+        vec4s: u32,
         row_threads: u32,
         rows_per_thread: u32,
         groups_per_chunk: u32,
     },
-    /// A workgroup owns `rows` rows by `4 * col_threads` columns; each row has
-    /// `col_threads * split` threads, `split` of them sharing out its slots.
-    Rows { col_threads: u32, split: u32, rows: u32 },
 }
+
+/// Most accumulators (rows x vec4 columns) of one [`Tiling::Switch`] thread.
+pub const SWITCH_MAX_ACC: u32 = 16;
 
 /// The pattern and sizes the kernels need, derived from a [`GpuNm`].
 struct Shape {
@@ -135,19 +145,41 @@ impl Tiling {
                 rows: (threads / (col_threads * split)).max(1),
             };
         }
-        // X reuse in registers pays when a loaded X row serves >= 2 of the 8
-        // rows of a thread on average (so keep >= 4 rows per thread), and a
-        // 256-column tile is mostly used.
-        if m <= 8 && n <= 4 && 4 * n >= m && n4 >= 48 && threads >= 256 {
-            let (col_threads, row_threads) = (32, threads / 32);
-            let groups_per_chunk = (8 / m).max(1);
-            let col_tiles = n4.div_ceil(2 * col_threads);
-            let rows_per_thread = fit_rows(rows, row_threads, col_tiles, 4, 8);
-            return Tiling::Uniform {
+        if (rows as u64) * (n4 as u64) * 4 < SMALL_OUTPUTS {
+            // Small products (EfficientNet-Lite0's 1x1 convolutions, measured
+            // on an H100): over a narrow X (49, 196 columns) the row kernel
+            // with 8 lanes x 4-way split; over a wide one (3136) the gather
+            // with one row per thread, so that the grid fills the GPU.
+            if n4 <= 64 {
+                let col_threads = 8u32.min(threads);
+                let split = 4u32.min(threads / col_threads).max(1);
+                return Tiling::Rows {
+                    col_threads,
+                    split,
+                    rows: (threads / (col_threads * split)).max(1),
+                };
+            }
+            let col_threads = 16u32.min(threads);
+            return Tiling::Tiled {
                 col_threads,
+                row_threads: (threads / col_threads).max(1),
+                rows_per_thread: 1,
+                groups_per_chunk: (32 / m).clamp(1, 4),
+            };
+        }
+        // X in registers (one pattern branch per row and group) beats the
+        // gather on big products with few patterns: H100, 4096^3, 2:4 4.85 ms
+        // against 6.57, 1:4 3.66 against 3.76; not 2:8 (28 patterns, >= 10
+        // ms against 3.58).
+        if n <= 2 && m <= 4 && n4 >= 64 && rows >= 1024 && threads >= 256 {
+            let (col_threads, vec4s, row_threads) = (32, 2, 8);
+            let col_tiles = n4.div_ceil(col_threads * vec4s);
+            return Tiling::Switch {
+                col_threads,
+                vec4s,
                 row_threads,
-                rows_per_thread,
-                groups_per_chunk,
+                rows_per_thread: fit_rows(rows, row_threads, col_tiles, 4, 8),
+                groups_per_chunk: 2,
             };
         }
         let col_threads = (if n4 >= 12 { 16 } else { 8 }).min(threads);
@@ -174,14 +206,105 @@ impl Tiling {
         t
     }
 
-    fn threads(self) -> u64 {
+    /// Tilings worth timing for `w` times an X with `n_cols` columns (tuning:
+    /// `wgsparse bench --variants`); those the device cannot run are dropped.
+    pub fn candidates(ctx: &Context, w: &GpuNm, n_cols: usize) -> Vec<Tiling> {
+        let n4 = n_cols.div_ceil(4).max(1) as u32;
+        let mut v = Vec::new();
+        if n4 >= 8 {
+            for (col_threads, vec4s, row_threads, rows_per_thread, groups_per_chunk) in
+                [(32, 2, 8, 8, 2), (32, 2, 8, 4, 2), (32, 1, 8, 8, 2)]
+            {
+                v.push(Tiling::Switch {
+                    col_threads,
+                    vec4s,
+                    row_threads,
+                    rows_per_thread,
+                    groups_per_chunk,
+                });
+            }
+            for (col_threads, row_threads, rows_per_thread, groups_per_chunk) in [
+                (16, 16, 8, 4),
+                (32, 8, 8, 4),
+                (32, 8, 8, 8),
+                (16, 16, 4, 4),
+                (32, 8, 4, 8),
+                (16, 16, 2, 4),
+                (16, 16, 1, 4),
+                (8, 32, 2, 4),
+                (16, 8, 2, 4),
+            ] {
+                v.push(Tiling::Tiled {
+                    col_threads,
+                    row_threads,
+                    rows_per_thread,
+                    groups_per_chunk,
+                });
+            }
+        } else {
+            for (col_threads, split, rows) in [(1, 32, 8), (1, 8, 32), (2, 16, 8), (4, 8, 8)] {
+                v.push(Tiling::Rows {
+                    col_threads,
+                    split,
+                    rows,
+                });
+            }
+            for (col_threads, row_threads, rows_per_thread, groups_per_chunk) in [(4, 64, 2, 4), (8, 32, 2, 4)] {
+                v.push(Tiling::Tiled {
+                    col_threads,
+                    row_threads,
+                    rows_per_thread,
+                    groups_per_chunk,
+                });
+            }
+        }
+        if (8..256).contains(&n4) {
+            for (col_threads, split, rows) in [(16, 2, 8), (8, 4, 8), (16, 1, 16)] {
+                v.push(Tiling::Rows {
+                    col_threads,
+                    split,
+                    rows,
+                });
+            }
+        }
+        if let Ok(s) = shape(w) {
+            v.retain(|t| t.check(ctx, &s).is_ok());
+        }
+        v
+    }
+
+    /// A short name for tables.
+    pub fn label(self) -> String {
         match self {
             Tiling::Tiled {
                 col_threads,
                 row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => format!("tiled c{col_threads} r{row_threads}x{rows_per_thread} g{groups_per_chunk}"),
+            Tiling::Rows {
+                col_threads,
+                split,
+                rows,
+            } => format!("rows c{col_threads} s{split} r{rows}"),
+            Tiling::Switch {
+                col_threads,
+                vec4s,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => format!("switch c{col_threads}x{vec4s} r{row_threads}x{rows_per_thread} g{groups_per_chunk}"),
+        }
+    }
+
+    fn threads(self) -> u64 {
+        match self {
+            Tiling::Switch {
+                col_threads,
+                row_threads,
                 ..
-            }
-            | Tiling::Uniform {
+            } => col_threads as u64 * row_threads as u64,
+            Tiling::Tiled {
                 col_threads,
                 row_threads,
                 ..
@@ -208,17 +331,18 @@ impl Tiling {
                 let ws = row_threads as u64 * rows_per_thread as u64 * sc4;
                 16 * (xs + 2 * ws)
             }
-            Tiling::Uniform {
+            Tiling::Rows { .. } => 16 * self.threads(),
+            Tiling::Switch {
                 col_threads,
+                vec4s,
                 row_threads,
                 rows_per_thread,
                 groups_per_chunk,
             } => {
-                let xs = groups_per_chunk as u64 * m as u64 * 2 * col_threads as u64;
+                let xs = groups_per_chunk as u64 * m as u64 * col_threads as u64 * vec4s as u64;
                 let ws = row_threads as u64 * rows_per_thread as u64 * groups_per_chunk as u64;
-                16 * xs + 20 * ws
+                16 * (xs + ws)
             }
-            Tiling::Rows { .. } => 16 * self.threads(),
         };
         b.min(u32::MAX as u64) as u32
     }
@@ -227,12 +351,6 @@ impl Tiling {
         let l = ctx.limits();
         let zero = match self {
             Tiling::Tiled {
-                col_threads,
-                row_threads,
-                rows_per_thread,
-                groups_per_chunk,
-            }
-            | Tiling::Uniform {
                 col_threads,
                 row_threads,
                 rows_per_thread,
@@ -248,15 +366,35 @@ impl Tiling {
                 split,
                 rows,
             } => col_threads == 0 || split == 0 || rows == 0,
+            Tiling::Switch {
+                col_threads,
+                vec4s,
+                row_threads,
+                rows_per_thread,
+                groups_per_chunk,
+            } => {
+                let staged = |len: u64| len.div_ceil(self.threads().max(1));
+                let xs = groups_per_chunk as u64 * s.m as u64 * col_threads as u64 * vec4s as u64;
+                let ws = row_threads as u64 * rows_per_thread as u64 * groups_per_chunk as u64;
+                col_threads == 0
+                    || vec4s == 0
+                    || row_threads == 0
+                    || rows_per_thread == 0
+                    || groups_per_chunk == 0
+                    || rows_per_thread as u64 * vec4s as u64 > SWITCH_MAX_ACC as u64
+                    || s.m as u64 * vec4s as u64 > 32
+                    || staged(xs) > 8
+                    || staged(ws) > 4
+            }
         };
         if zero {
             return Err(Error::Limit(format!(
                 "{self:?}: every size must be >= 1 and rows_per_thread <= {MAX_ROWS_PER_THREAD}"
             )));
         }
-        if matches!(self, Tiling::Uniform { .. }) && (s.m > 8 || s.n > 4) {
+        if matches!(self, Tiling::Switch { .. }) && (s.m > 8 || s.n > 2) {
             return Err(Error::Limit(format!(
-                "{self:?} handles m <= 8 and n <= 4, not {}:{}",
+                "{self:?} handles m <= 8 and n <= 2, not {}:{}",
                 s.n, s.m
             )));
         }
@@ -361,25 +499,6 @@ pub fn prepare_with(
                 s.groups.div_ceil(groups_per_chunk),
             )
         }
-        Tiling::Uniform {
-            col_threads,
-            row_threads,
-            rows_per_thread,
-            groups_per_chunk,
-        } => {
-            constants.extend([
-                ("U_GPC", groups_per_chunk),
-                ("U_CT", col_threads),
-                ("U_RT", row_threads),
-                ("U_RM", rows_per_thread),
-            ]);
-            (
-                Kernel::SpmmNmUniform,
-                rows.div_ceil(row_threads * rows_per_thread),
-                n4.div_ceil(2 * col_threads),
-                0,
-            )
-        }
         Tiling::Rows {
             col_threads,
             split,
@@ -387,6 +506,27 @@ pub fn prepare_with(
         } => {
             constants.extend([("R_CT", col_threads), ("R_KS", split), ("R_RPW", rpw)]);
             (Kernel::SpmmNmRows, rows.div_ceil(rpw), n4.div_ceil(col_threads), 0)
+        }
+        Tiling::Switch {
+            col_threads,
+            vec4s,
+            row_threads,
+            rows_per_thread,
+            groups_per_chunk,
+        } => {
+            constants.extend([
+                ("S_CT", col_threads),
+                ("S_TN4", vec4s),
+                ("S_RT", row_threads),
+                ("S_RM", rows_per_thread),
+                ("S_GPC", groups_per_chunk),
+            ]);
+            (
+                Kernel::SpmmNmSwitch,
+                rows.div_ceil(row_threads * rows_per_thread),
+                n4.div_ceil(col_threads * vec4s),
+                0,
+            )
         }
     };
     let tiles = row_tiles
