@@ -194,7 +194,7 @@ function showLayers(layers) {
 
 function drawScatter() {
   const c = $("scatter"), g = c.getContext("2d");
-  const W = c.width, H = c.height, L = 42, B = 24, T = 8, R = 8;
+  const W = c.width, H = c.height, L = 46, B = 24, T = 8, R = 18;
   g.clearRect(0, 0, W, H);
   const all = points.map((p) => p.ms).concat(denseMs);
   const yMax = Math.max(1, ...all) * 1.1;
@@ -203,7 +203,7 @@ function drawScatter() {
   g.beginPath(); g.moveTo(L, T); g.lineTo(L, H - B); g.lineTo(W - R, H - B); g.stroke();
   for (const s of [0, 0.25, 0.5, 0.75, 0.95]) g.fillText(`${Math.round(s * 100)}%`, x(s) - 10, H - 8);
   for (const f of [0, 0.5, 1]) g.fillText(`${Math.round(yMax * f / 1.1)}`, 4, y(yMax * f / 1.1) + 4);
-  g.save(); g.translate(12, T + 40); g.fillText("ms", 0, 0); g.restore();
+  g.fillText("ms", L + 6, T + 10);
   if (denseMs.length) {
     g.setLineDash([5, 4]); g.strokeStyle = "#7a8899";
     const yd = y(median(denseMs.slice(-9)));
