@@ -2,13 +2,15 @@
 //! logic of its own. Every fallible call rejects with an `Error` whose message
 //! says what went wrong.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Float32Array, Object, Promise, Reflect};
+use js_sys::{Array, Float32Array, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::gpu::Context;
+use crate::model::{Classification, Dispatching, GpuLite0, LayerReport, Lite0, PruneSpec};
 use crate::ops::SparseOperator;
 use crate::sparse::{Matrix, Pattern};
 
@@ -144,6 +146,133 @@ impl SparseMatrix {
             let x = Matrix::new(op.cols(), n, x).map_err(js_err)?;
             let y = op.matmul(&ctx, &x).await.map_err(js_err)?;
             Ok(Float32Array::from(y.data()).into())
+        })
+    }
+}
+
+/// EfficientNet-Lite0 resident on the GPU, prunable in place.
+#[wasm_bindgen]
+pub struct Model {
+    /// `None` while a prune or classify is running: one at a time.
+    gpu: Rc<RefCell<Option<GpuLite0>>>,
+    ctx: Rc<Context>,
+}
+
+/// Takes the model out for one operation, or says it is busy.
+fn take(slot: &RefCell<Option<GpuLite0>>) -> Result<GpuLite0, JsValue> {
+    slot.borrow_mut()
+        .take()
+        .ok_or_else(|| JsError::new("the model is busy: wait for the running prune or classify").into())
+}
+
+fn predictions(c: &Classification) -> Object {
+    let top = Array::new();
+    for p in &c.top {
+        let o = Object::new();
+        set(&o, "class", p.class as u32);
+        set(&o, "name", p.name.as_str());
+        set(&o, "prob", p.prob);
+        top.push(&o);
+    }
+    let o = Object::new();
+    set(&o, "top5", top);
+    set(&o, "ms", c.ms);
+    o
+}
+
+fn layer_report(l: &LayerReport) -> Object {
+    let o = Object::new();
+    set(&o, "name", l.name.as_str());
+    set(&o, "rows", l.shape.0 as u32);
+    set(&o, "cols", l.shape.1 as u32);
+    set(&o, "pixels", l.shape.2 as u32);
+    set(&o, "pattern", l.pattern.to_string());
+    set(&o, "target", l.target);
+    set(&o, "achieved", l.achieved);
+    set(&o, "denseBytes", l.dense_bytes as f64);
+    set(&o, "sparseBytes", l.sparse_bytes as f64);
+    set(&o, "kernel", l.kernel);
+    o
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// Builds the network from `.safetensors` bytes and uploads it. Rejects
+    /// with a readable Error on bytes that are not the Lite0 checkpoint.
+    pub async fn load(runtime: &Runtime, bytes: Vec<u8>) -> Result<Model, JsValue> {
+        let net = Lite0::from_safetensors(&bytes).map_err(js_err)?;
+        let gpu = GpuLite0::new(&runtime.ctx, net).map_err(js_err)?;
+        Ok(Model {
+            gpu: Rc::new(RefCell::new(Some(gpu))),
+            ctx: runtime.ctx.clone(),
+        })
+    }
+
+    /// Prunes every pointwise layer, the head and the classifier on the GPU:
+    /// `{ pattern, sparsity, dispatch }` with dispatch `"sparse"` (default:
+    /// every pruned layer runs its sparse kernel) or `"fastest"` (dense or
+    /// sparse per layer by measurement; needs timestamp queries in the
+    /// browser). `pattern: "dense"` or sparsity 0 goes back to the dense model.
+    /// Resolves to `{ layers: [{ name, rows, cols, pixels, pattern, target,
+    /// achieved, denseBytes, sparseBytes, kernel }], ms }`, ms the wall-clock
+    /// time of the prune.
+    pub fn prune(&self, options: JsValue) -> Promise {
+        let (slot, ctx) = (self.gpu.clone(), self.ctx.clone());
+        future_to_promise(async move {
+            let get = |k: &str| Reflect::get(&options, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+            let pattern: Pattern = match get("pattern").as_string() {
+                Some(p) => p.parse().map_err(js_err)?,
+                None => Pattern::Unstructured,
+            };
+            let sparsity = match get("sparsity") {
+                v if v.is_undefined() => 0.0,
+                v => v
+                    .as_f64()
+                    .ok_or_else(|| JsError::new("options.sparsity must be a number"))?,
+            };
+            let mut spec = PruneSpec::new(pattern, sparsity);
+            spec.dispatching = match get("dispatch").as_string() {
+                Some(d) => d.parse().map_err(js_err)?,
+                None => Dispatching::Sparse,
+            };
+            let mut gpu = take(&slot)?;
+            let report = gpu.prune(&ctx, &spec).await;
+            *slot.borrow_mut() = Some(gpu);
+            let report = report.map_err(js_err)?;
+            let layers = Array::new();
+            for l in &report.layers {
+                layers.push(&layer_report(l));
+            }
+            let o = Object::new();
+            set(&o, "layers", layers);
+            set(&o, "ms", report.prune_ms);
+            Ok(o.into())
+        })
+    }
+
+    /// Classifies an `ImageData` (or any `{ data, width, height }` of RGBA
+    /// bytes) with the pruned model, or the unpruned one when `dense` is true.
+    /// Resolves to `{ top5: [{ class, name, prob }], ms }`, ms the wall-clock
+    /// time of the forward pass measured in wasm with `performance.now()`
+    /// (input upload, GPU, logits read-back; not the preprocessing).
+    pub fn classify(&self, image: JsValue, dense: Option<bool>) -> Promise {
+        let (slot, ctx) = (self.gpu.clone(), self.ctx.clone());
+        future_to_promise(async move {
+            let get = |k: &str| Reflect::get(&image, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+            let bad = || JsError::new("classify takes an ImageData (or { data, width, height } of RGBA bytes)");
+            let width = get("width").as_f64().ok_or_else(bad)? as usize;
+            let height = get("height").as_f64().ok_or_else(bad)? as usize;
+            let data = get("data");
+            if !data.is_object() {
+                return Err(bad().into());
+            }
+            let rgba = Uint8Array::new(&data).to_vec();
+            let gpu = take(&slot)?;
+            let c = gpu
+                .classify_rgba(&ctx, &rgba, width, height, 5, dense.unwrap_or(false))
+                .await;
+            *slot.borrow_mut() = Some(gpu);
+            Ok(predictions(&c.map_err(js_err)?).into())
         })
     }
 }

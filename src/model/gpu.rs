@@ -68,6 +68,19 @@ pub enum Dispatching {
     Sparse,
 }
 
+impl std::str::FromStr for Dispatching {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fastest" => Ok(Dispatching::Fastest),
+            "sparse" => Ok(Dispatching::Sparse),
+            _ => Err(Error::Shape(format!(
+                "unknown dispatching {s:?}: use \"fastest\" or \"sparse\""
+            ))),
+        }
+    }
+}
+
 /// What to prune and how.
 #[derive(Clone, Debug)]
 pub struct PruneSpec {
@@ -195,6 +208,41 @@ enum GpuLayer {
     },
 }
 
+/// The result of [`GpuLite0::classify_rgba`].
+#[derive(Clone, Debug)]
+pub struct Classification {
+    pub top: Vec<super::Prediction>,
+    /// Wall-clock ms of the forward pass.
+    pub ms: f64,
+}
+
+/// Milliseconds on a monotonic clock (`performance.now()` in the browser).
+pub fn now_ms() -> f64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1e3
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        use js_sys::{Function, Reflect};
+        use wasm_bindgen::{JsCast, JsValue};
+        let perf = Reflect::get(&js_sys::global(), &JsValue::from_str("performance")).ok();
+        let now = perf
+            .as_ref()
+            .and_then(|p| Reflect::get(p, &JsValue::from_str("now")).ok())
+            .and_then(|f| f.dyn_into::<Function>().ok());
+        match (perf, now) {
+            (Some(p), Some(f)) => f
+                .call0(&p)
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or_else(js_sys::Date::now),
+            _ => js_sys::Date::now(),
+        }
+    }
+}
+
 /// (cout, cin, pixels, pattern, achieved sparsity in 1/1000): a layer shape
 /// whose dense and sparse kernels were timed on this adapter.
 type MeasureKey = (usize, usize, usize, String, u32);
@@ -205,6 +253,8 @@ pub struct GpuLite0 {
     tensors: Vec<GpuMatrix>,
     layers: Vec<GpuLayer>,
     plan: Vec<Dispatch>,
+    /// The plan of the unpruned model, kept so the dense model can run beside a pruned one.
+    dense_plan: Vec<Dispatch>,
     ranges: Vec<Range<usize>>,
     measured: HashMap<MeasureKey, (f64, f64)>,
 }
@@ -259,10 +309,12 @@ impl GpuLite0 {
             tensors,
             layers,
             plan: Vec::new(),
+            dense_plan: Vec::new(),
             ranges: Vec::new(),
             measured: HashMap::new(),
         };
         me.rebuild(ctx)?;
+        me.dense_plan = me.plan.clone();
         Ok(me)
     }
 
@@ -353,6 +405,47 @@ impl GpuLite0 {
             .into_data())
     }
 
+    /// Logits of the DENSE model for a preprocessed image, whatever the current
+    /// prune (the activations are shared, so this and [`Self::forward`] run one at a time).
+    pub async fn forward_dense(&self, ctx: &Context, x: &[f32]) -> Result<Vec<f32>> {
+        self.set_input(ctx, x)?;
+        let refs: Vec<&Dispatch> = self.dense_plan.iter().collect();
+        ctx.submit(&refs);
+        Ok(self
+            .tensors
+            .last()
+            .expect("logits tensor")
+            .download(ctx)
+            .await?
+            .into_data())
+    }
+
+    /// Top-`k` classes of RGBA pixels (a browser `ImageData`), with the
+    /// pruned model or, when `dense`, the unpruned one. The time is wall-clock
+    /// ms of the forward pass alone (upload, GPU, read-back of the logits).
+    pub async fn classify_rgba(
+        &self,
+        ctx: &Context,
+        rgba: &[u8],
+        width: usize,
+        height: usize,
+        k: usize,
+        dense: bool,
+    ) -> Result<Classification> {
+        let x = super::preprocess::preprocess_rgba(rgba, width, height, self.net.input.h)?;
+        let t0 = now_ms();
+        let logits = if dense {
+            self.forward_dense(ctx, &x).await?
+        } else {
+            self.forward(ctx, &x).await?
+        };
+        let ms = now_ms() - t0;
+        Ok(Classification {
+            top: super::classes::top_k(&logits, k),
+            ms,
+        })
+    }
+
     /// Every tensor after a forward pass (index 0 the input), for comparisons
     /// with the CPU reference layer by layer.
     pub async fn forward_all(&self, ctx: &Context, x: &[f32]) -> Result<Vec<Vec<f32>>> {
@@ -394,8 +487,7 @@ impl GpuLite0 {
     /// Prunes every pointwise layer, the head and the classifier on the GPU
     /// (the stem and the depthwise layers stay dense) and re-plans.
     pub async fn prune(&mut self, ctx: &Context, spec: &PruneSpec) -> Result<ModelReport> {
-        #[cfg(not(target_arch = "wasm32"))]
-        let t0 = std::time::Instant::now();
+        let t0 = now_ms();
         if spec.pattern == Pattern::Dense || (spec.sparsity == 0.0 && !matches!(spec.pattern, Pattern::NM { .. })) {
             crate::error::check_sparsity(spec.sparsity)?;
             self.reset(ctx)?;
@@ -515,10 +607,7 @@ impl GpuLite0 {
             }
         }
         self.rebuild(ctx)?;
-        #[cfg(not(target_arch = "wasm32"))]
-        let prune_ms = t0.elapsed().as_secs_f64() * 1e3;
-        #[cfg(target_arch = "wasm32")]
-        let prune_ms = f64::NAN;
+        let prune_ms = now_ms() - t0;
         Ok(ModelReport {
             layers: reports,
             prune_ms,

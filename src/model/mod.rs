@@ -26,7 +26,7 @@ pub mod sweep;
 pub mod weights;
 
 pub use classes::{top_k, Prediction};
-pub use gpu::{Dispatching, GpuLite0, LayerReport, ModelReport, PruneSpec, Scope};
+pub use gpu::{now_ms, Classification, Dispatching, GpuLite0, LayerReport, ModelReport, PruneSpec, Scope};
 pub use lite0::{
     Activation, Classifier, Conv, Depthwise, Layer, Lite0, Op, Padding, Pointwise, Shape, INPUT_SIZE, NUM_CLASSES,
 };

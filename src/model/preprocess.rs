@@ -71,6 +71,26 @@ pub fn to_tensor(img: &RgbImage, norm: &Normalization) -> Vec<f32> {
     out
 }
 
+/// RGBA pixels (a browser `ImageData`: `width * height * 4` bytes, row-major)
+/// to the network input `[3, size*size]`: the same crop, resize and Lite
+/// normalisation as [`preprocess`]; alpha is ignored.
+pub fn preprocess_rgba(rgba: &[u8], width: usize, height: usize, size: usize) -> Result<Vec<f32>> {
+    if width == 0 || height == 0 || size == 0 {
+        return Err(Error::Image(format!("the image is empty ({width}x{height})")));
+    }
+    if rgba.len() != width * height * 4 {
+        return Err(Error::Image(format!(
+            "{} RGBA bytes for a {width}x{height} image, expected {}",
+            rgba.len(),
+            width * height * 4
+        )));
+    }
+    let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    let img = RgbImage::from_raw(width as u32, height as u32, rgb)
+        .ok_or_else(|| Error::Image(format!("cannot build a {width}x{height} image")))?;
+    Ok(to_tensor(&crop_resize(&img, size), &LITE_NORMALIZATION))
+}
+
 /// Encoded image bytes to the network input `[3, size*size]` with the Lite normalisation.
 pub fn preprocess(bytes: &[u8], size: usize) -> Result<Vec<f32>> {
     preprocess_with(bytes, size, &LITE_NORMALIZATION)
@@ -82,4 +102,21 @@ pub fn preprocess_with(bytes: &[u8], size: usize, norm: &Normalization) -> Resul
         return Err(Error::shape("the input size must be positive"));
     }
     Ok(to_tensor(&crop_resize(&decode(bytes)?, size), norm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rgba_matches_the_rgb_path() {
+        let (w, h) = (47usize, 31usize);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let img = RgbImage::from_raw(w as u32, h as u32, rgb.clone()).unwrap();
+        let rgba: Vec<u8> = rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 9]).collect();
+        let want = to_tensor(&crop_resize(&img, 32), &LITE_NORMALIZATION);
+        assert_eq!(preprocess_rgba(&rgba, w, h, 32).unwrap(), want);
+        assert!(preprocess_rgba(&rgba[1..], w, h, 32).is_err());
+        assert!(preprocess_rgba(&[], 0, 0, 32).is_err());
+    }
 }
