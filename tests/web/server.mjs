@@ -10,7 +10,7 @@ const TYPES = {
   ".svg": "image/svg+xml", ".safetensors": "application/octet-stream", ".txt": "text/plain",
 };
 
-export async function serve(root) {
+export async function serve(root, port = 0) {
   const base = resolve(root);
   const server = createServer(async (req, res) => {
     try {
@@ -25,6 +25,6 @@ export async function serve(root) {
       res.writeHead(404).end("not found");
     }
   });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  await new Promise((ok, fail) => server.once("error", fail).listen(port, "127.0.0.1", ok));
   return { server, url: `http://127.0.0.1:${server.address().port}` };
 }
