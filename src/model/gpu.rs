@@ -376,13 +376,15 @@ impl GpuLite0 {
                 self.net.input
             )));
         }
-        let m = crate::sparse::Matrix::new(t0.rows(), t0.cols(), x.to_vec())?;
-        let padded = GpuMatrix::upload(ctx, &m, "input staging")?;
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("input") });
-        enc.copy_buffer_to_buffer(padded.buffer().raw(), 0, t0.buffer().raw(), 0, t0.buffer().bytes());
-        ctx.queue().submit([enc.finish()]);
+        // Written straight into the input tensor in its padded row layout: no
+        // staging buffer per forward pass.
+        let (cols, stride) = (t0.cols(), t0.stride());
+        let mut padded = vec![0.0f32; t0.rows() * stride];
+        for (dst, src) in padded.chunks_exact_mut(stride).zip(x.chunks_exact(cols.max(1))) {
+            dst[..cols].copy_from_slice(src);
+        }
+        ctx.queue()
+            .write_buffer(t0.buffer().raw(), 0, bytemuck::cast_slice(&padded));
         Ok(())
     }
 
