@@ -54,28 +54,25 @@ impl SparseOperator {
     /// pattern's format. Block pruning uses the L2 norm.
     pub async fn prune_on_gpu(ctx: &Context, w: &GpuMatrix, pattern: Pattern, sparsity: f64) -> Result<Self> {
         let (rows, cols) = (w.rows(), w.cols());
-        let (weights, target) = match pattern.validate()? {
-            Pattern::Dense => {
-                if sparsity != 0.0 {
-                    return Err(crate::Error::InvalidSparsity(sparsity));
-                }
-                (GpuWeights::Dense(w.clone()), 0.0)
+        if pattern.validate()? == Pattern::Dense {
+            if sparsity != 0.0 {
+                return Err(crate::Error::InvalidSparsity(sparsity));
             }
-            Pattern::NM { n, m } => (
-                GpuWeights::Nm(PrunePlan::nm(ctx, w, n, m)?.run(ctx).await?),
-                1.0 - n as f64 / m as f64,
-            ),
-            Pattern::Block { rows: br, cols: bc } => {
-                let plan = PrunePlan::block(ctx, w, br, bc, sparsity, BlockNorm::L2)?;
-                (GpuWeights::Bsr(plan.run(ctx).await?), sparsity)
-            }
-            Pattern::Unstructured => {
-                let csr = PrunePlan::unstructured(ctx, w, sparsity)?.run(ctx).await?;
-                let row_ptr: Vec<u32> = csr.row_ptr.read(ctx).await?;
-                (GpuWeights::Csr(CsrWeights::from_gpu(ctx, csr, &row_ptr)?), sparsity)
-            }
-        };
-        Ok(Self::from_gpu_weights(weights, rows, cols, pattern, target))
+            return Ok(Self::from_gpu_weights(
+                GpuWeights::Dense(w.clone()),
+                rows,
+                cols,
+                pattern,
+                0.0,
+            ));
+        }
+        let plan = LayerPlan::new(ctx, w, pattern, sparsity)?;
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("prune") });
+        plan.encode(&mut enc);
+        ctx.queue().submit([enc.finish()]);
+        plan.finish(ctx, rows, cols, pattern, sparsity).await
     }
 
     /// Wraps a CSR matrix pruned on the GPU (e.g. one tensor of a global prune).
@@ -172,5 +169,64 @@ impl SparseOperator {
         let d = self.prepare(ctx, &gx, &gy, &Epilogue::default())?;
         ctx.submit(&[&d]);
         gy.download(ctx).await
+    }
+}
+
+/// A GPU pruning plan of one matrix, in its pattern's format: recorded into
+/// any encoder (the model records every layer's into one submission), then
+/// checked and wrapped as a [`SparseOperator`].
+pub(crate) enum LayerPlan {
+    Nm(PrunePlan<GpuNm>),
+    Bsr(PrunePlan<GpuBsr>),
+    Csr(PrunePlan<GpuCsr>),
+}
+
+impl LayerPlan {
+    pub(crate) fn new(ctx: &Context, w: &GpuMatrix, pattern: Pattern, sparsity: f64) -> Result<Self> {
+        Ok(match pattern {
+            Pattern::NM { n, m } => LayerPlan::Nm(PrunePlan::nm(ctx, w, n, m)?),
+            Pattern::Block { rows, cols } => {
+                LayerPlan::Bsr(PrunePlan::block(ctx, w, rows, cols, sparsity, BlockNorm::L2)?)
+            }
+            Pattern::Unstructured => LayerPlan::Csr(PrunePlan::unstructured(ctx, w, sparsity)?),
+            Pattern::Dense => return Err(crate::Error::Shape("nothing to plan for the dense pattern".into())),
+        })
+    }
+
+    pub(crate) fn encode(&self, enc: &mut wgpu::CommandEncoder) {
+        match self {
+            LayerPlan::Nm(p) => p.encode(enc),
+            LayerPlan::Bsr(p) => p.encode(enc),
+            LayerPlan::Csr(p) => p.encode(enc),
+        }
+    }
+
+    /// Checks the plan's status (non-finite weights) and wraps its output.
+    pub(crate) async fn finish(
+        self,
+        ctx: &Context,
+        rows: usize,
+        cols: usize,
+        pattern: Pattern,
+        sparsity: f64,
+    ) -> Result<SparseOperator> {
+        Ok(match self {
+            LayerPlan::Nm(p) => {
+                p.check(ctx).await?;
+                let target = match pattern {
+                    Pattern::NM { n, m } => 1.0 - n as f64 / m as f64,
+                    _ => sparsity,
+                };
+                SparseOperator::from_gpu_weights(GpuWeights::Nm(p.into_output()), rows, cols, pattern, target)
+            }
+            LayerPlan::Bsr(p) => {
+                p.check(ctx).await?;
+                SparseOperator::from_gpu_weights(GpuWeights::Bsr(p.into_output()), rows, cols, pattern, sparsity)
+            }
+            LayerPlan::Csr(p) => {
+                p.check(ctx).await?;
+                SparseOperator::from_gpu_csr(ctx, p.into_output(), sparsity).await?
+            }
+        })
     }
 }

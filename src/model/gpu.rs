@@ -13,9 +13,7 @@ use super::lite0::{self, Lite0, Op};
 use crate::error::{Error, Result};
 use crate::gpu::conv::{self, ConvShape};
 use crate::gpu::{elementwise, gemm, Activation, Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix, Timings};
-use crate::gpu::{GpuBsr, GpuCsr, GpuNm, PrunePlan};
-use crate::ops::{GpuWeights, SparseOperator};
-use crate::prune::BlockNorm;
+use crate::ops::{LayerPlan, SparseOperator};
 use crate::sparse::Pattern;
 
 fn act(a: lite0::Activation) -> Activation {
@@ -638,62 +636,5 @@ impl GpuLite0 {
         let d = ctx.time(&[&dense], 0, runs).await?.median_ms();
         let s = ctx.time(&[&sparse], 0, runs).await?.median_ms();
         Ok((d, s))
-    }
-}
-
-/// One layer's GPU pruning plan, of the pattern's format.
-enum LayerPlan {
-    Nm(PrunePlan<GpuNm>),
-    Bsr(PrunePlan<GpuBsr>),
-    Csr(PrunePlan<GpuCsr>),
-}
-
-impl LayerPlan {
-    fn new(ctx: &Context, w: &GpuMatrix, pattern: Pattern, sparsity: f64) -> Result<Self> {
-        Ok(match pattern {
-            Pattern::NM { n, m } => LayerPlan::Nm(PrunePlan::nm(ctx, w, n, m)?),
-            Pattern::Block { rows, cols } => {
-                LayerPlan::Bsr(PrunePlan::block(ctx, w, rows, cols, sparsity, BlockNorm::L2)?)
-            }
-            Pattern::Unstructured => LayerPlan::Csr(PrunePlan::unstructured(ctx, w, sparsity)?),
-            Pattern::Dense => return Err(Error::Shape("nothing to plan for the dense pattern".into())),
-        })
-    }
-
-    fn encode(&self, enc: &mut wgpu::CommandEncoder) {
-        match self {
-            LayerPlan::Nm(p) => p.encode(enc),
-            LayerPlan::Bsr(p) => p.encode(enc),
-            LayerPlan::Csr(p) => p.encode(enc),
-        }
-    }
-
-    /// Checks the plan's status (non-finite weights) and wraps its output.
-    async fn finish(
-        self,
-        ctx: &Context,
-        rows: usize,
-        cols: usize,
-        pattern: Pattern,
-        sparsity: f64,
-    ) -> Result<SparseOperator> {
-        Ok(match self {
-            LayerPlan::Nm(p) => {
-                p.check(ctx).await?;
-                let target = match pattern {
-                    Pattern::NM { n, m } => 1.0 - n as f64 / m as f64,
-                    _ => sparsity,
-                };
-                SparseOperator::from_gpu_weights(GpuWeights::Nm(p.into_output()), rows, cols, pattern, target)
-            }
-            LayerPlan::Bsr(p) => {
-                p.check(ctx).await?;
-                SparseOperator::from_gpu_weights(GpuWeights::Bsr(p.into_output()), rows, cols, pattern, sparsity)
-            }
-            LayerPlan::Csr(p) => {
-                p.check(ctx).await?;
-                SparseOperator::from_gpu_csr(ctx, p.into_output(), sparsity).await?
-            }
-        })
     }
 }
