@@ -474,6 +474,34 @@ impl GpuLite0 {
         Ok(out)
     }
 
+    /// Indices (into `net().layers`) of the prunable layers, in network order.
+    pub fn prunable_layers(&self) -> Vec<usize> {
+        (0..self.layers.len())
+            .filter(|&i| matches!(self.layers[i], GpuLayer::Prunable(_)))
+            .collect()
+    }
+
+    /// The weights layer `i` currently multiplies by, as a dense `[cout, cin]`
+    /// matrix (pruned entries zero): for views of the mask. Errors for a layer
+    /// that is not prunable.
+    pub async fn current_weights(&self, ctx: &Context, i: usize) -> Result<crate::sparse::Matrix> {
+        match self.layers.get(i) {
+            Some(GpuLayer::Prunable(p)) => match &p.current {
+                Current::Dense => p.dense.download(ctx).await,
+                Current::MaskedDense(w) => w.download(ctx).await,
+                Current::Sparse(op) => op.to_dense(ctx).await,
+            },
+            Some(_) => Err(Error::Shape(format!(
+                "layer {i} ({}) is not prunable",
+                self.net.layers[i].name
+            ))),
+            None => Err(Error::Shape(format!(
+                "layer {i} does not exist (the model has {})",
+                self.layers.len()
+            ))),
+        }
+    }
+
     /// Back to the dense model (exact: the dense weights never change).
     pub fn reset(&mut self, ctx: &Context) -> Result<()> {
         for l in &mut self.layers {
@@ -503,9 +531,7 @@ impl GpuLite0 {
                 spec.pattern
             )));
         }
-        let idx: Vec<usize> = (0..self.layers.len())
-            .filter(|&i| matches!(self.layers[i], GpuLayer::Prunable(_)))
-            .collect();
+        let idx = self.prunable_layers();
         // Global: one threshold over all prunable layers, then per-layer CSR.
         let mut global = if spec.scope == Scope::Global {
             let ws: Vec<&GpuMatrix> = idx
