@@ -66,7 +66,7 @@ impl SparseOperator {
                 0.0,
             ));
         }
-        let plan = LayerPlan::new(ctx, w, pattern, sparsity)?;
+        let plan = LayerPlan::new(ctx, w, None, pattern, sparsity)?;
         let mut enc = ctx
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("prune") });
@@ -182,13 +182,25 @@ pub(crate) enum LayerPlan {
 }
 
 impl LayerPlan {
-    pub(crate) fn new(ctx: &Context, w: &GpuMatrix, pattern: Pattern, sparsity: f64) -> Result<Self> {
+    /// Ranks by `score` (the shape of `w`) when given, else by `|w|`.
+    pub(crate) fn new(
+        ctx: &Context,
+        w: &GpuMatrix,
+        score: Option<&GpuMatrix>,
+        pattern: Pattern,
+        sparsity: f64,
+    ) -> Result<Self> {
         Ok(match pattern {
-            Pattern::NM { n, m } => LayerPlan::Nm(PrunePlan::nm(ctx, w, n, m)?),
-            Pattern::Block { rows, cols } => {
-                LayerPlan::Bsr(PrunePlan::block(ctx, w, rows, cols, sparsity, BlockNorm::L2)?)
-            }
-            Pattern::Unstructured => LayerPlan::Csr(PrunePlan::unstructured(ctx, w, sparsity)?),
+            Pattern::NM { n, m } => LayerPlan::Nm(PrunePlan::nm_scored(ctx, w, score, n, m)?),
+            Pattern::Block { rows, cols } => LayerPlan::Bsr(PrunePlan::block_scored(
+                ctx,
+                w,
+                score,
+                (rows, cols),
+                sparsity,
+                BlockNorm::L2,
+            )?),
+            Pattern::Unstructured => LayerPlan::Csr(PrunePlan::unstructured_scored(ctx, w, score, sparsity)?),
             Pattern::Dense => return Err(crate::Error::Shape("nothing to plan for the dense pattern".into())),
         })
     }

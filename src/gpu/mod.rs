@@ -3,6 +3,7 @@
 //! kernel family (the `.wgsl` of the same name lives in `shaders/`).
 
 mod buffer;
+pub mod calibrate;
 mod context;
 pub mod conv;
 pub mod elementwise;

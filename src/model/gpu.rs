@@ -556,7 +556,7 @@ impl GpuLite0 {
                 let GpuLayer::Prunable(p) = &self.layers[i] else {
                     continue;
                 };
-                let plan = LayerPlan::new(ctx, &p.dense, spec.pattern, spec.sparsity)?;
+                let plan = LayerPlan::new(ctx, &p.dense, None, spec.pattern, spec.sparsity)?;
                 plan.encode(&mut enc);
                 plans.push(plan);
             }
