@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use super::lite0::{self, Lite0, Op};
 use crate::error::{Error, Result};
+use crate::gpu::calibrate::prepare_bias_correct;
 use crate::gpu::conv::{self, ConvShape};
 use crate::gpu::{elementwise, gemm, Activation, Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix, Timings};
 use crate::ops::{LayerPlan, SparseOperator};
@@ -72,10 +73,43 @@ impl std::str::FromStr for Dispatching {
         match s.trim().to_ascii_lowercase().as_str() {
             "fastest" => Ok(Dispatching::Fastest),
             "sparse" => Ok(Dispatching::Sparse),
-            _ => Err(Error::Shape(format!(
+            _ => Err(Error::Invalid(format!(
                 "unknown dispatching {s:?}: use \"fastest\" or \"sparse\""
             ))),
         }
+    }
+}
+
+/// What ranks the weights for pruning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Criterion {
+    /// `|w|`.
+    #[default]
+    Magnitude,
+    /// `|w|` times the L2 norm of its input channel's activations over the
+    /// calibration images (Wanda): needs [`GpuLite0::calibrate`].
+    Activation,
+}
+
+impl std::str::FromStr for Criterion {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "magnitude" => Ok(Criterion::Magnitude),
+            "activation" | "wanda" => Ok(Criterion::Activation),
+            _ => Err(Error::Invalid(format!(
+                "unknown criterion {s:?}: use \"magnitude\" or \"activation\""
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Criterion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Criterion::Magnitude => "magnitude",
+            Criterion::Activation => "activation",
+        })
     }
 }
 
@@ -87,6 +121,11 @@ pub struct PruneSpec {
     pub sparsity: f64,
     pub scope: Scope,
     pub dispatching: Dispatching,
+    pub criterion: Criterion,
+    /// After pruning, add `(W - W') * mean(input)` to each layer's bias so its
+    /// outputs keep their mean over the calibration images: needs
+    /// [`GpuLite0::calibrate`].
+    pub bias_correction: bool,
 }
 
 impl PruneSpec {
@@ -96,6 +135,8 @@ impl PruneSpec {
             sparsity,
             scope: Scope::PerLayer,
             dispatching: Dispatching::Fastest,
+            criterion: Criterion::Magnitude,
+            bias_correction: false,
         }
     }
 }
@@ -126,6 +167,10 @@ pub struct ModelReport {
     pub prune_ms: f64,
     /// Layers that are never pruned, said once.
     pub untouched: String,
+    pub criterion: Criterion,
+    pub bias_correction: bool,
+    /// Calibration images behind the criterion / bias correction (0: none used).
+    pub calibration_images: usize,
 }
 
 impl fmt::Display for ModelReport {
@@ -161,6 +206,17 @@ impl fmt::Display for ModelReport {
             "pruned layers: {d} bytes dense, {s} bytes sparse ({:.2}x smaller)",
             d as f64 / s.max(1) as f64
         )?;
+        if self.calibration_images > 0 {
+            writeln!(
+                f,
+                "criterion: {}, bias correction {} (statistics of {} calibration images)",
+                self.criterion,
+                if self.bias_correction { "on" } else { "off" },
+                self.calibration_images
+            )?;
+        } else {
+            writeln!(f, "criterion: {}", self.criterion)?;
+        }
         write!(f, "{}; prune took {:.1} ms", self.untouched, self.prune_ms)
     }
 }
@@ -178,15 +234,29 @@ enum Current {
 
 /// A prunable layer on the GPU: the dense weights (always kept, so un-pruning
 /// is exact) and what currently runs.
-struct Prunable {
-    dense: GpuMatrix,
-    bias: GpuBuffer,
+pub(super) struct Prunable {
+    pub(super) dense: GpuMatrix,
+    pub(super) bias: GpuBuffer,
     act: Activation,
     residual: Option<usize>,
     current: Current,
+    /// What calibration measured for this layer (with its GPU buffers).
+    pub(super) calib: Option<Box<super::calibrate::LayerCalib>>,
+    /// The pruned layer runs with the corrected bias of `calib`.
+    bias_corrected: bool,
 }
 
-enum GpuLayer {
+impl Prunable {
+    /// The bias the current weights run with.
+    fn bias_in_use(&self) -> &GpuBuffer {
+        match (&self.calib, self.bias_corrected, &self.current) {
+            (Some(c), true, Current::Sparse(_) | Current::MaskedDense(_)) => &c.corrected,
+            _ => &self.bias,
+        }
+    }
+}
+
+pub(super) enum GpuLayer {
     Conv {
         shape: ConvShape,
         w: GpuBuffer,
@@ -241,20 +311,27 @@ pub fn now_ms() -> f64 {
     }
 }
 
-/// (cout, cin, pixels, pattern, achieved sparsity in 1/1000): a layer shape
-/// whose dense and sparse kernels were timed on this adapter.
+/// (cout, cin, pixels, pattern, achieved sparsity in 1/MEASURE_BUCKETS): a
+/// layer shape whose dense and sparse kernels were timed on this adapter.
 type MeasureKey = (usize, usize, usize, String, u32);
+
+/// Sparsities within 1/40 of each other share one measurement, so moving the
+/// demo's slider by a percent re-uses the dense-or-sparse choice instead of
+/// timing every layer again.
+const MEASURE_BUCKETS: f64 = 20.0;
 
 /// EfficientNet-Lite0 resident on the GPU.
 pub struct GpuLite0 {
     net: Lite0,
-    tensors: Vec<GpuMatrix>,
-    layers: Vec<GpuLayer>,
+    pub(super) tensors: Vec<GpuMatrix>,
+    pub(super) layers: Vec<GpuLayer>,
     plan: Vec<Dispatch>,
     /// The plan of the unpruned model, kept so the dense model can run beside a pruned one.
     dense_plan: Vec<Dispatch>,
     ranges: Vec<Range<usize>>,
     measured: HashMap<MeasureKey, (f64, f64)>,
+    /// Calibration images the statistics of the prunable layers come from (0: none).
+    pub(super) calibrated_on: usize,
 }
 
 impl GpuLite0 {
@@ -288,6 +365,8 @@ impl GpuLite0 {
                     act: act(p.act),
                     residual: p.residual_from,
                     current: Current::Dense,
+                    calib: None,
+                    bias_corrected: false,
                 })),
                 Op::Classifier(c) => GpuLayer::Prunable(Box::new(Prunable {
                     dense: GpuMatrix::upload(ctx, &c.weight, &l.name)?,
@@ -295,6 +374,8 @@ impl GpuLite0 {
                     act: Activation::None,
                     residual: None,
                     current: Current::Dense,
+                    calib: None,
+                    bias_corrected: false,
                 })),
                 Op::Pool => GpuLayer::Pool {
                     h: l.input.h,
@@ -310,6 +391,7 @@ impl GpuLite0 {
             dense_plan: Vec::new(),
             ranges: Vec::new(),
             measured: HashMap::new(),
+            calibrated_on: 0,
         };
         me.rebuild(ctx)?;
         me.dense_plan = me.plan.clone();
@@ -320,8 +402,17 @@ impl GpuLite0 {
         &self.net
     }
 
-    /// The dispatches of layer `i` (its kernel, then its residual add).
+    /// The dispatches of layer `i` as it currently runs (its kernel, then its residual add).
     fn layer_dispatches(&self, ctx: &Context, i: usize) -> Result<Vec<Dispatch>> {
+        self.layer_dispatches_as(ctx, i, false)
+    }
+
+    /// The dispatches of layer `i` of the DENSE model, whatever the current prune.
+    pub(super) fn dense_layer_dispatches(&self, ctx: &Context, i: usize) -> Result<Vec<Dispatch>> {
+        self.layer_dispatches_as(ctx, i, true)
+    }
+
+    fn layer_dispatches_as(&self, ctx: &Context, i: usize, dense: bool) -> Result<Vec<Dispatch>> {
         let (x, y) = (&self.tensors[i], &self.tensors[i + 1]);
         Ok(match &self.layers[i] {
             GpuLayer::Conv { shape, w, b, act } => vec![conv::prepare_conv2d(ctx, shape, x, w, b, y, *act)?],
@@ -329,10 +420,11 @@ impl GpuLite0 {
             GpuLayer::Pool { h, w } => vec![conv::prepare_avgpool(ctx, x, *h, *w, y)?],
             GpuLayer::Prunable(p) => {
                 let ep = Epilogue {
-                    bias: Some(&p.bias),
+                    bias: Some(if dense { &p.bias } else { p.bias_in_use() }),
                     act: p.act,
                 };
                 let main = match &p.current {
+                    _ if dense => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
                     Current::Sparse(op) => op.prepare(ctx, x, y, &ep)?,
                     Current::MaskedDense(w) => gemm::prepare(ctx, w, x, y, &ep)?,
                     Current::Dense => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
@@ -507,6 +599,7 @@ impl GpuLite0 {
         for l in &mut self.layers {
             if let GpuLayer::Prunable(p) = l {
                 p.current = Current::Dense;
+                p.bias_corrected = false;
             }
         }
         self.rebuild(ctx)
@@ -526,22 +619,38 @@ impl GpuLite0 {
         }
         crate::error::check_sparsity(spec.sparsity)?;
         if spec.scope == Scope::Global && spec.pattern != Pattern::Unstructured {
-            return Err(Error::Shape(format!(
+            return Err(Error::Invalid(format!(
                 "global scope needs the unstructured pattern, not {}",
                 spec.pattern
             )));
         }
+        if (spec.criterion == Criterion::Activation || spec.bias_correction) && self.calibrated_on == 0 {
+            return Err(Error::Invalid(
+                "the activation criterion and bias correction need calibration images: calibrate the model first"
+                    .into(),
+            ));
+        }
+        let scored = spec.criterion == Criterion::Activation;
         let idx = self.prunable_layers();
+        fn score_of(p: &Prunable, scored: bool) -> Option<&GpuMatrix> {
+            match (&p.calib, scored) {
+                (Some(c), true) => Some(&c.score),
+                _ => None,
+            }
+        }
         // Global: one threshold over all prunable layers, then per-layer CSR.
         let mut global = if spec.scope == Scope::Global {
-            let ws: Vec<&GpuMatrix> = idx
+            let ps: Vec<&Prunable> = idx
                 .iter()
-                .map(|&i| match &self.layers[i] {
-                    GpuLayer::Prunable(p) => &p.dense,
-                    _ => unreachable!("filtered to prunable layers"),
+                .filter_map(|&i| match &self.layers[i] {
+                    GpuLayer::Prunable(p) => Some(p.as_ref()),
+                    _ => None,
                 })
                 .collect();
-            Some(crate::gpu::prune_global(ctx, &ws, spec.sparsity).await?.into_iter())
+            let ws: Vec<&GpuMatrix> = ps.iter().map(|p| &p.dense).collect();
+            let scores: Option<Vec<&GpuMatrix>> = ps.iter().map(|p| score_of(p, scored)).collect();
+            let plan = crate::gpu::PrunePlan::global_scored(ctx, &ws, scores.as_deref(), spec.sparsity)?;
+            Some(plan.run(ctx).await?.into_iter())
         } else {
             None
         };
@@ -556,7 +665,7 @@ impl GpuLite0 {
                 let GpuLayer::Prunable(p) = &self.layers[i] else {
                     continue;
                 };
-                let plan = LayerPlan::new(ctx, &p.dense, None, spec.pattern, spec.sparsity)?;
+                let plan = LayerPlan::new(ctx, &p.dense, score_of(p, scored), spec.pattern, spec.sparsity)?;
                 plan.encode(&mut enc);
                 plans.push(plan);
             }
@@ -566,6 +675,7 @@ impl GpuLite0 {
             None
         };
         let mut reports = Vec::with_capacity(idx.len());
+        let mut corrections = Vec::new();
         for &i in &idx {
             let GpuLayer::Prunable(p) = &self.layers[i] else {
                 continue;
@@ -586,6 +696,14 @@ impl GpuLite0 {
                 }
                 (None, None) => unreachable!("either global or per-layer plans exist"),
             };
+            if spec.bias_correction {
+                let c = p
+                    .calib
+                    .as_ref()
+                    .ok_or_else(|| Error::Invalid(format!("layer {i} has no calibration statistics")))?;
+                corrections.push(op.prepare(ctx, &c.mean_x, &c.yp, &Epilogue::default())?);
+                corrections.push(prepare_bias_correct(ctx, &p.bias, &c.yd, &c.yp, &c.corrected)?);
+            }
             let layer = &self.net.layers[i];
             let (cout, cin, px) = (p.dense.rows(), p.dense.cols(), layer.output.hw());
             let (dense_ms, sparse_ms, use_sparse) = match spec.dispatching {
@@ -596,7 +714,7 @@ impl GpuLite0 {
                         cin,
                         px,
                         spec.pattern.to_string(),
-                        (op.report.achieved * 1000.0).round() as u32,
+                        (op.report.achieved * MEASURE_BUCKETS).round() as u32,
                     );
                     let (d, s) = match self.measured.get(&key) {
                         Some(&v) => v,
@@ -630,7 +748,12 @@ impl GpuLite0 {
             };
             if let GpuLayer::Prunable(p) = &mut self.layers[i] {
                 p.current = current;
+                p.bias_corrected = spec.bias_correction;
             }
+        }
+        if !corrections.is_empty() {
+            let refs: Vec<&Dispatch> = corrections.iter().collect();
+            ctx.submit(&refs);
         }
         self.rebuild(ctx)?;
         let prune_ms = now_ms() - t0;
@@ -638,6 +761,13 @@ impl GpuLite0 {
             layers: reports,
             prune_ms,
             untouched: "stem and depthwise layers stay dense".into(),
+            criterion: spec.criterion,
+            bias_correction: spec.bias_correction,
+            calibration_images: if scored || spec.bias_correction {
+                self.calibrated_on
+            } else {
+                0
+            },
         })
     }
 

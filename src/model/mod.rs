@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod calibrate;
 pub mod classes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fetch;
@@ -25,8 +26,9 @@ pub mod reference;
 pub mod sweep;
 pub mod weights;
 
+pub use calibrate::LayerCalib;
 pub use classes::{top_k, Prediction};
-pub use gpu::{now_ms, Classification, Dispatching, GpuLite0, LayerReport, ModelReport, PruneSpec, Scope};
+pub use gpu::{now_ms, Classification, Criterion, Dispatching, GpuLite0, LayerReport, ModelReport, PruneSpec, Scope};
 pub use lite0::{
     Activation, Classifier, Conv, Depthwise, Layer, Lite0, Op, Padding, Pointwise, Shape, INPUT_SIZE, NUM_CLASSES,
 };
