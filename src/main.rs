@@ -43,6 +43,18 @@ struct GpuClassifyArgs {
     /// One magnitude threshold across all layers (unstructured only).
     #[arg(long)]
     global: bool,
+    /// What ranks the weights: magnitude, or activation (|w| times the input
+    /// channel's activation norm on calibration images, as Wanda does).
+    #[arg(long, default_value = "magnitude")]
+    criterion: String,
+    /// Correct each pruned layer's bias by the removed weights times the mean
+    /// input on calibration images.
+    #[arg(long)]
+    bias_correction: bool,
+    /// Calibration images for --criterion activation / --bias-correction: the
+    /// first N sample images of the cache (never the classified image itself).
+    #[arg(long, default_value_t = 8)]
+    calibration: usize,
     /// Timed runs (median reported).
     #[arg(long, default_value_t = 50)]
     runs: usize,
@@ -62,6 +74,17 @@ struct SweepArgs {
     /// Sparsities for the patterns that take one.
     #[arg(long, value_delimiter = ',', default_values_t = [0.1, 0.3, 0.5, 0.7, 0.9])]
     sparsities: Vec<f64>,
+    /// Pruning methods, comma separated: magnitude or activation, each
+    /// optionally with +bc (bias correction).
+    #[arg(long, value_delimiter = ',', default_values_t = ["magnitude".to_string()])]
+    methods: Vec<String>,
+    /// The first N sample images calibrate (activation criterion, bias
+    /// correction) and are left out of the evaluation.
+    #[arg(long, default_value_t = 6)]
+    calibration: usize,
+    /// Evaluate each image's mirror image and a tighter (zoomed) crop too.
+    #[arg(long)]
+    views: bool,
     /// Timed runs per point.
     #[arg(long, default_value_t = 20)]
     runs: usize,
@@ -303,6 +326,24 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
     if a.global {
         spec.scope = Scope::Global;
     }
+    spec.criterion = a.criterion.parse()?;
+    spec.bias_correction = a.bias_correction;
+    if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction {
+        let own = std::fs::canonicalize(&a.image).ok();
+        let calib: Vec<Vec<f32>> = sample_images(&a.cache)?
+            .into_iter()
+            .filter(|f| std::fs::canonicalize(f).ok() != own)
+            .take(a.calibration)
+            .map(|f| preprocess::preprocess(&read(&f)?, INPUT_SIZE))
+            .collect::<wgsparse::Result<_>>()?;
+        if calib.is_empty() {
+            return Err(wgsparse::Error::Invalid(format!(
+                "--criterion activation and --bias-correction need calibration images in {}",
+                a.cache.join("images").display()
+            )));
+        }
+        pollster::block_on(gpu.calibrate(&ctx, &calib))?;
+    }
     let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
     let pruned = pollster::block_on(gpu.forward(&ctx, &x))?;
     let tp = pollster::block_on(gpu.latency(&ctx, 5, a.runs))?;
@@ -327,36 +368,66 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
     Ok(())
 }
 
-fn sweep(a: SweepArgs) -> wgsparse::Result<()> {
-    use wgsparse::model::{preprocess, sweep, GpuLite0, INPUT_SIZE};
-    let net = load_net(&a.cache)?;
-    let dir = a.cache.join("images");
+/// The sample images of a cache (`images/`), sorted by name.
+fn sample_images(cache: &std::path::Path) -> wgsparse::Result<Vec<std::path::PathBuf>> {
+    let dir = cache.join("images");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .map_err(|e| wgsparse::Error::Io {
             path: dir.display().to_string(),
             source: e,
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
         .collect();
     files.sort();
+    Ok(files)
+}
+
+fn sweep(a: SweepArgs) -> wgsparse::Result<()> {
+    use wgsparse::model::{preprocess, sweep, GpuLite0, INPUT_SIZE};
+    let net = load_net(&a.cache)?;
+    let methods: Vec<sweep::Method> = a.methods.iter().map(|m| m.parse()).collect::<wgsparse::Result<_>>()?;
+    let calibrated = methods.iter().any(|m| *m != sweep::Method::default());
+    let mut calib = Vec::new();
     let mut images = Vec::new();
-    for f in &files {
-        match preprocess::preprocess(&read(f)?, INPUT_SIZE) {
-            Ok(x) => images.push(x),
+    for f in &sample_images(&a.cache)? {
+        let bytes = read(f)?;
+        if calibrated && calib.len() < a.calibration {
+            match preprocess::preprocess(&bytes, INPUT_SIZE) {
+                Ok(x) => calib.push(x),
+                Err(e) => eprintln!("skipping {}: {e}", f.display()),
+            }
+            continue;
+        }
+        match preprocess::views(&bytes, INPUT_SIZE) {
+            Ok(v) if a.views => images.extend(v.into_iter().map(|(_, x)| x)),
+            Ok(mut v) => images.push(v.swap_remove(0).1),
             Err(e) => eprintln!("skipping {}: {e}", f.display()),
         }
+    }
+    if images.is_empty() {
+        return Err(wgsparse::Error::Invalid(format!(
+            "no images to evaluate in {} (after {} for calibration)",
+            a.cache.join("images").display(),
+            calib.len()
+        )));
     }
     let mut grid = Vec::new();
     for p in &a.patterns {
         let pattern: wgsparse::Pattern = p.parse()?;
-        match pattern {
-            wgsparse::Pattern::NM { .. } => grid.push((pattern, 0.0)),
-            wgsparse::Pattern::Dense => {}
-            _ => grid.extend(a.sparsities.iter().map(|&s| (pattern, s))),
+        for &m in &methods {
+            match pattern {
+                wgsparse::Pattern::NM { .. } => grid.push((pattern, 0.0, m)),
+                wgsparse::Pattern::Dense => {}
+                _ => grid.extend(a.sparsities.iter().map(|&s| (pattern, s, m))),
+            }
         }
     }
     let ctx = wgsparse::gpu::Context::new_blocking()?;
     let mut gpu = GpuLite0::new(&ctx, net)?;
+    if calibrated {
+        pollster::block_on(gpu.calibrate(&ctx, &calib))?;
+    }
     let bar = indicatif::ProgressBar::new(grid.len() as u64 + 1);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
@@ -368,19 +439,26 @@ fn sweep(a: SweepArgs) -> wgsparse::Result<()> {
     }))?;
     bar.finish_and_clear();
     println!(
-        "{} images, adapter {}; agreement = top-1 equal to the dense model's",
+        "{} evaluated images{} ({} more calibrate), adapter {}; agreement = top-1 equal to the dense model's",
         images.len(),
+        if a.views {
+            " (each photo: center, flip, zoom, zoom+flip)"
+        } else {
+            ""
+        },
+        calib.len(),
         ctx.info().name
     );
     println!(
-        "{:<14} {:>8} {:>10} {:>10} {:>11} {:>9}",
-        "pattern", "sparsity", "agreement", "mean KL", "latency ms", "speedup"
+        "{:<14} {:<15} {:>8} {:>10} {:>10} {:>11} {:>9}",
+        "pattern", "method", "sparsity", "agreement", "mean KL", "latency ms", "speedup"
     );
     let dense_ms = points[0].latency_ms;
     for p in &points {
         println!(
-            "{:<14} {:>7.0}% {:>9.1}% {:>10.4} {:>11.4} {:>8.2}x",
+            "{:<14} {:<15} {:>7.0}% {:>9.1}% {:>10.4} {:>11.4} {:>8.2}x",
             p.pattern,
+            p.method.to_string(),
             100.0 * p.sparsity,
             100.0 * p.agreement,
             p.mean_kl,
