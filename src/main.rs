@@ -22,6 +22,9 @@ enum Cmd {
     ClassifyCpu(ClassifyArgs),
     /// Classify an image on the GPU, dense and pruned, with latencies.
     Classify(GpuClassifyArgs),
+    /// Prune the model on the GPU and write it as a sparse safetensors file
+    /// (compressed formats the kernels load directly).
+    Prune(PruneArgs),
     /// Latency and top-1 agreement with the dense model over patterns and
     /// sparsities, on the sample images.
     Sweep(SweepArgs),
@@ -34,6 +37,10 @@ struct GpuClassifyArgs {
     /// Cache folder holding lite0.safetensors (see `wgsparse fetch`).
     #[arg(long, default_value = "cache")]
     cache: std::path::PathBuf,
+    /// Weights: the checkpoint (default CACHE/lite0.safetensors) or a sparse
+    /// file written by `wgsparse prune` (then it runs as stored, no pruning).
+    #[arg(long)]
+    weights: Option<std::path::PathBuf>,
     /// Pattern of the pruned model: dense, unstructured, block:RxC, N:M.
     #[arg(long, default_value = "dense")]
     pattern: String,
@@ -61,6 +68,32 @@ struct GpuClassifyArgs {
     /// Print the per-layer report and timing breakdown.
     #[arg(long)]
     layers: bool,
+}
+
+#[derive(clap::Args)]
+struct PruneArgs {
+    /// The checkpoint to prune (default: CACHE/lite0.safetensors).
+    weights: Option<std::path::PathBuf>,
+    /// Cache folder (see `wgsparse fetch`): weights and calibration images.
+    #[arg(long, default_value = "cache")]
+    cache: std::path::PathBuf,
+    /// Pattern: unstructured, block:RxC, N:M.
+    #[arg(long)]
+    pattern: String,
+    /// Sparsity (ignored for N:M).
+    #[arg(long, default_value_t = 0.0)]
+    sparsity: f64,
+    /// magnitude or activation.
+    #[arg(long, default_value = "magnitude")]
+    criterion: String,
+    #[arg(long)]
+    bias_correction: bool,
+    /// Calibration images (first N sample images of the cache).
+    #[arg(long, default_value_t = 8)]
+    calibration: usize,
+    /// The sparse safetensors file to write.
+    #[arg(long)]
+    out: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -172,6 +205,7 @@ fn main() {
         Cmd::ClassifyCpu(a) => classify_cpu(a),
         Cmd::Classify(a) => classify(a),
         Cmd::Sweep(a) => sweep(a),
+        Cmd::Prune(a) => prune(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -308,14 +342,40 @@ fn print_top(title: &str, logits: &[f32], ms: f64, source: wgsparse::gpu::Timing
     }
 }
 
+fn weights_path(cache: &std::path::Path, weights: Option<&std::path::Path>) -> wgsparse::Result<std::path::PathBuf> {
+    let p = weights.map_or_else(|| cache.join(wgsparse::model::fetch::WEIGHTS_FILE), |w| w.to_path_buf());
+    if !p.is_file() {
+        return Err(wgsparse::Error::Weights(format!(
+            "{} not found: run `wgsparse fetch --cache {}` first",
+            p.display(),
+            cache.display()
+        )));
+    }
+    Ok(p)
+}
+
 fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
-    use wgsparse::model::{preprocess, GpuLite0, PruneSpec, Scope, INPUT_SIZE};
+    use wgsparse::model::{preprocess, Dispatching, GpuLite0, PruneSpec, Scope, INPUT_SIZE};
     let pattern: wgsparse::Pattern = a.pattern.parse()?;
-    let net = load_net(&a.cache)?;
+    let bytes = read(&weights_path(&a.cache, a.weights.as_deref())?)?;
     let x = preprocess::preprocess(&read(&a.image)?, INPUT_SIZE)?;
     let ctx = wgsparse::gpu::Context::new_blocking()?;
     println!("adapter: {} ({:?})", ctx.info().name, ctx.info().backend);
-    let mut gpu = GpuLite0::new(&ctx, net)?;
+    let (mut gpu, loaded) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, Dispatching::Fastest))?;
+    if let Some(report) = loaded {
+        if pattern != wgsparse::Pattern::Dense {
+            return Err(wgsparse::Error::Invalid(
+                "the weights file is already pruned: leave out --pattern/--sparsity".into(),
+            ));
+        }
+        let logits = pollster::block_on(gpu.forward(&ctx, &x))?;
+        let t = pollster::block_on(gpu.latency(&ctx, 5, a.runs))?;
+        print_top("pruned (from the file)", &logits, t.median_ms(), t.source);
+        if a.layers {
+            println!("\n{report}");
+        }
+        return Ok(());
+    }
     let dense = pollster::block_on(gpu.forward(&ctx, &x))?;
     let t = pollster::block_on(gpu.latency(&ctx, 5, a.runs))?;
     print_top("dense", &dense, t.median_ms(), t.source);
@@ -329,20 +389,7 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
     spec.criterion = a.criterion.parse()?;
     spec.bias_correction = a.bias_correction;
     if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction {
-        let own = std::fs::canonicalize(&a.image).ok();
-        let calib: Vec<Vec<f32>> = sample_images(&a.cache)?
-            .into_iter()
-            .filter(|f| std::fs::canonicalize(f).ok() != own)
-            .take(a.calibration)
-            .map(|f| preprocess::preprocess(&read(&f)?, INPUT_SIZE))
-            .collect::<wgsparse::Result<_>>()?;
-        if calib.is_empty() {
-            return Err(wgsparse::Error::Invalid(format!(
-                "--criterion activation and --bias-correction need calibration images in {}",
-                a.cache.join("images").display()
-            )));
-        }
-        pollster::block_on(gpu.calibrate(&ctx, &calib))?;
+        calibrate(&ctx, &mut gpu, &a.cache, a.calibration, Some(&a.image))?;
     }
     let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
     let pruned = pollster::block_on(gpu.forward(&ctx, &x))?;
@@ -365,6 +412,85 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
             println!("  {name:<22} {:>9.4}", t.median_ms());
         }
     }
+    Ok(())
+}
+
+/// Calibrates on the first `n` sample images of the cache other than `exclude`.
+fn calibrate(
+    ctx: &wgsparse::gpu::Context,
+    gpu: &mut wgsparse::model::GpuLite0,
+    cache: &std::path::Path,
+    n: usize,
+    exclude: Option<&std::path::Path>,
+) -> wgsparse::Result<()> {
+    use wgsparse::model::{preprocess, INPUT_SIZE};
+    let own = exclude.and_then(|p| std::fs::canonicalize(p).ok());
+    let calib: Vec<Vec<f32>> = sample_images(cache)?
+        .into_iter()
+        .filter(|f| std::fs::canonicalize(f).ok() != own)
+        .take(n)
+        .map(|f| preprocess::preprocess(&read(&f)?, INPUT_SIZE))
+        .collect::<wgsparse::Result<_>>()?;
+    if calib.is_empty() {
+        return Err(wgsparse::Error::Invalid(format!(
+            "the activation criterion and bias correction need calibration images in {}",
+            cache.join("images").display()
+        )));
+    }
+    pollster::block_on(gpu.calibrate(ctx, &calib))
+}
+
+fn prune(a: PruneArgs) -> wgsparse::Result<()> {
+    use wgsparse::model::{sparse_file, Dispatching, GpuLite0, PruneSpec};
+    let src = weights_path(&a.cache, a.weights.as_deref())?;
+    let bytes = read(&src)?;
+    let meta = wgsparse::model::Weights::from_bytes(&bytes)?.metadata().clone();
+    let ctx = wgsparse::gpu::Context::new_blocking()?;
+    let (mut gpu, loaded) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, Dispatching::Sparse))?;
+    if loaded.is_some() {
+        return Err(wgsparse::Error::Invalid(format!(
+            "{} is already a pruned sparse file: prune the original checkpoint",
+            src.display()
+        )));
+    }
+    let mut spec = PruneSpec::new(a.pattern.parse()?, a.sparsity);
+    spec.criterion = a.criterion.parse()?;
+    spec.bias_correction = a.bias_correction;
+    spec.dispatching = Dispatching::Sparse;
+    if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction {
+        calibrate(&ctx, &mut gpu, &a.cache, a.calibration, None)?;
+    }
+    let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
+    if report.layers.is_empty() {
+        return Err(wgsparse::Error::Invalid(
+            "nothing to write: the pattern is dense or the sparsity 0".into(),
+        ));
+    }
+    let net = pollster::block_on(gpu.current_net(&ctx))?;
+    let keep: std::collections::HashMap<String, String> = meta
+        .into_iter()
+        .filter(|(k, _)| k == wgsparse::model::weights::META_PTH_SHA256)
+        .collect();
+    let info = sparse_file::PruneInfo {
+        pattern: spec.pattern,
+        sparsity: a.sparsity,
+        criterion: spec.criterion.to_string(),
+        bias_correction: spec.bias_correction,
+        calibration_images: report.calibration_images,
+    };
+    let out = sparse_file::write(&net, &info, &keep)?;
+    std::fs::write(&a.out, &out).map_err(|e| wgsparse::Error::Io {
+        path: a.out.display().to_string(),
+        source: e,
+    })?;
+    println!("{report}");
+    println!(
+        "wrote {}: {} bytes ({} bytes the checkpoint, {:.2}x smaller)",
+        a.out.display(),
+        out.len(),
+        bytes.len(),
+        bytes.len() as f64 / out.len() as f64
+    );
     Ok(())
 }
 

@@ -594,6 +594,99 @@ impl GpuLite0 {
         }
     }
 
+    /// Builds the model from safetensors bytes: the original checkpoint, or a
+    /// sparse file ([`super::sparse_file`]) whose pruned layers are uploaded in
+    /// their stored compressed format (no pruning, no calibration) and run by
+    /// `dispatching`. The second value is the per-layer report of a sparse file.
+    /// For a sparse file the "dense" model is the pruned network run densely.
+    pub async fn from_safetensors(
+        ctx: &Context,
+        bytes: &[u8],
+        dispatching: Dispatching,
+    ) -> Result<(Self, Option<ModelReport>)> {
+        let t0 = now_ms();
+        let weights = super::Weights::from_bytes(bytes)?;
+        let net = Lite0::from_weights(&weights, super::INPUT_SIZE, super::INPUT_SIZE)?;
+        let mut me = Self::new(ctx, net)?;
+        let Some(info) = weights.prune_info()? else {
+            return Ok((me, None));
+        };
+        let mut reports = Vec::new();
+        for i in me.prunable_layers() {
+            let (key, rows, cols) = {
+                let GpuLayer::Prunable(p) = &me.layers[i] else {
+                    continue;
+                };
+                (me.net.layers[i].key.clone(), p.dense.rows(), p.dense.cols())
+            };
+            let Some(sp) = weights.sparse(&format!("{key}.weight"), rows, cols)? else {
+                return Err(Error::Weights(format!(
+                    "sparse file without the compressed weights of {key} ({})",
+                    info.pattern
+                )));
+            };
+            let kept = match &sp {
+                crate::sparse::SparseMatrix::Csr(c) => c.nnz(),
+                crate::sparse::SparseMatrix::Bsr(b) => b.nnz_blocks() * b.block_rows() * b.block_cols(),
+                crate::sparse::SparseMatrix::Nm(n) => n.values().len(),
+                crate::sparse::SparseMatrix::Dense(_) => rows * cols,
+            }
+            .min(rows * cols);
+            let report = crate::prune::TensorReport {
+                name: key,
+                rows,
+                cols,
+                pattern: info.pattern,
+                target: match info.pattern {
+                    Pattern::NM { n, m } => 1.0 - n as f64 / m as f64,
+                    _ => info.sparsity,
+                },
+                achieved: 1.0 - kept as f64 / (rows * cols).max(1) as f64,
+                kept,
+            };
+            let op = SparseOperator::from_sparse(ctx, &sp, report)?;
+            reports.push(me.install(ctx, i, op, info.pattern, dispatching).await?);
+        }
+        me.rebuild(ctx)?;
+        let report = ModelReport {
+            layers: reports,
+            prune_ms: now_ms() - t0,
+            untouched: "loaded pruned from the file (stem and depthwise layers dense)".into(),
+            criterion: info.criterion.parse().unwrap_or_default(),
+            bias_correction: info.bias_correction,
+            calibration_images: info.calibration_images,
+        };
+        Ok((me, Some(report)))
+    }
+
+    /// The network as it currently computes, on the CPU: each prunable layer's
+    /// current (pruned) weights and the bias it runs with. For the CPU
+    /// reference and for writing sparse files.
+    pub async fn current_net(&self, ctx: &Context) -> Result<Lite0> {
+        let mut net = self.net.clone();
+        for i in self.prunable_layers() {
+            let w = self.current_weights(ctx, i).await?;
+            let GpuLayer::Prunable(p) = &self.layers[i] else {
+                continue;
+            };
+            let bias: Vec<f32> = p.bias_in_use().read(ctx).await?;
+            let layer = &mut net.layers[i];
+            match &mut layer.op {
+                Op::Pointwise(pw) => {
+                    pw.weight = w;
+                    pw.bias = bias[..pw.cout].to_vec();
+                }
+                Op::Classifier(c) => {
+                    let n = c.bias.len();
+                    c.weight = w;
+                    c.bias = bias[..n].to_vec();
+                }
+                _ => {}
+            }
+        }
+        Ok(net)
+    }
+
     /// Back to the dense model (exact: the dense weights never change).
     pub fn reset(&mut self, ctx: &Context) -> Result<()> {
         for l in &mut self.layers {
@@ -704,50 +797,8 @@ impl GpuLite0 {
                 corrections.push(op.prepare(ctx, &c.mean_x, &c.yp, &Epilogue::default())?);
                 corrections.push(prepare_bias_correct(ctx, &p.bias, &c.yd, &c.yp, &c.corrected)?);
             }
-            let layer = &self.net.layers[i];
-            let (cout, cin, px) = (p.dense.rows(), p.dense.cols(), layer.output.hw());
-            let (dense_ms, sparse_ms, use_sparse) = match spec.dispatching {
-                Dispatching::Sparse => (None, None, true),
-                Dispatching::Fastest => {
-                    let key = (
-                        cout,
-                        cin,
-                        px,
-                        spec.pattern.to_string(),
-                        (op.report.achieved * MEASURE_BUCKETS).round() as u32,
-                    );
-                    let (d, s) = match self.measured.get(&key) {
-                        Some(&v) => v,
-                        None => {
-                            let v = self.measure_layer(ctx, i, &op).await?;
-                            self.measured.insert(key, v);
-                            v
-                        }
-                    };
-                    (Some(d), Some(s), s < d)
-                }
-            };
-            reports.push(LayerReport {
-                name: layer.name.clone(),
-                shape: (cout, cin, px),
-                pattern: spec.pattern,
-                target: op.report.target,
-                achieved: op.report.achieved,
-                dense_bytes: op.dense_bytes,
-                sparse_bytes: op.bytes,
-                dense_ms,
-                sparse_ms,
-                kernel: if use_sparse { op.weights.kernel_name() } else { "gemm" },
-            });
-            let current = if use_sparse {
-                Current::Sparse(Box::new(op))
-            } else {
-                // Dense is faster here: run it on the PRUNED weights.
-                let masked = op.to_dense(ctx).await?;
-                Current::MaskedDense(GpuMatrix::upload(ctx, &masked, &layer.name)?)
-            };
+            reports.push(self.install(ctx, i, op, spec.pattern, spec.dispatching).await?);
             if let GpuLayer::Prunable(p) = &mut self.layers[i] {
-                p.current = current;
                 p.bias_corrected = spec.bias_correction;
             }
         }
@@ -769,6 +820,67 @@ impl GpuLite0 {
                 0
             },
         })
+    }
+
+    /// Makes prunable layer `i` run `op` (its sparse kernel, or the dense
+    /// kernel on the pruned weights where that measured faster) and reports it.
+    async fn install(
+        &mut self,
+        ctx: &Context,
+        i: usize,
+        op: SparseOperator,
+        pattern: Pattern,
+        dispatching: Dispatching,
+    ) -> Result<LayerReport> {
+        let GpuLayer::Prunable(p) = &self.layers[i] else {
+            return Err(Error::Invalid(format!("layer {i} is not prunable")));
+        };
+        let layer = &self.net.layers[i];
+        let (cout, cin, px) = (p.dense.rows(), p.dense.cols(), layer.output.hw());
+        let (dense_ms, sparse_ms, use_sparse) = match dispatching {
+            Dispatching::Sparse => (None, None, true),
+            Dispatching::Fastest => {
+                let key = (
+                    cout,
+                    cin,
+                    px,
+                    pattern.to_string(),
+                    (op.report.achieved * MEASURE_BUCKETS).round() as u32,
+                );
+                let (d, s) = match self.measured.get(&key) {
+                    Some(&v) => v,
+                    None => {
+                        let v = self.measure_layer(ctx, i, &op).await?;
+                        self.measured.insert(key, v);
+                        v
+                    }
+                };
+                (Some(d), Some(s), s < d)
+            }
+        };
+        let report = LayerReport {
+            name: layer.name.clone(),
+            shape: (cout, cin, px),
+            pattern,
+            target: op.report.target,
+            achieved: op.report.achieved,
+            dense_bytes: op.dense_bytes,
+            sparse_bytes: op.bytes,
+            dense_ms,
+            sparse_ms,
+            kernel: if use_sparse { op.weights.kernel_name() } else { "gemm" },
+        };
+        let current = if use_sparse {
+            Current::Sparse(Box::new(op))
+        } else {
+            // Dense is faster here: run it on the PRUNED weights.
+            let masked = op.to_dense(ctx).await?;
+            Current::MaskedDense(GpuMatrix::upload(ctx, &masked, &layer.name)?)
+        };
+        if let GpuLayer::Prunable(p) = &mut self.layers[i] {
+            p.current = current;
+        }
+        Ok(report)
     }
 
     /// Median GPU ms of layer `i` with its dense kernel and with `op`.

@@ -23,6 +23,7 @@ pub mod lite0;
 pub mod preprocess;
 pub mod pth;
 pub mod reference;
+pub mod sparse_file;
 pub mod sweep;
 pub mod weights;
 
