@@ -743,7 +743,10 @@ impl GpuLite0 {
             let ws: Vec<&GpuMatrix> = ps.iter().map(|p| &p.dense).collect();
             let scores: Option<Vec<&GpuMatrix>> = ps.iter().map(|p| score_of(p, scored)).collect();
             let plan = crate::gpu::PrunePlan::global_scored(ctx, &ws, scores.as_deref(), spec.sparsity)?;
-            Some(plan.run(ctx).await?.into_iter())
+            let csrs = plan.run(ctx).await?;
+            let ptrs: Vec<&crate::gpu::GpuBuffer> = csrs.iter().map(|c| &c.row_ptr).collect();
+            let words = crate::gpu::read_many(ctx, &ptrs).await?;
+            Some(csrs.into_iter().zip(words))
         } else {
             None
         };
@@ -763,7 +766,14 @@ impl GpuLite0 {
                 plans.push(plan);
             }
             ctx.queue().submit([enc.finish()]);
-            Some(plans.into_iter())
+            // Every layer's status (and CSR row pointers) in ONE read-back.
+            let bufs: Vec<&crate::gpu::GpuBuffer> = plans.iter().flat_map(|p| p.readbacks()).collect();
+            let mut words = crate::gpu::read_many(ctx, &bufs).await?.into_iter();
+            let per_plan: Vec<Vec<Vec<u32>>> = plans
+                .iter()
+                .map(|p| words.by_ref().take(p.readbacks().len()).collect())
+                .collect();
+            Some(plans.into_iter().zip(per_plan))
         } else {
             None
         };
@@ -775,16 +785,24 @@ impl GpuLite0 {
             };
             let op = match (global.as_mut(), plans.as_mut()) {
                 (Some(it), _) => {
-                    let csr = it
+                    let (csr, row_ptr) = it
                         .next()
                         .ok_or_else(|| Error::Gpu("global pruning returned too few tensors".into()))?;
-                    SparseOperator::from_gpu_csr(ctx, csr, spec.sparsity).await?
+                    let (rows, cols) = (csr.rows, csr.cols);
+                    let w = crate::gpu::spmm_csr::CsrWeights::from_gpu(ctx, csr, &row_ptr)?;
+                    SparseOperator::from_gpu_weights(
+                        crate::ops::GpuWeights::Csr(w),
+                        rows,
+                        cols,
+                        Pattern::Unstructured,
+                        spec.sparsity,
+                    )
                 }
                 (None, Some(it)) => {
-                    let plan = it
+                    let (plan, words) = it
                         .next()
                         .ok_or_else(|| Error::Gpu("a layer has no pruning plan".into()))?;
-                    plan.finish(ctx, p.dense.rows(), p.dense.cols(), spec.pattern, spec.sparsity)
+                    plan.finish_read(ctx, &words, p.dense.rows(), p.dense.cols(), spec.pattern, spec.sparsity)
                         .await?
                 }
                 (None, None) => unreachable!("either global or per-layer plans exist"),
