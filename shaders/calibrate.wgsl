@@ -99,3 +99,23 @@ fn bias_correct(@builtin(workgroup_id) wid: vec3<u32>,
     }
     b_out[r] = b_bias[r] + (b_yd[r * bp.offset] - b_yp[r * bp.offset]);
 }
+
+// ---------------------------------------------------------------- scale_rows
+// out[r, c] = w[r, c] * scale[r] (re-normalization: each output channel's
+// weights scaled; padding columns copied scaled, i.e. stay 0).
+
+@group(0) @binding(0) var<uniform> rp: CalParams;
+@group(0) @binding(1) var<storage, read> r_w: array<f32>;
+@group(0) @binding(2) var<storage, read> r_scale: array<f32>;
+@group(0) @binding(3) var<storage, read_write> r_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn scale_rows(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = flat_group(wid, nwg) * 256u + lid;
+    if (i >= rp.rows * rp.stride) {
+        return;
+    }
+    r_out[i] = r_w[i] * r_scale[i / rp.stride];
+}

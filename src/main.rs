@@ -58,6 +58,10 @@ struct GpuClassifyArgs {
     /// input on calibration images.
     #[arg(long)]
     bias_correction: bool,
+    /// Re-normalize each pruned layer's output channels to the dense model's
+    /// mean and standard deviation on the calibration images.
+    #[arg(long)]
+    renorm: bool,
     /// Calibration images for --criterion activation / --bias-correction: the
     /// first N sample images of the cache (never the classified image itself).
     #[arg(long, default_value_t = 8)]
@@ -88,6 +92,9 @@ struct PruneArgs {
     criterion: String,
     #[arg(long)]
     bias_correction: bool,
+    /// Re-normalize each pruned layer's output channels (see classify --help).
+    #[arg(long)]
+    renorm: bool,
     /// Calibration images (first N sample images of the cache).
     #[arg(long, default_value_t = 8)]
     calibration: usize,
@@ -108,7 +115,7 @@ struct SweepArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [0.1, 0.3, 0.5, 0.7, 0.9])]
     sparsities: Vec<f64>,
     /// Pruning methods, comma separated: magnitude or activation, each
-    /// optionally with +bc (bias correction).
+    /// optionally with +bc (bias correction) and/or +renorm (re-normalization).
     #[arg(long, value_delimiter = ',', default_values_t = ["magnitude".to_string()])]
     methods: Vec<String>,
     /// The first N sample images calibrate (activation criterion, bias
@@ -388,7 +395,8 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
     }
     spec.criterion = a.criterion.parse()?;
     spec.bias_correction = a.bias_correction;
-    if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction {
+    spec.renorm = a.renorm;
+    if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction || spec.renorm {
         calibrate(&ctx, &mut gpu, &a.cache, a.calibration, Some(&a.image))?;
     }
     let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
@@ -473,8 +481,9 @@ fn prune(a: PruneArgs) -> wgsparse::Result<()> {
     let mut spec = PruneSpec::new(a.pattern.parse()?, a.sparsity);
     spec.criterion = a.criterion.parse()?;
     spec.bias_correction = a.bias_correction;
+    spec.renorm = a.renorm;
     spec.dispatching = Dispatching::Sparse;
-    if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction {
+    if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction || spec.renorm {
         calibrate(&ctx, &mut gpu, &a.cache, a.calibration, None)?;
     }
     let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
@@ -493,6 +502,7 @@ fn prune(a: PruneArgs) -> wgsparse::Result<()> {
         sparsity: a.sparsity,
         criterion: spec.criterion.to_string(),
         bias_correction: spec.bias_correction,
+        renorm: spec.renorm,
         calibration_images: report.calibration_images,
     };
     let out = sparse_file::write(&net, &info, &keep)?;

@@ -222,9 +222,9 @@ impl Model {
     }
 
     /// Prunes every pointwise layer, the head and the classifier on the GPU:
-    /// `{ pattern, sparsity, dispatch, criterion, biasCorrection }` with
-    /// criterion `"magnitude"` (default) or `"activation"` and biasCorrection a
-    /// boolean (both of the latter need `calibrate` first), dispatch `"sparse"` (default:
+    /// `{ pattern, sparsity, dispatch, criterion, biasCorrection, renorm }` with
+    /// criterion `"magnitude"` (default) or `"activation"`, biasCorrection and
+    /// renorm booleans (all three need `calibrate` first), dispatch `"sparse"` (default:
     /// every pruned layer runs its sparse kernel) or `"fastest"` (dense or
     /// sparse per layer by measurement; needs timestamp queries in the
     /// browser). `pattern: "dense"` or sparsity 0 goes back to the dense model.
@@ -258,12 +258,16 @@ impl Model {
                     .parse()
                     .map_err(js_err)?,
             };
-            spec.bias_correction = match get("biasCorrection") {
-                v if v.is_undefined() || v.is_null() => false,
-                v => v
-                    .as_bool()
-                    .ok_or_else(|| JsError::new("options.biasCorrection must be a boolean"))?,
+            let flag = |k: &str| -> Result<bool, JsValue> {
+                match get(k) {
+                    v if v.is_undefined() || v.is_null() => Ok(false),
+                    v => v
+                        .as_bool()
+                        .ok_or_else(|| JsError::new(&format!("options.{k} must be a boolean")).into()),
+                }
             };
+            spec.bias_correction = flag("biasCorrection")?;
+            spec.renorm = flag("renorm")?;
             let mut gpu = take(&slot)?;
             let report = gpu.prune(&ctx, &spec).await;
             *slot.borrow_mut() = Some(gpu);

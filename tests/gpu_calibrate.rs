@@ -166,3 +166,27 @@ fn bias_correction_adds_the_removed_mean() {
     let short = GpuBuffer::new(&ctx, 4 * (rows as u64 - 1), "short").unwrap();
     assert!(calibrate::prepare_bias_correct(&ctx, &gb, &gyd, &gyp, &short).is_err());
 }
+
+#[test]
+fn scale_rows_matches_the_cpu_bit_for_bit() {
+    let ctx = ctx();
+    for (rows, cols) in [(1, 1), (29, 45), (130, 7)] {
+        let w = random(rows, cols, 11);
+        let a = norms(rows, 12);
+        let gw = GpuMatrix::upload(&ctx, &w, "w").unwrap();
+        let ga = GpuBuffer::from_slice(&ctx, &a, "scale").unwrap();
+        let out = GpuMatrix::new(&ctx, rows, cols, "out").unwrap();
+        poison(&ctx, out.buffer());
+        ctx.submit(&[&calibrate::prepare_scale_rows(&ctx, &gw, &ga, &out).unwrap()]);
+        let want: Vec<f32> = w.data().iter().enumerate().map(|(i, v)| v * a[i / cols]).collect();
+        assert_eq!(
+            bits(out.download_blocking(&ctx).unwrap().data()),
+            bits(&want),
+            "{rows}x{cols}"
+        );
+    }
+    let gw = GpuMatrix::upload(&ctx, &random(4, 4, 1), "w").unwrap();
+    let short = GpuBuffer::from_slice(&ctx, &[1.0f32; 3], "scale").unwrap();
+    let out = GpuMatrix::new(&ctx, 4, 4, "out").unwrap();
+    assert!(calibrate::prepare_scale_rows(&ctx, &gw, &short, &out).is_err());
+}

@@ -7,6 +7,7 @@ mod common;
 
 use common::ctx;
 use common::model::{fixture, image};
+use wgsparse::model::calibrate::RENORM_MAX_SCALE;
 use wgsparse::model::{reference, Criterion, Dispatching, GpuLite0, Lite0, Op, PruneSpec};
 use wgsparse::reference::rel_error;
 use wgsparse::{Error, Matrix, Pattern};
@@ -201,5 +202,133 @@ fn activation_criterion_and_bias_correction_match_the_cpu() {
             "{p} (bias correction {correct}): GPU logits differ from the CPU reference by {err:e}"
         );
         assert!(rel_error(&got, &dense) > 1e-3, "{p}: pruning changed nothing");
+    }
+}
+
+/// Per-channel mean and std of `W x + b` over the calibration images (CPU).
+fn pre_activation_stats(net: &Lite0, i: usize, imgs: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
+    let layer = &net.layers[i];
+    let w = layer.prunable_weight().unwrap();
+    let bias = match &layer.op {
+        Op::Pointwise(p) => &p.bias,
+        Op::Classifier(c) => &c.bias,
+        _ => unreachable!(),
+    };
+    let (cout, cin, px) = (w.rows(), w.cols(), layer.input.hw());
+    let (mut s, mut q) = (vec![0f64; cout], vec![0f64; cout]);
+    for x in imgs {
+        let a = &reference::forward_all(net, x).unwrap()[i];
+        for r in 0..cout {
+            for p in 0..px {
+                let z: f64 = bias[r] as f64
+                    + (0..cin)
+                        .map(|c| w.data()[r * cin + c] as f64 * a[c * px + p] as f64)
+                        .sum::<f64>();
+                s[r] += z;
+                q[r] += z * z;
+            }
+        }
+    }
+    let n = (imgs.len() * px) as f64;
+    let mean: Vec<f32> = s.iter().map(|v| (v / n) as f32).collect();
+    let std: Vec<f32> = s
+        .iter()
+        .zip(&q)
+        .map(|(v, q)| (q / n - (v / n).powi(2)).max(0.0).sqrt() as f32)
+        .collect();
+    (mean, std)
+}
+
+#[test]
+fn renormalization_restores_the_dense_channel_statistics() {
+    let ctx = ctx();
+    let f = fixture();
+    let x = image("chelsea.png");
+    let calib = [image("coffee.png"), image("astronaut.png")];
+    let mut gpu = GpuLite0::new(&ctx, f.net.clone()).unwrap();
+    let dense = pollster::block_on(gpu.forward(&ctx, &x)).unwrap();
+    let mut spec = PruneSpec::new(Pattern::Unstructured, 0.5);
+    spec.renorm = true;
+    assert!(matches!(
+        pollster::block_on(gpu.prune(&ctx, &spec)),
+        Err(Error::Invalid(_))
+    ));
+    pollster::block_on(gpu.calibrate(&ctx, &calib)).unwrap();
+    // At 0% re-normalization changes nothing.
+    let mut zero = spec.clone();
+    zero.sparsity = 0.0;
+    pollster::block_on(gpu.prune(&ctx, &zero)).unwrap();
+    assert_eq!(pollster::block_on(gpu.forward(&ctx, &x)).unwrap(), dense);
+
+    let prunable = gpu.prunable_layers();
+    let probe = [prunable[0], prunable[1], prunable[prunable.len() / 2]];
+    for p in ["unstructured", "2:4", "block:4x4"] {
+        let pattern: Pattern = p.parse().unwrap();
+        let mut plain = PruneSpec::new(pattern, 0.5);
+        plain.dispatching = Dispatching::Sparse;
+        pollster::block_on(gpu.prune(&ctx, &plain)).unwrap();
+        let before = pollster::block_on(gpu.current_net(&ctx)).unwrap();
+        let mut spec = plain.clone();
+        spec.renorm = true;
+        let report = pollster::block_on(gpu.prune(&ctx, &spec)).unwrap();
+        assert!(report.renorm);
+        let after = pollster::block_on(gpu.current_net(&ctx)).unwrap();
+        // Same mask, scaled weights (a channel whose dense output is constant
+        // on the calibration images gets scale 0: its whole row is zero).
+        for &i in &prunable {
+            let (b, a) = (
+                before.layers[i].prunable_weight().unwrap(),
+                after.layers[i].prunable_weight().unwrap(),
+            );
+            let cols = b.cols();
+            for (r, (rb, ra)) in b.data().chunks(cols).zip(a.data().chunks(cols)).enumerate() {
+                let same = rb.iter().zip(ra).all(|(u, v)| (*u == 0.0) == (*v == 0.0));
+                let zeroed = ra.iter().all(|v| *v == 0.0) && gpu.calibration(i).unwrap().out_std[r] == 0.0;
+                assert!(
+                    same || zeroed,
+                    "{p}: re-normalization changed the mask of {} row {r}",
+                    f.net.layers[i].name
+                );
+            }
+        }
+        // The GPU model equals the CPU reference of its own weights.
+        let got = pollster::block_on(gpu.forward(&ctx, &x)).unwrap();
+        let want = reference::forward(&after, &x).unwrap();
+        assert!(rel_error(&got, &want) <= 1e-4, "{p}: {:e}", rel_error(&got, &want));
+        assert!(rel_error(&got, &dense) > 1e-3);
+        // Channel statistics back to the dense model's (the first pruned
+        // layer exactly up to f32 sums; later ones see re-normalized inputs).
+        for &i in &probe {
+            let c = gpu.calibration(i).unwrap();
+            let (m0, s0) = pre_activation_stats(&before, i, &calib);
+            let (m1, s1) = pre_activation_stats(&after, i, &calib);
+            // Channels whose scale was not clamped (a <= RENORM_MAX_SCALE;
+            // the margin covers f32 against f64 statistics).
+            let free: Vec<usize> = (0..s0.len())
+                .filter(|&r| s0[r] > 0.0 && (c.out_std[r] / s0[r]) as f64 <= 0.99 * RENORM_MAX_SCALE)
+                .collect();
+            let pick = |v: &[f32]| free.iter().map(|&r| v[r]).collect::<Vec<f32>>();
+            // (Rows the pattern emptied have sp = 0: only their mean can be restored.)
+            assert!(
+                free.len() * 2 >= s0.len(),
+                "{p}: {} of {} channels free",
+                free.len(),
+                s0.len()
+            );
+            let (c_std, c_mean) = (pick(&c.out_std), pick(&c.out_mean));
+            let (s0, s1, m0, m1) = (pick(&s0), pick(&s1), pick(&m0), pick(&m1));
+            let (e0, e1) = (rel_error(&s0, &c_std), rel_error(&s1, &c_std));
+            let (f0, f1) = (rel_error(&m0, &c_mean), rel_error(&m1, &c_mean));
+            eprintln!(
+                "{p} {}: std error {e0:.3e} -> {e1:.3e}, mean error {f0:.3e} -> {f1:.3e}",
+                f.net.layers[i].name
+            );
+            assert!(
+                e1 < 1e-2 && f1 < 1e-2,
+                "{p} {}: statistics not restored",
+                f.net.layers[i].name
+            );
+            assert!(e1 < e0, "{p} {}: std error did not drop", f.net.layers[i].name);
+        }
     }
 }

@@ -118,3 +118,32 @@ pub fn prepare_bias_correct(
         grid,
     )
 }
+
+/// `out[r, c] = w[r, c] * scale[r]` (`out` of `w`'s shape; may not be `w`).
+pub fn prepare_scale_rows(ctx: &Context, w: &GpuMatrix, scale: &GpuBuffer, out: &GpuMatrix) -> Result<Dispatch> {
+    if (out.rows(), out.cols(), out.stride()) != (w.rows(), w.cols(), w.stride()) || scale.bytes() < 4 * w.rows() as u64
+    {
+        return Err(Error::Shape(format!(
+            "scaling the rows of a {}x{} matrix into {}x{} with {} scales",
+            w.rows(),
+            w.cols(),
+            out.rows(),
+            out.cols(),
+            scale.bytes() / 4
+        )));
+    }
+    let p = CalParams {
+        rows: u32_of(w.rows(), "rows")?,
+        cols: u32_of(w.cols(), "cols")?,
+        stride: u32_of(w.stride(), "stride")?,
+        offset: 0,
+    };
+    let len = u32_of(w.rows() * w.stride(), "elements")?;
+    let u = ctx.uniform(&p, "scale_rows params");
+    let grid = ctx.fold_groups(len.div_ceil(256).max(1))?;
+    ctx.prepare(
+        &PipelineKey::new(Kernel::ScaleRows, &[]),
+        &[&u, w.buffer().raw(), scale.raw(), out.buffer().raw()],
+        grid,
+    )
+}

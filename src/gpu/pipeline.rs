@@ -98,6 +98,8 @@ pub enum Kernel {
     ScoreCols,
     /// `calibrate.wgsl`: bias + W * mean - W' * mean.
     BiasCorrect,
+    /// `calibrate.wgsl`: each row times its scale.
+    ScaleRows,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -135,6 +137,7 @@ impl Kernel {
             Kernel::RowStats => "row_stats",
             Kernel::ScoreCols => "score_cols",
             Kernel::BiasCorrect => "bias_correct",
+            Kernel::ScaleRows => "scale_rows",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -161,7 +164,9 @@ impl Kernel {
             Kernel::SpmmCsrRows => include_str!("../../shaders/spmm_csr.wgsl"),
             Kernel::SpmmCsrRowwise => include_str!("../../shaders/spmm_csr_rowwise.wgsl"),
             Kernel::SpmmCsrPack => include_str!("../../shaders/spmm_csr_pack.wgsl"),
-            Kernel::RowStats | Kernel::ScoreCols | Kernel::BiasCorrect => include_str!("../../shaders/calibrate.wgsl"),
+            Kernel::RowStats | Kernel::ScoreCols | Kernel::BiasCorrect | Kernel::ScaleRows => {
+                include_str!("../../shaders/calibrate.wgsl")
+            }
         }
     }
     /// The entry point: every kernel's entry point is its name.
@@ -214,6 +219,8 @@ impl Kernel {
             Kernel::ScoreCols => &[Binding::Uniform, RO, RO, RW],
             // params, bias, W * mean, W' * mean, corrected bias
             Kernel::BiasCorrect => &[Binding::Uniform, RO, RO, RO, RW],
+            // params, w, per-row scale, scaled copy
+            Kernel::ScaleRows => &[Binding::Uniform, RO, RO, RW],
         }
     }
 

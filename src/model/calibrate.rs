@@ -5,10 +5,15 @@
 //! One submission per image runs the dense network with the statistics kernels
 //! recorded between its layers; sums are kept in f64 across images.
 
-use super::gpu::{GpuLayer, GpuLite0};
+use super::gpu::{Criterion, Current, GpuLayer, GpuLite0, PruneSpec};
 use crate::error::{Error, Result};
-use crate::gpu::calibrate::{prepare_row_stats, prepare_score_cols};
-use crate::gpu::{elementwise, gemm, Activation, Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix};
+use crate::gpu::calibrate::{prepare_row_stats, prepare_scale_rows, prepare_score_cols};
+use crate::gpu::{elementwise, gemm, read_many, Activation, Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix};
+use crate::ops::LayerPlan;
+
+/// Re-normalization never scales a channel by more than this (a channel the
+/// pruning nearly silenced would otherwise amplify what is left of it).
+pub const RENORM_MAX_SCALE: f64 = 10.0;
 
 /// What calibration measured for one prunable layer, with the GPU buffers
 /// pruning uses.
@@ -140,6 +145,8 @@ impl GpuLite0 {
             }
         }
         self.calibrated_on = images.len();
+        self.calib_images = images.to_vec();
+        self.renorm_sets.clear();
         Ok(())
     }
 }
@@ -152,5 +159,133 @@ impl GpuLite0 {
             Some(GpuLayer::Prunable(p)) => p.calib.as_deref(),
             _ => None,
         }
+    }
+}
+
+impl GpuLite0 {
+    /// Re-normalization (see [`PruneSpec::renorm`]): for each pruned layer in
+    /// network order, runs the calibration images through the pruned network
+    /// up to it (earlier layers already corrected), measures the mean `mp` and
+    /// standard deviation `sp` of each output channel before the activation,
+    /// and folds `y' = a (y - mp) + md`, `a = sd / sp` (`md`, `sd`: the dense
+    /// model's), into the layer: weights scaled by `a` (re-pruned from the
+    /// scaled dense weights with the original ranking, so the mask does not
+    /// change) and bias `a (b - mp) + md`. Two GPU round trips per layer.
+    pub(super) async fn renormalize(&mut self, ctx: &Context, spec: &PruneSpec) -> Result<()> {
+        let n = self.calib_images.len();
+        if n == 0 {
+            return Err(Error::Invalid("re-normalization needs calibration images".into()));
+        }
+        let mut sets = std::mem::take(&mut self.renorm_sets);
+        if sets.len() != n {
+            sets = (0..n)
+                .map(|k| {
+                    self.tensors
+                        .iter()
+                        .map(|t| GpuMatrix::new(ctx, t.rows(), t.cols(), &format!("renorm image {k}")))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .collect::<Result<_>>()?;
+        }
+        let result = self.renormalize_on(ctx, spec, &sets).await;
+        self.renorm_sets = sets;
+        result
+    }
+
+    async fn renormalize_on(&mut self, ctx: &Context, spec: &PruneSpec, sets: &[Vec<GpuMatrix>]) -> Result<()> {
+        for (set, x) in sets.iter().zip(&self.calib_images) {
+            self.write_input(ctx, &set[0], x)?;
+        }
+        let submit = |d: &[Dispatch]| {
+            let refs: Vec<&Dispatch> = d.iter().collect();
+            ctx.submit(&refs);
+        };
+        let mut pending: Vec<Dispatch> = Vec::new();
+        for i in 0..self.layers.len() {
+            let pruned = matches!(&self.layers[i], GpuLayer::Prunable(p) if !matches!(p.current, Current::Dense));
+            if pruned {
+                // Pre-activation statistics of the pruned layer over every image.
+                let cout = self.tensors[i + 1].rows();
+                let px = self.tensors[i + 1].cols() as f64;
+                let stats = GpuBuffer::new(ctx, 8 * cout as u64, "renorm statistics")?;
+                pending.push(elementwise::prepare_fill(ctx, &stats, 0)?);
+                for set in sets {
+                    pending.extend(self.layer_dispatches_on(ctx, i, set, false, true)?);
+                    pending.push(prepare_row_stats(ctx, &set[i + 1], &stats, 0)?);
+                }
+                submit(&pending);
+                pending.clear();
+                let GpuLayer::Prunable(p) = &self.layers[i] else {
+                    unreachable!("checked above")
+                };
+                let calib = p
+                    .calib
+                    .as_ref()
+                    .ok_or_else(|| Error::Invalid(format!("layer {i} has no calibration statistics")))?;
+                let words = read_many(ctx, &[&stats, p.bias_in_use()]).await?;
+                let count = sets.len() as f64 * px;
+                let (mut scale, mut bias) = (Vec::with_capacity(cout), Vec::with_capacity(cout));
+                for r in 0..cout {
+                    let sum = f32::from_bits(words[0][2 * r]) as f64;
+                    let sq = f32::from_bits(words[0][2 * r + 1]) as f64;
+                    let mp = sum / count;
+                    let sp = (sq / count - mp * mp).max(0.0).sqrt();
+                    let (md, sd) = (calib.out_mean[r] as f64, calib.out_std[r] as f64);
+                    let a = if sp > 1e-12 {
+                        (sd / sp).min(RENORM_MAX_SCALE)
+                    } else {
+                        1.0
+                    };
+                    let b = f32::from_bits(words[1][r]) as f64;
+                    scale.push(a as f32);
+                    bias.push((a * (b - mp) + md) as f32);
+                }
+                ctx.queue()
+                    .write_buffer(calib.corrected.raw(), 0, bytemuck::cast_slice(&bias));
+                let scale = GpuBuffer::from_slice(ctx, &scale, "renorm scale")?;
+                let (rows, cols) = (p.dense.rows(), p.dense.cols());
+                let name = self.net().layers[i].name.clone();
+                let new = match &p.current {
+                    Current::MaskedDense(w) => {
+                        let out = GpuMatrix::new(ctx, rows, cols, &name)?;
+                        submit(&[prepare_scale_rows(ctx, w, &scale, &out)?]);
+                        Current::MaskedDense(out)
+                    }
+                    Current::Sparse(op) => {
+                        let v = GpuMatrix::new(ctx, rows, cols, &name)?;
+                        submit(&[prepare_scale_rows(ctx, &p.dense, &scale, &v)?]);
+                        // Ranked as the prune ranked (the unscaled weights or
+                        // their activation scores), so the mask is the same.
+                        let rank = match spec.criterion {
+                            Criterion::Activation => &calib.score,
+                            Criterion::Magnitude => &p.dense,
+                        };
+                        // A global prune's per-layer share, as a per-layer count.
+                        let s = match spec.scope {
+                            super::gpu::Scope::Global => op.report.achieved,
+                            super::gpu::Scope::PerLayer => spec.sparsity,
+                        };
+                        let plan = LayerPlan::new(ctx, &v, Some(rank), spec.pattern, s)?;
+                        let mut enc = ctx
+                            .device()
+                            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("renorm") });
+                        plan.encode(&mut enc);
+                        ctx.queue().submit([enc.finish()]);
+                        let words = read_many(ctx, &plan.readbacks()).await?;
+                        let new_op = plan.finish_read(ctx, &words, rows, cols, spec.pattern, s).await?;
+                        Current::Sparse(Box::new(new_op))
+                    }
+                    Current::Dense => unreachable!("checked above"),
+                };
+                if let GpuLayer::Prunable(p) = &mut self.layers[i] {
+                    p.current = new;
+                    p.bias_corrected = true;
+                }
+            }
+            for set in sets {
+                pending.extend(self.layer_dispatches_on(ctx, i, set, false, false)?);
+            }
+        }
+        Ok(())
     }
 }

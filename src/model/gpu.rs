@@ -126,6 +126,12 @@ pub struct PruneSpec {
     /// outputs keep their mean over the calibration images: needs
     /// [`GpuLite0::calibrate`].
     pub bias_correction: bool,
+    /// After pruning (and bias correction), rescale each pruned layer's output
+    /// channels, layer by layer in network order, so their mean and standard
+    /// deviation before the activation on the calibration images match the
+    /// dense model's (the folded-BatchNorm analogue of re-estimating BN
+    /// statistics): needs [`GpuLite0::calibrate`].
+    pub renorm: bool,
 }
 
 impl PruneSpec {
@@ -137,6 +143,7 @@ impl PruneSpec {
             dispatching: Dispatching::Fastest,
             criterion: Criterion::Magnitude,
             bias_correction: false,
+            renorm: false,
         }
     }
 }
@@ -169,6 +176,7 @@ pub struct ModelReport {
     pub untouched: String,
     pub criterion: Criterion,
     pub bias_correction: bool,
+    pub renorm: bool,
     /// Calibration images behind the criterion / bias correction (0: none used).
     pub calibration_images: usize,
 }
@@ -209,9 +217,10 @@ impl fmt::Display for ModelReport {
         if self.calibration_images > 0 {
             writeln!(
                 f,
-                "criterion: {}, bias correction {} (statistics of {} calibration images)",
+                "criterion: {}, bias correction {}, re-normalization {} (statistics of {} calibration images)",
                 self.criterion,
                 if self.bias_correction { "on" } else { "off" },
+                if self.renorm { "on" } else { "off" },
                 self.calibration_images
             )?;
         } else {
@@ -222,7 +231,7 @@ impl fmt::Display for ModelReport {
 }
 
 /// What a prunable layer currently runs.
-enum Current {
+pub(super) enum Current {
     /// The original dense weights (not pruned).
     Dense,
     /// The pruned weights in their sparse format, with the sparse kernel.
@@ -239,16 +248,16 @@ pub(super) struct Prunable {
     pub(super) bias: GpuBuffer,
     act: Activation,
     residual: Option<usize>,
-    current: Current,
+    pub(super) current: Current,
     /// What calibration measured for this layer (with its GPU buffers).
     pub(super) calib: Option<Box<super::calibrate::LayerCalib>>,
     /// The pruned layer runs with the corrected bias of `calib`.
-    bias_corrected: bool,
+    pub(super) bias_corrected: bool,
 }
 
 impl Prunable {
     /// The bias the current weights run with.
-    fn bias_in_use(&self) -> &GpuBuffer {
+    pub(super) fn bias_in_use(&self) -> &GpuBuffer {
         match (&self.calib, self.bias_corrected, &self.current) {
             (Some(c), true, Current::Sparse(_) | Current::MaskedDense(_)) => &c.corrected,
             _ => &self.bias,
@@ -332,6 +341,11 @@ pub struct GpuLite0 {
     measured: HashMap<MeasureKey, (f64, f64)>,
     /// Calibration images the statistics of the prunable layers come from (0: none).
     pub(super) calibrated_on: usize,
+    /// The calibration images (preprocessed), for re-normalization.
+    pub(super) calib_images: Vec<Vec<f32>>,
+    /// One activation set per calibration image (allocated by the first
+    /// re-normalization).
+    pub(super) renorm_sets: Vec<Vec<GpuMatrix>>,
 }
 
 impl GpuLite0 {
@@ -392,6 +406,8 @@ impl GpuLite0 {
             ranges: Vec::new(),
             measured: HashMap::new(),
             calibrated_on: 0,
+            calib_images: Vec::new(),
+            renorm_sets: Vec::new(),
         };
         me.rebuild(ctx)?;
         me.dense_plan = me.plan.clone();
@@ -413,7 +429,22 @@ impl GpuLite0 {
     }
 
     fn layer_dispatches_as(&self, ctx: &Context, i: usize, dense: bool) -> Result<Vec<Dispatch>> {
-        let (x, y) = (&self.tensors[i], &self.tensors[i + 1]);
+        self.layer_dispatches_on(ctx, i, &self.tensors, dense, false)
+    }
+
+    /// The dispatches of layer `i` over the activation set `tensors` (the
+    /// model's own or a copy of the same shapes): the dense or the current
+    /// layer; with `pre_activation`, a prunable layer writes its output before
+    /// the activation and without its residual add.
+    pub(super) fn layer_dispatches_on(
+        &self,
+        ctx: &Context,
+        i: usize,
+        tensors: &[GpuMatrix],
+        dense: bool,
+        pre_activation: bool,
+    ) -> Result<Vec<Dispatch>> {
+        let (x, y) = (&tensors[i], &tensors[i + 1]);
         Ok(match &self.layers[i] {
             GpuLayer::Conv { shape, w, b, act } => vec![conv::prepare_conv2d(ctx, shape, x, w, b, y, *act)?],
             GpuLayer::Depthwise { shape, w, b, act } => vec![conv::prepare_depthwise(ctx, shape, x, w, b, y, *act)?],
@@ -421,7 +452,7 @@ impl GpuLite0 {
             GpuLayer::Prunable(p) => {
                 let ep = Epilogue {
                     bias: Some(if dense { &p.bias } else { p.bias_in_use() }),
-                    act: p.act,
+                    act: if pre_activation { Activation::None } else { p.act },
                 };
                 let main = match &p.current {
                     _ if dense => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
@@ -430,9 +461,8 @@ impl GpuLite0 {
                     Current::Dense => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
                 };
                 let mut v = vec![main];
-                if let Some(t) = p.residual {
-                    let r = self
-                        .tensors
+                if let (Some(t), false) = (p.residual, pre_activation) {
+                    let r = tensors
                         .get(t)
                         .ok_or_else(|| Error::Shape(format!("residual tensor {t} does not exist")))?;
                     v.push(elementwise::prepare_add(ctx, y.buffer(), r.buffer())?);
@@ -442,7 +472,7 @@ impl GpuLite0 {
         })
     }
 
-    fn rebuild(&mut self, ctx: &Context) -> Result<()> {
+    pub(super) fn rebuild(&mut self, ctx: &Context) -> Result<()> {
         let mut plan = Vec::new();
         let mut ranges = Vec::new();
         for i in 0..self.layers.len() {
@@ -457,7 +487,11 @@ impl GpuLite0 {
 
     /// Writes a preprocessed image `[3, H*W]` into the input tensor.
     pub fn set_input(&self, ctx: &Context, x: &[f32]) -> Result<()> {
-        let t0 = &self.tensors[0];
+        self.write_input(ctx, &self.tensors[0], x)
+    }
+
+    /// Writes a preprocessed image into `t0` (an input tensor of the model's shape).
+    pub(super) fn write_input(&self, ctx: &Context, t0: &GpuMatrix, x: &[f32]) -> Result<()> {
         if x.len() != t0.rows() * t0.cols() {
             return Err(Error::Shape(format!(
                 "input has {} values, the network takes {} ({})",
@@ -654,6 +688,7 @@ impl GpuLite0 {
             untouched: "loaded pruned from the file (stem and depthwise layers dense)".into(),
             criterion: info.criterion.parse().unwrap_or_default(),
             bias_correction: info.bias_correction,
+            renorm: info.renorm,
             calibration_images: info.calibration_images,
         };
         Ok((me, Some(report)))
@@ -717,9 +752,10 @@ impl GpuLite0 {
                 spec.pattern
             )));
         }
-        if (spec.criterion == Criterion::Activation || spec.bias_correction) && self.calibrated_on == 0 {
+        if (spec.criterion == Criterion::Activation || spec.bias_correction || spec.renorm) && self.calibrated_on == 0 {
             return Err(Error::Invalid(
-                "the activation criterion and bias correction need calibration images: calibrate the model first"
+                "the activation criterion, bias correction and re-normalization need calibration images: \
+                 calibrate the model first"
                     .into(),
             ));
         }
@@ -824,6 +860,9 @@ impl GpuLite0 {
             let refs: Vec<&Dispatch> = corrections.iter().collect();
             ctx.submit(&refs);
         }
+        if spec.renorm {
+            self.renormalize(ctx, spec).await?;
+        }
         self.rebuild(ctx)?;
         let prune_ms = now_ms() - t0;
         Ok(ModelReport {
@@ -832,7 +871,8 @@ impl GpuLite0 {
             untouched: "stem and depthwise layers stay dense".into(),
             criterion: spec.criterion,
             bias_correction: spec.bias_correction,
-            calibration_images: if scored || spec.bias_correction {
+            renorm: spec.renorm,
+            calibration_images: if scored || spec.bias_correction || spec.renorm {
                 self.calibrated_on
             } else {
                 0

@@ -15,7 +15,7 @@
 //! | N:M | `W.nm.values` f32 `[rows, ceil(cols/M)*N]`, `W.nm.indices` u32 (packed, see [`crate::sparse::NmMatrix`]) |
 //!
 //! Metadata: `wgsparse.format` = [`FORMAT`], `wgsparse.pattern`,
-//! `wgsparse.sparsity`, `wgsparse.criterion`, `wgsparse.bias_correction`,
+//! `wgsparse.sparsity`, `wgsparse.criterion`, `wgsparse.bias_correction`, `wgsparse.renorm`,
 //! `wgsparse.calibration_images`, and the source checkpoint's `pth_sha256`.
 //! Every array is validated on load (a malformed file is an error, never a
 //! wrong answer).
@@ -41,6 +41,7 @@ pub struct PruneInfo {
     pub sparsity: f64,
     pub criterion: String,
     pub bias_correction: bool,
+    pub renorm: bool,
     pub calibration_images: usize,
 }
 
@@ -161,6 +162,7 @@ pub fn write(net: &Lite0, info: &PruneInfo, source_meta: &HashMap<String, String
     meta.insert(META_SPARSITY.into(), info.sparsity.to_string());
     meta.insert("wgsparse.criterion".into(), info.criterion.clone());
     meta.insert("wgsparse.bias_correction".into(), info.bias_correction.to_string());
+    meta.insert("wgsparse.renorm".into(), info.renorm.to_string());
     meta.insert(
         "wgsparse.calibration_images".into(),
         info.calibration_images.to_string(),
@@ -193,6 +195,7 @@ pub fn info(meta: &HashMap<String, String>) -> Result<Option<PruneInfo>> {
         sparsity,
         criterion: meta.get("wgsparse.criterion").cloned().unwrap_or_default(),
         bias_correction: meta.get("wgsparse.bias_correction").is_some_and(|v| v == "true"),
+        renorm: meta.get("wgsparse.renorm").is_some_and(|v| v == "true"),
         calibration_images: meta
             .get("wgsparse.calibration_images")
             .and_then(|v| v.parse().ok())

@@ -14,6 +14,7 @@ use crate::sparse::Pattern;
 pub struct Method {
     pub criterion: Criterion,
     pub bias_correction: bool,
+    pub renorm: bool,
 }
 
 impl std::fmt::Display for Method {
@@ -22,23 +23,35 @@ impl std::fmt::Display for Method {
         if self.bias_correction {
             f.write_str("+bc")?;
         }
+        if self.renorm {
+            f.write_str("+renorm")?;
+        }
         Ok(())
     }
 }
 
 impl std::str::FromStr for Method {
     type Err = crate::Error;
-    /// `magnitude`, `activation`, either with `+bc` (bias correction).
+    /// `magnitude` or `activation`, then optionally `+bc` (bias correction)
+    /// and `+renorm` (re-normalization), e.g. `activation+bc+renorm`.
     fn from_str(s: &str) -> Result<Self> {
-        let s = s.trim();
-        let (c, bc) = match s.strip_suffix("+bc") {
-            Some(c) => (c, true),
-            None => (s, false),
+        let mut parts = s.trim().split('+');
+        let mut m = Method {
+            criterion: parts.next().unwrap_or_default().parse()?,
+            ..Default::default()
         };
-        Ok(Method {
-            criterion: c.parse()?,
-            bias_correction: bc,
-        })
+        for p in parts {
+            match p.trim() {
+                "bc" => m.bias_correction = true,
+                "renorm" => m.renorm = true,
+                other => {
+                    return Err(crate::Error::Invalid(format!(
+                        "unknown method option {other:?} in {s:?}: use +bc and/or +renorm"
+                    )))
+                }
+            }
+        }
+        Ok(m)
     }
 }
 
@@ -105,6 +118,7 @@ pub async fn sweep(
         let mut spec = PruneSpec::new(pattern, sparsity);
         spec.criterion = method.criterion;
         spec.bias_correction = method.bias_correction;
+        spec.renorm = method.renorm;
         gpu.prune(ctx, &spec).await?;
         let (mut agree, mut kl_sum) = (0usize, 0.0f64);
         for (x, p) in images.iter().zip(&dense) {
