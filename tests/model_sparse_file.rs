@@ -40,6 +40,7 @@ fn written_sparse_files_load_and_compute_the_same_logits() {
             sparsity: s,
             criterion: criterion.to_string(),
             bias_correction: bc,
+            renorm: false,
             calibration_images: 1,
         };
         let bytes = sparse_file::write(&net, &info, &HashMap::new()).unwrap();
@@ -73,6 +74,7 @@ fn written_sparse_files_load_and_compute_the_same_logits() {
         sparsity: 0.6,
         criterion: "magnitude".into(),
         bias_correction: true,
+        renorm: false,
         calibration_images: 1,
     };
     let good = sparse_file::write(&net, &info, &HashMap::new()).unwrap();
