@@ -25,6 +25,10 @@ enum Cmd {
     /// Prune the model on the GPU and write it as a sparse safetensors file
     /// (compressed formats the kernels load directly).
     Prune(PruneArgs),
+    /// Classify every image of a folder with the dense and the pruned (or
+    /// loaded sparse) model: top-5 per image, top-1 agreement, and true
+    /// accuracy where file names start with an ImageNet synset id.
+    Eval(EvalArgs),
     /// Latency and top-1 agreement with the dense model over patterns and
     /// sparsities, on the sample images.
     Sweep(SweepArgs),
@@ -101,6 +105,35 @@ struct PruneArgs {
     /// The sparse safetensors file to write.
     #[arg(long)]
     out: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Folder of JPEG/PNG images (any size; the standard center crop).
+    dir: std::path::PathBuf,
+    /// Cache folder: the dense checkpoint and calibration images.
+    #[arg(long, default_value = "cache")]
+    cache: std::path::PathBuf,
+    /// A sparse file from `wgsparse prune` (or another checkpoint) to evaluate
+    /// instead of pruning the cache's checkpoint.
+    #[arg(long)]
+    weights: Option<std::path::PathBuf>,
+    #[arg(long, default_value = "dense")]
+    pattern: String,
+    #[arg(long, default_value_t = 0.0)]
+    sparsity: f64,
+    #[arg(long, default_value = "magnitude")]
+    criterion: String,
+    #[arg(long)]
+    bias_correction: bool,
+    #[arg(long)]
+    renorm: bool,
+    /// Calibration images (first N sample images of the cache).
+    #[arg(long, default_value_t = 8)]
+    calibration: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -213,6 +246,7 @@ fn main() {
         Cmd::Classify(a) => classify(a),
         Cmd::Sweep(a) => sweep(a),
         Cmd::Prune(a) => prune(a),
+        Cmd::Eval(a) => eval(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -518,6 +552,170 @@ fn prune(a: PruneArgs) -> wgsparse::Result<()> {
         bytes.len(),
         bytes.len() as f64 / out.len() as f64
     );
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> wgsparse::Result<()> {
+    use wgsparse::model::{classes, preprocess, Dispatching, GpuLite0, PruneSpec, INPUT_SIZE};
+    let pattern: wgsparse::Pattern = a.pattern.parse()?;
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&a.dir)
+        .map_err(|e| wgsparse::Error::Io {
+            path: a.dir.display().to_string(),
+            source: e,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(wgsparse::Error::Invalid(format!(
+            "no JPEG or PNG images in {}",
+            a.dir.display()
+        )));
+    }
+    let ctx = wgsparse::gpu::Context::new_blocking()?;
+    let dense_bytes = read(&weights_path(&a.cache, None)?)?;
+    let (mut dense, _) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &dense_bytes, Dispatching::Fastest))?;
+    let (mut model, loaded) = match &a.weights {
+        Some(w) => {
+            let (m, r) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &read(w)?, Dispatching::Fastest))?;
+            (Some(m), r)
+        }
+        None => (None, None),
+    };
+    let mut spec = PruneSpec::new(pattern, a.sparsity);
+    spec.criterion = a.criterion.parse()?;
+    spec.bias_correction = a.bias_correction;
+    spec.renorm = a.renorm;
+    let target = model.as_mut().unwrap_or(&mut dense);
+    if loaded.is_some() && pattern != wgsparse::Pattern::Dense {
+        return Err(wgsparse::Error::Invalid(
+            "the weights file is already pruned: leave out --pattern/--sparsity".into(),
+        ));
+    }
+    let method = if let Some(r) = &loaded {
+        format!(
+            "loaded {} ({}, criterion {}, bias correction {}, re-normalization {})",
+            a.weights.as_ref().map_or(String::new(), |w| w.display().to_string()),
+            r.layers.first().map_or("?".to_string(), |l| l.pattern.to_string()),
+            r.criterion,
+            r.bias_correction,
+            r.renorm
+        )
+    } else if pattern == wgsparse::Pattern::Dense {
+        "dense".to_string()
+    } else {
+        if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction || spec.renorm {
+            calibrate(&ctx, target, &a.cache, a.calibration, None)?;
+        }
+        pollster::block_on(target.prune(&ctx, &spec))?;
+        format!(
+            "{pattern} at {:.0}%, criterion {}, bias correction {}, re-normalization {}",
+            100.0 * a.sparsity,
+            spec.criterion,
+            spec.bias_correction,
+            spec.renorm
+        )
+    };
+    let bar = if files.len() > 1 && !a.json {
+        indicatif::ProgressBar::new(files.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    struct Row {
+        file: String,
+        label: Option<usize>,
+        dense: Vec<usize>,
+        pruned: Vec<usize>,
+    }
+    let mut rows = Vec::new();
+    for f in &files {
+        bar.inc(1);
+        let name = f.file_name().map_or(String::new(), |n| n.to_string_lossy().to_string());
+        let x = match read(f).and_then(|b| preprocess::preprocess(&b, INPUT_SIZE)) {
+            Ok(x) => x,
+            Err(e) => {
+                bar.suspend(|| eprintln!("skipping {name}: {e}"));
+                continue;
+            }
+        };
+        let top = |l: &[f32]| classes::top_k(l, 5).iter().map(|p| p.class).collect::<Vec<_>>();
+        let d = pollster::block_on(dense.forward_dense(&ctx, &x))?;
+        let p = match &model {
+            Some(m) => pollster::block_on(m.forward(&ctx, &x))?,
+            None => pollster::block_on(dense.forward(&ctx, &x))?,
+        };
+        rows.push(Row {
+            label: classes::class_of_file_name(&name),
+            file: name,
+            dense: top(&d),
+            pruned: top(&p),
+        });
+    }
+    bar.finish_and_clear();
+    let n = rows.len().max(1) as f64;
+    let agree = rows.iter().filter(|r| r.dense[0] == r.pruned[0]).count() as f64 / n;
+    let labelled: Vec<&Row> = rows.iter().filter(|r| r.label.is_some()).collect();
+    let acc = |top: fn(&Row) -> &Vec<usize>, k: usize| -> Option<f64> {
+        (!labelled.is_empty()).then(|| {
+            labelled
+                .iter()
+                .filter(|r| top(r)[..k].contains(&r.label.unwrap_or(usize::MAX)))
+                .count() as f64
+                / labelled.len() as f64
+        })
+    };
+    let (p1, p5, d1, d5) = (
+        acc(|r| &r.pruned, 1),
+        acc(|r| &r.pruned, 5),
+        acc(|r| &r.dense, 1),
+        acc(|r| &r.dense, 5),
+    );
+    if a.json {
+        let out = serde_json::json!({
+            "adapter": ctx.info().name,
+            "model": method,
+            "images": rows.iter().map(|r| serde_json::json!({
+                "file": r.file, "label": r.label, "top5": r.pruned, "dense_top5": r.dense,
+                "agrees": r.dense[0] == r.pruned[0],
+            })).collect::<Vec<_>>(),
+            "agreement": agree,
+            "labelled": labelled.len(),
+            "top1": p1, "top5": p5, "dense_top1": d1, "dense_top5": d5,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    println!("model: {method}; adapter {}", ctx.info().name);
+    for r in &rows {
+        println!(
+            "{:<32} top-5 {:<24} dense top-1 {:>4} {}{}",
+            r.file,
+            r.pruned.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+            r.dense[0],
+            if r.dense[0] == r.pruned[0] { "agrees" } else { "differs" },
+            r.label.map_or(String::new(), |l| format!("  label {l}"))
+        );
+    }
+    println!(
+        "{} images: top-1 agreement with the dense model {:.1}%",
+        rows.len(),
+        100.0 * agree
+    );
+    if let (Some(p1), Some(p5), Some(d1), Some(d5)) = (p1, p5, d1, d5) {
+        println!(
+            "{} labelled: top-1 {:.1}% / top-5 {:.1}% (dense {:.1}% / {:.1}%)",
+            labelled.len(),
+            100.0 * p1,
+            100.0 * p5,
+            100.0 * d1,
+            100.0 * d5
+        );
+    }
     Ok(())
 }
 

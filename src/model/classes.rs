@@ -16,6 +16,21 @@ pub fn class_name(id: usize) -> Option<&'static str> {
     IMAGENET_CLASSES_TXT.lines().nth(id)
 }
 
+/// The WordNet ids (`n01440764`, ...) of the 1000 classes, same order.
+/// Source: `timm/data/_info/imagenet_synsets.txt` of the timm 1.0.15 wheel on
+/// PyPI (Apache-2.0), written out as `data/imagenet_synsets.txt`.
+pub const IMAGENET_SYNSETS_TXT: &str = include_str!("../../data/imagenet_synsets.txt");
+
+/// The class of an ImageNet-style file name (`n01440764_123.JPEG` or
+/// `n01440764/...`): its leading WordNet id, if it is one of the 1000.
+pub fn class_of_file_name(name: &str) -> Option<usize> {
+    let id: String = name.chars().take(9).collect();
+    if id.len() != 9 || !id.starts_with('n') || !id[1..].bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    IMAGENET_SYNSETS_TXT.lines().position(|l| l.trim() == id)
+}
+
 /// One entry of a top-k list.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prediction {
@@ -63,6 +78,15 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<Prediction> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn synsets_map_file_names_to_classes() {
+        assert_eq!(super::IMAGENET_SYNSETS_TXT.lines().count(), 1000);
+        assert_eq!(super::class_of_file_name("n01440764_10026.JPEG"), Some(0));
+        assert_eq!(super::class_of_file_name("n02123045_1.png"), Some(281));
+        assert_eq!(super::class_of_file_name("chelsea.png"), None);
+        assert_eq!(super::class_of_file_name("n99999999_1.png"), None);
+    }
+
     use super::*;
 
     #[test]
