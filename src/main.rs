@@ -66,6 +66,14 @@ struct GpuClassifyArgs {
     /// mean and standard deviation on the calibration images.
     #[arg(long)]
     renorm: bool,
+    /// Per-layer sparsity: uniform (every layer at --sparsity), or auto (from
+    /// each layer's measured sensitivity, reaching --sparsity of the budget
+    /// cost at the least loss; needs calibration images).
+    #[arg(long, default_value = "uniform")]
+    budget: String,
+    /// What --budget auto's target counts: weights or flops.
+    #[arg(long, default_value = "weights")]
+    budget_cost: String,
     /// Calibration images for --criterion activation / --bias-correction: the
     /// first N sample images of the cache (never the classified image itself).
     #[arg(long, default_value_t = 8)]
@@ -99,6 +107,14 @@ struct PruneArgs {
     /// Re-normalize each pruned layer's output channels (see classify --help).
     #[arg(long)]
     renorm: bool,
+    /// Per-layer sparsity: uniform (every layer at --sparsity), or auto (from
+    /// each layer's measured sensitivity, reaching --sparsity of the budget
+    /// cost at the least loss; needs calibration images).
+    #[arg(long, default_value = "uniform")]
+    budget: String,
+    /// What --budget auto's target counts: weights or flops.
+    #[arg(long, default_value = "weights")]
+    budget_cost: String,
     /// Calibration images (first N sample images of the cache).
     #[arg(long, default_value_t = 8)]
     calibration: usize,
@@ -128,6 +144,14 @@ struct EvalArgs {
     bias_correction: bool,
     #[arg(long)]
     renorm: bool,
+    /// Per-layer sparsity: uniform (every layer at --sparsity), or auto (from
+    /// each layer's measured sensitivity, reaching --sparsity of the budget
+    /// cost at the least loss; needs calibration images).
+    #[arg(long, default_value = "uniform")]
+    budget: String,
+    /// What --budget auto's target counts: weights or flops.
+    #[arg(long, default_value = "weights")]
+    budget_cost: String,
     /// Calibration images (first N sample images of the cache).
     #[arg(long, default_value_t = 8)]
     calibration: usize,
@@ -148,7 +172,8 @@ struct SweepArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [0.1, 0.3, 0.5, 0.7, 0.9])]
     sparsities: Vec<f64>,
     /// Pruning methods, comma separated: magnitude or activation, each
-    /// optionally with +bc (bias correction) and/or +renorm (re-normalization).
+    /// optionally with +bc (bias correction), +renorm (re-normalization) and
+    /// +budget (per-layer sparsity from measured sensitivity, same total).
     #[arg(long, value_delimiter = ',', default_values_t = ["magnitude".to_string()])]
     methods: Vec<String>,
     /// The first N sample images calibrate (activation criterion, bias
@@ -430,9 +455,14 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
     spec.criterion = a.criterion.parse()?;
     spec.bias_correction = a.bias_correction;
     spec.renorm = a.renorm;
-    if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction || spec.renorm {
+    if spec.criterion != wgsparse::model::Criterion::Magnitude
+        || spec.bias_correction
+        || spec.renorm
+        || a.budget != "uniform"
+    {
         calibrate(&ctx, &mut gpu, &a.cache, a.calibration, Some(&a.image))?;
     }
+    apply_budget(&ctx, &mut gpu, &mut spec, &a.budget, &a.budget_cost)?;
     let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
     let pruned = pollster::block_on(gpu.forward(&ctx, &x))?;
     let tp = pollster::block_on(gpu.latency(&ctx, 5, a.runs))?;
@@ -472,6 +502,43 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Sets `spec.layer_sparsity` from `--budget auto` (sensitivity measured on
+/// the model's calibration images); `uniform` leaves it unset.
+fn apply_budget(
+    ctx: &wgsparse::gpu::Context,
+    gpu: &mut wgsparse::model::GpuLite0,
+    spec: &mut wgsparse::model::PruneSpec,
+    budget: &str,
+    cost: &str,
+) -> wgsparse::Result<()> {
+    match budget {
+        "uniform" => Ok(()),
+        "auto" => {
+            let cost: wgsparse::model::budget::Cost = cost.parse()?;
+            let target = spec.sparsity;
+            if target == 0.0 {
+                return Err(wgsparse::Error::Invalid(
+                    "--budget auto needs --sparsity: the share of the budget cost to remove \
+                     (for N:M at most 1 - n/m, reached by pruning a subset of the layers)"
+                        .into(),
+                ));
+            }
+            let t = std::time::Instant::now();
+            let per = pollster::block_on(gpu.auto_budget(ctx, spec.pattern, spec.criterion, target, cost))?;
+            eprintln!(
+                "auto budget: sensitivity of {} layers measured in {:.1} s",
+                per.len(),
+                t.elapsed().as_secs_f64()
+            );
+            spec.layer_sparsity = Some(per);
+            Ok(())
+        }
+        other => Err(wgsparse::Error::Invalid(format!(
+            "unknown --budget {other:?}: use uniform or auto"
+        ))),
+    }
 }
 
 /// Calibrates on the first `n` sample images of the cache other than `exclude`.
@@ -517,9 +584,14 @@ fn prune(a: PruneArgs) -> wgsparse::Result<()> {
     spec.bias_correction = a.bias_correction;
     spec.renorm = a.renorm;
     spec.dispatching = Dispatching::Sparse;
-    if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction || spec.renorm {
+    if spec.criterion != wgsparse::model::Criterion::Magnitude
+        || spec.bias_correction
+        || spec.renorm
+        || a.budget != "uniform"
+    {
         calibrate(&ctx, &mut gpu, &a.cache, a.calibration, None)?;
     }
+    apply_budget(&ctx, &mut gpu, &mut spec, &a.budget, &a.budget_cost)?;
     let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
     if report.layers.is_empty() {
         return Err(wgsparse::Error::Invalid(
@@ -609,16 +681,22 @@ fn eval(a: EvalArgs) -> wgsparse::Result<()> {
     } else if pattern == wgsparse::Pattern::Dense {
         "dense".to_string()
     } else {
-        if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction || spec.renorm {
+        if spec.criterion != wgsparse::model::Criterion::Magnitude
+            || spec.bias_correction
+            || spec.renorm
+            || a.budget != "uniform"
+        {
             calibrate(&ctx, target, &a.cache, a.calibration, None)?;
         }
+        apply_budget(&ctx, target, &mut spec, &a.budget, &a.budget_cost)?;
         pollster::block_on(target.prune(&ctx, &spec))?;
         format!(
-            "{pattern} at {:.0}%, criterion {}, bias correction {}, re-normalization {}",
+            "{pattern} at {:.0}%, criterion {}, bias correction {}, re-normalization {}, budget {}",
             100.0 * a.sparsity,
             spec.criterion,
             spec.bias_correction,
-            spec.renorm
+            spec.renorm,
+            a.budget
         )
     };
     let bar = if files.len() > 1 && !a.json {
@@ -768,6 +846,12 @@ fn sweep(a: SweepArgs) -> wgsparse::Result<()> {
         let pattern: wgsparse::Pattern = p.parse()?;
         for &m in &methods {
             match pattern {
+                wgsparse::Pattern::NM { n, m: mm } if m.budget => grid.extend(
+                    a.sparsities
+                        .iter()
+                        .filter(|&&s| s <= 1.0 - n as f64 / mm as f64)
+                        .map(|&s| (pattern, s, m)),
+                ),
                 wgsparse::Pattern::NM { .. } => grid.push((pattern, 0.0, m)),
                 wgsparse::Pattern::Dense => {}
                 _ => grid.extend(a.sparsities.iter().map(|&s| (pattern, s, m))),

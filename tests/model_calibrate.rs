@@ -332,3 +332,75 @@ fn renormalization_restores_the_dense_channel_statistics() {
         }
     }
 }
+
+#[test]
+fn sensitivity_budgets_prune_a_chosen_subset_of_layers() {
+    use wgsparse::model::budget::{allocate, Cost};
+    let ctx = ctx();
+    let f = fixture();
+    let mut gpu = GpuLite0::new(&ctx, f.net.clone()).unwrap();
+    let nm: Pattern = "2:4".parse().unwrap();
+    assert!(pollster::block_on(gpu.sensitivity(&ctx, nm, Criterion::Magnitude)).is_err());
+    pollster::block_on(gpu.calibrate(&ctx, &[image("coffee.png")])).unwrap();
+    let t = std::time::Instant::now();
+    let s = pollster::block_on(gpu.sensitivity(&ctx, nm, Criterion::Magnitude)).unwrap();
+    eprintln!(
+        "2:4 sensitivity of {} layers in {:.1} s",
+        s.layers.len(),
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(s.layers.len(), gpu.prunable_layers().len());
+    for l in &s.layers {
+        assert!(
+            l.kl.len() == 1 && l.kl[0].is_finite() && l.kl[0] >= -1e-9,
+            "{}: {:?}",
+            l.name,
+            l.kl
+        );
+    }
+    let (lo, hi) = s
+        .layers
+        .iter()
+        .fold((f64::MAX, 0f64), |(a, b), l| (a.min(l.kl[0]), b.max(l.kl[0])));
+    eprintln!("KL per layer from {lo:.4} to {hi:.4}");
+    assert!(hi > 10.0 * lo.max(1e-6), "layers differ in sensitivity");
+    // Cached: the second call measures nothing.
+    let t = std::time::Instant::now();
+    pollster::block_on(gpu.sensitivity(&ctx, nm, Criterion::Magnitude)).unwrap();
+    assert!(t.elapsed().as_secs_f64() < 0.1);
+
+    // A quarter of the weights removed by 2:4 on the least sensitive layers.
+    let per = allocate(&s, 0.25, Cost::Weights).unwrap();
+    let mut spec = PruneSpec::new(nm, 0.5);
+    spec.layer_sparsity = Some(per.clone());
+    spec.dispatching = Dispatching::Sparse;
+    let report = pollster::block_on(gpu.prune(&ctx, &spec)).unwrap();
+    let pruned: usize = report.layers.iter().map(|l| l.shape.0 * l.shape.1).sum();
+    let total: usize = s.layers.iter().map(|l| l.weights).sum();
+    let removed = 0.5 * pruned as f64 / total as f64;
+    assert!((0.25..0.35).contains(&removed), "removed {removed}");
+    assert_eq!(report.layers.len(), per.iter().filter(|&&x| x > 0.0).count());
+    // The chosen layers are the cheap ones: their mean KL is below the rest's.
+    let (mut a, mut b) = (vec![], vec![]);
+    for (l, &x) in s.layers.iter().zip(&per) {
+        if x > 0.0 {
+            a.push(l.kl[0])
+        } else {
+            b.push(l.kl[0])
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    assert!(mean(&a) < mean(&b), "chosen {a:?} vs kept {b:?}");
+    // The pruned model equals the CPU reference of the same weights.
+    let x = image("chelsea.png");
+    let got = pollster::block_on(gpu.forward(&ctx, &x)).unwrap();
+    let net = pollster::block_on(gpu.current_net(&ctx)).unwrap();
+    let want = reference::forward(&net, &x).unwrap();
+    assert!(rel_error(&got, &want) <= LOGITS_REL_TOL);
+    // A wrong number of per-layer sparsities is an error.
+    spec.layer_sparsity = Some(vec![0.5; 3]);
+    assert!(matches!(
+        pollster::block_on(gpu.prune(&ctx, &spec)),
+        Err(Error::Invalid(_))
+    ));
+}

@@ -147,6 +147,7 @@ impl GpuLite0 {
         self.calibrated_on = images.len();
         self.calib_images = images.to_vec();
         self.renorm_sets.clear();
+        self.sensitivities.clear();
         Ok(())
     }
 }
@@ -263,7 +264,7 @@ impl GpuLite0 {
                         // A global prune's per-layer share, as a per-layer count.
                         let s = match spec.scope {
                             super::gpu::Scope::Global => op.report.achieved,
-                            super::gpu::Scope::PerLayer => spec.sparsity,
+                            super::gpu::Scope::PerLayer => op.report.target,
                         };
                         let plan = LayerPlan::new(ctx, &v, Some(rank), spec.pattern, s)?;
                         let mut enc = ctx

@@ -81,7 +81,7 @@ impl std::str::FromStr for Dispatching {
 }
 
 /// What ranks the weights for pruning.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Criterion {
     /// `|w|`.
     #[default]
@@ -132,6 +132,11 @@ pub struct PruneSpec {
     /// dense model's (the folded-BatchNorm analogue of re-estimating BN
     /// statistics): needs [`GpuLite0::calibrate`].
     pub renorm: bool,
+    /// Per-layer sparsities (one per prunable layer, in network order; see
+    /// [`GpuLite0::prunable_layers`]) overriding `sparsity`, e.g. from
+    /// [`GpuLite0::auto_budget`]. A 0 keeps that layer dense; for N:M any
+    /// other value prunes the layer to the pattern.
+    pub layer_sparsity: Option<Vec<f64>>,
 }
 
 impl PruneSpec {
@@ -144,6 +149,7 @@ impl PruneSpec {
             criterion: Criterion::Magnitude,
             bias_correction: false,
             renorm: false,
+            layer_sparsity: None,
         }
     }
 }
@@ -346,6 +352,8 @@ pub struct GpuLite0 {
     /// One activation set per calibration image (allocated by the first
     /// re-normalization).
     pub(super) renorm_sets: Vec<Vec<GpuMatrix>>,
+    /// Sensitivity profiles measured so far, per (pattern, criterion).
+    pub(super) sensitivities: HashMap<(String, Criterion), super::budget::Sensitivity>,
 }
 
 impl GpuLite0 {
@@ -408,6 +416,7 @@ impl GpuLite0 {
             calibrated_on: 0,
             calib_images: Vec::new(),
             renorm_sets: Vec::new(),
+            sensitivities: HashMap::new(),
         };
         me.rebuild(ctx)?;
         me.dense_plan = me.plan.clone();
@@ -737,7 +746,30 @@ impl GpuLite0 {
     /// (the stem and the depthwise layers stay dense) and re-plans.
     pub async fn prune(&mut self, ctx: &Context, spec: &PruneSpec) -> Result<ModelReport> {
         let t0 = now_ms();
-        if spec.pattern == Pattern::Dense || (spec.sparsity == 0.0 && !matches!(spec.pattern, Pattern::NM { .. })) {
+        let idx = self.prunable_layers();
+        if let Some(v) = &spec.layer_sparsity {
+            if v.len() != idx.len() {
+                return Err(Error::Invalid(format!(
+                    "{} per-layer sparsities for {} prunable layers",
+                    v.len(),
+                    idx.len()
+                )));
+            }
+            for &x in v {
+                crate::error::check_sparsity(x)?;
+            }
+            if spec.scope == Scope::Global {
+                return Err(Error::Invalid(
+                    "per-layer sparsities and the global scope exclude each other".into(),
+                ));
+            }
+        }
+        let sparsity_of = |k: usize| spec.layer_sparsity.as_ref().map_or(spec.sparsity, |v| v[k]);
+        let nothing = match &spec.layer_sparsity {
+            Some(v) => v.iter().all(|&x| x == 0.0),
+            None => spec.sparsity == 0.0 && !matches!(spec.pattern, Pattern::NM { .. }),
+        };
+        if spec.pattern == Pattern::Dense || nothing {
             crate::error::check_sparsity(spec.sparsity)?;
             self.reset(ctx)?;
             return Ok(ModelReport {
@@ -760,7 +792,26 @@ impl GpuLite0 {
             ));
         }
         let scored = spec.criterion == Criterion::Activation;
-        let idx = self.prunable_layers();
+        // The layers this prune touches (per-layer sparsity 0: stays dense).
+        let all = idx;
+        let idx: Vec<usize> = all
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| spec.layer_sparsity.is_none() || sparsity_of(k) > 0.0)
+            .map(|(_, &i)| i)
+            .collect();
+        for (k, &i) in all.iter().enumerate() {
+            if spec.layer_sparsity.is_some() && sparsity_of(k) == 0.0 {
+                if let GpuLayer::Prunable(p) = &mut self.layers[i] {
+                    p.current = Current::Dense;
+                    p.bias_corrected = false;
+                }
+            }
+        }
+        let layer_target = |i: usize| {
+            let k = all.iter().position(|&j| j == i).unwrap_or(0);
+            sparsity_of(k)
+        };
         fn score_of(p: &Prunable, scored: bool) -> Option<&GpuMatrix> {
             match (&p.calib, scored) {
                 (Some(c), true) => Some(&c.score),
@@ -797,7 +848,7 @@ impl GpuLite0 {
                 let GpuLayer::Prunable(p) = &self.layers[i] else {
                     continue;
                 };
-                let plan = LayerPlan::new(ctx, &p.dense, score_of(p, scored), spec.pattern, spec.sparsity)?;
+                let plan = LayerPlan::new(ctx, &p.dense, score_of(p, scored), spec.pattern, layer_target(i))?;
                 plan.encode(&mut enc);
                 plans.push(plan);
             }
@@ -838,8 +889,15 @@ impl GpuLite0 {
                     let (plan, words) = it
                         .next()
                         .ok_or_else(|| Error::Gpu("a layer has no pruning plan".into()))?;
-                    plan.finish_read(ctx, &words, p.dense.rows(), p.dense.cols(), spec.pattern, spec.sparsity)
-                        .await?
+                    plan.finish_read(
+                        ctx,
+                        &words,
+                        p.dense.rows(),
+                        p.dense.cols(),
+                        spec.pattern,
+                        layer_target(i),
+                    )
+                    .await?
                 }
                 (None, None) => unreachable!("either global or per-layer plans exist"),
             };

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod budget;
 pub mod calibrate;
 pub mod classes;
 #[cfg(not(target_arch = "wasm32"))]

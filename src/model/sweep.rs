@@ -15,6 +15,8 @@ pub struct Method {
     pub criterion: Criterion,
     pub bias_correction: bool,
     pub renorm: bool,
+    /// Per-layer sparsity from the measured sensitivity (same share of weights).
+    pub budget: bool,
 }
 
 impl std::fmt::Display for Method {
@@ -25,6 +27,9 @@ impl std::fmt::Display for Method {
         }
         if self.renorm {
             f.write_str("+renorm")?;
+        }
+        if self.budget {
+            f.write_str("+budget")?;
         }
         Ok(())
     }
@@ -44,9 +49,10 @@ impl std::str::FromStr for Method {
             match p.trim() {
                 "bc" => m.bias_correction = true,
                 "renorm" => m.renorm = true,
+                "budget" => m.budget = true,
                 other => {
                     return Err(crate::Error::Invalid(format!(
-                        "unknown method option {other:?} in {s:?}: use +bc and/or +renorm"
+                        "unknown method option {other:?} in {s:?}: use +bc, +renorm, +budget"
                     )))
                 }
             }
@@ -119,6 +125,12 @@ pub async fn sweep(
         spec.criterion = method.criterion;
         spec.bias_correction = method.bias_correction;
         spec.renorm = method.renorm;
+        if method.budget {
+            spec.layer_sparsity = Some(
+                gpu.auto_budget(ctx, pattern, method.criterion, sparsity, super::budget::Cost::Weights)
+                    .await?,
+            );
+        }
         gpu.prune(ctx, &spec).await?;
         let (mut agree, mut kl_sum) = (0usize, 0.0f64);
         for (x, p) in images.iter().zip(&dense) {
@@ -131,7 +143,7 @@ pub async fn sweep(
             pattern,
             method,
             sparsity: match pattern {
-                Pattern::NM { n, m } => 1.0 - n as f64 / m as f64,
+                Pattern::NM { n, m } if !method.budget => 1.0 - n as f64 / m as f64,
                 _ => sparsity,
             },
             agreement: agree as f64 / n,
