@@ -7,11 +7,17 @@
 // the extra row/column at the bottom/right): input pixel (oy*s - pad_top + ky,
 // ox*s - pad_left + kx) outside the image reads as zero.
 //
-// conv2d: one thread per output element (cout, pixel), looping over cin*k*k
+// conv2d: each thread computes VEC horizontally adjacent output pixels of CO
+//   output channels (sharing every input tap), looping over cin and the K x K
 //   taps; weight [cout][cin][ky][kx]. Used for the 3-channel stem.
-// depthwise: one thread per output element (c, pixel), k*k taps; weight [c][ky][kx].
-// avgpool: one workgroup per channel reduces its H*W pixels to the mean,
-//   written to row c of a [C, 1] matrix (stride 4: the padding gets zeros).
+// depthwise: the same per channel, K x K taps; weight [c][ky][kx].
+// K and STRIDE are pipeline constants, so the tap loops have constant trip
+// counts (unrolled by the driver's compiler). Zero padding is branch-free: the
+// index is clamped into the image and the value selected to 0 outside it (no
+// divergent branches, which CPU implementations of Vulkan/WebGPU run lane by
+// lane).
+// avgpool: one thread per channel sums its H*W pixels (no barriers), writing
+//   the mean to row c of a [C, 1] matrix (stride 4: the padding gets zeros).
 // Every entry point adds bias[c] and applies ACT (0 none, 1 ReLU, 2 ReLU6).
 // Grids over 65535 workgroups are folded into 2-D.
 
@@ -56,98 +62,126 @@ fn finish(v: f32, c: u32) -> f32 {
     return act(r);
 }
 
+override K: u32 = 3u;
+override STRIDE: u32 = 1u;
+const VEC: u32 = 4u;
+
+// Input value (iy, ix) of the channel starting at `base`, 0 outside the image.
+fn tap(base: u32, iy: i32, ix: i32) -> f32 {
+    let ok = iy >= 0 && iy < i32(cp.h) && ix >= 0 && ix < i32(cp.w);
+    let cy = u32(clamp(iy, 0, i32(cp.h) - 1));
+    let cx = u32(clamp(ix, 0, i32(cp.w) - 1));
+    return select(0.0, input[base + cy * cp.w + cx], ok);
+}
+
+// The VEC taps of one kernel position for outputs ox0 .. ox0 + VEC - 1.
+fn taps(base: u32, iy: i32, ix0: i32) -> vec4<f32> {
+    let s = i32(STRIDE);
+    return vec4<f32>(tap(base, iy, ix0), tap(base, iy, ix0 + s), tap(base, iy, ix0 + 2 * s), tap(base, iy, ix0 + 3 * s));
+}
+
+struct Quad {
+    c: u32,
+    oy: u32,
+    ox0: u32,
+    ok: bool,
+}
+
+// Which channel, output row and first output column thread `idx` owns.
+fn quad(idx: u32, channels: u32) -> Quad {
+    let qw = (cp.ow + VEC - 1u) / VEC;
+    let per_c = cp.oh * qw;
+    let c = idx / per_c;
+    let r = idx - c * per_c;
+    let oy = r / qw;
+    return Quad(c, oy, (r - oy * qw) * VEC, idx < channels * per_c);
+}
+
+fn store(q: Quad, acc: vec4<f32>) {
+    let ob = q.c * cp.out_stride + q.oy * cp.ow + q.ox0;
+    for (var j = 0u; j < VEC; j++) {
+        if (q.ox0 + j < cp.ow) {
+            output[ob + j] = finish(acc[j], q.c);
+        }
+    }
+}
+
+// conv2d: CO output channels per thread share every input tap.
+const CO: u32 = 8u;
+
 @compute @workgroup_size(256)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let idx = (wid.y * nwg.x + wid.x) * 256u + lid;
-    let npix = cp.oh * cp.ow;
-    if (idx >= cp.cout * npix) {
+    // Threads enumerate (channel group, row, quad); q.c is the channel group.
+    let q = quad((wid.y * nwg.x + wid.x) * 256u + lid, (cp.cout + CO - 1u) / CO);
+    if (!q.ok) {
         return;
     }
-    let co = idx / npix;
-    let pix = idx % npix;
-    let oy = pix / cp.ow;
-    let ox = pix % cp.ow;
-    var acc = 0.0;
+    let c0 = q.c * CO;
+    var acc: array<vec4<f32>, 8>;
+    for (var j = 0u; j < CO; j++) {
+        acc[j] = vec4<f32>(0.0);
+    }
+    let ix0 = i32(q.ox0 * STRIDE) - i32(cp.pad_left);
     for (var ci = 0u; ci < cp.cin; ci++) {
-        for (var ky = 0u; ky < cp.k; ky++) {
-            let iy = i32(oy * cp.stride + ky) - i32(cp.pad_top);
-            if (iy < 0 || iy >= i32(cp.h)) {
-                continue;
-            }
-            for (var kx = 0u; kx < cp.k; kx++) {
-                let ix = i32(ox * cp.stride + kx) - i32(cp.pad_left);
-                if (ix < 0 || ix >= i32(cp.w)) {
-                    continue;
+        let base = ci * cp.in_stride;
+        for (var ky = 0u; ky < K; ky++) {
+            let iy = i32(q.oy * STRIDE + ky) - i32(cp.pad_top);
+            for (var kx = 0u; kx < K; kx++) {
+                let t = taps(base, iy, ix0 + i32(kx));
+                for (var j = 0u; j < CO; j++) {
+                    // Channels past cout read weight 0 (clamped index, selected away).
+                    let co = min(c0 + j, cp.cout - 1u);
+                    let wv = select(0.0, weight[((co * cp.cin + ci) * K + ky) * K + kx], c0 + j < cp.cout);
+                    acc[j] += wv * t;
                 }
-                let wv = weight[((co * cp.cin + ci) * cp.k + ky) * cp.k + kx];
-                acc = fma(wv, input[ci * cp.in_stride + u32(iy) * cp.w + u32(ix)], acc);
             }
         }
     }
-    output[co * cp.out_stride + pix] = finish(acc, co);
+    for (var j = 0u; j < CO; j++) {
+        if (c0 + j < cp.cout) {
+            store(Quad(c0 + j, q.oy, q.ox0, true), acc[j]);
+        }
+    }
 }
 
 @compute @workgroup_size(256)
 fn depthwise(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let idx = (wid.y * nwg.x + wid.x) * 256u + lid;
-    let npix = cp.oh * cp.ow;
-    if (idx >= cp.cout * npix) {
+    let q = quad((wid.y * nwg.x + wid.x) * 256u + lid, cp.cout);
+    if (!q.ok) {
         return;
     }
-    let c = idx / npix;
-    let pix = idx % npix;
-    let oy = pix / cp.ow;
-    let ox = pix % cp.ow;
-    var acc = 0.0;
-    for (var ky = 0u; ky < cp.k; ky++) {
-        let iy = i32(oy * cp.stride + ky) - i32(cp.pad_top);
-        if (iy < 0 || iy >= i32(cp.h)) {
-            continue;
-        }
-        for (var kx = 0u; kx < cp.k; kx++) {
-            let ix = i32(ox * cp.stride + kx) - i32(cp.pad_left);
-            if (ix < 0 || ix >= i32(cp.w)) {
-                continue;
-            }
-            acc = fma(weight[(c * cp.k + ky) * cp.k + kx], input[c * cp.in_stride + u32(iy) * cp.w + u32(ix)], acc);
+    var acc = vec4<f32>(0.0);
+    let ix0 = i32(q.ox0 * STRIDE) - i32(cp.pad_left);
+    let base = q.c * cp.in_stride;
+    let wb = q.c * K * K;
+    for (var ky = 0u; ky < K; ky++) {
+        let iy = i32(q.oy * STRIDE + ky) - i32(cp.pad_top);
+        for (var kx = 0u; kx < K; kx++) {
+            acc += weight[wb + ky * K + kx] * taps(base, iy, ix0 + i32(kx));
         }
     }
-    output[c * cp.out_stride + pix] = finish(acc, c);
+    store(q, acc);
 }
 
-var<workgroup> partial: array<f32, 256>;
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(64)
 fn avgpool(@builtin(workgroup_id) wid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    // Channel index is workgroup-uniform; workgroups past C idle but still
-    // reach the barriers.
-    let c = wid.y * nwg.x + wid.x;
+    let c = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if (c >= cp.cout) {
+        return;
+    }
     let npix = cp.h * cp.w;
     var s = 0.0;
-    if (c < cp.cout) {
-        for (var i = lid; i < npix; i += 256u) {
-            s += input[c * cp.in_stride + i];
-        }
+    for (var i = 0u; i < npix; i++) {
+        s += input[c * cp.in_stride + i];
     }
-    partial[lid] = s;
-    workgroupBarrier();
-    for (var step = 128u; step > 0u; step /= 2u) {
-        if (lid < step) {
-            partial[lid] += partial[lid + step];
-        }
-        workgroupBarrier();
-    }
-    if (c < cp.cout && lid < cp.out_stride) {
-        var v = 0.0;
-        if (lid == 0u) {
-            v = finish(partial[0] / f32(npix), c);
-        }
-        output[c * cp.out_stride + lid] = v;
+    output[c * cp.out_stride] = finish(s / f32(npix), c);
+    for (var j = 1u; j < cp.out_stride; j++) {
+        output[c * cp.out_stride + j] = 0.0;
     }
 }

@@ -126,6 +126,24 @@ fn consts(act: Activation, bias: bool) -> [(&'static str, u32); 2] {
     [("HAS_BIAS", bias as u32), ("ACT", act.code())]
 }
 
+/// The epilogue and the kernel geometry (K, STRIDE are pipeline constants).
+fn conv_consts(act: Activation, s: &ConvShape) -> [(&'static str, u32); 4] {
+    let [b, a] = consts(act, true);
+    [b, a, ("K", s.k as u32), ("STRIDE", s.stride as u32)]
+}
+
+/// Workgroups of 256 threads, each thread 4 adjacent output pixels of one row
+/// of `channels_per_thread` channels.
+fn conv_groups(ctx: &Context, s: &ConvShape, p: &Params, channels_per_thread: usize) -> Result<[u32; 3]> {
+    let quads = (s.cout.div_ceil(channels_per_thread) as u64) * p.oh as u64 * p.ow.div_ceil(4) as u64;
+    let groups = u32::try_from(quads.div_ceil(256)).map_err(|_| {
+        Error::Limit(format!(
+            "a convolution of {quads} output quads needs too many workgroups"
+        ))
+    })?;
+    ctx.fold_groups(groups)
+}
+
 /// Dense convolution (the stem): weight `[cout][cin][k][k]`, bias `[cout]`.
 pub fn prepare_conv2d(
     ctx: &Context,
@@ -140,8 +158,8 @@ pub fn prepare_conv2d(
     check_len(weight, s.cout * s.cin * s.k * s.k, "conv weight")?;
     check_len(bias, s.cout, "conv bias")?;
     let u = ctx.uniform(&p, "conv2d params");
-    let groups = ctx.fold_groups((s.cout as u32 * p.oh * p.ow).div_ceil(256))?;
-    let key = PipelineKey::new(Kernel::Conv2d, &consts(act, true));
+    let groups = conv_groups(ctx, s, &p, 8)?;
+    let key = PipelineKey::new(Kernel::Conv2d, &conv_consts(act, s));
     ctx.prepare(&key, &[&u, x.buf.raw(), weight.raw(), bias.raw(), y.buf.raw()], groups)
 }
 
@@ -165,8 +183,8 @@ pub fn prepare_depthwise(
     check_len(weight, s.cout * s.k * s.k, "depthwise weight")?;
     check_len(bias, s.cout, "depthwise bias")?;
     let u = ctx.uniform(&p, "depthwise params");
-    let groups = ctx.fold_groups((s.cout as u32 * p.oh * p.ow).div_ceil(256))?;
-    let key = PipelineKey::new(Kernel::Depthwise, &consts(act, true));
+    let groups = conv_groups(ctx, s, &p, 1)?;
+    let key = PipelineKey::new(Kernel::Depthwise, &conv_consts(act, s));
     ctx.prepare(&key, &[&u, x.buf.raw(), weight.raw(), bias.raw(), y.buf.raw()], groups)
 }
 
@@ -196,7 +214,7 @@ pub fn prepare_avgpool(ctx: &Context, x: &GpuMatrix, h: usize, w: usize, y: &Gpu
         out_stride: y.stride() as u32,
     };
     let u = ctx.uniform(&p, "avgpool params");
-    let groups = ctx.fold_groups(x.rows() as u32)?;
+    let groups = ctx.fold_groups((x.rows() as u32).div_ceil(64))?;
     let key = PipelineKey::new(Kernel::AvgPool, &consts(Activation::None, false));
     let dummy = ctx.dummy_buffer();
     ctx.prepare(&key, &[&u, x.buf.raw(), &dummy, &dummy, y.buf.raw()], groups)
