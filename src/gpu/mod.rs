@@ -22,7 +22,7 @@ pub mod spmm_nm;
 mod timing;
 
 pub use buffer::{f16_rounded, padded_stride, padded_stride_f16, GpuBuffer, GpuMatrix, GpuMatrixF16};
-pub use context::{AdapterSummary, Context, Dispatch, FeatureSet};
+pub use context::{AdapterSummary, Context, CoopConfig, Dispatch, FeatureSet};
 pub use epilogue::{Activation, Epilogue};
 pub use formats::{longest_first, GpuBsr, GpuBsrF16, GpuCsr, GpuNm};
 pub use pipeline::{Binding, Kernel, PipelineKey, ShaderChecks};
