@@ -385,6 +385,14 @@ impl Context {
         if key.kernel.needs_f16() {
             self.require_f16(key.kernel.name())?;
         }
+        if key.kernel.needs_coop() && !(self.features().coop_matrix && self.features().subgroups) {
+            return Err(Error::Gpu(format!(
+                "{} needs cooperative matrices and subgroups, which the adapter '{}' ({:?}) does not offer",
+                key.kernel.name(),
+                self.summary.info.name,
+                self.summary.info.backend
+            )));
+        }
         let mut cache = self
             .pipelines
             .lock()

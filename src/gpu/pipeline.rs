@@ -92,6 +92,11 @@ pub enum Kernel {
     /// `spmm_nm.wgsl`: N:M SpMM, X in registers, one subgroup-uniform branch per
     /// row and group on the group's pattern (large N, n <= 2, m <= 8).
     SpmmNmSwitch,
+    /// `gemm_coop.wgsl`: [`Kernel::GemmF16`] on cooperative matrices (native only).
+    GemmCoop,
+    /// `spmm_bsr_coop.wgsl`: [`Kernel::SpmmBsrF16`] on cooperative matrices, 16x16
+    /// and 32x32 blocks (native only).
+    SpmmBsrCoop,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -126,6 +131,8 @@ impl Kernel {
             Kernel::SpmmCsrRowwise => "spmm_csr_rowwise",
             Kernel::SpmmCsrPack => "spmm_csr_pack",
             Kernel::SpmmNmSwitch => "spmm_nm_switch",
+            Kernel::GemmCoop => "gemm_coop",
+            Kernel::SpmmBsrCoop => "spmm_bsr_coop",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -152,6 +159,8 @@ impl Kernel {
             Kernel::SpmmCsrRows => include_str!("../../shaders/spmm_csr.wgsl"),
             Kernel::SpmmCsrRowwise => include_str!("../../shaders/spmm_csr_rowwise.wgsl"),
             Kernel::SpmmCsrPack => include_str!("../../shaders/spmm_csr_pack.wgsl"),
+            Kernel::GemmCoop => include_str!("../../shaders/gemm_coop.wgsl"),
+            Kernel::SpmmBsrCoop => include_str!("../../shaders/spmm_bsr_coop.wgsl"),
         }
     }
     /// The entry point: every kernel's entry point is its name.
@@ -161,16 +170,26 @@ impl Kernel {
     /// True for the kernels whose WGSL says `enable f16;` (they need the
     /// adapter's shader-f16 feature).
     pub fn needs_f16(self) -> bool {
-        matches!(self, Kernel::GemmF16 | Kernel::GemmSkinnyF16 | Kernel::SpmmBsrF16)
+        matches!(
+            self,
+            Kernel::GemmF16 | Kernel::GemmSkinnyF16 | Kernel::SpmmBsrF16 | Kernel::GemmCoop | Kernel::SpmmBsrCoop
+        )
+    }
+    /// True for the kernels whose WGSL says `enable wgpu_cooperative_matrix;`
+    /// (native only: they need the adapter's cooperative matrices and subgroups).
+    pub fn needs_coop(self) -> bool {
+        matches!(self, Kernel::GemmCoop | Kernel::SpmmBsrCoop)
     }
     pub fn bindings(self) -> &'static [Binding] {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
             Kernel::Add => &[Binding::Uniform, RW, RO],
-            Kernel::Gemm | Kernel::GemmSkinny | Kernel::GemmF16 | Kernel::GemmSkinnyF16 => {
+            Kernel::Gemm | Kernel::GemmSkinny | Kernel::GemmF16 | Kernel::GemmSkinnyF16 | Kernel::GemmCoop => {
                 &[Binding::Uniform, RO, RO, RW, RO]
             }
-            Kernel::SpmmBsr | Kernel::SpmmBsrF16 => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
+            Kernel::SpmmBsr | Kernel::SpmmBsrF16 | Kernel::SpmmBsrCoop => {
+                &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO]
+            }
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => &[Binding::Uniform, RO, RO, RO, RW],
             // params, values, indices, x, y, bias
             Kernel::SpmmNmTiled | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => &[Binding::Uniform, RO, RO, RO, RW, RO],
@@ -239,7 +258,15 @@ impl Kernel {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(self.source().into()),
         };
-        let module = match ctx.shader_checks() {
+        // The cooperative kernels guard every global access against their
+        // uniform and index workgroup memory only with override-bounded loop
+        // counters: they drop the index clamping unless all checks are asked
+        // for (the clamps sit on every staged element store).
+        let checks = match (self.needs_coop(), ctx.shader_checks()) {
+            (true, ShaderChecks::Bounds) => ShaderChecks::None,
+            (_, c) => c,
+        };
+        let module = match checks {
             ShaderChecks::All => device.create_shader_module(desc),
             level => {
                 let checks = wgpu::ShaderRuntimeChecks {

@@ -1,0 +1,201 @@
+// Block-sparse SpMM  Y[M, N] = act(W_bsr[M, K] * X[K, N] + bias[M]) on
+// cooperative matrices (tensor cores) for square blocks of 16 or 32 (any
+// multiple of 16 whose tiles fit): f16 storage, 16x16x16 f16 tiles, f32
+// accumulation. Native only (EXPERIMENTAL_COOPERATIVE_MATRIX + shader-f16 +
+// subgroups); spmm_bsr_f16.wgsl is the fallback everywhere else.
+//
+// The schedule of gemm_coop.wgsl with the K loop running over the non-zero
+// blocks of one block row: a workgroup owns block row row_order[wid.y] (block
+// rows longest first, so heavy rows start early and short ones fill the tail)
+// and BN columns of Y; BM = BK = the block size (WM * TM * 16). Stage s stages
+// block row_ptr[row] + s (b x b f16, contiguous, row-major) and the b x BN
+// slice of X at rows col_idx * b, both with vec4<f16> loads, double buffered
+// exactly as the dense kernel. X rows past K read zeros (a block on the edge
+// of K is zero-padded, and so are block rows past M, which are not written).
+//
+// Storage: values are the f16 blocks of GpuBsrF16 (b * b halves each, so
+// every block starts on a whole vec4), bound as vec4<f16>; row_ptr, col_idx
+// and row_order are the u32 arrays of the BSR; X and Y are GpuMatrixF16 (rows
+// padded to 8 halves) bound as vec4<f16>. Workgroup memory and coopLoadT
+// strides are in vec4<f16>s, as in gemm_coop.wgsl.
+
+enable f16;
+enable wgpu_cooperative_matrix;
+
+override SG: u32 = 32u;       // subgroup size (the adapter's fixed size)
+override WM: u32 = 2u;        // subgroups along M
+override WN: u32 = 2u;        // subgroups along N
+override TM: u32 = 4u;        // accumulator tiles per subgroup along M
+override TN: u32 = 4u;        // along N; TM * TN <= 16
+override BK: u32 = 32u;       // the block size = BM
+override NT: u32 = 128u;      // WM * WN * SG
+override SA: u32 = 10u;       // vec4<f16>s per staged W row: (BK + 8) / 4
+override SB: u32 = 34u;       // vec4<f16>s per staged X row: (BN + 8) / 4
+override A_LEN: u32 = 2560u;  // 2 * BM * SA
+override B_LEN: u32 = 2176u;  // 2 * BK * SB
+override C_LEN: u32 = 1024u;  // WM * WN * 256
+override LA: u32 = 8u;        // vec4 loads of a block per thread per stage: ceil(BM * BK / 4 / NT), <= 16
+override LB: u32 = 8u;        // of X: BK * BN / 4 / NT, <= 16
+override HAS_BIAS: bool = false;
+override ACT: u32 = 0u;       // 0 none, 1 ReLU, 2 ReLU6
+
+struct Params {
+    m: u32,
+    k: u32,
+    x_stride4: u32,  // vec4<f16>s per X row = per Y row
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> row_ptr: array<u32>;
+@group(0) @binding(2) var<storage, read> col_idx: array<u32>;
+@group(0) @binding(3) var<storage, read> values: array<vec4<f16>>;
+@group(0) @binding(4) var<storage, read> row_order: array<u32>;
+@group(0) @binding(5) var<storage, read> x: array<vec4<f16>>;
+@group(0) @binding(6) var<storage, read_write> y: array<vec4<f16>>;
+@group(0) @binding(7) var<storage, read> bias: array<f32>;
+
+var<workgroup> a_s: array<vec4<f16>, A_LEN>;
+var<workgroup> b_s: array<vec4<f16>, B_LEN>;
+var<workgroup> c_s: array<f32, C_LEN>;
+
+fn act(v: vec4<f32>) -> vec4<f32> {
+    if (ACT == 1u) {
+        return max(v, vec4<f32>(0.0));
+    } else if (ACT == 2u) {
+        return clamp(v, vec4<f32>(0.0), vec4<f32>(6.0));
+    }
+    return v;
+}
+
+// Global loads of stage `blk` (a block and its X slice) into registers.
+fn load_stage(blk: u32, t: u32, c40: u32, bn4: u32, bsize4: u32,
+              ra: ptr<function, array<vec4<f16>, 16>>, rb: ptr<function, array<vec4<f16>, 16>>) {
+    let vbase = blk * bsize4;
+    for (var l = 0u; l < LA; l++) {
+        let idx = t + l * NT;
+        var v = vec4<f16>(0.0);
+        if (idx < bsize4) {
+            v = values[vbase + idx];
+        }
+        (*ra)[l] = v;
+    }
+    let k0 = col_idx[blk] * BK;
+    for (var l = 0u; l < LB; l++) {
+        let idx = t + l * NT;
+        let kr = k0 + idx / bn4;
+        let c = c40 + idx % bn4;
+        var v = vec4<f16>(0.0);
+        if (kr < p.k && c < p.x_stride4) {
+            v = x[kr * p.x_stride4 + c];
+        }
+        (*rb)[l] = v;
+    }
+}
+
+@compute @workgroup_size(NT)
+fn spmm_bsr_coop(@builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(local_invocation_index) t: u32,
+             @builtin(subgroup_id) sg: u32,
+             @builtin(subgroup_invocation_id) lane: u32) {
+    let bm = WM * TM * 16u;
+    let bn = WN * TN * 16u;
+    let brow = row_order[wid.y];
+    let m0 = brow * bm;
+    let first = row_ptr[brow];
+    let bsize4 = bm * BK / 4u;
+    let n0 = wid.x * bn;
+    let wm = sg / WN;
+    let wn = sg % WN;
+    let bk4 = BK / 4u;
+    let bn4 = bn / 4u;
+
+    // Zero accumulators, loaded from a zeroed scratch.
+    for (var i = t; i < C_LEN; i += NT) {
+        c_s[i] = 0.0;
+    }
+    workgroupBarrier();
+    let cb = sg * 256u;
+    let s16 = 16u;
+    var acc: array<coop_mat16x16<f32, C>, 16>;
+    for (var i = 0u; i < TM * TN; i++) {
+        acc[i] = coopLoadT<coop_mat16x16<f32, C>>(&c_s[cb], s16);
+    }
+
+    var ra: array<vec4<f16>, 16>;
+    var rb: array<vec4<f16>, 16>;
+    let nk = row_ptr[brow + 1u] - first;
+
+    // Stage 0 into registers.
+    if (nk > 0u) {
+        load_stage(first, t, n0 / 4u, bn4, bsize4, &ra, &rb);
+    }
+
+    let sa = SA;
+    let sb = SB;
+    for (var s = 0u; s < nk; s++) {
+        let buf = s & 1u;
+        // Registers -> workgroup buffer `buf`.
+        for (var l = 0u; l < LA; l++) {
+            let idx = t + l * NT;
+            if (idx < bsize4) {
+                a_s[buf * bm * SA + (idx / bk4) * SA + idx % bk4] = ra[l];
+            }
+        }
+        for (var l = 0u; l < LB; l++) {
+            let idx = t + l * NT;
+            b_s[buf * BK * SB + (idx / bn4) * SB + idx % bn4] = rb[l];
+        }
+        workgroupBarrier();
+
+        // Issue the global loads of the next stage.
+        if (s + 1u < nk) {
+            load_stage(first + s + 1u, t, n0 / 4u, bn4, bsize4, &ra, &rb);
+        }
+
+        // Multiply the staged tiles.
+        let abase = buf * bm * SA + wm * TM * 16u * SA;
+        let bbase = buf * BK * SB + wn * TN * 4u;
+        for (var kk = 0u; kk < BK / 16u; kk++) {
+            var af: array<coop_mat16x16<f16, A>, 4>;
+            var bf: array<coop_mat16x16<f16, B>, 4>;
+            for (var i = 0u; i < TM; i++) {
+                let o = abase + i * 16u * SA + kk * 4u;
+                af[i] = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+            }
+            for (var j = 0u; j < TN; j++) {
+                let o = bbase + kk * 16u * SB + j * 4u;
+                bf[j] = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+            }
+            for (var i = 0u; i < TM; i++) {
+                for (var j = 0u; j < TN; j++) {
+                    acc[i * TN + j] = coopMultiplyAdd(af[i], bf[j], acc[i * TN + j]);
+                }
+            }
+        }
+    }
+
+    // Epilogue, one accumulator tile at a time through the subgroup's scratch.
+    for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) {
+            coopStoreT(acc[i * TN + j], &c_s[cb], s16);
+            workgroupBarrier();
+            for (var e = lane; e < 64u; e += SG) {
+                let r = e / 4u;
+                let q = e % 4u;
+                let row = m0 + (wm * TM + i) * 16u + r;
+                let c4 = (n0 + (wn * TN + j) * 16u) / 4u + q;
+                if (row < p.m && c4 < p.x_stride4) {
+                    var bv = 0.0;
+                    if (HAS_BIAS) {
+                        bv = bias[row];
+                    }
+                    let o = cb + r * 16u + q * 4u;
+                    let v = vec4<f32>(c_s[o], c_s[o + 1u], c_s[o + 2u], c_s[o + 3u]) + vec4<f32>(bv);
+                    y[row * p.x_stride4 + c4] = vec4<f16>(act(v));
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Dense GEMM `Y = act(W X + bias)` on cooperative matrices (tensor cores) with
+//! f16 storage and f32 accumulation (`shaders/gemm_coop.wgsl`). W, X and Y are
+//! [`GpuMatrixF16`], the bias stays f32 (the [`Epilogue`] of the other kernels).
+//!
+//! Native only: it needs wgpu's `EXPERIMENTAL_COOPERATIVE_MATRIX` with a
+//! 16x16x16 f16 -> f32 configuration, shader-f16, subgroups and a fixed subgroup
+//! size ([`coop_support`]). [`prepare`] falls back to [`super::gemm_f16`]
+//! wherever that is missing (browsers, lavapipe, ...) and for X of at most 16
+//! columns; [`prepare_with`] is the cooperative kernel itself and returns
+//! [`Error::Gpu`] without support.
+
+use crate::error::{Error, Result};
+
+use super::{gemm_f16, Context, Dispatch, Epilogue, GpuMatrixF16, Kernel, PipelineKey};
+
+/// Why the cooperative-matrix kernels cannot run on `ctx`, or the subgroup
+/// size they are compiled for.
+pub fn coop_support(ctx: &Context) -> std::result::Result<u32, String> {
+    let f = ctx.features();
+    let name = &ctx.info().name;
+    if !f.coop_matrix {
+        return Err(format!("'{name}' offers no cooperative matrices"));
+    }
+    if !f.shader_f16 || !f.subgroups {
+        return Err(format!("'{name}' lacks shader-f16 or subgroups"));
+    }
+    let f16 = wgpu::CooperativeScalarType::F16;
+    let f32 = wgpu::CooperativeScalarType::F32;
+    if !ctx
+        .coop_configs()
+        .iter()
+        .any(|c| (c.m, c.n, c.k, c.ab, c.cr) == (16, 16, 16, f16, f32))
+    {
+        return Err(format!("'{name}' has no 16x16x16 f16 -> f32 cooperative matrix"));
+    }
+    let (lo, hi) = (ctx.info().subgroup_min_size, ctx.info().subgroup_max_size);
+    if lo != hi || lo == 0 {
+        return Err(format!(
+            "'{name}' has subgroups of {lo}..{hi} lanes; the cooperative kernels need a fixed size"
+        ));
+    }
+    Ok(lo)
+}
+
+/// Workgroup tiling of the cooperative kernels: `wm x wn` subgroups, each with
+/// `tm x tn` accumulator tiles of 16x16, K staged `bk` at a time. The
+/// workgroup owns `bm() x bn()` outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopTile {
+    pub wm: u32,
+    pub wn: u32,
+    pub tm: u32,
+    pub tn: u32,
+    pub bk: u32,
+}
+
+impl CoopTile {
+    /// 128x128 outputs, 4 subgroups of 64x64 (16 accumulators), K by 32.
+    pub const DEFAULT: CoopTile = CoopTile {
+        wm: 2,
+        wn: 2,
+        tm: 4,
+        tn: 4,
+        bk: 32,
+    };
+    /// The tilings the benchmark compares (tuning).
+    pub const CANDIDATES: [CoopTile; 8] = [
+        CoopTile::DEFAULT,
+        CoopTile {
+            wm: 2,
+            wn: 4,
+            tm: 4,
+            tn: 2,
+            bk: 32,
+        },
+        CoopTile {
+            wm: 4,
+            wn: 2,
+            tm: 2,
+            tn: 4,
+            bk: 32,
+        },
+        CoopTile {
+            wm: 2,
+            wn: 2,
+            tm: 2,
+            tn: 4,
+            bk: 32,
+        },
+        CoopTile {
+            wm: 2,
+            wn: 2,
+            tm: 4,
+            tn: 4,
+            bk: 16,
+        },
+        CoopTile {
+            wm: 2,
+            wn: 4,
+            tm: 4,
+            tn: 4,
+            bk: 16,
+        },
+        CoopTile {
+            wm: 4,
+            wn: 2,
+            tm: 4,
+            tn: 4,
+            bk: 16,
+        },
+        CoopTile {
+            wm: 2,
+            wn: 2,
+            tm: 2,
+            tn: 2,
+            bk: 32,
+        },
+    ];
+
+    pub fn bm(&self) -> u32 {
+        self.wm * self.tm * 16
+    }
+    pub fn bn(&self) -> u32 {
+        self.wn * self.tn * 16
+    }
+    pub fn label(&self) -> String {
+        format!(
+            "{}x{}x{} {}x{}sg {}x{}acc",
+            self.bm(),
+            self.bn(),
+            self.bk,
+            self.wm,
+            self.wn,
+            self.tm,
+            self.tn
+        )
+    }
+
+    /// The override constants for subgroups of `sg` lanes, or why the tile
+    /// cannot be compiled (tile rules, `max_wg_bytes` of workgroup memory).
+    /// With `ceil_a`, W loads per thread round up (BSR blocks smaller than
+    /// the thread count).
+    pub(crate) fn constants_for(
+        &self,
+        sg: u32,
+        max_wg_bytes: u32,
+        ceil_a: bool,
+        ep: &Epilogue,
+    ) -> Result<Vec<(&'static str, u32)>> {
+        let CoopTile { wm, wn, tm, tn, bk } = *self;
+        let bad = |why: &str| Err(Error::Limit(format!("cooperative tile {}: {why}", self.label())));
+        if wm == 0 || wn == 0 || tm == 0 || tn == 0 || tm > 4 || tn > 4 || tm * tn > 16 {
+            return bad("needs 1..4 accumulator tiles per side, at most 16");
+        }
+        if bk == 0 || !bk.is_multiple_of(16) {
+            return bad("K stage must be a multiple of 16");
+        }
+        let nt = wm * wn * sg;
+        let (bm, bn) = (self.bm(), self.bn());
+        // In vec4<f16>s (8 bytes), the unit of the loads and of workgroup memory.
+        let (a4, b4) = (bm * bk / 4, bk * bn / 4);
+        let la = if ceil_a {
+            a4.div_ceil(nt)
+        } else if a4.is_multiple_of(nt) {
+            a4 / nt
+        } else {
+            return bad("W stage is not a whole number of vec4 loads per thread");
+        };
+        if !b4.is_multiple_of(nt) {
+            return bad("X stage is not a whole number of vec4 loads per thread");
+        }
+        let lb = b4 / nt;
+        if la == 0 || la > 16 || lb == 0 || lb > 16 {
+            return bad("more than 16 (or no) vec4 loads per thread and stage");
+        }
+        // Staged rows padded by 8 halves (2 vec4s) against bank conflicts.
+        let (sa, sb) = ((bk + 8) / 4, (bn + 8) / 4);
+        let (a_len, b_len, c_len) = (2 * bm * sa, 2 * bk * sb, wm * wn * 256);
+        let bytes = 8 * a_len + 8 * b_len + 4 * c_len;
+        if bytes > max_wg_bytes {
+            return bad(&format!("{bytes} bytes of workgroup memory exceed {max_wg_bytes}"));
+        }
+        let mut c = vec![
+            ("SG", sg),
+            ("WM", wm),
+            ("WN", wn),
+            ("TM", tm),
+            ("TN", tn),
+            ("BK", bk),
+            ("NT", nt),
+            ("SA", sa),
+            ("SB", sb),
+            ("A_LEN", a_len),
+            ("B_LEN", b_len),
+            ("C_LEN", c_len),
+            ("LA", la),
+            ("LB", lb),
+        ];
+        c.extend(ep.constants());
+        Ok(c)
+    }
+
+    /// [`CoopTile::constants_for`] for the dense kernel.
+    pub fn constants(&self, sg: u32, max_wg_bytes: u32, ep: &Epilogue) -> Result<Vec<(&'static str, u32)>> {
+        self.constants_for(sg, max_wg_bytes, false, ep)
+    }
+
+    /// Checks the tile against `ctx` and returns its constants.
+    pub(crate) fn constants_on(
+        &self,
+        ctx: &Context,
+        sg: u32,
+        ceil_a: bool,
+        ep: &Epilogue,
+    ) -> Result<Vec<(&'static str, u32)>> {
+        let l = ctx.limits();
+        let nt = self.wm * self.wn * sg;
+        if nt > l.max_compute_invocations_per_workgroup || nt > l.max_compute_workgroup_size_x {
+            return Err(Error::Limit(format!(
+                "cooperative tile {}: {nt} invocations exceed the device's workgroup size",
+                self.label()
+            )));
+        }
+        self.constants_for(sg, l.max_compute_workgroup_storage_size, ceil_a, ep)
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    k: u32,
+    w_stride4: u32,
+    x_stride4: u32,
+}
+
+/// Which kernel [`prepare`] runs for an X of `n` columns on `ctx`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenseF16Kernel {
+    /// `gemm_coop` with this tile.
+    Coop(CoopTile),
+    /// `gemm_f16` (its tile or skinny kernel).
+    Fallback,
+}
+
+/// The kernel [`prepare`] picks: cooperative where supported and X has more
+/// than 16 columns (narrower X is the skinny kernel's), else the fallback.
+pub fn choose(ctx: &Context, n: usize) -> DenseF16Kernel {
+    match coop_support(ctx) {
+        Ok(sg)
+            if n > 16
+                && CoopTile::DEFAULT
+                    .constants_on(ctx, sg, false, &Epilogue::default())
+                    .is_ok() =>
+        {
+            DenseF16Kernel::Coop(CoopTile::DEFAULT)
+        }
+        _ => DenseF16Kernel::Fallback,
+    }
+}
+
+/// Prepares `y = act(w x + bias)` on cooperative matrices with an explicit
+/// tile; [`Error::Gpu`] where [`coop_support`] fails.
+pub fn prepare_with(
+    ctx: &Context,
+    w: &GpuMatrixF16,
+    x: &GpuMatrixF16,
+    y: &GpuMatrixF16,
+    ep: &Epilogue,
+    tile: CoopTile,
+) -> Result<Dispatch> {
+    let sg = coop_support(ctx).map_err(|why| Error::Gpu(format!("the cooperative-matrix GEMM: {why}")))?;
+    if w.cols() != x.rows() || y.rows() != w.rows() || y.cols() != x.cols() {
+        return Err(Error::Shape(format!(
+            "W {}x{} * X {}x{} does not fit Y {}x{}",
+            w.rows(),
+            w.cols(),
+            x.rows(),
+            x.cols(),
+            y.rows(),
+            y.cols()
+        )));
+    }
+    let c = tile.constants_on(ctx, sg, false, ep)?;
+    let params = Params {
+        m: w.rows() as u32,
+        k: w.cols() as u32,
+        w_stride4: (w.stride() / 4) as u32,
+        x_stride4: (x.stride() / 4) as u32,
+    };
+    let u = ctx.uniform(&params, "gemm_coop params");
+    let bias = ep.bias_buffer(ctx, w.rows())?;
+    let groups = [
+        (x.stride() as u32).div_ceil(tile.bn()),
+        (w.rows() as u32).div_ceil(tile.bm()).max(1),
+        1,
+    ];
+    let key = PipelineKey::new(Kernel::GemmCoop, &c);
+    ctx.prepare(&key, &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias], groups)
+}
+
+/// Prepares `y = act(w x + bias)` in f16 storage with the kernel [`choose`]
+/// picks: tensor cores where the adapter has them, `gemm_f16` otherwise.
+pub fn prepare(ctx: &Context, w: &GpuMatrixF16, x: &GpuMatrixF16, y: &GpuMatrixF16, ep: &Epilogue) -> Result<Dispatch> {
+    match choose(ctx, x.cols()) {
+        DenseF16Kernel::Coop(tile) => prepare_with(ctx, w, x, y, ep, tile),
+        DenseF16Kernel::Fallback => gemm_f16::prepare(ctx, w, x, y, ep),
+    }
+}
+
+/// Computes `y = act(w x + bias)` (submitted; read `y` to wait).
+pub fn run(ctx: &Context, w: &GpuMatrixF16, x: &GpuMatrixF16, y: &GpuMatrixF16, ep: &Epilogue) -> Result<()> {
+    let d = prepare(ctx, w, x, y, ep)?;
+    ctx.submit(&[&d]);
+    Ok(())
+}
