@@ -20,5 +20,10 @@ SQ=${SQ:-4096x4096x4096,2048x2048x2048}
 timeout 300 ./.device/wgsparse bench --f16 --coop-tiles --no-prune --shapes "$SQ" --patterns block:16x16,block:32x32 \
   --sparsities 0.5,0.7,0.9,0.95 --json "$OUT/bench.json" 2>"$OUT/bench.log" | tee "$OUT/bench.txt"
 echo "bench rc ${PIPESTATUS[0]}"; grep -E "FAILED|error" "$OUT/bench.log" | head
-timeout 120 python3 bench/peers.py --dtype f16 --shapes "$SQ" --blocks 16,32 --sparsities 0.5,0.7,0.9,0.95 \
+# 8192^3 and the EfficientNet-Lite0 1x1-conv shapes (the dispatch on small shapes).
+timeout 200 ./.device/wgsparse bench --f16 --no-prune \
+  --shapes 8192x8192x8192,1280x320x49,96x16x12544,192x32x3136,480x80x196 --patterns block:32x32 --sparsities 0.9 \
+  --json "$OUT/bench2.json" 2>"$OUT/bench2.log" | tee "$OUT/bench2.txt"
+echo "bench2 rc ${PIPESTATUS[0]}"
+timeout 120 python3 bench/peers.py --dtype f16 --shapes "$SQ,8192x8192x8192" --blocks 16,32 --sparsities 0.5,0.7,0.9,0.95 \
   --json "$OUT/peers.json" 2>/dev/null | tee "$OUT/peers.txt"

@@ -23,9 +23,16 @@
 // round to f16 once and write 4 columns (8 bytes) at a time, guarded by M and
 // the row stride of Y.
 //
+// Accumulator and operand tiles are named variables, unrolled by hand up to
+// 4x4 and cut to TM x TN by branches on override constants (`&`, not `&&`,
+// which naga lowers to non-uniform control flow): measured on the H100 (driver
+// 580.159.04), arrays of cooperative matrices indexed in loops ran at ~30
+// TFLOP/s whatever the tiling, as if kept out of registers.
+//
 // Cooperative operations run in uniform control flow only: every loop bound is
-// an override or a uniform. naga 30's SPIR-V backend needs the pointer index
-// and the stride of coopLoad/coopStore bound to a `let` first.
+// an override or a uniform, every branch around them an override constant.
+// naga 30's SPIR-V backend needs the pointer index and the stride of
+// coopLoad/coopStore bound to a `let` first.
 
 enable f16;
 enable wgpu_cooperative_matrix;
@@ -73,6 +80,30 @@ fn act(v: vec4<f32>) -> vec4<f32> {
     return v;
 }
 
+// Adds the bias, applies the activation and writes one 16x16 accumulator tile
+// (rows from `row0`, vec4 columns from `c40`) through the subgroup's scratch
+// at `cb`; lanes write 4 columns each, guarded by M and the row stride.
+fn store_tile(acc: coop_mat16x16<f32, C>, row0: u32, c40: u32, cb: u32, lane: u32) {
+    let s16 = 16u;
+    let at = cb;
+    coopStoreT(acc, &c_s[at], s16);
+    workgroupBarrier();
+    for (var e = lane; e < 64u; e += SG) {
+        let row = row0 + e / 4u;
+        let c4 = c40 + e % 4u;
+        if (row < p.m && c4 < p.x_stride4) {
+            var bv = 0.0;
+            if (HAS_BIAS) {
+                bv = bias[row];
+            }
+            let o = cb + e * 4u;
+            let v = vec4<f32>(c_s[o], c_s[o + 1u], c_s[o + 2u], c_s[o + 3u]) + vec4<f32>(bv);
+            y[row * p.x_stride4 + c4] = vec4<f16>(act(v));
+        }
+    }
+    workgroupBarrier();
+}
+
 @compute @workgroup_size(NT)
 fn gemm_coop(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_index) t: u32,
@@ -94,10 +125,13 @@ fn gemm_coop(@builtin(workgroup_id) wid: vec3<u32>,
     workgroupBarrier();
     let cb = sg * 256u;
     let s16 = 16u;
-    var acc: array<coop_mat16x16<f32, C>, 16>;
-    for (var i = 0u; i < TM * TN; i++) {
-        acc[i] = coopLoadT<coop_mat16x16<f32, C>>(&c_s[cb], s16);
-    }
+    // Accumulators as named variables (not an array): up to 4x4, those past
+    // TM x TN are dead code once the overrides are folded.
+    let zero = coopLoadT<coop_mat16x16<f32, C>>(&c_s[cb], s16);
+    var c00 = zero; var c01 = zero; var c02 = zero; var c03 = zero;
+    var c10 = zero; var c11 = zero; var c12 = zero; var c13 = zero;
+    var c20 = zero; var c21 = zero; var c22 = zero; var c23 = zero;
+    var c30 = zero; var c31 = zero; var c32 = zero; var c33 = zero;
 
     var ra: array<vec4<f16>, 16>;
     var rb: array<vec4<f16>, 16>;
@@ -169,45 +203,130 @@ fn gemm_coop(@builtin(workgroup_id) wid: vec3<u32>,
         let abase = buf * bm * SA + wm * TM * 16u * SA;
         let bbase = buf * BK * SB + wn * TN * 4u;
         for (var kk = 0u; kk < BK / 16u; kk++) {
-            var af: array<coop_mat16x16<f16, A>, 4>;
-            var bf: array<coop_mat16x16<f16, B>, 4>;
-            for (var i = 0u; i < TM; i++) {
-                let o = abase + i * 16u * SA + kk * 4u;
-                af[i] = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+            let ao = abase + kk * 4u;
+            let bo = bbase + kk * 16u * SB;
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[ao], sa);
+            let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[bo], sb);
+            var a1 = a0; var a2 = a0; var a3 = a0;
+            var b1 = b0; var b2 = b0; var b3 = b0;
+            if (TM > 1u) {
+                let o = ao + 16u * SA;
+                a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
             }
-            for (var j = 0u; j < TN; j++) {
-                let o = bbase + kk * 16u * SB + j * 4u;
-                bf[j] = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+            if (TM > 2u) {
+                let o = ao + 32u * SA;
+                a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
             }
-            for (var i = 0u; i < TM; i++) {
-                for (var j = 0u; j < TN; j++) {
-                    acc[i * TN + j] = coopMultiplyAdd(af[i], bf[j], acc[i * TN + j]);
-                }
+            if (TM > 3u) {
+                let o = ao + 48u * SA;
+                a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+            }
+            if (TN > 1u) {
+                let o = bo + 4u;
+                b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+            }
+            if (TN > 2u) {
+                let o = bo + 8u;
+                b2 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+            }
+            if (TN > 3u) {
+                let o = bo + 12u;
+                b3 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+            }
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            if (TN > 1u) {
+                c01 = coopMultiplyAdd(a0, b1, c01);
+            }
+            if (TN > 2u) {
+                c02 = coopMultiplyAdd(a0, b2, c02);
+            }
+            if (TN > 3u) {
+                c03 = coopMultiplyAdd(a0, b3, c03);
+            }
+            if (TM > 1u) {
+                c10 = coopMultiplyAdd(a1, b0, c10);
+            }
+            if ((TM > 1u) & (TN > 1u)) {
+                c11 = coopMultiplyAdd(a1, b1, c11);
+            }
+            if ((TM > 1u) & (TN > 2u)) {
+                c12 = coopMultiplyAdd(a1, b2, c12);
+            }
+            if ((TM > 1u) & (TN > 3u)) {
+                c13 = coopMultiplyAdd(a1, b3, c13);
+            }
+            if (TM > 2u) {
+                c20 = coopMultiplyAdd(a2, b0, c20);
+            }
+            if ((TM > 2u) & (TN > 1u)) {
+                c21 = coopMultiplyAdd(a2, b1, c21);
+            }
+            if ((TM > 2u) & (TN > 2u)) {
+                c22 = coopMultiplyAdd(a2, b2, c22);
+            }
+            if ((TM > 2u) & (TN > 3u)) {
+                c23 = coopMultiplyAdd(a2, b3, c23);
+            }
+            if (TM > 3u) {
+                c30 = coopMultiplyAdd(a3, b0, c30);
+            }
+            if ((TM > 3u) & (TN > 1u)) {
+                c31 = coopMultiplyAdd(a3, b1, c31);
+            }
+            if ((TM > 3u) & (TN > 2u)) {
+                c32 = coopMultiplyAdd(a3, b2, c32);
+            }
+            if ((TM > 3u) & (TN > 3u)) {
+                c33 = coopMultiplyAdd(a3, b3, c33);
             }
         }
     }
 
     // Epilogue, one accumulator tile at a time through the subgroup's scratch.
-    for (var i = 0u; i < TM; i++) {
-        for (var j = 0u; j < TN; j++) {
-            coopStoreT(acc[i * TN + j], &c_s[cb], s16);
-            workgroupBarrier();
-            for (var e = lane; e < 64u; e += SG) {
-                let r = e / 4u;
-                let q = e % 4u;
-                let row = m0 + (wm * TM + i) * 16u + r;
-                let c4 = (n0 + (wn * TN + j) * 16u) / 4u + q;
-                if (row < p.m && c4 < p.x_stride4) {
-                    var bv = 0.0;
-                    if (HAS_BIAS) {
-                        bv = bias[row];
-                    }
-                    let o = cb + r * 16u + q * 4u;
-                    let v = vec4<f32>(c_s[o], c_s[o + 1u], c_s[o + 2u], c_s[o + 3u]) + vec4<f32>(bv);
-                    y[row * p.x_stride4 + c4] = vec4<f16>(act(v));
-                }
-            }
-            workgroupBarrier();
-        }
+    store_tile(c00, m0 + (wm * TM + 0u) * 16u, (n0 + (wn * TN + 0u) * 16u) / 4u, cb, lane);
+    if (TN > 1u) {
+        store_tile(c01, m0 + (wm * TM + 0u) * 16u, (n0 + (wn * TN + 1u) * 16u) / 4u, cb, lane);
+    }
+    if (TN > 2u) {
+        store_tile(c02, m0 + (wm * TM + 0u) * 16u, (n0 + (wn * TN + 2u) * 16u) / 4u, cb, lane);
+    }
+    if (TN > 3u) {
+        store_tile(c03, m0 + (wm * TM + 0u) * 16u, (n0 + (wn * TN + 3u) * 16u) / 4u, cb, lane);
+    }
+    if (TM > 1u) {
+        store_tile(c10, m0 + (wm * TM + 1u) * 16u, (n0 + (wn * TN + 0u) * 16u) / 4u, cb, lane);
+    }
+    if ((TM > 1u) & (TN > 1u)) {
+        store_tile(c11, m0 + (wm * TM + 1u) * 16u, (n0 + (wn * TN + 1u) * 16u) / 4u, cb, lane);
+    }
+    if ((TM > 1u) & (TN > 2u)) {
+        store_tile(c12, m0 + (wm * TM + 1u) * 16u, (n0 + (wn * TN + 2u) * 16u) / 4u, cb, lane);
+    }
+    if ((TM > 1u) & (TN > 3u)) {
+        store_tile(c13, m0 + (wm * TM + 1u) * 16u, (n0 + (wn * TN + 3u) * 16u) / 4u, cb, lane);
+    }
+    if (TM > 2u) {
+        store_tile(c20, m0 + (wm * TM + 2u) * 16u, (n0 + (wn * TN + 0u) * 16u) / 4u, cb, lane);
+    }
+    if ((TM > 2u) & (TN > 1u)) {
+        store_tile(c21, m0 + (wm * TM + 2u) * 16u, (n0 + (wn * TN + 1u) * 16u) / 4u, cb, lane);
+    }
+    if ((TM > 2u) & (TN > 2u)) {
+        store_tile(c22, m0 + (wm * TM + 2u) * 16u, (n0 + (wn * TN + 2u) * 16u) / 4u, cb, lane);
+    }
+    if ((TM > 2u) & (TN > 3u)) {
+        store_tile(c23, m0 + (wm * TM + 2u) * 16u, (n0 + (wn * TN + 3u) * 16u) / 4u, cb, lane);
+    }
+    if (TM > 3u) {
+        store_tile(c30, m0 + (wm * TM + 3u) * 16u, (n0 + (wn * TN + 0u) * 16u) / 4u, cb, lane);
+    }
+    if ((TM > 3u) & (TN > 1u)) {
+        store_tile(c31, m0 + (wm * TM + 3u) * 16u, (n0 + (wn * TN + 1u) * 16u) / 4u, cb, lane);
+    }
+    if ((TM > 3u) & (TN > 2u)) {
+        store_tile(c32, m0 + (wm * TM + 3u) * 16u, (n0 + (wn * TN + 2u) * 16u) / 4u, cb, lane);
+    }
+    if ((TM > 3u) & (TN > 3u)) {
+        store_tile(c33, m0 + (wm * TM + 3u) * 16u, (n0 + (wn * TN + 3u) * 16u) / 4u, cb, lane);
     }
 }
