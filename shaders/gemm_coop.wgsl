@@ -14,9 +14,10 @@
 // accumulator tiles (a TM*16 x TN*16 block of Y). The K loop stages a BM x BK
 // slice of W and a BK x BN slice of X in workgroup memory (f16, rows padded by
 // 8 halves against bank conflicts), double buffered: the global loads of stage
-// s + 1 are issued into registers before the tiles of stage s are multiplied,
-// and stored into the other buffer at the top of the next iteration, so one
-// barrier per stage suffices. Loads past M, K or the row stride read zeros.
+// s + DEPTH are issued into registers before the tiles of stage s are
+// multiplied (two register sets), and a stage's registers are stored into
+// buffer s % 2 at the top of its iteration, so one barrier per stage
+// suffices. Loads past M, K or the row stride read zeros.
 //
 // Epilogue: each accumulator tile is stored (f32) to the subgroup's 16x16
 // scratch in workgroup memory; lanes then add the bias, apply the activation,
@@ -50,6 +51,7 @@ override A_LEN: u32 = 2560u;  // 2 * BM * SA
 override B_LEN: u32 = 2176u;  // 2 * BK * SB
 override C_LEN: u32 = 1024u;  // WM * WN * 256
 override LA: u32 = 8u;        // vec4 loads of W per thread per stage: BM * BK / 4 / NT, <= 16
+override DEPTH: u32 = 1u;     // stages between a global load and its use: 1 or 2
 override LB: u32 = 8u;        // of X: BK * BN / 4 / NT, <= 16
 override HAS_BIAS: bool = false;
 override ACT: u32 = 0u;       // 0 none, 1 ReLU, 2 ReLU6
@@ -78,6 +80,49 @@ fn act(v: vec4<f32>) -> vec4<f32> {
         return clamp(v, vec4<f32>(0.0), vec4<f32>(6.0));
     }
     return v;
+}
+
+// Registers -> workgroup buffer `buf` (the W tile / block rows padded to SA,
+// the X rows to SB).
+fn store_stage(buf: u32, t: u32, bm: u32, bk4: u32, bn4: u32, bsize4: u32,
+               ra: ptr<function, array<vec4<f16>, 16>>, rb: ptr<function, array<vec4<f16>, 16>>) {
+    for (var l = 0u; l < LA; l++) {
+        let idx = t + l * NT;
+        if (idx < bsize4) {
+            a_s[buf * bm * SA + (idx / bk4) * SA + idx % bk4] = (*ra)[l];
+        }
+    }
+    for (var l = 0u; l < LB; l++) {
+        let idx = t + l * NT;
+        b_s[buf * BK * SB + (idx / bn4) * SB + idx % bn4] = (*rb)[l];
+    }
+}
+
+// Global loads of the stage at K offset `k0` (W rows m0.., X columns from vec4
+// n04) into registers; zeros past M, K and the row strides, and for a stage
+// that is not `valid` (the padding stage of an odd stage count).
+fn load_stage(k0: u32, valid: bool, t: u32, m0: u32, n04: u32, bk4: u32, bn4: u32,
+              ra: ptr<function, array<vec4<f16>, 16>>, rb: ptr<function, array<vec4<f16>, 16>>) {
+    for (var l = 0u; l < LA; l++) {
+        let idx = t + l * NT;
+        let row = m0 + idx / bk4;
+        let kv = k0 / 4u + idx % bk4;
+        var v = vec4<f16>(0.0);
+        if (valid && row < p.m && kv < p.w_stride4) {
+            v = w[row * p.w_stride4 + kv];
+        }
+        (*ra)[l] = v;
+    }
+    for (var l = 0u; l < LB; l++) {
+        let idx = t + l * NT;
+        let kr = k0 + idx / bn4;
+        let c = n04 + idx % bn4;
+        var v = vec4<f16>(0.0);
+        if (valid && kr < p.k && c < p.x_stride4) {
+            v = x[kr * p.x_stride4 + c];
+        }
+        (*rb)[l] = v;
+    }
 }
 
 // Adds the bias, applies the activation and writes one 16x16 accumulator tile
@@ -117,6 +162,7 @@ fn gemm_coop(@builtin(workgroup_id) wid: vec3<u32>,
     let wn = sg % WN;
     let bk4 = BK / 4u;
     let bn4 = bn / 4u;
+    let bsize4 = bm * bk4;
 
     // Zero accumulators, loaded from a zeroed scratch.
     for (var i = t; i < C_LEN; i += NT) {
@@ -133,151 +179,205 @@ fn gemm_coop(@builtin(workgroup_id) wid: vec3<u32>,
     var c20 = zero; var c21 = zero; var c22 = zero; var c23 = zero;
     var c30 = zero; var c31 = zero; var c32 = zero; var c33 = zero;
 
-    var ra: array<vec4<f16>, 16>;
-    var rb: array<vec4<f16>, 16>;
     let nk = (p.k + BK - 1u) / BK;
-
-    // Stage 0 into registers.
-    for (var l = 0u; l < LA; l++) {
-        let idx = t + l * NT;
-        let row = m0 + idx / bk4;
-        let kv = idx % bk4;
-        var v = vec4<f16>(0.0);
-        if (row < p.m && kv < p.w_stride4) {
-            v = w[row * p.w_stride4 + kv];
-        }
-        ra[l] = v;
-    }
-    for (var l = 0u; l < LB; l++) {
-        let idx = t + l * NT;
-        let kr = idx / bn4;
-        let c = n0 / 4u + idx % bn4;
-        var v = vec4<f16>(0.0);
-        if (kr < p.k && c < p.x_stride4) {
-            v = x[kr * p.x_stride4 + c];
-        }
-        rb[l] = v;
+    // Two register sets and two workgroup buffers. Stage s is staged from set
+    // s % 2 into buffer s % 2; DEPTH 1 issues the global loads of stage s + 1
+    // during stage s, DEPTH 2 those of stage s + 2 (twice the latency hidden).
+    var ra0: array<vec4<f16>, 16>;
+    var rb0: array<vec4<f16>, 16>;
+    var ra1: array<vec4<f16>, 16>;
+    var rb1: array<vec4<f16>, 16>;
+    // Stages run in pairs (set 0 / buffer 0, then set 1 / buffer 1) with no
+    // branch around the second: naga calls a branch on the loop counter
+    // non-uniform. An odd stage count gets one all-zero padding stage.
+    let nk2 = nk + (nk & 1u);
+    load_stage((0u) * BK, nk > 0u, t, m0, n0 / 4u, bk4, bn4, &ra0, &rb0);
+    if (DEPTH > 1u) {
+        load_stage((1u) * BK, nk > 1u, t, m0, n0 / 4u, bk4, bn4, &ra1, &rb1);
     }
 
     let sa = SA;
     let sb = SB;
-    for (var s = 0u; s < nk; s++) {
-        let buf = s & 1u;
-        // Registers -> workgroup buffer `buf`.
-        for (var l = 0u; l < LA; l++) {
-            let idx = t + l * NT;
-            a_s[buf * bm * SA + (idx / bk4) * SA + idx % bk4] = ra[l];
-        }
-        for (var l = 0u; l < LB; l++) {
-            let idx = t + l * NT;
-            b_s[buf * BK * SB + (idx / bn4) * SB + idx % bn4] = rb[l];
-        }
+    for (var s = 0u; s < nk2; s += 2u) {
+        store_stage(0u, t, bm, bk4, bn4, bsize4, &ra0, &rb0);
         workgroupBarrier();
-
-        // Issue the global loads of the next stage.
-        if (s + 1u < nk) {
-            let k0 = (s + 1u) * BK;
-            for (var l = 0u; l < LA; l++) {
-                let idx = t + l * NT;
-                let row = m0 + idx / bk4;
-                let kv = k0 / 4u + idx % bk4;
-                var v = vec4<f16>(0.0);
-                if (row < p.m && kv < p.w_stride4) {
-                    v = w[row * p.w_stride4 + kv];
+        if (DEPTH > 1u) {
+            load_stage((s + 2u) * BK, s + 2u < nk, t, m0, n0 / 4u, bk4, bn4, &ra0, &rb0);
+        } else {
+            load_stage((s + 1u) * BK, s + 1u < nk, t, m0, n0 / 4u, bk4, bn4, &ra1, &rb1);
+        }
+        // Multiply the tiles staged in buffer 0.
+        {
+            let abase = 0u * bm * SA + wm * TM * 16u * SA;
+            let bbase = 0u * BK * SB + wn * TN * 4u;
+            for (var kk = 0u; kk < BK / 16u; kk++) {
+                let ao = abase + kk * 4u;
+                let bo = bbase + kk * 16u * SB;
+                let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[ao], sa);
+                let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[bo], sb);
+                var a1 = a0; var a2 = a0; var a3 = a0;
+                var b1 = b0; var b2 = b0; var b3 = b0;
+                if (TM > 1u) {
+                    let o = ao + 16u * SA;
+                    a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
                 }
-                ra[l] = v;
-            }
-            for (var l = 0u; l < LB; l++) {
-                let idx = t + l * NT;
-                let kr = k0 + idx / bn4;
-                let c = n0 / 4u + idx % bn4;
-                var v = vec4<f16>(0.0);
-                if (kr < p.k && c < p.x_stride4) {
-                    v = x[kr * p.x_stride4 + c];
+                if (TM > 2u) {
+                    let o = ao + 32u * SA;
+                    a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
                 }
-                rb[l] = v;
+                if (TM > 3u) {
+                    let o = ao + 48u * SA;
+                    a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+                }
+                if (TN > 1u) {
+                    let o = bo + 4u;
+                    b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                if (TN > 2u) {
+                    let o = bo + 8u;
+                    b2 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                if (TN > 3u) {
+                    let o = bo + 12u;
+                    b3 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                c00 = coopMultiplyAdd(a0, b0, c00);
+                if (TN > 1u) {
+                    c01 = coopMultiplyAdd(a0, b1, c01);
+                }
+                if (TN > 2u) {
+                    c02 = coopMultiplyAdd(a0, b2, c02);
+                }
+                if (TN > 3u) {
+                    c03 = coopMultiplyAdd(a0, b3, c03);
+                }
+                if (TM > 1u) {
+                    c10 = coopMultiplyAdd(a1, b0, c10);
+                }
+                if ((TM > 1u) & (TN > 1u)) {
+                    c11 = coopMultiplyAdd(a1, b1, c11);
+                }
+                if ((TM > 1u) & (TN > 2u)) {
+                    c12 = coopMultiplyAdd(a1, b2, c12);
+                }
+                if ((TM > 1u) & (TN > 3u)) {
+                    c13 = coopMultiplyAdd(a1, b3, c13);
+                }
+                if (TM > 2u) {
+                    c20 = coopMultiplyAdd(a2, b0, c20);
+                }
+                if ((TM > 2u) & (TN > 1u)) {
+                    c21 = coopMultiplyAdd(a2, b1, c21);
+                }
+                if ((TM > 2u) & (TN > 2u)) {
+                    c22 = coopMultiplyAdd(a2, b2, c22);
+                }
+                if ((TM > 2u) & (TN > 3u)) {
+                    c23 = coopMultiplyAdd(a2, b3, c23);
+                }
+                if (TM > 3u) {
+                    c30 = coopMultiplyAdd(a3, b0, c30);
+                }
+                if ((TM > 3u) & (TN > 1u)) {
+                    c31 = coopMultiplyAdd(a3, b1, c31);
+                }
+                if ((TM > 3u) & (TN > 2u)) {
+                    c32 = coopMultiplyAdd(a3, b2, c32);
+                }
+                if ((TM > 3u) & (TN > 3u)) {
+                    c33 = coopMultiplyAdd(a3, b3, c33);
+                }
             }
         }
 
-        // Multiply the staged tiles.
-        let abase = buf * bm * SA + wm * TM * 16u * SA;
-        let bbase = buf * BK * SB + wn * TN * 4u;
-        for (var kk = 0u; kk < BK / 16u; kk++) {
-            let ao = abase + kk * 4u;
-            let bo = bbase + kk * 16u * SB;
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[ao], sa);
-            let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[bo], sb);
-            var a1 = a0; var a2 = a0; var a3 = a0;
-            var b1 = b0; var b2 = b0; var b3 = b0;
-            if (TM > 1u) {
-                let o = ao + 16u * SA;
-                a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
-            }
-            if (TM > 2u) {
-                let o = ao + 32u * SA;
-                a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
-            }
-            if (TM > 3u) {
-                let o = ao + 48u * SA;
-                a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
-            }
-            if (TN > 1u) {
-                let o = bo + 4u;
-                b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
-            }
-            if (TN > 2u) {
-                let o = bo + 8u;
-                b2 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
-            }
-            if (TN > 3u) {
-                let o = bo + 12u;
-                b3 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
-            }
-            c00 = coopMultiplyAdd(a0, b0, c00);
-            if (TN > 1u) {
-                c01 = coopMultiplyAdd(a0, b1, c01);
-            }
-            if (TN > 2u) {
-                c02 = coopMultiplyAdd(a0, b2, c02);
-            }
-            if (TN > 3u) {
-                c03 = coopMultiplyAdd(a0, b3, c03);
-            }
-            if (TM > 1u) {
-                c10 = coopMultiplyAdd(a1, b0, c10);
-            }
-            if ((TM > 1u) & (TN > 1u)) {
-                c11 = coopMultiplyAdd(a1, b1, c11);
-            }
-            if ((TM > 1u) & (TN > 2u)) {
-                c12 = coopMultiplyAdd(a1, b2, c12);
-            }
-            if ((TM > 1u) & (TN > 3u)) {
-                c13 = coopMultiplyAdd(a1, b3, c13);
-            }
-            if (TM > 2u) {
-                c20 = coopMultiplyAdd(a2, b0, c20);
-            }
-            if ((TM > 2u) & (TN > 1u)) {
-                c21 = coopMultiplyAdd(a2, b1, c21);
-            }
-            if ((TM > 2u) & (TN > 2u)) {
-                c22 = coopMultiplyAdd(a2, b2, c22);
-            }
-            if ((TM > 2u) & (TN > 3u)) {
-                c23 = coopMultiplyAdd(a2, b3, c23);
-            }
-            if (TM > 3u) {
-                c30 = coopMultiplyAdd(a3, b0, c30);
-            }
-            if ((TM > 3u) & (TN > 1u)) {
-                c31 = coopMultiplyAdd(a3, b1, c31);
-            }
-            if ((TM > 3u) & (TN > 2u)) {
-                c32 = coopMultiplyAdd(a3, b2, c32);
-            }
-            if ((TM > 3u) & (TN > 3u)) {
-                c33 = coopMultiplyAdd(a3, b3, c33);
+        store_stage(1u, t, bm, bk4, bn4, bsize4, &ra1, &rb1);
+        workgroupBarrier();
+        if (DEPTH > 1u) {
+            load_stage((s + 3u) * BK, s + 3u < nk, t, m0, n0 / 4u, bk4, bn4, &ra1, &rb1);
+        } else {
+            load_stage((s + 2u) * BK, s + 2u < nk, t, m0, n0 / 4u, bk4, bn4, &ra0, &rb0);
+        }
+        // Multiply the tiles staged in buffer 1.
+        {
+            let abase = 1u * bm * SA + wm * TM * 16u * SA;
+            let bbase = 1u * BK * SB + wn * TN * 4u;
+            for (var kk = 0u; kk < BK / 16u; kk++) {
+                let ao = abase + kk * 4u;
+                let bo = bbase + kk * 16u * SB;
+                let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[ao], sa);
+                let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[bo], sb);
+                var a1 = a0; var a2 = a0; var a3 = a0;
+                var b1 = b0; var b2 = b0; var b3 = b0;
+                if (TM > 1u) {
+                    let o = ao + 16u * SA;
+                    a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+                }
+                if (TM > 2u) {
+                    let o = ao + 32u * SA;
+                    a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+                }
+                if (TM > 3u) {
+                    let o = ao + 48u * SA;
+                    a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+                }
+                if (TN > 1u) {
+                    let o = bo + 4u;
+                    b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                if (TN > 2u) {
+                    let o = bo + 8u;
+                    b2 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                if (TN > 3u) {
+                    let o = bo + 12u;
+                    b3 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                c00 = coopMultiplyAdd(a0, b0, c00);
+                if (TN > 1u) {
+                    c01 = coopMultiplyAdd(a0, b1, c01);
+                }
+                if (TN > 2u) {
+                    c02 = coopMultiplyAdd(a0, b2, c02);
+                }
+                if (TN > 3u) {
+                    c03 = coopMultiplyAdd(a0, b3, c03);
+                }
+                if (TM > 1u) {
+                    c10 = coopMultiplyAdd(a1, b0, c10);
+                }
+                if ((TM > 1u) & (TN > 1u)) {
+                    c11 = coopMultiplyAdd(a1, b1, c11);
+                }
+                if ((TM > 1u) & (TN > 2u)) {
+                    c12 = coopMultiplyAdd(a1, b2, c12);
+                }
+                if ((TM > 1u) & (TN > 3u)) {
+                    c13 = coopMultiplyAdd(a1, b3, c13);
+                }
+                if (TM > 2u) {
+                    c20 = coopMultiplyAdd(a2, b0, c20);
+                }
+                if ((TM > 2u) & (TN > 1u)) {
+                    c21 = coopMultiplyAdd(a2, b1, c21);
+                }
+                if ((TM > 2u) & (TN > 2u)) {
+                    c22 = coopMultiplyAdd(a2, b2, c22);
+                }
+                if ((TM > 2u) & (TN > 3u)) {
+                    c23 = coopMultiplyAdd(a2, b3, c23);
+                }
+                if (TM > 3u) {
+                    c30 = coopMultiplyAdd(a3, b0, c30);
+                }
+                if ((TM > 3u) & (TN > 1u)) {
+                    c31 = coopMultiplyAdd(a3, b1, c31);
+                }
+                if ((TM > 3u) & (TN > 2u)) {
+                    c32 = coopMultiplyAdd(a3, b2, c32);
+                }
+                if ((TM > 3u) & (TN > 3u)) {
+                    c33 = coopMultiplyAdd(a3, b3, c33);
+                }
             }
         }
     }

@@ -36,6 +36,7 @@ override A_LEN: u32 = 2560u;  // 2 * BM * SA
 override B_LEN: u32 = 2176u;  // 2 * BK * SB
 override C_LEN: u32 = 1024u;  // WM * WN * 256
 override LA: u32 = 8u;        // vec4 loads of a block per thread per stage: ceil(BM * BK / 4 / NT), <= 16
+override DEPTH: u32 = 1u;     // stages between a global load and its use: 1 or 2
 override LB: u32 = 8u;        // of X: BK * BN / 4 / NT, <= 16
 override HAS_BIAS: bool = false;
 override ACT: u32 = 0u;       // 0 none, 1 ReLU, 2 ReLU6
@@ -69,28 +70,48 @@ fn act(v: vec4<f32>) -> vec4<f32> {
     return v;
 }
 
-// Global loads of stage `blk` (a block and its X slice) into registers.
-fn load_stage(blk: u32, t: u32, c40: u32, bn4: u32, bsize4: u32,
+// Global loads of stage `blk` (a block and its X slice) into registers; zeros
+// for a stage that is not `valid` (the padding stage of an odd block count).
+fn load_stage(blk: u32, valid: bool, t: u32, c40: u32, bn4: u32, bsize4: u32,
               ra: ptr<function, array<vec4<f16>, 16>>, rb: ptr<function, array<vec4<f16>, 16>>) {
     let vbase = blk * bsize4;
     for (var l = 0u; l < LA; l++) {
         let idx = t + l * NT;
         var v = vec4<f16>(0.0);
-        if (idx < bsize4) {
+        if (valid && idx < bsize4) {
             v = values[vbase + idx];
         }
         (*ra)[l] = v;
     }
-    let k0 = col_idx[blk] * BK;
+    var k0 = 0u;
+    if (valid) {
+        k0 = col_idx[blk] * BK;
+    }
     for (var l = 0u; l < LB; l++) {
         let idx = t + l * NT;
         let kr = k0 + idx / bn4;
         let c = c40 + idx % bn4;
         var v = vec4<f16>(0.0);
-        if (kr < p.k && c < p.x_stride4) {
+        if (valid && kr < p.k && c < p.x_stride4) {
             v = x[kr * p.x_stride4 + c];
         }
         (*rb)[l] = v;
+    }
+}
+
+// Registers -> workgroup buffer `buf` (the W tile / block rows padded to SA,
+// the X rows to SB).
+fn store_stage(buf: u32, t: u32, bm: u32, bk4: u32, bn4: u32, bsize4: u32,
+               ra: ptr<function, array<vec4<f16>, 16>>, rb: ptr<function, array<vec4<f16>, 16>>) {
+    for (var l = 0u; l < LA; l++) {
+        let idx = t + l * NT;
+        if (idx < bsize4) {
+            a_s[buf * bm * SA + (idx / bk4) * SA + idx % bk4] = (*ra)[l];
+        }
+    }
+    for (var l = 0u; l < LB; l++) {
+        let idx = t + l * NT;
+        b_s[buf * BK * SB + (idx / bn4) * SB + idx % bn4] = (*rb)[l];
     }
 }
 
@@ -150,116 +171,205 @@ fn spmm_bsr_coop(@builtin(workgroup_id) wid: vec3<u32>,
     var c20 = zero; var c21 = zero; var c22 = zero; var c23 = zero;
     var c30 = zero; var c31 = zero; var c32 = zero; var c33 = zero;
 
-    var ra: array<vec4<f16>, 16>;
-    var rb: array<vec4<f16>, 16>;
     let nk = row_ptr[brow + 1u] - first;
-
-    // Stage 0 into registers.
-    if (nk > 0u) {
-        load_stage(first, t, n0 / 4u, bn4, bsize4, &ra, &rb);
+    // Two register sets and two workgroup buffers. Stage s is staged from set
+    // s % 2 into buffer s % 2; DEPTH 1 issues the global loads of stage s + 1
+    // during stage s, DEPTH 2 those of stage s + 2 (twice the latency hidden).
+    var ra0: array<vec4<f16>, 16>;
+    var rb0: array<vec4<f16>, 16>;
+    var ra1: array<vec4<f16>, 16>;
+    var rb1: array<vec4<f16>, 16>;
+    // Stages run in pairs (set 0 / buffer 0, then set 1 / buffer 1) with no
+    // branch around the second: naga calls a branch on the loop counter
+    // non-uniform. An odd stage count gets one all-zero padding stage.
+    let nk2 = nk + (nk & 1u);
+    load_stage(first + 0u, nk > 0u, t, n0 / 4u, bn4, bsize4, &ra0, &rb0);
+    if (DEPTH > 1u) {
+        load_stage(first + 1u, nk > 1u, t, n0 / 4u, bn4, bsize4, &ra1, &rb1);
     }
 
     let sa = SA;
     let sb = SB;
-    for (var s = 0u; s < nk; s++) {
-        let buf = s & 1u;
-        // Registers -> workgroup buffer `buf`.
-        for (var l = 0u; l < LA; l++) {
-            let idx = t + l * NT;
-            if (idx < bsize4) {
-                a_s[buf * bm * SA + (idx / bk4) * SA + idx % bk4] = ra[l];
-            }
-        }
-        for (var l = 0u; l < LB; l++) {
-            let idx = t + l * NT;
-            b_s[buf * BK * SB + (idx / bn4) * SB + idx % bn4] = rb[l];
-        }
+    for (var s = 0u; s < nk2; s += 2u) {
+        store_stage(0u, t, bm, bk4, bn4, bsize4, &ra0, &rb0);
         workgroupBarrier();
-
-        // Issue the global loads of the next stage.
-        if (s + 1u < nk) {
-            load_stage(first + s + 1u, t, n0 / 4u, bn4, bsize4, &ra, &rb);
+        if (DEPTH > 1u) {
+            load_stage(first + s + 2u, s + 2u < nk, t, n0 / 4u, bn4, bsize4, &ra0, &rb0);
+        } else {
+            load_stage(first + s + 1u, s + 1u < nk, t, n0 / 4u, bn4, bsize4, &ra1, &rb1);
+        }
+        // Multiply the tiles staged in buffer 0.
+        {
+            let abase = 0u * bm * SA + wm * TM * 16u * SA;
+            let bbase = 0u * BK * SB + wn * TN * 4u;
+            for (var kk = 0u; kk < BK / 16u; kk++) {
+                let ao = abase + kk * 4u;
+                let bo = bbase + kk * 16u * SB;
+                let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[ao], sa);
+                let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[bo], sb);
+                var a1 = a0; var a2 = a0; var a3 = a0;
+                var b1 = b0; var b2 = b0; var b3 = b0;
+                if (TM > 1u) {
+                    let o = ao + 16u * SA;
+                    a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+                }
+                if (TM > 2u) {
+                    let o = ao + 32u * SA;
+                    a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+                }
+                if (TM > 3u) {
+                    let o = ao + 48u * SA;
+                    a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+                }
+                if (TN > 1u) {
+                    let o = bo + 4u;
+                    b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                if (TN > 2u) {
+                    let o = bo + 8u;
+                    b2 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                if (TN > 3u) {
+                    let o = bo + 12u;
+                    b3 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                c00 = coopMultiplyAdd(a0, b0, c00);
+                if (TN > 1u) {
+                    c01 = coopMultiplyAdd(a0, b1, c01);
+                }
+                if (TN > 2u) {
+                    c02 = coopMultiplyAdd(a0, b2, c02);
+                }
+                if (TN > 3u) {
+                    c03 = coopMultiplyAdd(a0, b3, c03);
+                }
+                if (TM > 1u) {
+                    c10 = coopMultiplyAdd(a1, b0, c10);
+                }
+                if ((TM > 1u) & (TN > 1u)) {
+                    c11 = coopMultiplyAdd(a1, b1, c11);
+                }
+                if ((TM > 1u) & (TN > 2u)) {
+                    c12 = coopMultiplyAdd(a1, b2, c12);
+                }
+                if ((TM > 1u) & (TN > 3u)) {
+                    c13 = coopMultiplyAdd(a1, b3, c13);
+                }
+                if (TM > 2u) {
+                    c20 = coopMultiplyAdd(a2, b0, c20);
+                }
+                if ((TM > 2u) & (TN > 1u)) {
+                    c21 = coopMultiplyAdd(a2, b1, c21);
+                }
+                if ((TM > 2u) & (TN > 2u)) {
+                    c22 = coopMultiplyAdd(a2, b2, c22);
+                }
+                if ((TM > 2u) & (TN > 3u)) {
+                    c23 = coopMultiplyAdd(a2, b3, c23);
+                }
+                if (TM > 3u) {
+                    c30 = coopMultiplyAdd(a3, b0, c30);
+                }
+                if ((TM > 3u) & (TN > 1u)) {
+                    c31 = coopMultiplyAdd(a3, b1, c31);
+                }
+                if ((TM > 3u) & (TN > 2u)) {
+                    c32 = coopMultiplyAdd(a3, b2, c32);
+                }
+                if ((TM > 3u) & (TN > 3u)) {
+                    c33 = coopMultiplyAdd(a3, b3, c33);
+                }
+            }
         }
 
-        // Multiply the staged tiles.
-        let abase = buf * bm * SA + wm * TM * 16u * SA;
-        let bbase = buf * BK * SB + wn * TN * 4u;
-        for (var kk = 0u; kk < BK / 16u; kk++) {
-            let ao = abase + kk * 4u;
-            let bo = bbase + kk * 16u * SB;
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[ao], sa);
-            let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[bo], sb);
-            var a1 = a0; var a2 = a0; var a3 = a0;
-            var b1 = b0; var b2 = b0; var b3 = b0;
-            if (TM > 1u) {
-                let o = ao + 16u * SA;
-                a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
-            }
-            if (TM > 2u) {
-                let o = ao + 32u * SA;
-                a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
-            }
-            if (TM > 3u) {
-                let o = ao + 48u * SA;
-                a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
-            }
-            if (TN > 1u) {
-                let o = bo + 4u;
-                b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
-            }
-            if (TN > 2u) {
-                let o = bo + 8u;
-                b2 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
-            }
-            if (TN > 3u) {
-                let o = bo + 12u;
-                b3 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
-            }
-            c00 = coopMultiplyAdd(a0, b0, c00);
-            if (TN > 1u) {
-                c01 = coopMultiplyAdd(a0, b1, c01);
-            }
-            if (TN > 2u) {
-                c02 = coopMultiplyAdd(a0, b2, c02);
-            }
-            if (TN > 3u) {
-                c03 = coopMultiplyAdd(a0, b3, c03);
-            }
-            if (TM > 1u) {
-                c10 = coopMultiplyAdd(a1, b0, c10);
-            }
-            if ((TM > 1u) & (TN > 1u)) {
-                c11 = coopMultiplyAdd(a1, b1, c11);
-            }
-            if ((TM > 1u) & (TN > 2u)) {
-                c12 = coopMultiplyAdd(a1, b2, c12);
-            }
-            if ((TM > 1u) & (TN > 3u)) {
-                c13 = coopMultiplyAdd(a1, b3, c13);
-            }
-            if (TM > 2u) {
-                c20 = coopMultiplyAdd(a2, b0, c20);
-            }
-            if ((TM > 2u) & (TN > 1u)) {
-                c21 = coopMultiplyAdd(a2, b1, c21);
-            }
-            if ((TM > 2u) & (TN > 2u)) {
-                c22 = coopMultiplyAdd(a2, b2, c22);
-            }
-            if ((TM > 2u) & (TN > 3u)) {
-                c23 = coopMultiplyAdd(a2, b3, c23);
-            }
-            if (TM > 3u) {
-                c30 = coopMultiplyAdd(a3, b0, c30);
-            }
-            if ((TM > 3u) & (TN > 1u)) {
-                c31 = coopMultiplyAdd(a3, b1, c31);
-            }
-            if ((TM > 3u) & (TN > 2u)) {
-                c32 = coopMultiplyAdd(a3, b2, c32);
-            }
-            if ((TM > 3u) & (TN > 3u)) {
-                c33 = coopMultiplyAdd(a3, b3, c33);
+        store_stage(1u, t, bm, bk4, bn4, bsize4, &ra1, &rb1);
+        workgroupBarrier();
+        if (DEPTH > 1u) {
+            load_stage(first + s + 3u, s + 3u < nk, t, n0 / 4u, bn4, bsize4, &ra1, &rb1);
+        } else {
+            load_stage(first + s + 2u, s + 2u < nk, t, n0 / 4u, bn4, bsize4, &ra0, &rb0);
+        }
+        // Multiply the tiles staged in buffer 1.
+        {
+            let abase = 1u * bm * SA + wm * TM * 16u * SA;
+            let bbase = 1u * BK * SB + wn * TN * 4u;
+            for (var kk = 0u; kk < BK / 16u; kk++) {
+                let ao = abase + kk * 4u;
+                let bo = bbase + kk * 16u * SB;
+                let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[ao], sa);
+                let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[bo], sb);
+                var a1 = a0; var a2 = a0; var a3 = a0;
+                var b1 = b0; var b2 = b0; var b3 = b0;
+                if (TM > 1u) {
+                    let o = ao + 16u * SA;
+                    a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+                }
+                if (TM > 2u) {
+                    let o = ao + 32u * SA;
+                    a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+                }
+                if (TM > 3u) {
+                    let o = ao + 48u * SA;
+                    a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_s[o], sa);
+                }
+                if (TN > 1u) {
+                    let o = bo + 4u;
+                    b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                if (TN > 2u) {
+                    let o = bo + 8u;
+                    b2 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                if (TN > 3u) {
+                    let o = bo + 12u;
+                    b3 = coopLoadT<coop_mat16x16<f16, B>>(&b_s[o], sb);
+                }
+                c00 = coopMultiplyAdd(a0, b0, c00);
+                if (TN > 1u) {
+                    c01 = coopMultiplyAdd(a0, b1, c01);
+                }
+                if (TN > 2u) {
+                    c02 = coopMultiplyAdd(a0, b2, c02);
+                }
+                if (TN > 3u) {
+                    c03 = coopMultiplyAdd(a0, b3, c03);
+                }
+                if (TM > 1u) {
+                    c10 = coopMultiplyAdd(a1, b0, c10);
+                }
+                if ((TM > 1u) & (TN > 1u)) {
+                    c11 = coopMultiplyAdd(a1, b1, c11);
+                }
+                if ((TM > 1u) & (TN > 2u)) {
+                    c12 = coopMultiplyAdd(a1, b2, c12);
+                }
+                if ((TM > 1u) & (TN > 3u)) {
+                    c13 = coopMultiplyAdd(a1, b3, c13);
+                }
+                if (TM > 2u) {
+                    c20 = coopMultiplyAdd(a2, b0, c20);
+                }
+                if ((TM > 2u) & (TN > 1u)) {
+                    c21 = coopMultiplyAdd(a2, b1, c21);
+                }
+                if ((TM > 2u) & (TN > 2u)) {
+                    c22 = coopMultiplyAdd(a2, b2, c22);
+                }
+                if ((TM > 2u) & (TN > 3u)) {
+                    c23 = coopMultiplyAdd(a2, b3, c23);
+                }
+                if (TM > 3u) {
+                    c30 = coopMultiplyAdd(a3, b0, c30);
+                }
+                if ((TM > 3u) & (TN > 1u)) {
+                    c31 = coopMultiplyAdd(a3, b1, c31);
+                }
+                if ((TM > 3u) & (TN > 2u)) {
+                    c32 = coopMultiplyAdd(a3, b2, c32);
+                }
+                if ((TM > 3u) & (TN > 3u)) {
+                    c33 = coopMultiplyAdd(a3, b3, c33);
+                }
             }
         }
     }

@@ -172,7 +172,7 @@ fn without_cooperative_matrices_the_coop_kernels_are_clear_errors() {
         ),
         (
             "spmm_bsr_coop",
-            spmm_bsr_coop::prepare_with(&ctx, &gb, &gx, &y, &ep, BsrCoopTile::DEFAULT).map(|_| ()),
+            spmm_bsr_coop::prepare_with(&ctx, &gb, &gx, &y, &ep, BsrCoopTile::default_for(16)).map(|_| ()),
         ),
     ];
     for (what, r) in results {
@@ -216,8 +216,11 @@ fn coop_tiles_are_checked_before_compiling() {
         big.constants(32, 48 * 1024, &ep),
         Err(wgsparse::Error::Limit(_))
     ));
-    assert!(BsrCoopTile::DEFAULT.constants(8, 32, 48 * 1024, &ep).is_err());
-    assert!(BsrCoopTile { wm: 2, wn: 2, tn: 2 }
-        .constants(16, 32, 48 * 1024, &ep)
-        .is_err());
+    assert!(BsrCoopTile::default_for(16).constants(8, 32, 48 * 1024, &ep).is_err());
+    assert!(BsrCoopTile::new(2, 2, 2, 1).constants(16, 32, 48 * 1024, &ep).is_err());
+    let deep = CoopTile {
+        depth: 3,
+        ..CoopTile::DEFAULT
+    };
+    assert!(deep.constants(32, 48 * 1024, &ep).is_err());
 }
