@@ -58,10 +58,11 @@ fn dense_dispatch_matches_the_reference_and_picks_by_capability() {
         let (bias, gbias) = bias_buffer(&ctx, m, 7 + s as u64);
         let plain = reference::gemm(&f16_rounded(&w), &f16_rounded(&x)).unwrap();
         let (gw, gx) = (up(&ctx, &w), up(&ctx, &x));
-        let choice = gemm_coop::choose(&ctx, n);
+        let choice = gemm_coop::choose(&ctx, m, k, n);
+        let big = (m * k * n) as u64 >= gemm_coop::COOP_MIN_MACS;
         assert_eq!(
             matches!(choice, DenseF16Kernel::Coop(_)),
-            coop.is_ok(),
+            coop.is_ok() && big,
             "{m}x{k}x{n}: picked {choice:?} with support {coop:?}"
         );
         for (act, with_bias) in [(Activation::None, false), (Activation::Relu6, true)] {
@@ -92,8 +93,14 @@ fn dense_dispatch_matches_the_reference_and_picks_by_capability() {
             }
         }
     }
-    // Skinny X always takes the fallback's skinny kernel.
-    assert_eq!(gemm_coop::choose(&ctx, 16), DenseF16Kernel::Fallback);
+    // Skinny X always takes the fallback's skinny kernel, small products the
+    // fallback's tiles; large ones the cooperative kernel where supported.
+    assert_eq!(gemm_coop::choose(&ctx, 1 << 16, 1 << 16, 16), DenseF16Kernel::Fallback);
+    assert_eq!(gemm_coop::choose(&ctx, 1280, 320, 49), DenseF16Kernel::Fallback);
+    assert_eq!(
+        matches!(gemm_coop::choose(&ctx, 4096, 4096, 4096), DenseF16Kernel::Coop(_)),
+        coop.is_ok()
+    );
     ctx.take_errors().unwrap();
 }
 
@@ -163,7 +170,7 @@ fn without_cooperative_matrices_the_coop_kernels_are_clear_errors() {
     let b = Bsr::from_dense_masked(&w, &prune::block(&w, 16, 16, 0.5, BlockNorm::L2).unwrap().mask, 16, 16).unwrap();
     let gb = GpuBsrF16::upload(&ctx, &b).unwrap();
     let ep = Epilogue::default();
-    assert_eq!(gemm_coop::choose(&ctx, 64), DenseF16Kernel::Fallback);
+    assert_eq!(gemm_coop::choose(&ctx, 4096, 4096, 4096), DenseF16Kernel::Fallback);
     assert!(!spmm_bsr_coop::uses_coop(&ctx, &gb, 64));
     let results = [
         (

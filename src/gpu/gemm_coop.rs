@@ -57,21 +57,25 @@ pub struct CoopTile {
 }
 
 impl CoopTile {
-    /// 128x256 outputs, 2x4 subgroups of 64x64 (16 accumulators each), K by 16:
-    /// the fastest tile of the first H100 runs (129 TFLOP/s at 4096^3).
-    pub const DEFAULT: CoopTile = CoopTile::new(2, 4, 4, 4, 16, 1);
+    /// 128x256 outputs, 4x4 subgroups of 32x64 (8 accumulators each), K by 16,
+    /// loads one stage ahead: the fastest tile of the H100 runs (194 TFLOP/s at
+    /// 4096^3, 218 at 2048^3; 2026-11-25). Needs 512 invocations.
+    pub const DEFAULT: CoopTile = CoopTile::new(4, 4, 2, 4, 16, 1);
+    /// The same outputs with 8 subgroups of 64x64, for devices that allow
+    /// fewer than 512 invocations per workgroup (142 TFLOP/s at 4096^3).
+    pub const SMALLER: CoopTile = CoopTile::new(2, 4, 4, 4, 16, 1);
     /// The tilings the benchmark compares (tuning).
     pub const CANDIDATES: [CoopTile; 10] = [
         CoopTile::DEFAULT,
-        CoopTile::new(2, 4, 4, 4, 16, 2),
-        CoopTile::new(2, 4, 4, 2, 32, 1),
-        CoopTile::new(2, 4, 4, 2, 32, 2),
-        CoopTile::new(4, 2, 4, 4, 16, 2),
-        CoopTile::new(4, 4, 2, 4, 16, 1),
         CoopTile::new(4, 4, 2, 4, 16, 2),
-        CoopTile::new(2, 2, 4, 4, 32, 2),
-        CoopTile::new(2, 4, 4, 2, 16, 2),
-        CoopTile::new(2, 2, 2, 2, 32, 2),
+        CoopTile::SMALLER,
+        CoopTile::new(2, 8, 4, 2, 16, 1),
+        CoopTile::new(4, 4, 2, 2, 16, 1),
+        CoopTile::new(8, 2, 1, 4, 16, 1),
+        CoopTile::new(2, 4, 2, 4, 16, 1),
+        CoopTile::new(4, 2, 2, 4, 16, 1),
+        CoopTile::new(2, 4, 4, 2, 32, 1),
+        CoopTile::new(4, 2, 4, 4, 16, 1),
     ];
 
     pub const fn new(wm: u32, wn: u32, tm: u32, tn: u32, bk: u32, depth: u32) -> Self {
@@ -214,7 +218,7 @@ struct Params {
     x_stride4: u32,
 }
 
-/// Which kernel [`prepare`] runs for an X of `n` columns on `ctx`.
+/// Which kernel [`prepare`] runs for `W[M, K] X[K, N]` on `ctx`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DenseF16Kernel {
     /// `gemm_coop` with this tile.
@@ -223,20 +227,25 @@ pub enum DenseF16Kernel {
     Fallback,
 }
 
-/// The kernel [`prepare`] picks: cooperative where supported and X has more
-/// than 16 columns (narrower X is the skinny kernel's), else the fallback.
-pub fn choose(ctx: &Context, n: usize) -> DenseF16Kernel {
-    match coop_support(ctx) {
-        Ok(sg)
-            if n > 16
-                && CoopTile::DEFAULT
-                    .constants_on(ctx, sg, false, &Epilogue::default())
-                    .is_ok() =>
-        {
-            DenseF16Kernel::Coop(CoopTile::DEFAULT)
-        }
-        _ => DenseF16Kernel::Fallback,
+/// Products of fewer multiply-adds than this stay on `gemm_f16`: on the H100
+/// the cooperative kernel lost to it on every EfficientNet-Lite0 1x1 shape
+/// (7.5M-20M multiply-adds, 0.64-0.84x) and won from 2048^3 (8.6G) up.
+pub const COOP_MIN_MACS: u64 = 1 << 29;
+
+/// The kernel [`prepare`] picks: cooperative where supported, X has more than
+/// 16 columns (narrower X is the skinny kernel's) and the product has at least
+/// [`COOP_MIN_MACS`] multiply-adds; otherwise the fallback.
+pub fn choose(ctx: &Context, m: usize, k: usize, n: usize) -> DenseF16Kernel {
+    let Ok(sg) = coop_support(ctx) else {
+        return DenseF16Kernel::Fallback;
+    };
+    if n <= 16 || (m as u64) * (k as u64) * (n as u64) < COOP_MIN_MACS {
+        return DenseF16Kernel::Fallback;
     }
+    [CoopTile::DEFAULT, CoopTile::SMALLER]
+        .into_iter()
+        .find(|t| t.constants_on(ctx, sg, false, &Epilogue::default()).is_ok())
+        .map_or(DenseF16Kernel::Fallback, DenseF16Kernel::Coop)
 }
 
 /// Prepares `y = act(w x + bias)` on cooperative matrices with an explicit
@@ -282,7 +291,7 @@ pub fn prepare_with(
 /// Prepares `y = act(w x + bias)` in f16 storage with the kernel [`choose`]
 /// picks: tensor cores where the adapter has them, `gemm_f16` otherwise.
 pub fn prepare(ctx: &Context, w: &GpuMatrixF16, x: &GpuMatrixF16, y: &GpuMatrixF16, ep: &Epilogue) -> Result<Dispatch> {
-    match choose(ctx, x.cols()) {
+    match choose(ctx, w.rows(), w.cols(), x.cols()) {
         DenseF16Kernel::Coop(tile) => prepare_with(ctx, w, x, y, ep, tile),
         DenseF16Kernel::Fallback => gemm_f16::prepare(ctx, w, x, y, ep),
     }
