@@ -32,11 +32,12 @@ override BK: u32 = 32u;       // the block size = BM
 override NT: u32 = 128u;      // WM * WN * SG
 override SA: u32 = 10u;       // vec4<f16>s per staged W row: (BK + 8) / 4
 override SB: u32 = 34u;       // vec4<f16>s per staged X row: (BN + 8) / 4
-override A_LEN: u32 = 2560u;  // 2 * BM * SA
-override B_LEN: u32 = 2176u;  // 2 * BK * SB
+override A_LEN: u32 = 2560u;  // BUFS * BM * SA
+override B_LEN: u32 = 2176u;  // BUFS * BK * SB
 override C_LEN: u32 = 1024u;  // WM * WN * 256
 override LA: u32 = 8u;        // vec4 loads of a block per thread per stage: ceil(BM * BK / 4 / NT), <= 16
 override DEPTH: u32 = 1u;     // stages between a global load and its use: 1 or 2
+override BUFS: u32 = 2u;      // workgroup buffers: 2, or 1 (a barrier more per stage, twice the stage in the same memory)
 override LB: u32 = 8u;        // of X: BK * BN / 4 / NT, <= 16
 override HAS_BIAS: bool = false;
 override ACT: u32 = 0u;       // 0 none, 1 ReLU, 2 ReLU6
@@ -172,8 +173,9 @@ fn spmm_bsr_coop(@builtin(workgroup_id) wid: vec3<u32>,
     var c30 = zero; var c31 = zero; var c32 = zero; var c33 = zero;
 
     let nk = row_ptr[brow + 1u] - first;
-    // Two register sets and two workgroup buffers. Stage s is staged from set
-    // s % 2 into buffer s % 2; DEPTH 1 issues the global loads of stage s + 1
+    // Two register sets and BUFS workgroup buffers. Stage s is staged from set
+    // s % 2 into buffer s % BUFS (with one buffer, a barrier first lets every
+    // subgroup finish the previous stage); DEPTH 1 issues the global loads of stage s + 1
     // during stage s, DEPTH 2 those of stage s + 2 (twice the latency hidden).
     var ra0: array<vec4<f16>, 16>;
     var rb0: array<vec4<f16>, 16>;
@@ -191,6 +193,9 @@ fn spmm_bsr_coop(@builtin(workgroup_id) wid: vec3<u32>,
     let sa = SA;
     let sb = SB;
     for (var s = 0u; s < nk2; s += 2u) {
+        if (BUFS == 1u) {
+            workgroupBarrier();
+        }
         store_stage(0u, t, bm, bk4, bn4, bsize4, &ra0, &rb0);
         workgroupBarrier();
         if (DEPTH > 1u) {
@@ -282,17 +287,20 @@ fn spmm_bsr_coop(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
 
-        store_stage(1u, t, bm, bk4, bn4, bsize4, &ra1, &rb1);
+        if (BUFS == 1u) {
+            workgroupBarrier();
+        }
+        store_stage(BUFS - 1u, t, bm, bk4, bn4, bsize4, &ra1, &rb1);
         workgroupBarrier();
         if (DEPTH > 1u) {
             load_stage(first + s + 3u, s + 3u < nk, t, n0 / 4u, bn4, bsize4, &ra1, &rb1);
         } else {
             load_stage(first + s + 2u, s + 2u < nk, t, n0 / 4u, bn4, bsize4, &ra0, &rb0);
         }
-        // Multiply the tiles staged in buffer 1.
+        // Multiply the tiles staged in buffer BUFS - 1.
         {
-            let abase = 1u * bm * SA + wm * TM * 16u * SA;
-            let bbase = 1u * BK * SB + wn * TN * 4u;
+            let abase = (BUFS - 1u) * bm * SA + wm * TM * 16u * SA;
+            let bbase = (BUFS - 1u) * BK * SB + wn * TN * 4u;
             for (var kk = 0u; kk < BK / 16u; kk++) {
                 let ao = abase + kk * 4u;
                 let bo = bbase + kk * 16u * SB;

@@ -224,7 +224,9 @@ fn coop_tiles_are_checked_before_compiling() {
         Err(wgsparse::Error::Limit(_))
     ));
     assert!(BsrCoopTile::default_for(16).constants(8, 32, 48 * 1024, &ep).is_err());
-    assert!(BsrCoopTile::new(2, 2, 2, 1).constants(16, 32, 48 * 1024, &ep).is_err());
+    assert!(BsrCoopTile::new(2, 2, 2, 1, 2)
+        .constants(16, 32, 48 * 1024, &ep)
+        .is_err());
     let deep = CoopTile {
         depth: 3,
         ..CoopTile::DEFAULT

@@ -54,31 +54,34 @@ pub struct CoopTile {
     pub tn: u32,
     pub bk: u32,
     pub depth: u32,
+    /// Workgroup buffers: 2 (one barrier per stage) or 1 (two, but room for a
+    /// stage twice as long).
+    pub bufs: u32,
 }
 
 impl CoopTile {
     /// 128x256 outputs, 4x4 subgroups of 32x64 (8 accumulators each), K by 16,
     /// loads one stage ahead: the fastest tile of the H100 runs (194 TFLOP/s at
     /// 4096^3, 218 at 2048^3; 2026-11-25). Needs 512 invocations.
-    pub const DEFAULT: CoopTile = CoopTile::new(4, 4, 2, 4, 16, 1);
+    pub const DEFAULT: CoopTile = CoopTile::new(4, 4, 2, 4, 16, 1, 2);
     /// The same outputs with 8 subgroups of 64x64, for devices that allow
     /// fewer than 512 invocations per workgroup (142 TFLOP/s at 4096^3).
-    pub const SMALLER: CoopTile = CoopTile::new(2, 4, 4, 4, 16, 1);
+    pub const SMALLER: CoopTile = CoopTile::new(2, 4, 4, 4, 16, 1, 2);
     /// The tilings the benchmark compares (tuning).
     pub const CANDIDATES: [CoopTile; 10] = [
         CoopTile::DEFAULT,
-        CoopTile::new(4, 4, 2, 4, 16, 2),
+        CoopTile::new(4, 4, 2, 4, 32, 1, 1),
+        CoopTile::new(4, 4, 2, 4, 32, 2, 1),
+        CoopTile::new(2, 8, 4, 2, 32, 1, 1),
+        CoopTile::new(4, 4, 2, 4, 16, 1, 1),
         CoopTile::SMALLER,
-        CoopTile::new(2, 8, 4, 2, 16, 1),
-        CoopTile::new(4, 4, 2, 2, 16, 1),
-        CoopTile::new(8, 2, 1, 4, 16, 1),
-        CoopTile::new(2, 4, 2, 4, 16, 1),
-        CoopTile::new(4, 2, 2, 4, 16, 1),
-        CoopTile::new(2, 4, 4, 2, 32, 1),
-        CoopTile::new(4, 2, 4, 4, 16, 1),
+        CoopTile::new(2, 4, 4, 4, 32, 1, 1),
+        CoopTile::new(2, 8, 4, 2, 16, 1, 2),
+        CoopTile::new(4, 4, 2, 4, 16, 2, 1),
+        CoopTile::new(4, 4, 2, 4, 16, 2, 2),
     ];
 
-    pub const fn new(wm: u32, wn: u32, tm: u32, tn: u32, bk: u32, depth: u32) -> Self {
+    pub const fn new(wm: u32, wn: u32, tm: u32, tn: u32, bk: u32, depth: u32, bufs: u32) -> Self {
         CoopTile {
             wm,
             wn,
@@ -86,6 +89,7 @@ impl CoopTile {
             tn,
             bk,
             depth,
+            bufs,
         }
     }
 
@@ -97,7 +101,7 @@ impl CoopTile {
     }
     pub fn label(&self) -> String {
         format!(
-            "{}x{}x{} {}x{}sg {}x{}acc d{}",
+            "{}x{}x{} {}x{}sg {}x{}acc d{} b{}",
             self.bm(),
             self.bn(),
             self.bk,
@@ -105,7 +109,8 @@ impl CoopTile {
             self.wn,
             self.tm,
             self.tn,
-            self.depth
+            self.depth,
+            self.bufs
         )
     }
 
@@ -127,6 +132,7 @@ impl CoopTile {
             tn,
             bk,
             depth,
+            bufs,
         } = *self;
         let bad = |why: &str| Err(Error::Limit(format!("cooperative tile {}: {why}", self.label())));
         if wm == 0 || wn == 0 || tm == 0 || tn == 0 || tm > 4 || tn > 4 || tm * tn > 16 {
@@ -137,6 +143,9 @@ impl CoopTile {
         }
         if depth != 1 && depth != 2 {
             return bad("loads are issued 1 or 2 stages ahead");
+        }
+        if bufs != 1 && bufs != 2 {
+            return bad("stages go through 1 or 2 workgroup buffers");
         }
         let nt = wm * wn * sg;
         let (bm, bn) = (self.bm(), self.bn());
@@ -158,7 +167,7 @@ impl CoopTile {
         }
         // Staged rows padded by 8 halves (2 vec4s) against bank conflicts.
         let (sa, sb) = ((bk + 8) / 4, (bn + 8) / 4);
-        let (a_len, b_len, c_len) = (2 * bm * sa, 2 * bk * sb, wm * wn * 256);
+        let (a_len, b_len, c_len) = (bufs * bm * sa, bufs * bk * sb, wm * wn * 256);
         let bytes = 8 * a_len + 8 * b_len + 4 * c_len;
         if bytes > max_wg_bytes {
             return bad(&format!("{bytes} bytes of workgroup memory exceed {max_wg_bytes}"));
@@ -179,6 +188,7 @@ impl CoopTile {
             ("LA", la),
             ("LB", lb),
             ("DEPTH", depth),
+            ("BUFS", bufs),
         ];
         c.extend(ep.constants());
         Ok(c)

@@ -26,20 +26,28 @@ pub struct BsrCoopTile {
     pub tn: u32,
     /// Blocks between a global load and its use (1 or 2).
     pub depth: u32,
+    /// Workgroup buffers (1 or 2), as [`CoopTile::bufs`].
+    pub bufs: u32,
 }
 
 impl BsrCoopTile {
-    pub const fn new(wm: u32, wn: u32, tn: u32, depth: u32) -> Self {
-        BsrCoopTile { wm, wn, tn, depth }
+    pub const fn new(wm: u32, wn: u32, tn: u32, depth: u32, bufs: u32) -> Self {
+        BsrCoopTile {
+            wm,
+            wn,
+            tn,
+            depth,
+            bufs,
+        }
     }
 
     /// The tile [`prepare`] uses for `block`: the fastest of the first H100
     /// runs at 90% (16: 2 subgroups of 16x32; 32: 8 subgroups of 32x32).
     pub fn default_for(block: usize) -> BsrCoopTile {
         if block == 32 {
-            BsrCoopTile::new(1, 8, 2, 1)
+            BsrCoopTile::new(1, 8, 2, 1, 2)
         } else {
-            BsrCoopTile::new(1, 2, 2, 1)
+            BsrCoopTile::new(1, 2, 2, 1, 2)
         }
     }
 
@@ -48,21 +56,21 @@ impl BsrCoopTile {
         let mut v = vec![BsrCoopTile::default_for(block)];
         let more: &[BsrCoopTile] = if block == 32 {
             &[
-                BsrCoopTile::new(1, 8, 2, 2),
-                BsrCoopTile::new(2, 4, 2, 1),
-                BsrCoopTile::new(2, 4, 2, 2),
-                BsrCoopTile::new(1, 4, 2, 2),
-                BsrCoopTile::new(2, 8, 1, 2),
-                BsrCoopTile::new(1, 4, 4, 2),
+                BsrCoopTile::new(1, 8, 4, 1, 1),
+                BsrCoopTile::new(1, 16, 1, 1, 1),
+                BsrCoopTile::new(2, 8, 2, 1, 1),
+                BsrCoopTile::new(2, 4, 2, 1, 2),
+                BsrCoopTile::new(1, 4, 4, 1, 1),
+                BsrCoopTile::new(2, 8, 1, 1, 2),
             ]
         } else {
             &[
-                BsrCoopTile::new(1, 2, 2, 2),
-                BsrCoopTile::new(1, 4, 2, 1),
-                BsrCoopTile::new(1, 4, 2, 2),
-                BsrCoopTile::new(1, 8, 2, 2),
-                BsrCoopTile::new(1, 4, 4, 2),
-                BsrCoopTile::new(1, 8, 1, 2),
+                BsrCoopTile::new(1, 4, 2, 1, 2),
+                BsrCoopTile::new(1, 8, 4, 1, 1),
+                BsrCoopTile::new(1, 16, 2, 1, 1),
+                BsrCoopTile::new(1, 8, 2, 1, 2),
+                BsrCoopTile::new(1, 4, 4, 1, 1),
+                BsrCoopTile::new(1, 2, 4, 1, 2),
             ]
         };
         v.extend_from_slice(more);
@@ -87,13 +95,17 @@ impl BsrCoopTile {
             self.tn,
             b,
             self.depth,
+            self.bufs,
         ))
     }
 
     pub fn label(&self, block: usize) -> String {
         match self.as_dense(block) {
-            Ok(t) => format!("{}x{} {}x{}sg d{}", t.bm(), t.bn(), t.wm, t.wn, t.depth),
-            Err(_) => format!("wm{} wn{} tn{} d{}", self.wm, self.wn, self.tn, self.depth),
+            Ok(t) => format!("{}x{} {}x{}sg d{} b{}", t.bm(), t.bn(), t.wm, t.wn, t.depth, t.bufs),
+            Err(_) => format!(
+                "wm{} wn{} tn{} d{} b{}",
+                self.wm, self.wn, self.tn, self.depth, self.bufs
+            ),
         }
     }
 
