@@ -624,11 +624,16 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
                     }
                     // Tensor cores for 16x16 and 32x32 blocks.
                     if coop && spmm_bsr_coop::uses_coop(ctx, &gb16, n) {
-                        let tiles = if cfg.coop_tiles {
-                            spmm_bsr_coop::BsrCoopTile::candidates(gb.block_rows)
-                        } else {
-                            vec![spmm_bsr_coop::BsrCoopTile::default_for(gb.block_rows)]
-                        };
+                        // The default tile first (labelled with the pattern alone).
+                        let first = spmm_bsr_coop::default_tile(&gb16);
+                        let mut tiles = vec![first];
+                        if cfg.coop_tiles {
+                            tiles.extend(
+                                spmm_bsr_coop::BsrCoopTile::candidates(gb.block_rows)
+                                    .into_iter()
+                                    .filter(|t| *t != first),
+                            );
+                        }
                         for (i, tile) in tiles.into_iter().enumerate() {
                             let case = Case {
                                 kernel: "spmm_bsr_coop",

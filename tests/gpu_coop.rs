@@ -179,7 +179,7 @@ fn without_cooperative_matrices_the_coop_kernels_are_clear_errors() {
         ),
         (
             "spmm_bsr_coop",
-            spmm_bsr_coop::prepare_with(&ctx, &gb, &gx, &y, &ep, BsrCoopTile::default_for(16)).map(|_| ()),
+            spmm_bsr_coop::prepare_with(&ctx, &gb, &gx, &y, &ep, BsrCoopTile::default_for(16, 0.5)).map(|_| ()),
         ),
     ];
     for (what, r) in results {
@@ -223,7 +223,9 @@ fn coop_tiles_are_checked_before_compiling() {
         big.constants(32, 48 * 1024, &ep),
         Err(wgsparse::Error::Limit(_))
     ));
-    assert!(BsrCoopTile::default_for(16).constants(8, 32, 48 * 1024, &ep).is_err());
+    assert!(BsrCoopTile::default_for(16, 0.5)
+        .constants(8, 32, 48 * 1024, &ep)
+        .is_err());
     assert!(BsrCoopTile::new(2, 2, 2, 1, 2)
         .constants(16, 32, 48 * 1024, &ep)
         .is_err());
