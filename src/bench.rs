@@ -4,7 +4,10 @@
 //! kernel's output checked against a float64 reference on sampled elements.
 //! With [`BenchConfig::f16`] the f16-storage kernels (f32 accumulation) are
 //! timed too, checked against float64 products of the f16-rounded inputs, with
-//! speedups against both the f32 and the f16 dense GEMM of the same run.
+//! speedups against both the f32 and the f16 dense GEMM of the same run. Where
+//! the adapter has cooperative matrices, the f16 benchmark adds the
+//! tensor-core kernels (`gemm_coop`, `spmm_bsr_coop` for 16x16 and 32x32
+//! blocks), with speedups against the cooperative dense GEMM too.
 
 use std::fmt::Write as _;
 
@@ -12,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::gpu::gemm::GemmTile;
 use crate::gpu::spmm_bsr::BsrTile;
 use crate::gpu::{
-    f16_rounded, gemm, gemm_f16, spmm_bsr, spmm_bsr_f16, spmm_csr, spmm_nm, AdapterSummary, Context, Dispatch,
-    Epilogue, GpuBsrF16, GpuMatrix, GpuMatrixF16, PrunePlan, TimingSource,
+    f16_rounded, gemm, gemm_coop, gemm_f16, spmm_bsr, spmm_bsr_coop, spmm_bsr_f16, spmm_csr, spmm_nm, AdapterSummary,
+    Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrix, GpuMatrixF16, PrunePlan, TimingSource,
 };
 use crate::ops::{GpuWeights, SparseOperator};
 use crate::prune::{self, BlockNorm};
@@ -43,6 +46,9 @@ pub struct BenchConfig {
     pub f16: bool,
     /// Also time the candidate tilings of the CSR and N:M kernels (tuning).
     pub variants: bool,
+    /// With `f16` on an adapter with cooperative matrices: also time every
+    /// candidate tile of the cooperative kernels (tuning).
+    pub coop_tiles: bool,
 }
 
 /// Pointwise-convolution shapes of EfficientNet-Lite0 at batch 1 (M = Cout,
@@ -93,6 +99,7 @@ impl BenchConfig {
             prune: true,
             f16: false,
             variants: false,
+            coop_tiles: false,
         }
     }
 }
@@ -117,6 +124,9 @@ pub struct BenchRow {
     /// f16 dense (`gemm_f16`) median / this median, same run; for the f16
     /// kernels only.
     pub speedup_vs_f16_dense: Option<f64>,
+    /// Cooperative dense (`gemm_coop`, default tile) median / this median,
+    /// same run; for the f16 kernels on adapters with cooperative matrices.
+    pub speedup_vs_coop_dense: Option<f64>,
     /// Norm-wise relative error of sampled outputs against float64.
     pub sample_rel_err: f64,
 }
@@ -280,6 +290,7 @@ impl ShapeBench<'_> {
             gflops_useful: 2.0 * (case.nnz * n) as f64 / (med * 1e6),
             speedup: dense_ms.unwrap_or(med) / med,
             speedup_vs_f16_dense: None,
+            speedup_vs_coop_dense: None,
             sample_rel_err: err,
         };
         check_err(&r, self.tol)?;
@@ -425,6 +436,52 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
                 }
             }
         }
+        // The cooperative dense GEMM (tensor cores), where the adapter has them.
+        let coop = cfg.f16 && gemm_coop::coop_support(ctx).is_ok();
+        let mut coop_dense_ms = f64::NAN;
+        if let (true, Some((w16, _, gw16, gx16, gy16)), Some(sb16)) = (coop, &f16, &sb16) {
+            let mut tiles = vec![gemm_coop::CoopTile::DEFAULT];
+            if cfg.coop_tiles {
+                tiles.extend(gemm_coop::CoopTile::CANDIDATES.into_iter().skip(1));
+            }
+            for (i, tile) in tiles.into_iter().enumerate() {
+                let case = Case {
+                    kernel: "gemm_coop",
+                    pattern: if i == 0 {
+                        "dense".into()
+                    } else {
+                        format!("tile:{}", tile.label())
+                    },
+                    sparsity: 0.0,
+                    nnz: m * k,
+                    masked: w16,
+                };
+                // The default tile must work (loud failure); candidates are reported and skipped.
+                let r = gemm_coop::prepare_with(ctx, gw16, gx16, gy16, &ep, tile)
+                    .and_then(|d| sb16.measure(case, &d, Some(dense_ms)));
+                let mut r = match r {
+                    Ok((r, _)) => r,
+                    Err(e) if i > 0 => {
+                        progress(&format!("{m}x{k}x{n} gemm_coop {}: FAILED {e}", tile.label()));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if i == 0 {
+                    coop_dense_ms = r.median_ms;
+                }
+                r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
+                r.speedup_vs_coop_dense = Some(coop_dense_ms / r.median_ms);
+                progress(&format!(
+                    "{m}x{k}x{n} gemm_coop {}: {:.4} ms, {:.1} TFLOP/s, {:.2}x f16 dense",
+                    tile.label(),
+                    r.median_ms,
+                    r.gflops_dense_equiv / 1e3,
+                    f16_dense_ms / r.median_ms
+                ));
+                rows.push(r);
+            }
+        }
 
         for &pattern in &cfg.patterns {
             // N:M fixes its own sparsity: one measurement.
@@ -565,6 +622,56 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
                         }
                         rows.push(r);
                     }
+                    // Tensor cores for 16x16 and 32x32 blocks.
+                    if coop && spmm_bsr_coop::uses_coop(ctx, &gb16, n) {
+                        // The default tile first (labelled with the pattern alone).
+                        let first = spmm_bsr_coop::default_tile(&gb16);
+                        let mut tiles = vec![first];
+                        if cfg.coop_tiles {
+                            tiles.extend(
+                                spmm_bsr_coop::BsrCoopTile::candidates(gb.block_rows)
+                                    .into_iter()
+                                    .filter(|t| *t != first),
+                            );
+                        }
+                        for (i, tile) in tiles.into_iter().enumerate() {
+                            let case = Case {
+                                kernel: "spmm_bsr_coop",
+                                pattern: if i == 0 {
+                                    pattern.to_string()
+                                } else {
+                                    format!("{pattern} {}", tile.label(gb.block_rows))
+                                },
+                                sparsity: s,
+                                nnz,
+                                masked: &masked16,
+                            };
+                            let r = spmm_bsr_coop::prepare_with(ctx, &gb16, gx16, gy16, &ep, tile)
+                                .and_then(|d| sb16.measure(case, &d, Some(dense_ms)));
+                            let mut r = match r {
+                                Ok((r, _)) => r,
+                                Err(e) if i > 0 => {
+                                    progress(&format!(
+                                        "{m}x{k}x{n} spmm_bsr_coop {pattern} {}: FAILED {e}",
+                                        tile.label(gb.block_rows)
+                                    ));
+                                    continue;
+                                }
+                                Err(e) => return Err(e),
+                            };
+                            r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
+                            r.speedup_vs_coop_dense = Some(coop_dense_ms / r.median_ms);
+                            progress(&format!(
+                                "{m}x{k}x{n} {pattern} {:.0}% coop {}: {:.4} ms, {:.2}x coop dense, {:.2}x f16 dense",
+                                100.0 * s,
+                                tile.label(gb.block_rows),
+                                r.median_ms,
+                                coop_dense_ms / r.median_ms,
+                                f16_dense_ms / r.median_ms
+                            ));
+                            rows.push(r);
+                        }
+                    }
                 }
             }
         }
@@ -599,6 +706,7 @@ impl BenchReport {
             i.name, i.backend, i.device_type, i.driver, i.driver_info, self.timing, self.runs
         );
         let f16 = self.rows.iter().any(|r| r.speedup_vs_f16_dense.is_some());
+        let coop = self.rows.iter().any(|r| r.speedup_vs_coop_dense.is_some());
         let _ = write!(
             s,
             "{:>16} {:<12} {:<12} {:>6} {:>10} {:>12} {:>12} {:>8}",
@@ -606,6 +714,9 @@ impl BenchReport {
         );
         if f16 {
             let _ = write!(s, " {:>8}", "vs f16");
+        }
+        if coop {
+            let _ = write!(s, " {:>8}", "vs coop");
         }
         let _ = writeln!(s, " {:>9}", "rel.err");
         for r in &self.rows {
@@ -623,6 +734,12 @@ impl BenchReport {
             );
             if f16 {
                 let _ = match r.speedup_vs_f16_dense {
+                    Some(v) => write!(s, " {v:>7.2}x"),
+                    None => write!(s, " {:>8}", "-"),
+                };
+            }
+            if coop {
+                let _ = match r.speedup_vs_coop_dense {
                     Some(v) => write!(s, " {v:>7.2}x"),
                     None => write!(s, " {:>8}", "-"),
                 };
@@ -664,6 +781,7 @@ impl BenchReport {
                 "sparsity": r.sparsity, "median_ms": r.median_ms, "min_ms": r.min_ms,
                 "gflops_dense_equiv": r.gflops_dense_equiv, "gflops_useful": r.gflops_useful,
                 "speedup_vs_dense": r.speedup, "speedup_vs_f16_dense": r.speedup_vs_f16_dense,
+                "speedup_vs_coop_dense": r.speedup_vs_coop_dense,
                 "sample_rel_err": r.sample_rel_err,
             })).collect::<Vec<_>>(),
             "prune": self.prune_rows.iter().map(|p| serde_json::json!({

@@ -253,6 +253,10 @@ struct BenchArgs {
     /// Also time the candidate tilings of the CSR and N:M kernels (tuning).
     #[arg(long)]
     variants: bool,
+    /// With --f16 on an adapter with cooperative matrices (tensor cores): also
+    /// time every candidate tile of gemm_coop and spmm_bsr_coop (tuning).
+    #[arg(long)]
+    coop_tiles: bool,
     /// Write every number, with the adapter, to this JSON file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -333,6 +337,7 @@ fn bench(a: BenchArgs) -> wgsparse::Result<()> {
     cfg.prune = !a.no_prune;
     cfg.f16 = a.f16;
     cfg.variants = a.variants;
+    cfg.coop_tiles = a.coop_tiles;
     eprintln!("benchmarking on {}", ctx.info().name);
     let report = bench::run(&ctx, &cfg, |line| eprintln!("  {line}"))?;
     print!("{}", report.table());

@@ -32,6 +32,9 @@ pub struct FeatureSet {
     pub subgroups: bool,
     pub timestamp_query: bool,
     pub timestamp_inside_passes: bool,
+    /// wgpu's `EXPERIMENTAL_COOPERATIVE_MATRIX` (native Vulkan/Metal only;
+    /// never in browsers): tensor-core tiles from WGSL.
+    pub coop_matrix: bool,
 }
 
 impl FeatureSet {
@@ -41,6 +44,7 @@ impl FeatureSet {
             subgroups: f.contains(wgpu::Features::SUBGROUP),
             timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
             timestamp_inside_passes: f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+            coop_matrix: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
         }
     }
     fn to_features(self) -> wgpu::Features {
@@ -57,6 +61,9 @@ impl FeatureSet {
         if self.timestamp_inside_passes {
             f |= wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         }
+        if self.coop_matrix {
+            f |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
         f
     }
 }
@@ -67,6 +74,48 @@ pub struct AdapterSummary {
     pub info: wgpu::AdapterInfo,
     pub features: FeatureSet,
     pub limits: wgpu::Limits,
+    /// The adapter's cooperative-matrix configurations (empty without the feature).
+    pub coop: Vec<CoopConfig>,
+}
+
+/// One cooperative-matrix configuration of an adapter: `C[M,N] += A[M,K] B[K,N]`
+/// with A and B of `ab` and C of `cr` (wgpu's `CooperativeMatrixProperties`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoopConfig {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub ab: wgpu::CooperativeScalarType,
+    pub cr: wgpu::CooperativeScalarType,
+}
+
+impl CoopConfig {
+    fn list(adapter: &wgpu::Adapter) -> Vec<CoopConfig> {
+        if !adapter
+            .features()
+            .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+        {
+            return Vec::new();
+        }
+        adapter
+            .cooperative_matrix_properties()
+            .iter()
+            .map(|p| CoopConfig {
+                m: p.m_size,
+                n: p.n_size,
+                k: p.k_size,
+                ab: p.ab_type,
+                cr: p.cr_type,
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for CoopConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = |t: wgpu::CooperativeScalarType| format!("{t:?}").to_lowercase();
+        write!(f, "{}x{}x{} {}->{}", self.m, self.n, self.k, t(self.ab), t(self.cr))
+    }
 }
 
 impl std::fmt::Display for AdapterSummary {
@@ -77,6 +126,22 @@ impl std::fmt::Display for AdapterSummary {
         writeln!(f, "  driver                 {} {}", i.driver, i.driver_info)?;
         writeln!(f, "  shader-f16             {}", yes(self.features.shader_f16))?;
         writeln!(f, "  subgroups              {}", yes(self.features.subgroups))?;
+        writeln!(
+            f,
+            "  cooperative matrix     {}{}",
+            yes(self.features.coop_matrix),
+            if self.coop.is_empty() {
+                String::new()
+            } else {
+                let v: Vec<String> = self.coop.iter().map(|c| c.to_string()).collect();
+                format!(
+                    " ({}; subgroup {}..{})",
+                    v.join(", "),
+                    self.info.subgroup_min_size,
+                    self.info.subgroup_max_size
+                )
+            }
+        )?;
         writeln!(
             f,
             "  timestamp-query        {}{}",
@@ -153,6 +218,7 @@ impl Context {
                 info: a.get_info(),
                 features: FeatureSet::from_features(a.features()),
                 limits: a.limits(),
+                coop: CoopConfig::list(a),
             })
             .collect()
     }
@@ -197,6 +263,7 @@ impl Context {
             subgroups: has.subgroups && wanted.subgroups,
             timestamp_query: has.timestamp_query && wanted.timestamp_query,
             timestamp_inside_passes: has.timestamp_inside_passes && wanted.timestamp_inside_passes,
+            coop_matrix: has.coop_matrix && wanted.coop_matrix,
         };
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -204,7 +271,14 @@ impl Context {
                 label: Some("wgsparse"),
                 required_features: features.to_features(),
                 required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                // SAFETY: experimental features are only requested with the
+                // cooperative-matrix feature, which needs them; its kernels are
+                // validated by naga and checked against CPU references.
+                experimental_features: if features.coop_matrix {
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             })
@@ -221,6 +295,11 @@ impl Context {
             info: adapter.get_info(),
             features,
             limits,
+            coop: if features.coop_matrix {
+                CoopConfig::list(&adapter)
+            } else {
+                Vec::new()
+            },
         };
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("dummy"),
@@ -261,6 +340,11 @@ impl Context {
     pub fn summary(&self) -> &AdapterSummary {
         &self.summary
     }
+    /// The adapter's cooperative-matrix configurations (empty unless the
+    /// device has the feature).
+    pub fn coop_configs(&self) -> &[CoopConfig] {
+        &self.summary.coop
+    }
     /// True for CPU adapters (lavapipe, SwiftShader, WARP), which want other tiles.
     pub fn is_cpu(&self) -> bool {
         self.summary.info.device_type == wgpu::DeviceType::Cpu
@@ -300,6 +384,14 @@ impl Context {
     pub fn pipeline(&self, key: &PipelineKey) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
         if key.kernel.needs_f16() {
             self.require_f16(key.kernel.name())?;
+        }
+        if key.kernel.needs_coop() && !(self.features().coop_matrix && self.features().subgroups) {
+            return Err(Error::Gpu(format!(
+                "{} needs cooperative matrices and subgroups, which the adapter '{}' ({:?}) does not offer",
+                key.kernel.name(),
+                self.summary.info.name,
+                self.summary.info.backend
+            )));
         }
         let mut cache = self
             .pipelines

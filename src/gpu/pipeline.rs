@@ -100,6 +100,11 @@ pub enum Kernel {
     BiasCorrect,
     /// `calibrate.wgsl`: each row times its scale.
     ScaleRows,
+    /// `gemm_coop.wgsl`: [`Kernel::GemmF16`] on cooperative matrices (native only).
+    GemmCoop,
+    /// `spmm_bsr_coop.wgsl`: [`Kernel::SpmmBsrF16`] on cooperative matrices, 16x16
+    /// and 32x32 blocks (native only).
+    SpmmBsrCoop,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -138,6 +143,8 @@ impl Kernel {
             Kernel::ScoreCols => "score_cols",
             Kernel::BiasCorrect => "bias_correct",
             Kernel::ScaleRows => "scale_rows",
+            Kernel::GemmCoop => "gemm_coop",
+            Kernel::SpmmBsrCoop => "spmm_bsr_coop",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -167,6 +174,8 @@ impl Kernel {
             Kernel::RowStats | Kernel::ScoreCols | Kernel::BiasCorrect | Kernel::ScaleRows => {
                 include_str!("../../shaders/calibrate.wgsl")
             }
+            Kernel::GemmCoop => include_str!("../../shaders/gemm_coop.wgsl"),
+            Kernel::SpmmBsrCoop => include_str!("../../shaders/spmm_bsr_coop.wgsl"),
         }
     }
     /// The entry point: every kernel's entry point is its name.
@@ -176,16 +185,26 @@ impl Kernel {
     /// True for the kernels whose WGSL says `enable f16;` (they need the
     /// adapter's shader-f16 feature).
     pub fn needs_f16(self) -> bool {
-        matches!(self, Kernel::GemmF16 | Kernel::GemmSkinnyF16 | Kernel::SpmmBsrF16)
+        matches!(
+            self,
+            Kernel::GemmF16 | Kernel::GemmSkinnyF16 | Kernel::SpmmBsrF16 | Kernel::GemmCoop | Kernel::SpmmBsrCoop
+        )
+    }
+    /// True for the kernels whose WGSL says `enable wgpu_cooperative_matrix;`
+    /// (native only: they need the adapter's cooperative matrices and subgroups).
+    pub fn needs_coop(self) -> bool {
+        matches!(self, Kernel::GemmCoop | Kernel::SpmmBsrCoop)
     }
     pub fn bindings(self) -> &'static [Binding] {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
             Kernel::Add => &[Binding::Uniform, RW, RO],
-            Kernel::Gemm | Kernel::GemmSkinny | Kernel::GemmF16 | Kernel::GemmSkinnyF16 => {
+            Kernel::Gemm | Kernel::GemmSkinny | Kernel::GemmF16 | Kernel::GemmSkinnyF16 | Kernel::GemmCoop => {
                 &[Binding::Uniform, RO, RO, RW, RO]
             }
-            Kernel::SpmmBsr | Kernel::SpmmBsrF16 => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
+            Kernel::SpmmBsr | Kernel::SpmmBsrF16 | Kernel::SpmmBsrCoop => {
+                &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO]
+            }
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => &[Binding::Uniform, RO, RO, RO, RW],
             // params, values, indices, x, y, bias
             Kernel::SpmmNmTiled | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => &[Binding::Uniform, RO, RO, RO, RW, RO],
@@ -262,7 +281,15 @@ impl Kernel {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(self.source().into()),
         };
-        let module = match ctx.shader_checks() {
+        // The cooperative kernels guard every global access against their
+        // uniform and index workgroup memory only with override-bounded loop
+        // counters: they drop the index clamping unless all checks are asked
+        // for (the clamps sit on every staged element store).
+        let checks = match (self.needs_coop(), ctx.shader_checks()) {
+            (true, ShaderChecks::Bounds) => ShaderChecks::None,
+            (_, c) => c,
+        };
+        let module = match checks {
             ShaderChecks::All => device.create_shader_module(desc),
             level => {
                 let checks = wgpu::ShaderRuntimeChecks {
