@@ -152,6 +152,8 @@ async function pump() {
         await classifyFrame(want);
         await pause(0); // let input and rendering in between frames
       } else {
+        // Nothing left to run (e.g. a prune that needed no new classification).
+        if ($("status").dataset.state === "busy") status(`Ready: ${labelOf(want)}.`);
         break;
       }
     }
@@ -193,7 +195,7 @@ function disableToggles(err) {
   $("criterion").value = "magnitude";
   $("bias").checked = false;
   $("criterion").disabled = $("bias").disabled = true;
-  $("toggles-note").textContent = `Not available in this build: ${err && err.message ? err.message : err}`;
+  $("toggles-note").textContent = `Switched off: ${err && err.message ? err.message : err}`;
 }
 
 /** Dense (once per picture) and pruned runs of the current picture. */
