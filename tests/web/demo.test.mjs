@@ -93,7 +93,10 @@ test("demo page: classify, prune with the slider, switch the pattern", { timeout
     const longBefore = await page.evaluate(() => window.longTasks.length);
 
     t = Date.now();
-    await page.$eval("#sparsity", (el) => { el.value = "90"; el.dispatchEvent(new Event("input")); });
+    // A drag: several values inside the debounce; only the last one is pruned and run.
+    await page.$eval("#sparsity", (el) => {
+      for (const v of ["40", "60", "80", "90"]) { el.value = v; el.dispatchEvent(new Event("input")); }
+    });
     await ready(page, "unstructured at 90%", 300_000);
     const wall = Date.now() - t;
     const after = await page.textContent("#sparse-ms");
@@ -113,24 +116,30 @@ test("demo page: classify, prune with the slider, switch the pattern", { timeout
     assert.notEqual(m90.pixels, m0.pixels, "the heat map changes between 0% and 90%");
     c = await charts(page);
     assert.ok(c.sparse >= 6, `the chart over time grows: ${JSON.stringify(c)}`);
-    assert.deepEqual(c.scatter, ["unstructured@0", "unstructured@0.9"]);
+    assert.deepEqual(c.scatter, ["unstructured@0", "unstructured@0.9"], "only the drag's last value ran");
     const d90 = await densities(page);
     assert.ok(d90.length > 30, `per-layer densities shown: ${d90.length}`);
     assert.ok(d90.every((d) => d > 0 && d < 0.15), `every layer ~10% dense: ${d90}`);
     console.log(`  pruned top-5 at 90%: ${(await classes(page, "sparse-top5")).join(", ")}`);
 
+    // A change while the pruned runs are in flight: the page drops the runs left and goes on to the new choice.
+    await page.$eval("#sparsity", (el) => { el.value = "50"; el.dispatchEvent(new Event("input")); });
+    await page.waitForFunction(() => document.getElementById("status").textContent
+      .startsWith("Classifying with the pruned model (unstructured at 50%)"), null, { timeout: 300_000 });
     t = Date.now();
     await page.selectOption("#pattern", "2:4");
     await ready(page, "2:4", 300_000);
     const d24 = await densities(page);
-    console.log(`  pattern 2:4: ${Date.now() - t} ms, pruned ${await page.textContent("#sparse-ms")},` +
+    console.log(`  pattern 2:4 (while 50% ran): ${Date.now() - t} ms, pruned ${await page.textContent("#sparse-ms")},` +
       ` top-5 ${(await classes(page, "sparse-top5")).join(", ")}`);
     assert.ok(d24.every((d) => Math.abs(d - 0.5) < 1e-3), `every layer 50% dense: ${d24}`);
     assert.ok(await page.isDisabled("#sparsity"), "the slider is off for N:M");
     const pred = await classes(page, "sparse-top5");
     assert.equal(pred.length, 5);
     c = await charts(page);
-    assert.deepEqual(c.scatter, ["unstructured@0", "unstructured@0.9", "2:4@0.5"]);
+    assert.deepEqual(c.scatter, ["unstructured@0", "unstructured@0.9", "unstructured@0.5", "2:4@0.5"]);
+    const at50 = await page.evaluate(() => window.demo.points.get("unstructured|0.5").runs.length);
+    assert.equal(at50, 1, "unstructured 50%: the run in flight finished, the other two were dropped");
     // Another layer in the heat map: the classifier, 1000x1280 in at most 256x256 cells.
     await page.selectOption("#mask-layer", { label: "classifier (1000×1280)" });
     const mc = await mask(page, "2:4", 0.5, "classifier");
