@@ -256,11 +256,16 @@ async function classifyFrame(want) {
 /** Every forward pass goes into the latency figures and charts. */
 function record(dense, ms, want) {
   runs.push({ t: performance.now(), dense, ms });
+  // Bounded for long camera sessions: the charts use the last TIMELINE_RUNS of each kind.
+  if (runs.length > 8 * TIMELINE_RUNS) runs.splice(0, runs.length - 4 * TIMELINE_RUNS);
+  if (marks.length > TIMELINE_RUNS) marks.splice(0, marks.length - TIMELINE_RUNS);
   if (!dense) {
     const k = `${want.pattern}|${sparsityOf(want)}`;
     if (!points.has(k)) points.set(k, { pattern: want.pattern, sparsity: sparsityOf(want), runs: [] });
-    points.get(k).runs.push(ms);
-    $("sparse-ms").textContent = fmtMs(median(points.get(k).runs.slice(-RECENT)));
+    const p = points.get(k);
+    p.runs.push(ms);
+    if (p.runs.length > 4 * RECENT) p.runs.splice(0, p.runs.length - RECENT);
+    $("sparse-ms").textContent = fmtMs(median(p.runs.slice(-RECENT)));
   } else {
     $("dense-ms").textContent = fmtMs(median(denseRuns().slice(-RECENT)));
   }
