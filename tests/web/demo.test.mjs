@@ -114,6 +114,8 @@ test("demo page: classify, prune with the slider, switch the pattern", { timeout
     assert.ok(Math.abs(m90.density - r90) < 1e-3, `mask density ${m90.density} = the layer's reported ${r90}`);
     assert.ok(Math.abs(m90.shade - m90.density) < 0.01, `the shade is the density: ${m90.shade} vs ${m90.density}`);
     assert.notEqual(m90.pixels, m0.pixels, "the heat map changes between 0% and 90%");
+    mkdirSync("target/web", { recursive: true });
+    await page.locator("#mask-box").screenshot({ path: "target/web/mask-90.png" });
     c = await charts(page);
     assert.ok(c.sparse >= 6, `the chart over time grows: ${JSON.stringify(c)}`);
     assert.deepEqual(c.scatter, ["unstructured@0", "unstructured@0.9"], "only the drag's last value ran");
