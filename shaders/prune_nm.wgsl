@@ -2,6 +2,9 @@
 //
 // Input W: row-major f32 bit patterns (read as u32, so -0.0 and denormals are
 // copied bit-exact), rows padded to `stride` words; columns >= cols ignored.
+// Keys come from `w` (binding 1); the values written come from `wv` (binding
+// 5), a matrix of the same layout: W itself for magnitude pruning, or W while
+// `w` holds a score matrix (e.g. |W| scaled by input-channel norms).
 // Output (the layout of NmMatrix, src/sparse/nm.rs):
 //   values[(r * groups + g) * N + s]: slot s of group g of row r (f32 bits);
 //   indices: BITS-bit in-group indices, PER_WORD = 32 / BITS per word, each row
@@ -48,6 +51,7 @@ const TILE_SLOTS: u32 = 2048u;
 @group(0) @binding(2) var<storage, read_write> values: array<u32>;
 @group(0) @binding(3) var<storage, read_write> indices: array<u32>;
 @group(0) @binding(4) var<storage, read_write> status: array<atomic<u32>>;
+@group(0) @binding(5) var<storage, read> wv: array<u32>;
 
 var<workgroup> slots: array<u32, 2048>;
 
@@ -79,7 +83,7 @@ fn prune_nm(@builtin(workgroup_id) wid: vec3<u32>,
         let c0 = g * M;
         let len = min(M, p.cols - c0);
         let base = r * p.stride + c0;
-        var raw: array<u32, 16>;
+        var raw = array<u32, 16>();
         var key: array<u32, 16>;
         for (var i = 0u; i < M; i++) {
             var b = 0u;
@@ -88,8 +92,8 @@ fn prune_nm(@builtin(workgroup_id) wid: vec3<u32>,
                 if ((b & 0x7f800000u) == 0x7f800000u) {
                     atomicMax(&status[0], 0xffffffffu - (r * p.cols + c0 + i));
                 }
+                raw[i] = wv[base + i];
             }
-            raw[i] = b;
             key[i] = b & 0x7fffffffu;
         }
         var kept = 0u;

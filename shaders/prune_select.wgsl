@@ -334,6 +334,9 @@ fn select_chunk_scan(@builtin(local_invocation_index) lid: u32) {
 @group(0) @binding(5) var<storage, read_write> x_col_idx: array<u32>;
 @group(0) @binding(6) var<storage, read_write> x_aux: array<u32>;
 @group(0) @binding(7) var<storage, read_write> x_status: array<u32>;
+// The values written to x_aux (same layout as x_src): the source itself for
+// magnitude pruning, the weights when x_src holds scores.
+@group(0) @binding(8) var<storage, read> x_vals: array<vec4<u32>>;
 
 @compute @workgroup_size(256)
 fn select_scatter(@builtin(workgroup_id) wid: vec3<u32>,
@@ -399,7 +402,7 @@ fn select_scatter(@builtin(workgroup_id) wid: vec3<u32>,
                 if (WRITE_ROW != 0u) {
                     x_aux[out] = r;
                 } else {
-                    x_aux[out] = items[i][l];
+                    x_aux[out] = x_vals[q][l];
                 }
                 out += 1u;
             }

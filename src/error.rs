@@ -27,6 +27,11 @@ pub enum Error {
     #[error("shape mismatch: {0}")]
     Shape(String),
 
+    /// An option that the call does not accept, or a step that needs another
+    /// first (e.g. activation-aware pruning before calibration).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+
     /// A NaN or infinite weight. Magnitude pruning has no meaningful order for
     /// NaN, and an infinite weight poisons every product, so both are rejected.
     #[error("non-finite value {value} at index {index} ({what}); weights must be finite")]

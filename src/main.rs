@@ -22,6 +22,9 @@ enum Cmd {
     ClassifyCpu(ClassifyArgs),
     /// Classify an image on the GPU, dense and pruned, with latencies.
     Classify(GpuClassifyArgs),
+    /// Prune the model on the GPU and write it as a sparse safetensors file
+    /// (compressed formats the kernels load directly).
+    Prune(PruneArgs),
     /// Latency and top-1 agreement with the dense model over patterns and
     /// sparsities, on the sample images.
     Sweep(SweepArgs),
@@ -34,6 +37,10 @@ struct GpuClassifyArgs {
     /// Cache folder holding lite0.safetensors (see `wgsparse fetch`).
     #[arg(long, default_value = "cache")]
     cache: std::path::PathBuf,
+    /// Weights: the checkpoint (default CACHE/lite0.safetensors) or a sparse
+    /// file written by `wgsparse prune` (then it runs as stored, no pruning).
+    #[arg(long)]
+    weights: Option<std::path::PathBuf>,
     /// Pattern of the pruned model: dense, unstructured, block:RxC, N:M.
     #[arg(long, default_value = "dense")]
     pattern: String,
@@ -43,12 +50,50 @@ struct GpuClassifyArgs {
     /// One magnitude threshold across all layers (unstructured only).
     #[arg(long)]
     global: bool,
+    /// What ranks the weights: magnitude, or activation (|w| times the input
+    /// channel's activation norm on calibration images, as Wanda does).
+    #[arg(long, default_value = "magnitude")]
+    criterion: String,
+    /// Correct each pruned layer's bias by the removed weights times the mean
+    /// input on calibration images.
+    #[arg(long)]
+    bias_correction: bool,
+    /// Calibration images for --criterion activation / --bias-correction: the
+    /// first N sample images of the cache (never the classified image itself).
+    #[arg(long, default_value_t = 8)]
+    calibration: usize,
     /// Timed runs (median reported).
     #[arg(long, default_value_t = 50)]
     runs: usize,
     /// Print the per-layer report and timing breakdown.
     #[arg(long)]
     layers: bool,
+}
+
+#[derive(clap::Args)]
+struct PruneArgs {
+    /// The checkpoint to prune (default: CACHE/lite0.safetensors).
+    weights: Option<std::path::PathBuf>,
+    /// Cache folder (see `wgsparse fetch`): weights and calibration images.
+    #[arg(long, default_value = "cache")]
+    cache: std::path::PathBuf,
+    /// Pattern: unstructured, block:RxC, N:M.
+    #[arg(long)]
+    pattern: String,
+    /// Sparsity (ignored for N:M).
+    #[arg(long, default_value_t = 0.0)]
+    sparsity: f64,
+    /// magnitude or activation.
+    #[arg(long, default_value = "magnitude")]
+    criterion: String,
+    #[arg(long)]
+    bias_correction: bool,
+    /// Calibration images (first N sample images of the cache).
+    #[arg(long, default_value_t = 8)]
+    calibration: usize,
+    /// The sparse safetensors file to write.
+    #[arg(long)]
+    out: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -62,6 +107,17 @@ struct SweepArgs {
     /// Sparsities for the patterns that take one.
     #[arg(long, value_delimiter = ',', default_values_t = [0.1, 0.3, 0.5, 0.7, 0.9])]
     sparsities: Vec<f64>,
+    /// Pruning methods, comma separated: magnitude or activation, each
+    /// optionally with +bc (bias correction).
+    #[arg(long, value_delimiter = ',', default_values_t = ["magnitude".to_string()])]
+    methods: Vec<String>,
+    /// The first N sample images calibrate (activation criterion, bias
+    /// correction) and are left out of the evaluation.
+    #[arg(long, default_value_t = 6)]
+    calibration: usize,
+    /// Evaluate each image's mirror image and a tighter (zoomed) crop too.
+    #[arg(long)]
+    views: bool,
     /// Timed runs per point.
     #[arg(long, default_value_t = 20)]
     runs: usize,
@@ -149,6 +205,7 @@ fn main() {
         Cmd::ClassifyCpu(a) => classify_cpu(a),
         Cmd::Classify(a) => classify(a),
         Cmd::Sweep(a) => sweep(a),
+        Cmd::Prune(a) => prune(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -285,14 +342,40 @@ fn print_top(title: &str, logits: &[f32], ms: f64, source: wgsparse::gpu::Timing
     }
 }
 
+fn weights_path(cache: &std::path::Path, weights: Option<&std::path::Path>) -> wgsparse::Result<std::path::PathBuf> {
+    let p = weights.map_or_else(|| cache.join(wgsparse::model::fetch::WEIGHTS_FILE), |w| w.to_path_buf());
+    if !p.is_file() {
+        return Err(wgsparse::Error::Weights(format!(
+            "{} not found: run `wgsparse fetch --cache {}` first",
+            p.display(),
+            cache.display()
+        )));
+    }
+    Ok(p)
+}
+
 fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
-    use wgsparse::model::{preprocess, GpuLite0, PruneSpec, Scope, INPUT_SIZE};
+    use wgsparse::model::{preprocess, Dispatching, GpuLite0, PruneSpec, Scope, INPUT_SIZE};
     let pattern: wgsparse::Pattern = a.pattern.parse()?;
-    let net = load_net(&a.cache)?;
+    let bytes = read(&weights_path(&a.cache, a.weights.as_deref())?)?;
     let x = preprocess::preprocess(&read(&a.image)?, INPUT_SIZE)?;
     let ctx = wgsparse::gpu::Context::new_blocking()?;
     println!("adapter: {} ({:?})", ctx.info().name, ctx.info().backend);
-    let mut gpu = GpuLite0::new(&ctx, net)?;
+    let (mut gpu, loaded) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, Dispatching::Fastest))?;
+    if let Some(report) = loaded {
+        if pattern != wgsparse::Pattern::Dense {
+            return Err(wgsparse::Error::Invalid(
+                "the weights file is already pruned: leave out --pattern/--sparsity".into(),
+            ));
+        }
+        let logits = pollster::block_on(gpu.forward(&ctx, &x))?;
+        let t = pollster::block_on(gpu.latency(&ctx, 5, a.runs))?;
+        print_top("pruned (from the file)", &logits, t.median_ms(), t.source);
+        if a.layers {
+            println!("\n{report}");
+        }
+        return Ok(());
+    }
     let dense = pollster::block_on(gpu.forward(&ctx, &x))?;
     let t = pollster::block_on(gpu.latency(&ctx, 5, a.runs))?;
     print_top("dense", &dense, t.median_ms(), t.source);
@@ -302,6 +385,11 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
     let mut spec = PruneSpec::new(pattern, a.sparsity);
     if a.global {
         spec.scope = Scope::Global;
+    }
+    spec.criterion = a.criterion.parse()?;
+    spec.bias_correction = a.bias_correction;
+    if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction {
+        calibrate(&ctx, &mut gpu, &a.cache, a.calibration, Some(&a.image))?;
     }
     let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
     let pruned = pollster::block_on(gpu.forward(&ctx, &x))?;
@@ -317,6 +405,23 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
         tp.source,
     );
     println!("speedup over dense: {:.2}x", t.median_ms() / tp.median_ms());
+    // Re-pruning as the demo's slider does: the whole model again on the GPU,
+    // alternating between two nearby sparsities (every pipeline is warm).
+    let mut times = Vec::new();
+    for k in 0..6 {
+        let mut s2 = spec.clone();
+        if k % 2 == 0 && !matches!(pattern, wgsparse::Pattern::NM { .. }) {
+            s2.sparsity = (a.sparsity - 0.05).max(0.0);
+        }
+        times.push(pollster::block_on(gpu.prune(&ctx, &s2))?.prune_ms);
+    }
+    pollster::block_on(gpu.prune(&ctx, &spec))?;
+    times.sort_by(f64::total_cmp);
+    println!(
+        "re-prune of the whole model on the GPU (wall clock, median of {}): {:.2} ms",
+        times.len(),
+        times[times.len() / 2]
+    );
     if a.layers {
         println!("\n{report}");
         println!("\nper-layer GPU time of the pruned model (median ms):");
@@ -327,36 +432,145 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
     Ok(())
 }
 
-fn sweep(a: SweepArgs) -> wgsparse::Result<()> {
-    use wgsparse::model::{preprocess, sweep, GpuLite0, INPUT_SIZE};
-    let net = load_net(&a.cache)?;
-    let dir = a.cache.join("images");
+/// Calibrates on the first `n` sample images of the cache other than `exclude`.
+fn calibrate(
+    ctx: &wgsparse::gpu::Context,
+    gpu: &mut wgsparse::model::GpuLite0,
+    cache: &std::path::Path,
+    n: usize,
+    exclude: Option<&std::path::Path>,
+) -> wgsparse::Result<()> {
+    use wgsparse::model::{preprocess, INPUT_SIZE};
+    let own = exclude.and_then(|p| std::fs::canonicalize(p).ok());
+    let calib: Vec<Vec<f32>> = sample_images(cache)?
+        .into_iter()
+        .filter(|f| std::fs::canonicalize(f).ok() != own)
+        .take(n)
+        .map(|f| preprocess::preprocess(&read(&f)?, INPUT_SIZE))
+        .collect::<wgsparse::Result<_>>()?;
+    if calib.is_empty() {
+        return Err(wgsparse::Error::Invalid(format!(
+            "the activation criterion and bias correction need calibration images in {}",
+            cache.join("images").display()
+        )));
+    }
+    pollster::block_on(gpu.calibrate(ctx, &calib))
+}
+
+fn prune(a: PruneArgs) -> wgsparse::Result<()> {
+    use wgsparse::model::{sparse_file, Dispatching, GpuLite0, PruneSpec};
+    let src = weights_path(&a.cache, a.weights.as_deref())?;
+    let bytes = read(&src)?;
+    let meta = wgsparse::model::Weights::from_bytes(&bytes)?.metadata().clone();
+    let ctx = wgsparse::gpu::Context::new_blocking()?;
+    let (mut gpu, loaded) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, Dispatching::Sparse))?;
+    if loaded.is_some() {
+        return Err(wgsparse::Error::Invalid(format!(
+            "{} is already a pruned sparse file: prune the original checkpoint",
+            src.display()
+        )));
+    }
+    let mut spec = PruneSpec::new(a.pattern.parse()?, a.sparsity);
+    spec.criterion = a.criterion.parse()?;
+    spec.bias_correction = a.bias_correction;
+    spec.dispatching = Dispatching::Sparse;
+    if spec.criterion != wgsparse::model::Criterion::Magnitude || spec.bias_correction {
+        calibrate(&ctx, &mut gpu, &a.cache, a.calibration, None)?;
+    }
+    let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
+    if report.layers.is_empty() {
+        return Err(wgsparse::Error::Invalid(
+            "nothing to write: the pattern is dense or the sparsity 0".into(),
+        ));
+    }
+    let net = pollster::block_on(gpu.current_net(&ctx))?;
+    let keep: std::collections::HashMap<String, String> = meta
+        .into_iter()
+        .filter(|(k, _)| k == wgsparse::model::weights::META_PTH_SHA256)
+        .collect();
+    let info = sparse_file::PruneInfo {
+        pattern: spec.pattern,
+        sparsity: a.sparsity,
+        criterion: spec.criterion.to_string(),
+        bias_correction: spec.bias_correction,
+        calibration_images: report.calibration_images,
+    };
+    let out = sparse_file::write(&net, &info, &keep)?;
+    std::fs::write(&a.out, &out).map_err(|e| wgsparse::Error::Io {
+        path: a.out.display().to_string(),
+        source: e,
+    })?;
+    println!("{report}");
+    println!(
+        "wrote {}: {} bytes ({} bytes the checkpoint, {:.2}x smaller)",
+        a.out.display(),
+        out.len(),
+        bytes.len(),
+        bytes.len() as f64 / out.len() as f64
+    );
+    Ok(())
+}
+
+/// The sample images of a cache (`images/`), sorted by name.
+fn sample_images(cache: &std::path::Path) -> wgsparse::Result<Vec<std::path::PathBuf>> {
+    let dir = cache.join("images");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .map_err(|e| wgsparse::Error::Io {
             path: dir.display().to_string(),
             source: e,
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
         .collect();
     files.sort();
+    Ok(files)
+}
+
+fn sweep(a: SweepArgs) -> wgsparse::Result<()> {
+    use wgsparse::model::{preprocess, sweep, GpuLite0, INPUT_SIZE};
+    let net = load_net(&a.cache)?;
+    let methods: Vec<sweep::Method> = a.methods.iter().map(|m| m.parse()).collect::<wgsparse::Result<_>>()?;
+    let calibrated = methods.iter().any(|m| *m != sweep::Method::default());
+    let mut calib = Vec::new();
     let mut images = Vec::new();
-    for f in &files {
-        match preprocess::preprocess(&read(f)?, INPUT_SIZE) {
-            Ok(x) => images.push(x),
+    for f in &sample_images(&a.cache)? {
+        let bytes = read(f)?;
+        if calibrated && calib.len() < a.calibration {
+            match preprocess::preprocess(&bytes, INPUT_SIZE) {
+                Ok(x) => calib.push(x),
+                Err(e) => eprintln!("skipping {}: {e}", f.display()),
+            }
+            continue;
+        }
+        match preprocess::views(&bytes, INPUT_SIZE) {
+            Ok(v) if a.views => images.extend(v.into_iter().map(|(_, x)| x)),
+            Ok(mut v) => images.push(v.swap_remove(0).1),
             Err(e) => eprintln!("skipping {}: {e}", f.display()),
         }
+    }
+    if images.is_empty() {
+        return Err(wgsparse::Error::Invalid(format!(
+            "no images to evaluate in {} (after {} for calibration)",
+            a.cache.join("images").display(),
+            calib.len()
+        )));
     }
     let mut grid = Vec::new();
     for p in &a.patterns {
         let pattern: wgsparse::Pattern = p.parse()?;
-        match pattern {
-            wgsparse::Pattern::NM { .. } => grid.push((pattern, 0.0)),
-            wgsparse::Pattern::Dense => {}
-            _ => grid.extend(a.sparsities.iter().map(|&s| (pattern, s))),
+        for &m in &methods {
+            match pattern {
+                wgsparse::Pattern::NM { .. } => grid.push((pattern, 0.0, m)),
+                wgsparse::Pattern::Dense => {}
+                _ => grid.extend(a.sparsities.iter().map(|&s| (pattern, s, m))),
+            }
         }
     }
     let ctx = wgsparse::gpu::Context::new_blocking()?;
     let mut gpu = GpuLite0::new(&ctx, net)?;
+    if calibrated {
+        pollster::block_on(gpu.calibrate(&ctx, &calib))?;
+    }
     let bar = indicatif::ProgressBar::new(grid.len() as u64 + 1);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
@@ -368,19 +582,26 @@ fn sweep(a: SweepArgs) -> wgsparse::Result<()> {
     }))?;
     bar.finish_and_clear();
     println!(
-        "{} images, adapter {}; agreement = top-1 equal to the dense model's",
+        "{} evaluated images{} ({} more calibrate), adapter {}; agreement = top-1 equal to the dense model's",
         images.len(),
+        if a.views {
+            " (each photo: center, flip, zoom, zoom+flip)"
+        } else {
+            ""
+        },
+        calib.len(),
         ctx.info().name
     );
     println!(
-        "{:<14} {:>8} {:>10} {:>10} {:>11} {:>9}",
-        "pattern", "sparsity", "agreement", "mean KL", "latency ms", "speedup"
+        "{:<14} {:<15} {:>8} {:>10} {:>10} {:>11} {:>9}",
+        "pattern", "method", "sparsity", "agreement", "mean KL", "latency ms", "speedup"
     );
     let dense_ms = points[0].latency_ms;
     for p in &points {
         println!(
-            "{:<14} {:>7.0}% {:>9.1}% {:>10.4} {:>11.4} {:>8.2}x",
+            "{:<14} {:<15} {:>7.0}% {:>9.1}% {:>10.4} {:>11.4} {:>8.2}x",
             p.pattern,
+            p.method.to_string(),
             100.0 * p.sparsity,
             100.0 * p.agreement,
             p.mean_kl,

@@ -66,7 +66,7 @@ impl SparseOperator {
                 0.0,
             ));
         }
-        let plan = LayerPlan::new(ctx, w, pattern, sparsity)?;
+        let plan = LayerPlan::new(ctx, w, None, pattern, sparsity)?;
         let mut enc = ctx
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("prune") });
@@ -182,13 +182,25 @@ pub(crate) enum LayerPlan {
 }
 
 impl LayerPlan {
-    pub(crate) fn new(ctx: &Context, w: &GpuMatrix, pattern: Pattern, sparsity: f64) -> Result<Self> {
+    /// Ranks by `score` (the shape of `w`) when given, else by `|w|`.
+    pub(crate) fn new(
+        ctx: &Context,
+        w: &GpuMatrix,
+        score: Option<&GpuMatrix>,
+        pattern: Pattern,
+        sparsity: f64,
+    ) -> Result<Self> {
         Ok(match pattern {
-            Pattern::NM { n, m } => LayerPlan::Nm(PrunePlan::nm(ctx, w, n, m)?),
-            Pattern::Block { rows, cols } => {
-                LayerPlan::Bsr(PrunePlan::block(ctx, w, rows, cols, sparsity, BlockNorm::L2)?)
-            }
-            Pattern::Unstructured => LayerPlan::Csr(PrunePlan::unstructured(ctx, w, sparsity)?),
+            Pattern::NM { n, m } => LayerPlan::Nm(PrunePlan::nm_scored(ctx, w, score, n, m)?),
+            Pattern::Block { rows, cols } => LayerPlan::Bsr(PrunePlan::block_scored(
+                ctx,
+                w,
+                score,
+                (rows, cols),
+                sparsity,
+                BlockNorm::L2,
+            )?),
+            Pattern::Unstructured => LayerPlan::Csr(PrunePlan::unstructured_scored(ctx, w, score, sparsity)?),
             Pattern::Dense => return Err(crate::Error::Shape("nothing to plan for the dense pattern".into())),
         })
     }
@@ -199,6 +211,50 @@ impl LayerPlan {
             LayerPlan::Bsr(p) => p.encode(enc),
             LayerPlan::Csr(p) => p.encode(enc),
         }
+    }
+
+    /// The buffers [`Self::finish_read`] needs read back: the status, and for
+    /// CSR the row pointers (for the row schedule).
+    pub(crate) fn readbacks(&self) -> Vec<&crate::gpu::GpuBuffer> {
+        match self {
+            LayerPlan::Nm(p) => vec![p.status()],
+            LayerPlan::Bsr(p) => vec![p.status()],
+            LayerPlan::Csr(p) => vec![p.status(), &p.output().row_ptr],
+        }
+    }
+
+    /// [`Self::finish`] from the words of [`Self::readbacks`], read by the
+    /// caller together with other plans' (one GPU round trip for a whole model).
+    pub(crate) async fn finish_read(
+        self,
+        ctx: &Context,
+        words: &[Vec<u32>],
+        rows: usize,
+        cols: usize,
+        pattern: Pattern,
+        sparsity: f64,
+    ) -> Result<SparseOperator> {
+        let ok = words.first().and_then(|w| w.first()) == Some(&0);
+        if !ok || (matches!(self, LayerPlan::Csr(_)) && words.len() < 2) {
+            // Non-finite weights (or a short read): the slow path names the value.
+            return self.finish(ctx, rows, cols, pattern, sparsity).await;
+        }
+        Ok(match self {
+            LayerPlan::Csr(p) => {
+                let weights = GpuWeights::Csr(CsrWeights::from_gpu(ctx, p.into_output(), &words[1])?);
+                SparseOperator::from_gpu_weights(weights, rows, cols, Pattern::Unstructured, sparsity)
+            }
+            LayerPlan::Nm(p) => {
+                let target = match pattern {
+                    Pattern::NM { n, m } => 1.0 - n as f64 / m as f64,
+                    _ => sparsity,
+                };
+                SparseOperator::from_gpu_weights(GpuWeights::Nm(p.into_output()), rows, cols, pattern, target)
+            }
+            LayerPlan::Bsr(p) => {
+                SparseOperator::from_gpu_weights(GpuWeights::Bsr(p.into_output()), rows, cols, pattern, sparsity)
+            }
+        })
     }
 
     /// Checks the plan's status (non-finite weights) and wraps its output.

@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::gpu::Context;
-use crate::model::{Classification, Dispatching, GpuLite0, LayerReport, Lite0, PruneSpec};
+use crate::model::{Classification, Criterion, Dispatching, GpuLite0, LayerReport, Lite0, PruneSpec};
 use crate::ops::SparseOperator;
 use crate::sparse::{Matrix, Pattern};
 
@@ -215,6 +215,19 @@ fn layer_report(l: &LayerReport) -> Object {
     o
 }
 
+/// The RGBA bytes, width and height of an `ImageData` (or `{ data, width, height }`).
+fn rgba_of(image: &JsValue) -> Result<(Vec<u8>, usize, usize), JsValue> {
+    let get = |k: &str| Reflect::get(image, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+    let bad = || JsError::new("expected an ImageData (or { data, width, height } of RGBA bytes)");
+    let width = get("width").as_f64().ok_or_else(bad)? as usize;
+    let height = get("height").as_f64().ok_or_else(bad)? as usize;
+    let data = get("data");
+    if !data.is_object() {
+        return Err(bad().into());
+    }
+    Ok((Uint8Array::new(&data).to_vec(), width, height))
+}
+
 #[wasm_bindgen]
 impl Model {
     /// Builds the network from `.safetensors` bytes and uploads it. Rejects
@@ -299,7 +312,9 @@ impl Model {
     }
 
     /// Prunes every pointwise layer, the head and the classifier on the GPU:
-    /// `{ pattern, sparsity, dispatch }` with dispatch `"sparse"` (default:
+    /// `{ pattern, sparsity, dispatch, criterion, biasCorrection }` with
+    /// criterion `"magnitude"` (default) or `"activation"` and biasCorrection a
+    /// boolean (both of the latter need `calibrate` first), dispatch `"sparse"` (default:
     /// every pruned layer runs its sparse kernel) or `"fastest"` (dense or
     /// sparse per layer by measurement; needs timestamp queries in the
     /// browser). `pattern: "dense"` or sparsity 0 goes back to the dense model.
@@ -320,30 +335,24 @@ impl Model {
                     .as_f64()
                     .ok_or_else(|| JsError::new("options.sparsity must be a number"))?,
             };
-            // Until the model has other criteria and bias correction, the
-            // defaults pass and anything else is refused, so that callers (the
-            // demo's toggles) can tell rather than get a silent no-op.
-            match get("criterion") {
-                v if v.is_undefined() || v.as_string().as_deref() == Some("magnitude") => {}
-                v => {
-                    return Err(JsError::new(&format!(
-                        "options.criterion {} is not supported by this build (only \"magnitude\")",
-                        v.as_string().map_or("(not a string)".into(), |c| format!("{c:?}"))
-                    ))
-                    .into())
-                }
-            }
-            match get("biasCorrection") {
-                v if v.is_undefined() || v.as_bool() == Some(false) => {}
-                v if v.as_bool() == Some(true) => {
-                    return Err(JsError::new("options.biasCorrection is not supported by this build yet").into())
-                }
-                _ => return Err(JsError::new("options.biasCorrection must be a boolean").into()),
-            }
             let mut spec = PruneSpec::new(pattern, sparsity);
             spec.dispatching = match get("dispatch").as_string() {
                 Some(d) => d.parse().map_err(js_err)?,
                 None => Dispatching::Sparse,
+            };
+            spec.criterion = match get("criterion") {
+                v if v.is_undefined() || v.is_null() => Criterion::Magnitude,
+                v => v
+                    .as_string()
+                    .ok_or_else(|| JsError::new("options.criterion must be \"magnitude\" or \"activation\""))?
+                    .parse()
+                    .map_err(js_err)?,
+            };
+            spec.bias_correction = match get("biasCorrection") {
+                v if v.is_undefined() || v.is_null() => false,
+                v => v
+                    .as_bool()
+                    .ok_or_else(|| JsError::new("options.biasCorrection must be a boolean"))?,
             };
             let mut gpu = take(&slot)?;
             let report = gpu.prune(&ctx, &spec).await;
@@ -360,6 +369,32 @@ impl Model {
         })
     }
 
+    /// Calibrates the activation-aware criterion and bias correction on an
+    /// array of `ImageData` (or `{ data, width, height }` RGBA images): runs
+    /// the dense model on each on the GPU and keeps per-channel statistics of
+    /// every prunable layer. Resolves to the number of images; re-prune to use it.
+    pub fn calibrate(&self, images: JsValue) -> Promise {
+        let (slot, ctx) = (self.gpu.clone(), self.ctx.clone());
+        future_to_promise(async move {
+            if !Array::is_array(&images) {
+                return Err(JsError::new("calibrate takes an array of ImageData").into());
+            }
+            let mut xs = Vec::new();
+            for img in Array::from(&images).iter() {
+                let (rgba, width, height) = rgba_of(&img)?;
+                xs.push(
+                    crate::model::preprocess::preprocess_rgba(&rgba, width, height, crate::model::INPUT_SIZE)
+                        .map_err(js_err)?,
+                );
+            }
+            let mut gpu = take(&slot)?;
+            let r = gpu.calibrate(&ctx, &xs).await;
+            *slot.borrow_mut() = Some(gpu);
+            r.map_err(js_err)?;
+            Ok(JsValue::from_f64(xs.len() as f64))
+        })
+    }
+
     /// Classifies an `ImageData` (or any `{ data, width, height }` of RGBA
     /// bytes) with the pruned model, or the unpruned one when `dense` is true.
     /// Resolves to `{ top5: [{ class, name, prob }], ms }`, ms the wall-clock
@@ -368,15 +403,7 @@ impl Model {
     pub fn classify(&self, image: JsValue, dense: Option<bool>) -> Promise {
         let (slot, ctx) = (self.gpu.clone(), self.ctx.clone());
         future_to_promise(async move {
-            let get = |k: &str| Reflect::get(&image, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
-            let bad = || JsError::new("classify takes an ImageData (or { data, width, height } of RGBA bytes)");
-            let width = get("width").as_f64().ok_or_else(bad)? as usize;
-            let height = get("height").as_f64().ok_or_else(bad)? as usize;
-            let data = get("data");
-            if !data.is_object() {
-                return Err(bad().into());
-            }
-            let rgba = Uint8Array::new(&data).to_vec();
+            let (rgba, width, height) = rgba_of(&image)?;
             let gpu = take(&slot)?;
             let c = gpu
                 .classify_rgba(&ctx, &rgba, width, height, 5, dense.unwrap_or(false))

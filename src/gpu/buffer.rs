@@ -107,6 +107,56 @@ impl GpuBuffer {
     }
 }
 
+/// Reads several buffers (whole, as u32 words) with ONE copy into one staging
+/// buffer and ONE map: a single GPU round trip however many buffers, which is
+/// what keeps re-pruning a whole model fast (a browser pays milliseconds per
+/// `mapAsync`).
+pub async fn read_many(ctx: &Context, buffers: &[&GpuBuffer]) -> Result<Vec<Vec<u32>>> {
+    let mut offsets = Vec::with_capacity(buffers.len());
+    let mut total = 0u64;
+    for b in buffers {
+        offsets.push(total);
+        total += b.bytes().div_ceil(4) * 4;
+    }
+    if total == 0 {
+        return Ok(vec![Vec::new(); buffers.len()]);
+    }
+    let staging = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback (many)"),
+        size: total,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("readback (many)"),
+    });
+    for (b, &off) in buffers.iter().zip(&offsets) {
+        let n = b.bytes().div_ceil(4) * 4;
+        if n > 0 {
+            enc.copy_buffer_to_buffer(&b.buffer, 0, &staging, off, n);
+        }
+    }
+    ctx.queue().submit([enc.finish()]);
+    map_read(ctx, &staging).await?;
+    let out = {
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading back {total} bytes: {e}")))?;
+        buffers
+            .iter()
+            .zip(&offsets)
+            .map(|(b, &off)| {
+                let words = (b.bytes() / 4) as usize;
+                bytemuck::cast_slice::<u8, u32>(&view[off as usize..off as usize + 4 * words]).to_vec()
+            })
+            .collect()
+    };
+    staging.unmap();
+    ctx.take_errors()?;
+    Ok(out)
+}
+
 /// One-shot future completed by a `map_async` callback. Natively the device is
 /// polled to completion first; in the browser the callback fires from the event
 /// loop and wakes the awaiting task.

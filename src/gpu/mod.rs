@@ -3,6 +3,7 @@
 //! kernel family (the `.wgsl` of the same name lives in `shaders/`).
 
 mod buffer;
+pub mod calibrate;
 mod context;
 pub mod conv;
 pub mod elementwise;
@@ -21,7 +22,7 @@ pub mod spmm_csr;
 pub mod spmm_nm;
 mod timing;
 
-pub use buffer::{f16_rounded, padded_stride, padded_stride_f16, GpuBuffer, GpuMatrix, GpuMatrixF16};
+pub use buffer::{f16_rounded, padded_stride, padded_stride_f16, read_many, GpuBuffer, GpuMatrix, GpuMatrixF16};
 pub use context::{AdapterSummary, Context, Dispatch, FeatureSet};
 pub use epilogue::{Activation, Epilogue};
 pub use formats::{longest_first, GpuBsr, GpuBsrF16, GpuCsr, GpuNm};

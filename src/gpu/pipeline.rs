@@ -92,6 +92,12 @@ pub enum Kernel {
     /// `spmm_nm.wgsl`: N:M SpMM, X in registers, one subgroup-uniform branch per
     /// row and group on the group's pattern (large N, n <= 2, m <= 8).
     SpmmNmSwitch,
+    /// `calibrate.wgsl`: per-row sum and sum of squares, accumulated.
+    RowStats,
+    /// `calibrate.wgsl`: |w| times a per-column norm (activation-aware scores).
+    ScoreCols,
+    /// `calibrate.wgsl`: bias + W * mean - W' * mean.
+    BiasCorrect,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -126,6 +132,9 @@ impl Kernel {
             Kernel::SpmmCsrRowwise => "spmm_csr_rowwise",
             Kernel::SpmmCsrPack => "spmm_csr_pack",
             Kernel::SpmmNmSwitch => "spmm_nm_switch",
+            Kernel::RowStats => "row_stats",
+            Kernel::ScoreCols => "score_cols",
+            Kernel::BiasCorrect => "bias_correct",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -152,6 +161,7 @@ impl Kernel {
             Kernel::SpmmCsrRows => include_str!("../../shaders/spmm_csr.wgsl"),
             Kernel::SpmmCsrRowwise => include_str!("../../shaders/spmm_csr_rowwise.wgsl"),
             Kernel::SpmmCsrPack => include_str!("../../shaders/spmm_csr_pack.wgsl"),
+            Kernel::RowStats | Kernel::ScoreCols | Kernel::BiasCorrect => include_str!("../../shaders/calibrate.wgsl"),
         }
     }
     /// The entry point: every kernel's entry point is its name.
@@ -175,8 +185,8 @@ impl Kernel {
             // params, values, indices, x, y, bias
             Kernel::SpmmNmTiled | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => &[Binding::Uniform, RO, RO, RO, RW, RO],
             // params, row_ptr, col_idx, values, row_order, x, y, bias
-            // params, w, values, indices, status
-            Kernel::PruneNm => &[Binding::Uniform, RO, RW, RW, RW],
+            // params, keys (w or scores), values, indices, status, w
+            Kernel::PruneNm => &[Binding::Uniform, RO, RW, RW, RW, RO],
             // params, w, scores, status
             Kernel::BlockScores => &[Binding::Uniform, RO, RW, RW],
             // params, w, col_idx, block_row, values
@@ -191,13 +201,19 @@ impl Kernel {
             Kernel::SelectCount => &[Binding::Uniform, RO, RO, RW, RW],
             // params, chunk counts, state, chunk bases
             Kernel::SelectChunkScan => &[Binding::Uniform, RO, RO, RW],
-            // params, keys, state, chunk bases, row_ptr, col_idx, values/rows, status
-            Kernel::SelectScatter => &[Binding::Uniform, RO, RO, RO, RW, RW, RW, RW],
+            // params, keys, state, chunk bases, row_ptr, col_idx, values/rows, status, value source
+            Kernel::SelectScatter => &[Binding::Uniform, RO, RO, RO, RW, RW, RW, RW, RO],
             Kernel::SpmmCsrRows => &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO],
             // params, row_ptr, packed non-zeros, row_order, x, y, bias
             Kernel::SpmmCsrRowwise => &[Binding::Uniform, RO, RO, RO, RO, RW, RO],
             // params, col_idx, values, packed non-zeros
             Kernel::SpmmCsrPack => &[Binding::Uniform, RO, RO, RW],
+            // params, x, stats
+            Kernel::RowStats => &[Binding::Uniform, RO, RW],
+            // params, w, norm, scores
+            Kernel::ScoreCols => &[Binding::Uniform, RO, RO, RW],
+            // params, bias, W * mean, W' * mean, corrected bias
+            Kernel::BiasCorrect => &[Binding::Uniform, RO, RO, RO, RW],
         }
     }
 

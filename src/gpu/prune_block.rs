@@ -189,7 +189,25 @@ impl PrunePlan<GpuBsr> {
         sparsity: f64,
         norm: BlockNorm,
     ) -> Result<Self> {
+        Self::block_scored(ctx, w, None, (block_rows, block_cols), sparsity, norm)
+    }
+
+    /// [`Self::block`] with block norms taken over `score` (same shape as `w`,
+    /// e.g. `|w|` times an input-channel norm) instead of `w`; the BSR holds
+    /// the values of `w`.
+    pub fn block_scored(
+        ctx: &Context,
+        w: &GpuMatrix,
+        score: Option<&GpuMatrix>,
+        (block_rows, block_cols): (usize, usize),
+        sparsity: f64,
+        norm: BlockNorm,
+    ) -> Result<Self> {
         check_sparsity(sparsity)?;
+        if let Some(sc) = score {
+            super::prune_select::check_score(w, sc)?;
+        }
+        let keys = score.unwrap_or(w);
         let mut k = 0;
         let g = grid(ctx, w, (block_rows, block_cols), false, |n| {
             k = prune_count(sparsity, n);
@@ -198,7 +216,7 @@ impl PrunePlan<GpuBsr> {
         let (gr, kept) = (g.gr, g.nblocks - k);
         let total = g.params.total as usize;
 
-        let mut b = Builder::new(ctx, &[w], 1)?;
+        let mut b = Builder::new(ctx, &[keys], 1)?;
         let u = ctx.uniform(&g.params, "prune_block params");
         let row_ptr = GpuBuffer::new(ctx, 4 * (gr as u64 + 1), "bsr row_ptr")?;
         let col_idx = GpuBuffer::new(ctx, 4 * kept as u64, "bsr col_idx")?;
@@ -206,9 +224,10 @@ impl PrunePlan<GpuBsr> {
         let values = GpuBuffer::new(ctx, 4 * total as u64, "bsr values")?;
         let row_order = GpuBuffer::new(ctx, 4 * gr as u64, "bsr row_order")?;
 
-        push_scores(&mut b, w, &g, &u, norm)?;
+        push_scores(&mut b, keys, &g, &u, norm)?;
         let source = Source {
             buffer: g.scores.buffer().raw(),
+            values: g.scores.buffer().raw(),
             rows: gr,
             cols: g.gc,
             stride: g.scores.stride(),

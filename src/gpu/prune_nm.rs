@@ -32,7 +32,17 @@ fn u32_of(v: usize, what: &str) -> Result<u32> {
 impl PrunePlan<GpuNm> {
     /// Plans N:M pruning of `w` along its columns.
     pub fn nm(ctx: &Context, w: &GpuMatrix, n: usize, m: usize) -> Result<Self> {
+        Self::nm_scored(ctx, w, None, n, m)
+    }
+
+    /// [`Self::nm`] ranking each group by `score` (same shape as `w`, e.g.
+    /// `|w|` times an input-channel norm) instead of `|w|`; the values are `w`'s.
+    pub fn nm_scored(ctx: &Context, w: &GpuMatrix, score: Option<&GpuMatrix>, n: usize, m: usize) -> Result<Self> {
         Pattern::NM { n, m }.validate()?;
+        if let Some(sc) = score {
+            super::prune_select::check_score(w, sc)?;
+        }
+        let keys = score.unwrap_or(w);
         let (rows, cols) = (w.rows(), w.cols());
         let bits = (usize::BITS - (m - 1).leading_zeros()) as usize;
         let per_word = 32 / bits;
@@ -53,7 +63,7 @@ impl PrunePlan<GpuNm> {
             per_word: per_word as u32,
             _pad: [0; 3],
         };
-        let mut b = Builder::new(ctx, &[w], 0)?;
+        let mut b = Builder::new(ctx, &[keys], 0)?;
         let values = GpuBuffer::new(ctx, 4 * slots as u64, "nm values")?;
         let indices = GpuBuffer::new(ctx, 4 * total_words as u64, "nm indices")?;
         if total_words > 0 {
@@ -62,7 +72,14 @@ impl PrunePlan<GpuNm> {
             b.push(
                 Kernel::PruneNm,
                 &[("N", n as u32), ("M", m as u32)],
-                &[&u, w.buffer().raw(), values.raw(), indices.raw(), status.raw()],
+                &[
+                    &u,
+                    keys.buffer().raw(),
+                    values.raw(),
+                    indices.raw(),
+                    status.raw(),
+                    w.buffer().raw(),
+                ],
                 total_words.div_ceil(tile_words) as u64,
             )?;
         }

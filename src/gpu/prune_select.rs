@@ -46,9 +46,12 @@ struct SelParams {
 }
 
 /// A row-major matrix of f32 bits on the GPU, rows padded to `stride` (a
-/// multiple of 4) words, whose elements are selected by magnitude.
+/// multiple of 4) words, whose elements are selected by magnitude, and the
+/// matrix of the same layout whose values the CSR keeps (the source itself,
+/// or the weights when the source holds their scores).
 pub(crate) struct Source<'a> {
     pub buffer: &'a wgpu::Buffer,
+    pub values: &'a wgpu::Buffer,
     pub rows: usize,
     pub cols: usize,
     pub stride: usize,
@@ -178,6 +181,7 @@ pub(crate) fn build_select(
                     t.col_idx.raw(),
                     t.aux.raw(),
                     status.raw(),
+                    s.values,
                 ],
                 p.nchunks as u64,
             )?;
@@ -207,30 +211,61 @@ fn csr_buffers(ctx: &Context, rows: usize, cols: usize, cap: usize) -> Result<Gp
     })
 }
 
-fn source(w: &GpuMatrix) -> Source<'_> {
-    Source {
-        buffer: w.buffer().raw(),
+/// Selection over `score` (or `w` itself), keeping the values of `w`.
+fn source<'a>(w: &'a GpuMatrix, score: Option<&'a GpuMatrix>) -> Result<Source<'a>> {
+    let keys = match score {
+        Some(sc) => {
+            check_score(w, sc)?;
+            sc
+        }
+        None => w,
+    };
+    Ok(Source {
+        buffer: keys.buffer().raw(),
+        values: w.buffer().raw(),
         rows: w.rows(),
         cols: w.cols(),
         stride: w.stride(),
+    })
+}
+
+/// A score matrix must have the layout of the weights it ranks.
+pub(crate) fn check_score(w: &GpuMatrix, score: &GpuMatrix) -> Result<()> {
+    if (score.rows(), score.cols(), score.stride()) != (w.rows(), w.cols(), w.stride()) {
+        return Err(Error::Shape(format!(
+            "scores are {}x{}, the weights {}x{}",
+            score.rows(),
+            score.cols(),
+            w.rows(),
+            w.cols()
+        )));
     }
+    Ok(())
 }
 
 impl PrunePlan<GpuCsr> {
     /// Plans unstructured pruning of `w`: exactly `round(sparsity * len)`
     /// elements pruned, output CSR with exactly the remaining `nnz`.
     pub fn unstructured(ctx: &Context, w: &GpuMatrix, sparsity: f64) -> Result<Self> {
+        Self::unstructured_scored(ctx, w, None, sparsity)
+    }
+
+    /// [`Self::unstructured`] ranking the elements by `score` (same shape as
+    /// `w`, non-negative, e.g. `|w|` times an input-channel norm) instead of
+    /// `|w|`; the CSR holds the values of `w`. Non-finite scores are errors.
+    pub fn unstructured_scored(ctx: &Context, w: &GpuMatrix, score: Option<&GpuMatrix>, sparsity: f64) -> Result<Self> {
         check_sparsity(sparsity)?;
+        let src = source(w, score)?;
         let len = checked_mul(w.rows(), w.cols(), "matrix size")?;
         let k = prune_count(sparsity, len);
-        let mut b = Builder::new(ctx, &[w], 1)?;
+        let mut b = Builder::new(ctx, &[score.unwrap_or(w)], 1)?;
         let out = csr_buffers(ctx, w.rows(), w.cols(), len - k)?;
         let target = Target {
             row_ptr: &out.row_ptr,
             col_idx: &out.col_idx,
             aux: &out.values,
         };
-        build_select(&mut b, &[source(w)], &[target], k, true)?;
+        build_select(&mut b, &[src], &[target], k, true)?;
         Ok(b.finish(out))
     }
 }
@@ -245,7 +280,27 @@ impl PrunePlan<Vec<GpuCsr>> {
     /// their `nnz` is that capacity; the real count is `row_ptr[rows]` (and
     /// status word `1 + t`). [`PrunePlan::run`] returns exact outputs.
     pub fn global(ctx: &Context, ws: &[&GpuMatrix], sparsity: f64) -> Result<Self> {
+        Self::global_scored(ctx, ws, None, sparsity)
+    }
+
+    /// [`Self::global`] ranking by `scores` (one per tensor, each of its
+    /// tensor's shape) instead of `|w|`; the CSRs hold the values of `ws`.
+    pub fn global_scored(
+        ctx: &Context,
+        ws: &[&GpuMatrix],
+        scores: Option<&[&GpuMatrix]>,
+        sparsity: f64,
+    ) -> Result<Self> {
         check_sparsity(sparsity)?;
+        if let Some(sc) = scores {
+            if sc.len() != ws.len() {
+                return Err(Error::Shape(format!(
+                    "{} score matrices for {} tensors",
+                    sc.len(),
+                    ws.len()
+                )));
+            }
+        }
         let mut total = 0usize;
         for w in ws {
             let len = checked_mul(w.rows(), w.cols(), "matrix size")?;
@@ -255,12 +310,20 @@ impl PrunePlan<Vec<GpuCsr>> {
         }
         let k = prune_count(sparsity, total);
         let kept = total - k;
-        let mut b = Builder::new(ctx, ws, ws.len())?;
+        let keys: Vec<&GpuMatrix> = match scores {
+            Some(sc) => sc.to_vec(),
+            None => ws.to_vec(),
+        };
+        let mut b = Builder::new(ctx, &keys, ws.len())?;
         let outs = ws
             .iter()
             .map(|w| csr_buffers(ctx, w.rows(), w.cols(), (w.rows() * w.cols()).min(kept)))
             .collect::<Result<Vec<_>>>()?;
-        let sources: Vec<Source> = ws.iter().map(|w| source(w)).collect();
+        let sources = ws
+            .iter()
+            .enumerate()
+            .map(|(i, w)| source(w, scores.map(|sc| sc[i])))
+            .collect::<Result<Vec<Source>>>()?;
         let targets: Vec<Target> = outs
             .iter()
             .map(|o| Target {

@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use super::lite0::{self, Lite0, Op};
 use crate::error::{Error, Result};
+use crate::gpu::calibrate::prepare_bias_correct;
 use crate::gpu::conv::{self, ConvShape};
 use crate::gpu::{elementwise, gemm, Activation, Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix, Timings};
 use crate::ops::{LayerPlan, SparseOperator};
@@ -72,10 +73,43 @@ impl std::str::FromStr for Dispatching {
         match s.trim().to_ascii_lowercase().as_str() {
             "fastest" => Ok(Dispatching::Fastest),
             "sparse" => Ok(Dispatching::Sparse),
-            _ => Err(Error::Shape(format!(
+            _ => Err(Error::Invalid(format!(
                 "unknown dispatching {s:?}: use \"fastest\" or \"sparse\""
             ))),
         }
+    }
+}
+
+/// What ranks the weights for pruning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Criterion {
+    /// `|w|`.
+    #[default]
+    Magnitude,
+    /// `|w|` times the L2 norm of its input channel's activations over the
+    /// calibration images (Wanda): needs [`GpuLite0::calibrate`].
+    Activation,
+}
+
+impl std::str::FromStr for Criterion {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "magnitude" => Ok(Criterion::Magnitude),
+            "activation" | "wanda" => Ok(Criterion::Activation),
+            _ => Err(Error::Invalid(format!(
+                "unknown criterion {s:?}: use \"magnitude\" or \"activation\""
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Criterion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Criterion::Magnitude => "magnitude",
+            Criterion::Activation => "activation",
+        })
     }
 }
 
@@ -87,6 +121,11 @@ pub struct PruneSpec {
     pub sparsity: f64,
     pub scope: Scope,
     pub dispatching: Dispatching,
+    pub criterion: Criterion,
+    /// After pruning, add `(W - W') * mean(input)` to each layer's bias so its
+    /// outputs keep their mean over the calibration images: needs
+    /// [`GpuLite0::calibrate`].
+    pub bias_correction: bool,
 }
 
 impl PruneSpec {
@@ -96,6 +135,8 @@ impl PruneSpec {
             sparsity,
             scope: Scope::PerLayer,
             dispatching: Dispatching::Fastest,
+            criterion: Criterion::Magnitude,
+            bias_correction: false,
         }
     }
 }
@@ -126,6 +167,10 @@ pub struct ModelReport {
     pub prune_ms: f64,
     /// Layers that are never pruned, said once.
     pub untouched: String,
+    pub criterion: Criterion,
+    pub bias_correction: bool,
+    /// Calibration images behind the criterion / bias correction (0: none used).
+    pub calibration_images: usize,
 }
 
 impl fmt::Display for ModelReport {
@@ -161,6 +206,17 @@ impl fmt::Display for ModelReport {
             "pruned layers: {d} bytes dense, {s} bytes sparse ({:.2}x smaller)",
             d as f64 / s.max(1) as f64
         )?;
+        if self.calibration_images > 0 {
+            writeln!(
+                f,
+                "criterion: {}, bias correction {} (statistics of {} calibration images)",
+                self.criterion,
+                if self.bias_correction { "on" } else { "off" },
+                self.calibration_images
+            )?;
+        } else {
+            writeln!(f, "criterion: {}", self.criterion)?;
+        }
         write!(f, "{}; prune took {:.1} ms", self.untouched, self.prune_ms)
     }
 }
@@ -178,15 +234,29 @@ enum Current {
 
 /// A prunable layer on the GPU: the dense weights (always kept, so un-pruning
 /// is exact) and what currently runs.
-struct Prunable {
-    dense: GpuMatrix,
-    bias: GpuBuffer,
+pub(super) struct Prunable {
+    pub(super) dense: GpuMatrix,
+    pub(super) bias: GpuBuffer,
     act: Activation,
     residual: Option<usize>,
     current: Current,
+    /// What calibration measured for this layer (with its GPU buffers).
+    pub(super) calib: Option<Box<super::calibrate::LayerCalib>>,
+    /// The pruned layer runs with the corrected bias of `calib`.
+    bias_corrected: bool,
 }
 
-enum GpuLayer {
+impl Prunable {
+    /// The bias the current weights run with.
+    fn bias_in_use(&self) -> &GpuBuffer {
+        match (&self.calib, self.bias_corrected, &self.current) {
+            (Some(c), true, Current::Sparse(_) | Current::MaskedDense(_)) => &c.corrected,
+            _ => &self.bias,
+        }
+    }
+}
+
+pub(super) enum GpuLayer {
     Conv {
         shape: ConvShape,
         w: GpuBuffer,
@@ -241,20 +311,27 @@ pub fn now_ms() -> f64 {
     }
 }
 
-/// (cout, cin, pixels, pattern, achieved sparsity in 1/1000): a layer shape
-/// whose dense and sparse kernels were timed on this adapter.
+/// (cout, cin, pixels, pattern, achieved sparsity in 1/MEASURE_BUCKETS): a
+/// layer shape whose dense and sparse kernels were timed on this adapter.
 type MeasureKey = (usize, usize, usize, String, u32);
+
+/// Sparsities within 1/40 of each other share one measurement, so moving the
+/// demo's slider by a percent re-uses the dense-or-sparse choice instead of
+/// timing every layer again.
+const MEASURE_BUCKETS: f64 = 20.0;
 
 /// EfficientNet-Lite0 resident on the GPU.
 pub struct GpuLite0 {
     net: Lite0,
-    tensors: Vec<GpuMatrix>,
-    layers: Vec<GpuLayer>,
+    pub(super) tensors: Vec<GpuMatrix>,
+    pub(super) layers: Vec<GpuLayer>,
     plan: Vec<Dispatch>,
     /// The plan of the unpruned model, kept so the dense model can run beside a pruned one.
     dense_plan: Vec<Dispatch>,
     ranges: Vec<Range<usize>>,
     measured: HashMap<MeasureKey, (f64, f64)>,
+    /// Calibration images the statistics of the prunable layers come from (0: none).
+    pub(super) calibrated_on: usize,
 }
 
 impl GpuLite0 {
@@ -288,6 +365,8 @@ impl GpuLite0 {
                     act: act(p.act),
                     residual: p.residual_from,
                     current: Current::Dense,
+                    calib: None,
+                    bias_corrected: false,
                 })),
                 Op::Classifier(c) => GpuLayer::Prunable(Box::new(Prunable {
                     dense: GpuMatrix::upload(ctx, &c.weight, &l.name)?,
@@ -295,6 +374,8 @@ impl GpuLite0 {
                     act: Activation::None,
                     residual: None,
                     current: Current::Dense,
+                    calib: None,
+                    bias_corrected: false,
                 })),
                 Op::Pool => GpuLayer::Pool {
                     h: l.input.h,
@@ -310,6 +391,7 @@ impl GpuLite0 {
             dense_plan: Vec::new(),
             ranges: Vec::new(),
             measured: HashMap::new(),
+            calibrated_on: 0,
         };
         me.rebuild(ctx)?;
         me.dense_plan = me.plan.clone();
@@ -320,8 +402,17 @@ impl GpuLite0 {
         &self.net
     }
 
-    /// The dispatches of layer `i` (its kernel, then its residual add).
+    /// The dispatches of layer `i` as it currently runs (its kernel, then its residual add).
     fn layer_dispatches(&self, ctx: &Context, i: usize) -> Result<Vec<Dispatch>> {
+        self.layer_dispatches_as(ctx, i, false)
+    }
+
+    /// The dispatches of layer `i` of the DENSE model, whatever the current prune.
+    pub(super) fn dense_layer_dispatches(&self, ctx: &Context, i: usize) -> Result<Vec<Dispatch>> {
+        self.layer_dispatches_as(ctx, i, true)
+    }
+
+    fn layer_dispatches_as(&self, ctx: &Context, i: usize, dense: bool) -> Result<Vec<Dispatch>> {
         let (x, y) = (&self.tensors[i], &self.tensors[i + 1]);
         Ok(match &self.layers[i] {
             GpuLayer::Conv { shape, w, b, act } => vec![conv::prepare_conv2d(ctx, shape, x, w, b, y, *act)?],
@@ -329,10 +420,11 @@ impl GpuLite0 {
             GpuLayer::Pool { h, w } => vec![conv::prepare_avgpool(ctx, x, *h, *w, y)?],
             GpuLayer::Prunable(p) => {
                 let ep = Epilogue {
-                    bias: Some(&p.bias),
+                    bias: Some(if dense { &p.bias } else { p.bias_in_use() }),
                     act: p.act,
                 };
                 let main = match &p.current {
+                    _ if dense => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
                     Current::Sparse(op) => op.prepare(ctx, x, y, &ep)?,
                     Current::MaskedDense(w) => gemm::prepare(ctx, w, x, y, &ep)?,
                     Current::Dense => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
@@ -502,11 +594,105 @@ impl GpuLite0 {
         }
     }
 
+    /// Builds the model from safetensors bytes: the original checkpoint, or a
+    /// sparse file ([`super::sparse_file`]) whose pruned layers are uploaded in
+    /// their stored compressed format (no pruning, no calibration) and run by
+    /// `dispatching`. The second value is the per-layer report of a sparse file.
+    /// For a sparse file the "dense" model is the pruned network run densely.
+    pub async fn from_safetensors(
+        ctx: &Context,
+        bytes: &[u8],
+        dispatching: Dispatching,
+    ) -> Result<(Self, Option<ModelReport>)> {
+        let t0 = now_ms();
+        let weights = super::Weights::from_bytes(bytes)?;
+        let net = Lite0::from_weights(&weights, super::INPUT_SIZE, super::INPUT_SIZE)?;
+        let mut me = Self::new(ctx, net)?;
+        let Some(info) = weights.prune_info()? else {
+            return Ok((me, None));
+        };
+        let mut reports = Vec::new();
+        for i in me.prunable_layers() {
+            let (key, rows, cols) = {
+                let GpuLayer::Prunable(p) = &me.layers[i] else {
+                    continue;
+                };
+                (me.net.layers[i].key.clone(), p.dense.rows(), p.dense.cols())
+            };
+            let Some(sp) = weights.sparse(&format!("{key}.weight"), rows, cols)? else {
+                return Err(Error::Weights(format!(
+                    "sparse file without the compressed weights of {key} ({})",
+                    info.pattern
+                )));
+            };
+            let kept = match &sp {
+                crate::sparse::SparseMatrix::Csr(c) => c.nnz(),
+                crate::sparse::SparseMatrix::Bsr(b) => b.nnz_blocks() * b.block_rows() * b.block_cols(),
+                crate::sparse::SparseMatrix::Nm(n) => n.values().len(),
+                crate::sparse::SparseMatrix::Dense(_) => rows * cols,
+            }
+            .min(rows * cols);
+            let report = crate::prune::TensorReport {
+                name: key,
+                rows,
+                cols,
+                pattern: info.pattern,
+                target: match info.pattern {
+                    Pattern::NM { n, m } => 1.0 - n as f64 / m as f64,
+                    _ => info.sparsity,
+                },
+                achieved: 1.0 - kept as f64 / (rows * cols).max(1) as f64,
+                kept,
+            };
+            let op = SparseOperator::from_sparse(ctx, &sp, report)?;
+            reports.push(me.install(ctx, i, op, info.pattern, dispatching).await?);
+        }
+        me.rebuild(ctx)?;
+        let report = ModelReport {
+            layers: reports,
+            prune_ms: now_ms() - t0,
+            untouched: "loaded pruned from the file (stem and depthwise layers dense)".into(),
+            criterion: info.criterion.parse().unwrap_or_default(),
+            bias_correction: info.bias_correction,
+            calibration_images: info.calibration_images,
+        };
+        Ok((me, Some(report)))
+    }
+
+    /// The network as it currently computes, on the CPU: each prunable layer's
+    /// current (pruned) weights and the bias it runs with. For the CPU
+    /// reference and for writing sparse files.
+    pub async fn current_net(&self, ctx: &Context) -> Result<Lite0> {
+        let mut net = self.net.clone();
+        for i in self.prunable_layers() {
+            let w = self.current_weights(ctx, i).await?;
+            let GpuLayer::Prunable(p) = &self.layers[i] else {
+                continue;
+            };
+            let bias: Vec<f32> = p.bias_in_use().read(ctx).await?;
+            let layer = &mut net.layers[i];
+            match &mut layer.op {
+                Op::Pointwise(pw) => {
+                    pw.weight = w;
+                    pw.bias = bias[..pw.cout].to_vec();
+                }
+                Op::Classifier(c) => {
+                    let n = c.bias.len();
+                    c.weight = w;
+                    c.bias = bias[..n].to_vec();
+                }
+                _ => {}
+            }
+        }
+        Ok(net)
+    }
+
     /// Back to the dense model (exact: the dense weights never change).
     pub fn reset(&mut self, ctx: &Context) -> Result<()> {
         for l in &mut self.layers {
             if let GpuLayer::Prunable(p) = l {
                 p.current = Current::Dense;
+                p.bias_corrected = false;
             }
         }
         self.rebuild(ctx)
@@ -526,22 +712,41 @@ impl GpuLite0 {
         }
         crate::error::check_sparsity(spec.sparsity)?;
         if spec.scope == Scope::Global && spec.pattern != Pattern::Unstructured {
-            return Err(Error::Shape(format!(
+            return Err(Error::Invalid(format!(
                 "global scope needs the unstructured pattern, not {}",
                 spec.pattern
             )));
         }
+        if (spec.criterion == Criterion::Activation || spec.bias_correction) && self.calibrated_on == 0 {
+            return Err(Error::Invalid(
+                "the activation criterion and bias correction need calibration images: calibrate the model first"
+                    .into(),
+            ));
+        }
+        let scored = spec.criterion == Criterion::Activation;
         let idx = self.prunable_layers();
+        fn score_of(p: &Prunable, scored: bool) -> Option<&GpuMatrix> {
+            match (&p.calib, scored) {
+                (Some(c), true) => Some(&c.score),
+                _ => None,
+            }
+        }
         // Global: one threshold over all prunable layers, then per-layer CSR.
         let mut global = if spec.scope == Scope::Global {
-            let ws: Vec<&GpuMatrix> = idx
+            let ps: Vec<&Prunable> = idx
                 .iter()
-                .map(|&i| match &self.layers[i] {
-                    GpuLayer::Prunable(p) => &p.dense,
-                    _ => unreachable!("filtered to prunable layers"),
+                .filter_map(|&i| match &self.layers[i] {
+                    GpuLayer::Prunable(p) => Some(p.as_ref()),
+                    _ => None,
                 })
                 .collect();
-            Some(crate::gpu::prune_global(ctx, &ws, spec.sparsity).await?.into_iter())
+            let ws: Vec<&GpuMatrix> = ps.iter().map(|p| &p.dense).collect();
+            let scores: Option<Vec<&GpuMatrix>> = ps.iter().map(|p| score_of(p, scored)).collect();
+            let plan = crate::gpu::PrunePlan::global_scored(ctx, &ws, scores.as_deref(), spec.sparsity)?;
+            let csrs = plan.run(ctx).await?;
+            let ptrs: Vec<&crate::gpu::GpuBuffer> = csrs.iter().map(|c| &c.row_ptr).collect();
+            let words = crate::gpu::read_many(ctx, &ptrs).await?;
+            Some(csrs.into_iter().zip(words))
         } else {
             None
         };
@@ -556,81 +761,68 @@ impl GpuLite0 {
                 let GpuLayer::Prunable(p) = &self.layers[i] else {
                     continue;
                 };
-                let plan = LayerPlan::new(ctx, &p.dense, spec.pattern, spec.sparsity)?;
+                let plan = LayerPlan::new(ctx, &p.dense, score_of(p, scored), spec.pattern, spec.sparsity)?;
                 plan.encode(&mut enc);
                 plans.push(plan);
             }
             ctx.queue().submit([enc.finish()]);
-            Some(plans.into_iter())
+            // Every layer's status (and CSR row pointers) in ONE read-back.
+            let bufs: Vec<&crate::gpu::GpuBuffer> = plans.iter().flat_map(|p| p.readbacks()).collect();
+            let mut words = crate::gpu::read_many(ctx, &bufs).await?.into_iter();
+            let per_plan: Vec<Vec<Vec<u32>>> = plans
+                .iter()
+                .map(|p| words.by_ref().take(p.readbacks().len()).collect())
+                .collect();
+            Some(plans.into_iter().zip(per_plan))
         } else {
             None
         };
         let mut reports = Vec::with_capacity(idx.len());
+        let mut corrections = Vec::new();
         for &i in &idx {
             let GpuLayer::Prunable(p) = &self.layers[i] else {
                 continue;
             };
             let op = match (global.as_mut(), plans.as_mut()) {
                 (Some(it), _) => {
-                    let csr = it
+                    let (csr, row_ptr) = it
                         .next()
                         .ok_or_else(|| Error::Gpu("global pruning returned too few tensors".into()))?;
-                    SparseOperator::from_gpu_csr(ctx, csr, spec.sparsity).await?
+                    let (rows, cols) = (csr.rows, csr.cols);
+                    let w = crate::gpu::spmm_csr::CsrWeights::from_gpu(ctx, csr, &row_ptr)?;
+                    SparseOperator::from_gpu_weights(
+                        crate::ops::GpuWeights::Csr(w),
+                        rows,
+                        cols,
+                        Pattern::Unstructured,
+                        spec.sparsity,
+                    )
                 }
                 (None, Some(it)) => {
-                    let plan = it
+                    let (plan, words) = it
                         .next()
                         .ok_or_else(|| Error::Gpu("a layer has no pruning plan".into()))?;
-                    plan.finish(ctx, p.dense.rows(), p.dense.cols(), spec.pattern, spec.sparsity)
+                    plan.finish_read(ctx, &words, p.dense.rows(), p.dense.cols(), spec.pattern, spec.sparsity)
                         .await?
                 }
                 (None, None) => unreachable!("either global or per-layer plans exist"),
             };
-            let layer = &self.net.layers[i];
-            let (cout, cin, px) = (p.dense.rows(), p.dense.cols(), layer.output.hw());
-            let (dense_ms, sparse_ms, use_sparse) = match spec.dispatching {
-                Dispatching::Sparse => (None, None, true),
-                Dispatching::Fastest => {
-                    let key = (
-                        cout,
-                        cin,
-                        px,
-                        spec.pattern.to_string(),
-                        (op.report.achieved * 1000.0).round() as u32,
-                    );
-                    let (d, s) = match self.measured.get(&key) {
-                        Some(&v) => v,
-                        None => {
-                            let v = self.measure_layer(ctx, i, &op).await?;
-                            self.measured.insert(key, v);
-                            v
-                        }
-                    };
-                    (Some(d), Some(s), s < d)
-                }
-            };
-            reports.push(LayerReport {
-                name: layer.name.clone(),
-                shape: (cout, cin, px),
-                pattern: spec.pattern,
-                target: op.report.target,
-                achieved: op.report.achieved,
-                dense_bytes: op.dense_bytes,
-                sparse_bytes: op.bytes,
-                dense_ms,
-                sparse_ms,
-                kernel: if use_sparse { op.weights.kernel_name() } else { "gemm" },
-            });
-            let current = if use_sparse {
-                Current::Sparse(Box::new(op))
-            } else {
-                // Dense is faster here: run it on the PRUNED weights.
-                let masked = op.to_dense(ctx).await?;
-                Current::MaskedDense(GpuMatrix::upload(ctx, &masked, &layer.name)?)
-            };
-            if let GpuLayer::Prunable(p) = &mut self.layers[i] {
-                p.current = current;
+            if spec.bias_correction {
+                let c = p
+                    .calib
+                    .as_ref()
+                    .ok_or_else(|| Error::Invalid(format!("layer {i} has no calibration statistics")))?;
+                corrections.push(op.prepare(ctx, &c.mean_x, &c.yp, &Epilogue::default())?);
+                corrections.push(prepare_bias_correct(ctx, &p.bias, &c.yd, &c.yp, &c.corrected)?);
             }
+            reports.push(self.install(ctx, i, op, spec.pattern, spec.dispatching).await?);
+            if let GpuLayer::Prunable(p) = &mut self.layers[i] {
+                p.bias_corrected = spec.bias_correction;
+            }
+        }
+        if !corrections.is_empty() {
+            let refs: Vec<&Dispatch> = corrections.iter().collect();
+            ctx.submit(&refs);
         }
         self.rebuild(ctx)?;
         let prune_ms = now_ms() - t0;
@@ -638,7 +830,75 @@ impl GpuLite0 {
             layers: reports,
             prune_ms,
             untouched: "stem and depthwise layers stay dense".into(),
+            criterion: spec.criterion,
+            bias_correction: spec.bias_correction,
+            calibration_images: if scored || spec.bias_correction {
+                self.calibrated_on
+            } else {
+                0
+            },
         })
+    }
+
+    /// Makes prunable layer `i` run `op` (its sparse kernel, or the dense
+    /// kernel on the pruned weights where that measured faster) and reports it.
+    async fn install(
+        &mut self,
+        ctx: &Context,
+        i: usize,
+        op: SparseOperator,
+        pattern: Pattern,
+        dispatching: Dispatching,
+    ) -> Result<LayerReport> {
+        let GpuLayer::Prunable(p) = &self.layers[i] else {
+            return Err(Error::Invalid(format!("layer {i} is not prunable")));
+        };
+        let layer = &self.net.layers[i];
+        let (cout, cin, px) = (p.dense.rows(), p.dense.cols(), layer.output.hw());
+        let (dense_ms, sparse_ms, use_sparse) = match dispatching {
+            Dispatching::Sparse => (None, None, true),
+            Dispatching::Fastest => {
+                let key = (
+                    cout,
+                    cin,
+                    px,
+                    pattern.to_string(),
+                    (op.report.achieved * MEASURE_BUCKETS).round() as u32,
+                );
+                let (d, s) = match self.measured.get(&key) {
+                    Some(&v) => v,
+                    None => {
+                        let v = self.measure_layer(ctx, i, &op).await?;
+                        self.measured.insert(key, v);
+                        v
+                    }
+                };
+                (Some(d), Some(s), s < d)
+            }
+        };
+        let report = LayerReport {
+            name: layer.name.clone(),
+            shape: (cout, cin, px),
+            pattern,
+            target: op.report.target,
+            achieved: op.report.achieved,
+            dense_bytes: op.dense_bytes,
+            sparse_bytes: op.bytes,
+            dense_ms,
+            sparse_ms,
+            kernel: if use_sparse { op.weights.kernel_name() } else { "gemm" },
+        };
+        let current = if use_sparse {
+            Current::Sparse(Box::new(op))
+        } else {
+            // Dense is faster here: run it on the PRUNED weights.
+            let masked = op.to_dense(ctx).await?;
+            Current::MaskedDense(GpuMatrix::upload(ctx, &masked, &layer.name)?)
+        };
+        if let GpuLayer::Prunable(p) = &mut self.layers[i] {
+            p.current = current;
+        }
+        Ok(report)
     }
 
     /// Median GPU ms of layer `i` with its dense kernel and with `op`.

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod calibrate;
 pub mod classes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fetch;
@@ -22,11 +23,13 @@ pub mod lite0;
 pub mod preprocess;
 pub mod pth;
 pub mod reference;
+pub mod sparse_file;
 pub mod sweep;
 pub mod weights;
 
+pub use calibrate::LayerCalib;
 pub use classes::{top_k, Prediction};
-pub use gpu::{now_ms, Classification, Dispatching, GpuLite0, LayerReport, ModelReport, PruneSpec, Scope};
+pub use gpu::{now_ms, Classification, Criterion, Dispatching, GpuLite0, LayerReport, ModelReport, PruneSpec, Scope};
 pub use lite0::{
     Activation, Classifier, Conv, Depthwise, Layer, Lite0, Op, Padding, Pointwise, Shape, INPUT_SIZE, NUM_CLASSES,
 };

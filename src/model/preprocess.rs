@@ -104,6 +104,31 @@ pub fn preprocess_with(bytes: &[u8], size: usize, norm: &Normalization) -> Resul
     Ok(to_tensor(&crop_resize(&decode(bytes)?, size), norm))
 }
 
+/// The evaluation views of one image: the standard crop, its mirror image, and
+/// a tighter crop (the central 70% of the standard crop's square, zoomed in)
+/// with its mirror image. Each is `(view name, [3, size*size])`.
+pub fn views(bytes: &[u8], size: usize) -> Result<Vec<(&'static str, Vec<f32>)>> {
+    if size == 0 {
+        return Err(Error::shape("the input size must be positive"));
+    }
+    let img = decode(bytes)?;
+    let base = crop_resize(&img, size);
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let side = ((h.min(w) * size) as f64 / (size + CROP_PADDING) as f64 * 0.7)
+        .round()
+        .max(1.0) as usize;
+    let (y0, x0) = ((h - side).div_ceil(2), (w - side).div_ceil(2));
+    let tight = image::imageops::crop_imm(&img, x0 as u32, y0 as u32, side as u32, side as u32).to_image();
+    let tight = image::imageops::resize(&tight, size as u32, size as u32, FilterType::CatmullRom);
+    let n = &LITE_NORMALIZATION;
+    Ok(vec![
+        ("center", to_tensor(&base, n)),
+        ("flip", to_tensor(&image::imageops::flip_horizontal(&base), n)),
+        ("zoom", to_tensor(&tight, n)),
+        ("zoom+flip", to_tensor(&image::imageops::flip_horizontal(&tight), n)),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

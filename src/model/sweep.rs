@@ -4,15 +4,49 @@
 //! timed on the GPU.
 
 use super::classes::softmax;
-use super::gpu::{GpuLite0, PruneSpec};
+use super::gpu::{Criterion, GpuLite0, PruneSpec};
 use crate::error::Result;
 use crate::gpu::Context;
 use crate::sparse::Pattern;
+
+/// How a sweep point was pruned: the criterion and whether biases were corrected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Method {
+    pub criterion: Criterion,
+    pub bias_correction: bool,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.criterion)?;
+        if self.bias_correction {
+            f.write_str("+bc")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = crate::Error;
+    /// `magnitude`, `activation`, either with `+bc` (bias correction).
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let (c, bc) = match s.strip_suffix("+bc") {
+            Some(c) => (c, true),
+            None => (s, false),
+        };
+        Ok(Method {
+            criterion: c.parse()?,
+            bias_correction: bc,
+        })
+    }
+}
 
 /// One point of a sweep.
 #[derive(Clone, Debug)]
 pub struct SweepPoint {
     pub pattern: Pattern,
+    pub method: Method,
     /// Target sparsity (for N:M, the pattern's).
     pub sparsity: f64,
     /// Fraction of images whose top-1 class equals the dense model's.
@@ -41,12 +75,14 @@ pub fn kl(p: &[f32], q: &[f32]) -> f64 {
 }
 
 /// Runs `images` (preprocessed) through the dense model and every point of
-/// `grid`; `progress` is called after each point. Leaves the model dense.
+/// `grid` (pattern, sparsity, method; methods other than plain magnitude need
+/// a calibrated model); `progress` is called after each point. Leaves the
+/// model dense.
 pub async fn sweep(
     ctx: &Context,
     gpu: &mut GpuLite0,
     images: &[Vec<f32>],
-    grid: &[(Pattern, f64)],
+    grid: &[(Pattern, f64, Method)],
     runs: usize,
     mut progress: impl FnMut(&SweepPoint),
 ) -> Result<Vec<SweepPoint>> {
@@ -58,14 +94,18 @@ pub async fn sweep(
     let dense_ms = gpu.latency(ctx, 3, runs).await?.median_ms();
     let mut points = vec![SweepPoint {
         pattern: Pattern::Dense,
+        method: Method::default(),
         sparsity: 0.0,
         agreement: 1.0,
         mean_kl: 0.0,
         latency_ms: dense_ms,
     }];
     progress(&points[0]);
-    for &(pattern, sparsity) in grid {
-        gpu.prune(ctx, &PruneSpec::new(pattern, sparsity)).await?;
+    for &(pattern, sparsity, method) in grid {
+        let mut spec = PruneSpec::new(pattern, sparsity);
+        spec.criterion = method.criterion;
+        spec.bias_correction = method.bias_correction;
+        gpu.prune(ctx, &spec).await?;
         let (mut agree, mut kl_sum) = (0usize, 0.0f64);
         for (x, p) in images.iter().zip(&dense) {
             let q = softmax(&gpu.forward(ctx, x).await?);
@@ -75,6 +115,7 @@ pub async fn sweep(
         let n = images.len().max(1) as f64;
         let point = SweepPoint {
             pattern,
+            method,
             sparsity: match pattern {
                 Pattern::NM { n, m } => 1.0 - n as f64 / m as f64,
                 _ => sparsity,
@@ -107,10 +148,10 @@ pub fn plot_svg(points: &[SweepPoint], title: &str, path: &std::path::Path) -> R
         .find(|p| p.pattern == Pattern::Dense)
         .map_or(0.0, |p| p.latency_ms);
     let max_ms = points.iter().map(|p| p.latency_ms).fold(dense_ms, f64::max) * 1.15;
-    let mut patterns: Vec<Pattern> = Vec::new();
+    let mut patterns: Vec<(Pattern, Method)> = Vec::new();
     for p in points.iter().filter(|p| p.pattern != Pattern::Dense) {
-        if !patterns.contains(&p.pattern) {
-            patterns.push(p.pattern);
+        if !patterns.contains(&(p.pattern, p.method)) {
+            patterns.push((p.pattern, p.method));
         }
     }
     for (area, is_latency) in [(left, true), (right, false)] {
@@ -135,7 +176,7 @@ pub fn plot_svg(points: &[SweepPoint], title: &str, path: &std::path::Path) -> R
             let color = Palette99::pick(i).to_rgba();
             let mut pts: Vec<(f64, f64)> = points
                 .iter()
-                .filter(|p| p.pattern == *pat || p.pattern == Pattern::Dense)
+                .filter(|p| (p.pattern, p.method) == *pat || p.pattern == Pattern::Dense)
                 .map(|p| {
                     (
                         100.0 * p.sparsity,
@@ -147,7 +188,7 @@ pub fn plot_svg(points: &[SweepPoint], title: &str, path: &std::path::Path) -> R
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                 .map_err(|e| gerr(&e))?
-                .label(pat.to_string())
+                .label(format!("{} {}", pat.0, pat.1))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
             chart
                 .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))

@@ -67,6 +67,13 @@ impl<'a> Weights<'a> {
 
     /// Tensor `name` as f32, checked to have exactly `shape`.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        if self.st.tensor(name).is_err() && self.prune_info()?.is_some() {
+            let rows = shape.first().copied().unwrap_or(1);
+            let cols = shape.iter().skip(1).product();
+            if let Some(sp) = self.sparse(name, rows, cols)? {
+                return Ok(sp.to_dense().into_data());
+            }
+        }
         let v = self.view(name)?;
         if v.dtype() != Dtype::F32 {
             return Err(Error::Weights(format!(
@@ -100,7 +107,89 @@ impl<'a> Weights<'a> {
     /// bias of its own) whose first axis is the output channel:
     /// `W' = W * g / sqrt(v + eps)`, `b' = beta - mean * g / sqrt(v + eps)`.
     /// Returns `(weight [cout, per_out], bias [cout])`.
+    /// How the file was pruned, when it is a sparse file written by
+    /// [`super::sparse_file::write`] (`None` for a checkpoint).
+    pub fn prune_info(&self) -> Result<Option<super::sparse_file::PruneInfo>> {
+        super::sparse_file::info(&self.metadata)
+    }
+
+    /// A u32 tensor of any length.
+    fn u32s(&self, name: &str) -> Result<Vec<u32>> {
+        let v = self.view(name)?;
+        if v.dtype() != Dtype::U32 || v.shape().len() != 1 {
+            return Err(Error::Weights(format!(
+                "tensor '{name}' is {:?} {:?}, expected a 1-D U32 array",
+                v.dtype(),
+                v.shape()
+            )));
+        }
+        Ok(v.data()
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
+    /// An f32 tensor of any shape, flattened, finite.
+    fn f32s(&self, name: &str) -> Result<Vec<f32>> {
+        let shape = self.shape(name)?;
+        self.tensor(name, &shape)
+    }
+
+    /// The compressed form of weight `name` (`rows x cols`) in a sparse file,
+    /// validated; `None` when the file stores it dense.
+    pub fn sparse(&self, name: &str, rows: usize, cols: usize) -> Result<Option<crate::sparse::SparseMatrix>> {
+        use crate::sparse::{Bsr, Csr, NmMatrix, Pattern, SparseMatrix};
+        let Some(info) = self.prune_info()? else {
+            return Ok(None);
+        };
+        let has = |suffix: &str| self.st.tensor(&format!("{name}.{suffix}")).is_ok();
+        let bad = |e: Error| Error::Weights(format!("compressed tensor '{name}': {e}"));
+        let sp = match info.pattern {
+            Pattern::Unstructured if has("csr.values") => SparseMatrix::Csr(
+                Csr::new(
+                    rows,
+                    cols,
+                    self.u32s(&format!("{name}.csr.row_ptr"))?,
+                    self.u32s(&format!("{name}.csr.col_idx"))?,
+                    self.f32s(&format!("{name}.csr.values"))?,
+                )
+                .map_err(bad)?,
+            ),
+            Pattern::Block { rows: br, cols: bc } if has("bsr.values") => SparseMatrix::Bsr(
+                Bsr::new(
+                    rows,
+                    cols,
+                    br,
+                    bc,
+                    self.u32s(&format!("{name}.bsr.row_ptr"))?,
+                    self.u32s(&format!("{name}.bsr.col_idx"))?,
+                    self.f32s(&format!("{name}.bsr.values"))?,
+                )
+                .map_err(bad)?,
+            ),
+            Pattern::NM { n, m } if has("nm.values") => SparseMatrix::Nm(
+                NmMatrix::new(
+                    rows,
+                    cols,
+                    n,
+                    m,
+                    self.f32s(&format!("{name}.nm.values"))?,
+                    self.u32s(&format!("{name}.nm.indices"))?,
+                )
+                .map_err(bad)?,
+            ),
+            _ => return Ok(None),
+        };
+        Ok(Some(sp))
+    }
+
     pub fn folded(&self, conv: &str, conv_shape: &[usize], bn: &str) -> Result<(Vec<f32>, Vec<f32>)> {
+        if self.prune_info()?.is_some() {
+            // A sparse file stores the network with BatchNorm already folded.
+            let w = self.tensor(&format!("{conv}.weight"), conv_shape)?;
+            let b = self.tensor(&format!("{conv}.bias"), &conv_shape[..1])?;
+            return Ok((w, b));
+        }
         let mut w = self.tensor(&format!("{conv}.weight"), conv_shape)?;
         let cout = conv_shape[0];
         let per_out = w.len() / cout;

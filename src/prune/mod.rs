@@ -290,6 +290,47 @@ pub fn prune(w: &Matrix, pattern: Pattern, sparsity: f64) -> Result<(SparseMatri
     Ok((SparseMatrix::from_masked(w, &p.mask, pattern)?, p.report))
 }
 
+/// The activation-aware score of every weight: `|w[r, c]| * norm[c]`, where
+/// `norm[c]` is the L2 norm of input channel `c`'s activations over some
+/// calibration data (the criterion of Wanda, Sun et al. 2023). The f32 product
+/// is the one the GPU computes (`shaders/calibrate.wgsl`), so both rank alike.
+pub fn activation_scores(w: &Matrix, norm: &[f32]) -> Result<Matrix> {
+    if norm.len() != w.cols() {
+        return Err(Error::Shape(format!(
+            "{} channel norms for a matrix of {} columns",
+            norm.len(),
+            w.cols()
+        )));
+    }
+    let data = w
+        .data()
+        .chunks_exact(w.cols().max(1))
+        .flat_map(|row| row.iter().zip(norm).map(|(v, n)| v.abs() * n))
+        .collect();
+    Matrix::new(w.rows(), w.cols(), data)
+}
+
+/// Prunes `w` to `pattern` ranking its elements by `score` (same shape,
+/// e.g. [`activation_scores`]) instead of `|w|`; same counts and tie rule.
+pub fn prune_scored(
+    w: &Matrix,
+    score: &Matrix,
+    pattern: Pattern,
+    sparsity: f64,
+) -> Result<(SparseMatrix, TensorReport)> {
+    if (score.rows(), score.cols()) != (w.rows(), w.cols()) {
+        return Err(Error::Shape(format!(
+            "scores are {}x{}, the weights {}x{}",
+            score.rows(),
+            score.cols(),
+            w.rows(),
+            w.cols()
+        )));
+    }
+    let p = mask(score, pattern, sparsity)?;
+    Ok((SparseMatrix::from_masked(w, &p.mask, pattern)?, p.report))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
