@@ -34,6 +34,7 @@ let shown = "";            // `${key}#${imageId}` of the picture's results on sc
 let denseFor = -1;         // imageId of the dense results on screen
 let maskShown = "";        // `${layer}#${key}` of the heat map on screen
 let working = false;       // pump is running
+let calibrated = null;     // names of the images the model was calibrated on
 const runs = [];           // every forward pass: {t, dense, ms, key}
 const marks = [];          // re-prunes: {t, label}
 const points = new Map();  // `${pattern}|${sparsity}` -> {pattern, sparsity, runs: [ms]}: the scatter
@@ -97,11 +98,12 @@ async function fetchWithProgress(url, onProgress) {
 }
 
 /** RGBA pixels of an image, bitmap or video frame; the preview shows the centre square the network sees. */
-function toImageData(source, width, height) {
+function toImageData(source, width, height, preview = true) {
   const c = document.createElement("canvas");
   c.width = width; c.height = height;
   const g = c.getContext("2d", { willReadFrequently: true });
   g.drawImage(source, 0, 0, width, height);
+  if (!preview) return g.getImageData(0, 0, width, height);
   // The crop itself is done in wasm; this only mirrors it.
   const side = Math.min(width, height) * 224 / 256;
   $("preview").getContext("2d").drawImage(c, (width - side) / 2, (height - side) / 2, side, side, 0, 0, 224, 224);
@@ -170,16 +172,45 @@ async function pump() {
 const options = (w) => ({ pattern: w.pattern, sparsity: w.sparsity ?? 0, criterion: w.criterion,
   biasCorrection: w.biasCorrection });
 
+const needsCalibration = (w) => w.criterion !== "magnitude" || w.biasCorrection;
+
+/**
+ * The activation criterion and bias correction need activation statistics:
+ * measured once, on the sample images other than the current picture (as the
+ * CLI does, never the classified image itself).
+ */
+async function calibrate() {
+  const names = [...$("image").options].map((o) => o.value).filter((n) => n !== $("image").value || camera.stream);
+  status(`Calibrating the activation statistics on ${names.length} sample images…`, "busy");
+  const images = [];
+  for (const name of names) {
+    const res = await fetch(IMAGES + name);
+    if (!res.ok) throw new Error(`calibration image ${name}: HTTP ${res.status}`);
+    const bitmap = await createImageBitmap(await res.blob());
+    images.push(toImageData(bitmap, bitmap.width, bitmap.height, false));
+  }
+  const t0 = performance.now();
+  await model.calibrate(images);
+  calibrated = names;
+  $("toggles-note").textContent = `Calibrated on ${names.map((n) => n.replace(/\.\w+$/, "")).join(", ")}` +
+    ` (${fmtMs(performance.now() - t0)}).`;
+}
+
 async function prune(want) {
   status(`Pruning to ${labelOf(want)} on the GPU…`, "busy");
   pruneStarted = performance.now();
   let report;
   try {
+    if (needsCalibration(want) && !calibrated) {
+      await calibrate();
+      status(`Pruning to ${labelOf(want)} on the GPU…`, "busy");
+      pruneStarted = performance.now(); // the figure is about the prune, not the one-off calibration
+    }
     report = await model.prune(options(want));
   } catch (e) {
-    if (want.criterion === "magnitude" && !want.biasCorrection) throw e;
-    // Was it the criterion or bias-correction toggle? Prune without them; if that
-    // works, this build does not have them: switch the toggles off and say so.
+    if (!needsCalibration(want)) throw e;
+    // Was it the criterion or bias correction (or their calibration)? Prune without
+    // them; if that works, they do not work here: switch the toggles off and say so.
     const plain = { ...want, criterion: "magnitude", biasCorrection: false };
     report = await model.prune(options(plain));
     disableToggles(e);

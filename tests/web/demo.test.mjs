@@ -149,6 +149,25 @@ test("demo page: classify, prune with the slider, switch the pattern", { timeout
     assert.ok(mc.width === 256 && mc.height === 256, `downsampled: ${mc.width}x${mc.height}`);
     assert.ok(Math.abs(mc.density - 0.5) < 1e-3 && Math.abs(mc.shade - 0.5) < 0.01, `2:4 classifier: ${mc.shade}`);
 
+    // The activation-aware criterion with bias correction: the page calibrates once, then prunes with both.
+    const top = (id) => page.$$eval(`#${id} .pred`, (rows) => rows.map((r) => r.textContent).join(" | "));
+    const magnitude = await top("sparse-top5");
+    t = Date.now();
+    await page.evaluate(() => {
+      document.getElementById("criterion").value = "activation";
+      document.getElementById("bias").checked = true;
+      for (const id of ["criterion", "bias"]) document.getElementById(id).dispatchEvent(new Event("change"));
+    });
+    await ready(page, "2:4, activation, bias-corrected", 600_000);
+    const note = await page.textContent("#toggles-note");
+    const activation = await top("sparse-top5");
+    console.log(`  2:4 activation + bias correction: ${Date.now() - t} ms incl. calibration (${note}),` +
+      ` top-5 ${(await classes(page, "sparse-top5")).join(", ")}`);
+    assert.ok(!(await page.isDisabled("#criterion")) && !(await page.isDisabled("#bias")), "the toggles stay on");
+    assert.match(note, /^Calibrated on (?!.*chelsea)\w+/, "calibrated on other images than the classified one");
+    assert.ok((await densities(page)).every((d) => Math.abs(d - 0.5) < 1e-3), "still 2:4");
+    assert.notEqual(activation, magnitude, "another criterion and corrected biases change the pruned outputs");
+
     mkdirSync("target/web", { recursive: true });
     await page.screenshot({ path: "target/web/demo.png", fullPage: true });
   } finally {
