@@ -150,12 +150,32 @@ impl SparseMatrix {
     }
 }
 
+#[wasm_bindgen(typescript_custom_section)]
+const MODEL_TYPES: &str = r#"
+/** A layer that `prune` prunes: its `[rows, cols]` = `[cout, cin]` weight matrix. */
+export interface PrunableLayer { index: number; name: string; rows: number; cols: number; pixels: number; }
+/** The current mask of a prunable layer, row-major, 1 = kept weight. */
+export interface LayerMask { index: number; name: string; rows: number; cols: number; kept: number; data: Uint8Array; }
+"#;
+
+/// A prunable layer, named for JS: `index` is its place in `prunableLayers`
+/// (and in `prune`'s report), `layer` its index in the network.
+struct Prunable {
+    layer: usize,
+    name: String,
+    rows: usize,
+    cols: usize,
+    pixels: usize,
+}
+
 /// EfficientNet-Lite0 resident on the GPU, prunable in place.
 #[wasm_bindgen]
 pub struct Model {
     /// `None` while a prune or classify is running: one at a time.
     gpu: Rc<RefCell<Option<GpuLite0>>>,
     ctx: Rc<Context>,
+    /// Listed at load, so that it is readable while the model is busy.
+    prunable: Rc<Vec<Prunable>>,
 }
 
 /// Takes the model out for one operation, or says it is busy.
@@ -215,9 +235,79 @@ impl Model {
     pub async fn load(runtime: &Runtime, bytes: Vec<u8>) -> Result<Model, JsValue> {
         let net = Lite0::from_safetensors(&bytes).map_err(js_err)?;
         let gpu = GpuLite0::new(&runtime.ctx, net).map_err(js_err)?;
+        let prunable = gpu
+            .prunable_layers()
+            .into_iter()
+            .map(|i| {
+                let l = &gpu.net().layers[i];
+                let (rows, cols) = l
+                    .prunable_weight()
+                    .map_or((l.output.c, l.input.c), |w| (w.rows(), w.cols()));
+                Prunable {
+                    layer: i,
+                    name: l.name.clone(),
+                    rows,
+                    cols,
+                    pixels: l.output.hw(),
+                }
+            })
+            .collect();
         Ok(Model {
             gpu: Rc::new(RefCell::new(Some(gpu))),
             ctx: runtime.ctx.clone(),
+            prunable: Rc::new(prunable),
+        })
+    }
+
+    /// The layers `prune` prunes, in the order of its report:
+    /// `[{ index, name, rows, cols, pixels }]` (`rows x cols` = cout x cin).
+    #[wasm_bindgen(getter, js_name = prunableLayers, unchecked_return_type = "PrunableLayer[]")]
+    pub fn prunable_layers(&self) -> Array {
+        let out = Array::new();
+        for (k, p) in self.prunable.iter().enumerate() {
+            let o = Object::new();
+            set(&o, "index", k as u32);
+            set(&o, "name", p.name.as_str());
+            set(&o, "rows", p.rows as u32);
+            set(&o, "cols", p.cols as u32);
+            set(&o, "pixels", p.pixels as u32);
+            out.push(&o);
+        }
+        out
+    }
+
+    /// The current mask of prunable layer `index` (its place in
+    /// `prunableLayers`): resolves to `{ index, name, rows, cols, kept, data }`,
+    /// `data` a row-major Uint8Array with 1 where the weight is kept (read back
+    /// from the GPU; a kept weight that is exactly 0.0 reads as pruned).
+    #[wasm_bindgen(js_name = layerMask, unchecked_return_type = "Promise<LayerMask>")]
+    pub fn layer_mask(&self, #[wasm_bindgen(unchecked_param_type = "number")] index: JsValue) -> Promise {
+        let (slot, ctx, prunable) = (self.gpu.clone(), self.ctx.clone(), self.prunable.clone());
+        future_to_promise(async move {
+            let n = prunable.len();
+            let k = index
+                .as_f64()
+                .filter(|k| k.fract() == 0.0 && *k >= 0.0)
+                .ok_or_else(|| JsError::new(&format!("layerMask takes a layer index 0..{}", n - 1)))?;
+            let p = prunable.get(k as usize).ok_or_else(|| {
+                JsError::new(&format!(
+                    "layerMask({k}): no such layer, the model has {n} prunable layers (0..{})",
+                    n - 1
+                ))
+            })?;
+            let gpu = take(&slot)?;
+            let w = gpu.current_weights(&ctx, p.layer).await;
+            *slot.borrow_mut() = Some(gpu);
+            let mask = w.map_err(js_err)?.nonzero_mask();
+            let data: Vec<u8> = mask.keep().iter().map(|&b| b as u8).collect();
+            let o = Object::new();
+            set(&o, "index", k);
+            set(&o, "name", p.name.as_str());
+            set(&o, "rows", mask.rows() as u32);
+            set(&o, "cols", mask.cols() as u32);
+            set(&o, "kept", mask.kept() as f64);
+            set(&o, "data", Uint8Array::from(&data[..]));
+            Ok(o.into())
         })
     }
 

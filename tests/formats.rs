@@ -138,6 +138,25 @@ proptest! {
 }
 
 #[test]
+fn nonzero_mask_is_the_mask_of_a_pruned_matrix() {
+    let w = Matrix::new(2, 3, vec![1.0, 0.0, -2.0, -0.0, 3.5, 1e-40]).unwrap();
+    let m = w.nonzero_mask();
+    assert_eq!((m.rows(), m.cols()), (2, 3));
+    // Both zeros (+0 and -0) are pruned; a denormal is kept.
+    assert_eq!(m.keep(), &[true, false, true, false, true, true]);
+    // Of a matrix pruned to a mask (no zero weights in it), it is that mask.
+    let w = matrix(13, 29, 5);
+    let w = Matrix::new(
+        13,
+        29,
+        w.data().iter().map(|v| if *v == 0.0 { 1.0 } else { *v }).collect(),
+    )
+    .unwrap();
+    let p = prune::unstructured(&w, 0.7).unwrap();
+    assert_eq!(w.masked(&p.mask).unwrap().nonzero_mask(), p.mask);
+}
+
+#[test]
 fn shapes_that_do_not_fit_are_errors() {
     let w = matrix(3, 4, 1);
     let x = matrix(5, 2, 2);

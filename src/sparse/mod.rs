@@ -91,6 +91,16 @@ impl Matrix {
             data,
         })
     }
+    /// The mask of the elements that are not exactly zero: of a pruned matrix
+    /// read back dense, the weights it keeps (a kept weight that is itself
+    /// 0.0 reads as pruned).
+    pub fn nonzero_mask(&self) -> Mask {
+        Mask {
+            rows: self.rows,
+            cols: self.cols,
+            keep: self.data.iter().map(|v| *v != 0.0).collect(),
+        }
+    }
     /// Fraction of exactly-zero elements (0 for an empty matrix).
     pub fn zero_fraction(&self) -> f64 {
         if self.data.is_empty() {

@@ -16,3 +16,13 @@ export async function launchWithoutWebGpu() {
   const args = ["--disable-webgpu", "--headless=new", "--no-sandbox", "--disable-background-networking"];
   return chromium.launch({ executablePath: "/usr/bin/chromium", args, headless: true });
 }
+
+/**
+ * The WebGPU browser with Chromium's fake camera (a synthetic video), and with
+ * its permission prompt answered "allow" when `allow` is true. Without it, the
+ * page gets no camera permission (Playwright's contexts grant none).
+ */
+export async function launchWithCamera({ allow }) {
+  const args = [...FLAGS, "--use-fake-device-for-media-stream", ...(allow ? ["--use-fake-ui-for-media-stream"] : [])];
+  return chromium.launch({ executablePath: "/usr/bin/chromium", args, headless: true });
+}

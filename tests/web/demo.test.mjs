@@ -22,6 +22,40 @@ async function ready(page, prefix, timeout) {
   assert.equal(s.state, "ready", s.text);
 }
 
+/** Waits until the heat map shows the selected layer's mask for `pattern` at `sparsity`, then reads it. */
+async function mask(page, pattern, sparsity, layer = null) {
+  await page.waitForFunction(
+    ([p, s, l]) => {
+      const d = document.getElementById("mask").dataset;
+      return d.pattern === p && d.sparsity === String(s) && (l === null || d.layer === l);
+    },
+    [pattern, sparsity, layer],
+    { timeout: 120_000 },
+  );
+  return page.$eval("#mask", (c) => {
+    const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    // Shade -> fraction kept, from the green channel (243 pruned .. 72 kept).
+    let sum = 0, opaque = 0;
+    for (let i = 0; i < px.length; i += 4) { sum += (243 - px[i + 1]) / (243 - 72); opaque += px[i + 3] === 255; }
+    const n = px.length / 4;
+    return { layer: c.dataset.layer, density: Number(c.dataset.density), width: c.width, height: c.height,
+      shade: sum / n, opaque: opaque / n, pixels: Array.from(px.filter((_, i) => i % 4 === 1)).join(",") };
+  });
+}
+
+/** The density the per-layer bars report for a layer. */
+const reported = (page, name) => page.$$eval("#layers .layer", (rows, n) => {
+  const r = rows.find((r) => r.firstChild.textContent === n);
+  return r ? Number(r.dataset.density) : NaN;
+}, name);
+
+/** The charts: points per line over time, and the scatter's configurations. */
+const charts = (page) => page.evaluate(() => ({
+  dense: Number(document.querySelector("#timeline polyline.dense")?.dataset.points ?? 0),
+  sparse: Number(document.querySelector("#timeline polyline.sparse")?.dataset.points ?? 0),
+  scatter: [...document.querySelectorAll("#scatter circle.point")].map((c) => `${c.dataset.pattern}@${c.dataset.sparsity}`),
+}));
+
 const densities = (page) => page.$$eval("#layers .layer", (rows) => rows.map((r) => Number(r.dataset.density)));
 const classes = (page, id) => page.$$eval(`#${id} .pred`, (rows) => rows.map((r) => Number(r.dataset.class)));
 
@@ -30,7 +64,13 @@ test("demo page: classify, prune with the slider, switch the pattern", { timeout
   const browser = await launch();
   const logs = [];
   try {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+    // Main-thread tasks over 50 ms, to say how responsive the page stays.
+    await page.addInitScript(() => {
+      window.longTasks = [];
+      new PerformanceObserver((l) => window.longTasks.push(...l.getEntries().map((e) => e.duration)))
+        .observe({ type: "longtask", buffered: true });
+    });
     page.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`));
     page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
     let t = Date.now();
@@ -42,9 +82,21 @@ test("demo page: classify, prune with the slider, switch the pattern", { timeout
     console.log(`  dense top-5 of chelsea: ${dense.join(", ")}`);
     assert.ok(dense.some((c) => CATS.includes(c)), `a cat class in the dense top-5: ${dense}`);
     const before = await page.textContent("#sparse-ms");
+    const m0 = await mask(page, "unstructured", 0);
+    console.log(`  heat map at 0%: ${m0.layer} ${m0.width}x${m0.height} cells, shade ${m0.shade.toFixed(3)},` +
+      ` density ${m0.density}`);
+    assert.ok(m0.width > 1 && m0.height > 1 && m0.opaque === 1, `the heat map is drawn: ${JSON.stringify(m0).slice(0, 200)}`);
+    assert.ok(m0.density > 0.9 && Math.abs(m0.shade - m0.density) < 0.01, `dense mask: ${m0.shade} vs ${m0.density}`);
+    let c = await charts(page);
+    assert.ok(c.dense >= 3 && c.sparse >= 3, `the chart over time has the runs: ${JSON.stringify(c)}`);
+    assert.deepEqual(c.scatter, ["unstructured@0"]);
+    const longBefore = await page.evaluate(() => window.longTasks.length);
 
     t = Date.now();
-    await page.$eval("#sparsity", (el) => { el.value = "90"; el.dispatchEvent(new Event("input")); });
+    // A drag: several values inside the debounce; only the last one is pruned and run.
+    await page.$eval("#sparsity", (el) => {
+      for (const v of ["40", "60", "80", "90"]) { el.value = v; el.dispatchEvent(new Event("input")); }
+    });
     await ready(page, "unstructured at 90%", 300_000);
     const wall = Date.now() - t;
     const after = await page.textContent("#sparse-ms");
@@ -52,21 +104,69 @@ test("demo page: classify, prune with the slider, switch the pattern", { timeout
       ` page says ${await page.textContent("#reprune-ms")}), pruned latency ${before} -> ${after},` +
       ` dense ${await page.textContent("#dense-ms")}`);
     assert.notEqual(after, before, "the pruned latency figure changes");
+    const long = await page.evaluate((k) => window.longTasks.slice(k), longBefore);
+    console.log(`  main-thread tasks over 50 ms during the re-prune: ${long.length},` +
+      ` longest ${Math.round(Math.max(0, ...long))} ms`);
+    const m90 = await mask(page, "unstructured", 0.9);
+    const r90 = await reported(page, m90.layer);
+    console.log(`  heat map at 90%: ${m90.layer}, shade ${m90.shade.toFixed(3)}, mask density ${m90.density},` +
+      ` reported ${r90}`);
+    assert.ok(Math.abs(m90.density - r90) < 1e-3, `mask density ${m90.density} = the layer's reported ${r90}`);
+    assert.ok(Math.abs(m90.shade - m90.density) < 0.01, `the shade is the density: ${m90.shade} vs ${m90.density}`);
+    assert.notEqual(m90.pixels, m0.pixels, "the heat map changes between 0% and 90%");
+    mkdirSync("target/web", { recursive: true });
+    await page.locator("#mask-box").screenshot({ path: "target/web/mask-90.png" });
+    c = await charts(page);
+    assert.ok(c.sparse >= 6, `the chart over time grows: ${JSON.stringify(c)}`);
+    assert.deepEqual(c.scatter, ["unstructured@0", "unstructured@0.9"], "only the drag's last value ran");
     const d90 = await densities(page);
     assert.ok(d90.length > 30, `per-layer densities shown: ${d90.length}`);
     assert.ok(d90.every((d) => d > 0 && d < 0.15), `every layer ~10% dense: ${d90}`);
     console.log(`  pruned top-5 at 90%: ${(await classes(page, "sparse-top5")).join(", ")}`);
 
+    // A change while the pruned runs are in flight: the page drops the runs left and goes on to the new choice.
+    await page.$eval("#sparsity", (el) => { el.value = "50"; el.dispatchEvent(new Event("input")); });
+    await page.waitForFunction(() => document.getElementById("status").textContent
+      .startsWith("Classifying with the pruned model (unstructured at 50%)"), null, { timeout: 300_000 });
     t = Date.now();
     await page.selectOption("#pattern", "2:4");
     await ready(page, "2:4", 300_000);
     const d24 = await densities(page);
-    console.log(`  pattern 2:4: ${Date.now() - t} ms, pruned ${await page.textContent("#sparse-ms")},` +
+    console.log(`  pattern 2:4 (while 50% ran): ${Date.now() - t} ms, pruned ${await page.textContent("#sparse-ms")},` +
       ` top-5 ${(await classes(page, "sparse-top5")).join(", ")}`);
     assert.ok(d24.every((d) => Math.abs(d - 0.5) < 1e-3), `every layer 50% dense: ${d24}`);
     assert.ok(await page.isDisabled("#sparsity"), "the slider is off for N:M");
     const pred = await classes(page, "sparse-top5");
     assert.equal(pred.length, 5);
+    c = await charts(page);
+    assert.deepEqual(c.scatter, ["unstructured@0", "unstructured@0.9", "unstructured@0.5", "2:4@0.5"]);
+    const at50 = await page.evaluate(() => window.demo.points.get("unstructured|0.5").runs.length);
+    assert.equal(at50, 1, "unstructured 50%: the run in flight finished, the other two were dropped");
+    // Another layer in the heat map: the classifier, 1000x1280 in at most 256x256 cells.
+    await page.selectOption("#mask-layer", { label: "classifier (1000×1280)" });
+    const mc = await mask(page, "2:4", 0.5, "classifier");
+    console.log(`  heat map of the classifier at 2:4: ${mc.width}x${mc.height} cells, shade ${mc.shade.toFixed(3)}`);
+    assert.ok(mc.width === 256 && mc.height === 256, `downsampled: ${mc.width}x${mc.height}`);
+    assert.ok(Math.abs(mc.density - 0.5) < 1e-3 && Math.abs(mc.shade - 0.5) < 0.01, `2:4 classifier: ${mc.shade}`);
+
+    // The activation-aware criterion with bias correction: the page calibrates once, then prunes with both.
+    const top = (id) => page.$$eval(`#${id} .pred`, (rows) => rows.map((r) => r.textContent).join(" | "));
+    const magnitude = await top("sparse-top5");
+    t = Date.now();
+    await page.evaluate(() => {
+      document.getElementById("criterion").value = "activation";
+      document.getElementById("bias").checked = true;
+      for (const id of ["criterion", "bias"]) document.getElementById(id).dispatchEvent(new Event("change"));
+    });
+    await ready(page, "2:4, activation, bias-corrected", 600_000);
+    const note = await page.textContent("#toggles-note");
+    const activation = await top("sparse-top5");
+    console.log(`  2:4 activation + bias correction: ${Date.now() - t} ms incl. calibration (${note}),` +
+      ` top-5 ${(await classes(page, "sparse-top5")).join(", ")}`);
+    assert.ok(!(await page.isDisabled("#criterion")) && !(await page.isDisabled("#bias")), "the toggles stay on");
+    assert.match(note, /^Calibrated on (?!.*chelsea)\w+/, "calibrated on other images than the classified one");
+    assert.ok((await densities(page)).every((d) => Math.abs(d - 0.5) < 1e-3), "still 2:4");
+    assert.notEqual(activation, magnitude, "another criterion and corrected biases change the pruned outputs");
 
     mkdirSync("target/web", { recursive: true });
     await page.screenshot({ path: "target/web/demo.png", fullPage: true });

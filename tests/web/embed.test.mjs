@@ -49,3 +49,74 @@ test("embed page without WebGPU: a clear error, not a blank page", { timeout: 12
     server.close();
   }
 });
+
+// The model-level mask API as a web app calls it: prunableLayers, prune's
+// per-layer report and layerMask agree, and bad indices reject with a message.
+test("package: layerMask matches prune's per-layer report", { timeout: 600_000 }, async () => {
+  const { server, url } = await serve(".");
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${url}/web/embed/`); // an origin that serves pkg/ and cache/
+    page.setDefaultTimeout(590_000);
+    const t0 = Date.now();
+    const r = await page.evaluate(async () => {
+      const { default: init, Runtime, Model } = await import("/pkg/wgsparse.js");
+      await init();
+      const rt = await Runtime.create();
+      const bytes = new Uint8Array(await (await fetch("/cache/lite0.safetensors")).arrayBuffer());
+      const model = await Model.load(rt, bytes);
+      const layers = model.prunableLayers;
+      const n = layers.length;
+      const pick = [0, n >> 1, n - 1]; // the first, a middle one, the classifier
+      const masks = async () => {
+        const out = [];
+        for (const i of pick) {
+          const m = await model.layerMask(i);
+          let ones = 0, other = 0;
+          for (const v of m.data) { if (v === 1) ones++; else if (v !== 0) other++; }
+          out.push({ i, name: m.name, index: m.index, rows: m.rows, cols: m.cols, len: m.data.length, kept: m.kept,
+            ones, other, isU8: m.data instanceof Uint8Array });
+        }
+        return out;
+      };
+      const dense = await masks();
+      const runs = [];
+      for (const [pattern, sparsity] of [["unstructured", 0.7], ["2:4", 0]]) {
+        const report = await model.prune({ pattern, sparsity, dispatch: "sparse" });
+        runs.push({ pattern, report: pick.map((i) => report.layers[i]), masks: await masks() });
+      }
+      const errors = [];
+      for (const bad of [999, -1, 1.5, "x", undefined]) {
+        try { await model.layerMask(bad); errors.push(`${bad}: resolved`); } catch (e) { errors.push(`${bad}: ${e.message}`); }
+      }
+      return { n, layers: pick.map((i) => layers[i]), dense, runs, errors };
+    });
+    console.log(`  ${r.n} prunable layers; model load, 2 prunes and 9 masks: ${Date.now() - t0} ms`);
+    assert.ok(r.n > 30, `prunable layers: ${r.n}`);
+    for (const [k, l] of r.layers.entries()) {
+      for (const m of [r.dense[k], ...r.runs.map((run) => run.masks[k])]) {
+        assert.deepEqual([m.name, m.index, m.rows, m.cols], [l.name, l.index, l.rows, l.cols], "mask matches the layer");
+        assert.ok(m.isU8 && m.len === l.rows * l.cols && m.other === 0 && m.ones === m.kept, JSON.stringify(m));
+      }
+      // Dense: everything kept except the checkpoint's own exact zeros (a few percent in some layers).
+      console.log(`  dense ${l.name}: mask density ${(r.dense[k].ones / r.dense[k].len).toFixed(4)}`);
+      assert.ok(r.dense[k].ones / r.dense[k].len > 0.9, `dense model: all kept, ${JSON.stringify(r.dense[k])}`);
+    }
+    for (const run of r.runs) {
+      for (const [k, rep] of run.report.entries()) {
+        const m = run.masks[k], density = m.ones / m.len;
+        console.log(`  ${run.pattern} ${m.name} ${m.rows}x${m.cols}: mask density ${density.toFixed(4)},` +
+          ` report ${(1 - rep.achieved).toFixed(4)}`);
+        assert.equal(rep.name, m.name);
+        assert.equal(m.len - m.ones, Math.round(rep.achieved * m.len), `${run.pattern} ${m.name}: pruned count`);
+      }
+    }
+    console.log("  " + r.errors.join("\n  "));
+    assert.match(r.errors[0], /^999: layerMask\(999\): no such layer, the model has \d+ prunable layers/);
+    for (const e of r.errors.slice(1)) assert.match(e, /: layerMask takes a layer index 0\.\.\d+$/);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
