@@ -62,16 +62,18 @@ function wanted() {
     sparsity: isNm(pattern) ? null : Number($("sparsity").value) / 100,
     criterion: $("criterion").value,
     biasCorrection: $("bias").checked,
+    renorm: $("renorm").checked,
   };
 }
 
-const keyOf = (w) => `${w.pattern}|${w.sparsity}|${w.criterion}|${w.biasCorrection}`;
+const keyOf = (w) => `${w.pattern}|${w.sparsity}|${w.criterion}|${w.biasCorrection}|${w.renorm}`;
 /** The fraction pruned: the slider's, or the N:M pattern's own. */
 const sparsityOf = (w) => w.sparsity ?? (1 - Number(w.pattern.split(":")[0]) / Number(w.pattern.split(":")[1]));
 function labelOf(w) {
   let s = w.sparsity === null ? w.pattern : `${w.pattern} at ${Math.round(w.sparsity * 100)}%`;
   if (w.criterion !== "magnitude") s += `, ${w.criterion}`;
   if (w.biasCorrection) s += ", bias-corrected";
+  if (w.renorm) s += ", re-normalized";
   return s;
 }
 
@@ -170,9 +172,9 @@ async function pump() {
 
 /** The prune options for wasm. */
 const options = (w) => ({ pattern: w.pattern, sparsity: w.sparsity ?? 0, criterion: w.criterion,
-  biasCorrection: w.biasCorrection });
+  biasCorrection: w.biasCorrection, renorm: w.renorm });
 
-const needsCalibration = (w) => w.criterion !== "magnitude" || w.biasCorrection;
+const needsCalibration = (w) => w.criterion !== "magnitude" || w.biasCorrection || w.renorm;
 
 /**
  * The activation criterion and bias correction need activation statistics:
@@ -211,7 +213,7 @@ async function prune(want) {
     if (!needsCalibration(want)) throw e;
     // Was it the criterion or bias correction (or their calibration)? Prune without
     // them; if that works, they do not work here: switch the toggles off and say so.
-    const plain = { ...want, criterion: "magnitude", biasCorrection: false };
+    const plain = { ...want, criterion: "magnitude", biasCorrection: false, renorm: false };
     report = await model.prune(options(plain));
     disableToggles(e);
     want = plain;
@@ -224,8 +226,8 @@ async function prune(want) {
 function disableToggles(err) {
   console.warn("prune refused the criterion / bias correction options:", err);
   $("criterion").value = "magnitude";
-  $("bias").checked = false;
-  $("criterion").disabled = $("bias").disabled = true;
+  $("bias").checked = $("renorm").checked = false;
+  $("criterion").disabled = $("bias").disabled = $("renorm").disabled = true;
   $("toggles-note").textContent = `Switched off: ${err && err.message ? err.message : err}`;
 }
 
@@ -511,6 +513,7 @@ function wireControls() {
   $("pattern").addEventListener("change", () => { syncLabel(); schedule(0); });
   $("criterion").addEventListener("change", () => schedule(0));
   $("bias").addEventListener("change", () => schedule(0));
+  $("renorm").addEventListener("change", () => schedule(0));
   $("mask-layer").addEventListener("change", () => schedule(0));
   $("image").addEventListener("change", () => loadSample($("image").value));
   $("file").addEventListener("change", (e) => e.target.files[0] && setImage(e.target.files[0]));

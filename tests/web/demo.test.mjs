@@ -168,6 +168,17 @@ test("demo page: classify, prune with the slider, switch the pattern", { timeout
     assert.ok((await densities(page)).every((d) => Math.abs(d - 0.5) < 1e-3), "still 2:4");
     assert.notEqual(activation, magnitude, "another criterion and corrected biases change the pruned outputs");
 
+    // Re-normalization on top (same calibration): the per-channel statistics
+    // are restored layer by layer on the GPU, the mask stays 2:4.
+    t = Date.now();
+    await page.$eval("#renorm", (el) => { el.checked = true; el.dispatchEvent(new Event("change")); });
+    await ready(page, "2:4, activation, bias-corrected, re-normalized", 600_000);
+    const renormed = await top("sparse-top5");
+    console.log(`  + re-normalization: ${Date.now() - t} ms, top-5 ${(await classes(page, "sparse-top5")).join(", ")}`);
+    assert.ok(!(await page.isDisabled("#renorm")), "the re-normalization toggle stays on");
+    assert.ok((await densities(page)).every((d) => Math.abs(d - 0.5) < 1e-3), "still 2:4 after re-normalization");
+    assert.notEqual(renormed, activation, "re-normalization changes the pruned outputs");
+
     mkdirSync("target/web", { recursive: true });
     await page.screenshot({ path: "target/web/demo.png", fullPage: true });
   } finally {
