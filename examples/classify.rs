@@ -9,8 +9,15 @@ use wgsparse::model::{classes, preprocess, Criterion, Dispatching, GpuLite0, Pru
 use wgsparse::Pattern;
 
 fn main() -> wgsparse::Result<()> {
-    let read = |p: &str| std::fs::read(p).map_err(|e| wgsparse::Error::Io { path: p.into(), source: e });
-    let image = std::env::args().nth(1).unwrap_or_else(|| "cache/images/chelsea.png".into());
+    let read = |p: &str| {
+        std::fs::read(p).map_err(|e| wgsparse::Error::Io {
+            path: p.into(),
+            source: e,
+        })
+    };
+    let image = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "cache/images/chelsea.png".into());
     let ctx = wgsparse::gpu::Context::new_blocking()?;
     let bytes = read("cache/lite0.safetensors")?;
     let (mut model, _) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, Dispatching::Fastest))?;
