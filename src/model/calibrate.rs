@@ -72,6 +72,14 @@ impl GpuLite0 {
             offsets.push((words, words + 2 * cin));
             words += 2 * (cin + cout);
         }
+        // And of each convolution's (stem, depthwise) output statistics.
+        let mut conv_offsets = std::collections::HashMap::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            if matches!(l, GpuLayer::Conv { .. } | GpuLayer::Depthwise { .. }) {
+                conv_offsets.insert(i, words);
+                words += 2 * self.tensors[i + 1].rows();
+            }
+        }
         let stats = GpuBuffer::new(ctx, 4 * words.max(1) as u64, "calibration statistics")?;
         let zero = elementwise::prepare_fill(ctx, &stats, 0)?;
         let mut plan: Vec<Dispatch> = vec![zero];
@@ -88,6 +96,10 @@ impl GpuLite0 {
                 };
                 plan.push(gemm::prepare(ctx, &p.dense, x, y, &pre)?);
                 plan.push(prepare_row_stats(ctx, y, &stats, out_off)?);
+            }
+            if let Some(&off) = conv_offsets.get(&i) {
+                plan.extend(self.layer_dispatches_on(ctx, i, &self.tensors, true, true)?);
+                plan.push(prepare_row_stats(ctx, &self.tensors[i + 1], &stats, off)?);
             }
             plan.extend(self.dense_layer_dispatches(ctx, i)?);
         }
@@ -136,6 +148,12 @@ impl GpuLite0 {
                     corrected,
                 },
             ));
+        }
+        self.conv_stats.clear();
+        for (&i, &off) in &conv_offsets {
+            let c = self.tensors[i + 1].rows();
+            let (mean, _, std) = moments(&sums[off..off + 2 * c], n * self.tensors[i + 1].cols() as f64);
+            self.conv_stats.insert(i, (mean, std));
         }
         let refs: Vec<&Dispatch> = setup.iter().collect();
         ctx.submit(&refs);
@@ -202,8 +220,64 @@ impl GpuLite0 {
             ctx.submit(&refs);
         };
         let mut pending: Vec<Dispatch> = Vec::new();
+        let mut seen_pruned = false;
         for i in 0..self.layers.len() {
             let pruned = matches!(&self.layers[i], GpuLayer::Prunable(p) if !matches!(p.current, Current::Dense));
+            seen_pruned |= pruned;
+            let conv = matches!(&self.layers[i], GpuLayer::Conv { .. } | GpuLayer::Depthwise { .. });
+            if conv && seen_pruned {
+                // A convolution downstream of pruning: its (unpruned) output
+                // channels drift too; re-normalize them the same way, on the
+                // CPU copy of its weights (small), uploaded as a variant.
+                let cout = self.tensors[i + 1].rows();
+                let px = self.tensors[i + 1].cols() as f64;
+                let stats = GpuBuffer::new(ctx, 8 * cout as u64, "renorm statistics")?;
+                pending.push(elementwise::prepare_fill(ctx, &stats, 0)?);
+                for set in sets {
+                    pending.extend(self.layer_dispatches_on(ctx, i, set, false, true)?);
+                    pending.push(prepare_row_stats(ctx, &set[i + 1], &stats, 0)?);
+                }
+                submit(&pending);
+                pending.clear();
+                let words = read_many(ctx, &[&stats]).await?;
+                let (md, sd) = self
+                    .conv_stats
+                    .get(&i)
+                    .cloned()
+                    .ok_or_else(|| Error::Invalid(format!("layer {i} has no calibration statistics")))?;
+                let (w0, b0) = match &self.net().layers[i].op {
+                    super::lite0::Op::Conv(c) => (c.weight.clone(), c.bias.clone()),
+                    super::lite0::Op::Depthwise(d) => (d.weight.clone(), d.bias.clone()),
+                    _ => unreachable!("a convolution"),
+                };
+                let per = w0.cols();
+                let count = sets.len() as f64 * px;
+                let (mut weight, mut bias) = (w0.data().to_vec(), b0.clone());
+                for r in 0..cout {
+                    let mp = f32::from_bits(words[0][2 * r]) as f64 / count;
+                    let sq = f32::from_bits(words[0][2 * r + 1]) as f64 / count;
+                    let sp = (sq - mp * mp).max(0.0).sqrt();
+                    let a = if sp > 1e-12 {
+                        (sd[r] as f64 / sp).min(RENORM_MAX_SCALE)
+                    } else {
+                        1.0
+                    };
+                    for v in &mut weight[r * per..(r + 1) * per] {
+                        *v = (*v as f64 * a) as f32;
+                    }
+                    bias[r] = (a * (b0[r] as f64 - mp) + md[r] as f64) as f32;
+                }
+                let name = self.net().layers[i].name.clone();
+                let r = super::gpu::Renormed {
+                    gpu_weight: GpuBuffer::from_slice(ctx, &weight, &name)?,
+                    gpu_bias: GpuBuffer::from_slice(ctx, &bias, &name)?,
+                    weight,
+                    bias,
+                };
+                if let GpuLayer::Conv { renormed, .. } | GpuLayer::Depthwise { renormed, .. } = &mut self.layers[i] {
+                    *renormed = Some(Box::new(r));
+                }
+            }
             if pruned {
                 // Pre-activation statistics of the pruned layer over every image.
                 let cout = self.tensors[i + 1].rows();

@@ -126,11 +126,12 @@ pub struct PruneSpec {
     /// outputs keep their mean over the calibration images: needs
     /// [`GpuLite0::calibrate`].
     pub bias_correction: bool,
-    /// After pruning (and bias correction), rescale each pruned layer's output
-    /// channels, layer by layer in network order, so their mean and standard
-    /// deviation before the activation on the calibration images match the
-    /// dense model's (the folded-BatchNorm analogue of re-estimating BN
-    /// statistics): needs [`GpuLite0::calibrate`].
+    /// After pruning (and bias correction), rescale the output channels of each
+    /// pruned layer and of every convolution (stem, depthwise) after the first
+    /// pruned layer, layer by layer in network order, so their mean and
+    /// standard deviation before the activation on the calibration images
+    /// match the dense model's (the folded-BatchNorm analogue of re-estimating
+    /// every BN layer's statistics): needs [`GpuLite0::calibrate`].
     pub renorm: bool,
     /// Per-layer sparsities (one per prunable layer, in network order; see
     /// [`GpuLite0::prunable_layers`]) overriding `sparsity`, e.g. from
@@ -277,18 +278,29 @@ pub(super) enum GpuLayer {
         w: GpuBuffer,
         b: GpuBuffer,
         act: Activation,
+        renormed: Option<Box<Renormed>>,
     },
     Depthwise {
         shape: ConvShape,
         w: GpuBuffer,
         b: GpuBuffer,
         act: Activation,
+        renormed: Option<Box<Renormed>>,
     },
     Prunable(Box<Prunable>),
     Pool {
         h: usize,
         w: usize,
     },
+}
+
+/// A convolution (stem or depthwise) re-normalized after pruning: its weights
+/// and bias with each output channel's affine folded in, on the CPU and the GPU.
+pub(super) struct Renormed {
+    pub(super) weight: Vec<f32>,
+    pub(super) bias: Vec<f32>,
+    pub(super) gpu_weight: GpuBuffer,
+    pub(super) gpu_bias: GpuBuffer,
 }
 
 /// The result of [`GpuLite0::classify_rgba`].
@@ -352,6 +364,9 @@ pub struct GpuLite0 {
     /// One activation set per calibration image (allocated by the first
     /// re-normalization).
     pub(super) renorm_sets: Vec<Vec<GpuMatrix>>,
+    /// Dense pre-activation (mean, std) per output channel of the stem and
+    /// depthwise layers on the calibration images (by layer index).
+    pub(super) conv_stats: HashMap<usize, (Vec<f32>, Vec<f32>)>,
     /// Sensitivity profiles measured so far, per (pattern, criterion).
     pub(super) sensitivities: HashMap<(String, Criterion), super::budget::Sensitivity>,
 }
@@ -374,12 +389,14 @@ impl GpuLite0 {
                     w: GpuBuffer::from_slice(ctx, c.weight.data(), &l.name)?,
                     b: GpuBuffer::from_slice(ctx, &c.bias, &l.name)?,
                     act: act(c.act),
+                    renormed: None,
                 },
                 Op::Depthwise(d) => GpuLayer::Depthwise {
                     shape: conv_shape(d.c, d.c, d.k, d.stride, &d.pad, &l.input),
                     w: GpuBuffer::from_slice(ctx, d.weight.data(), &l.name)?,
                     b: GpuBuffer::from_slice(ctx, &d.bias, &l.name)?,
                     act: act(d.act),
+                    renormed: None,
                 },
                 Op::Pointwise(p) => GpuLayer::Prunable(Box::new(Prunable {
                     dense: GpuMatrix::upload(ctx, &p.weight, &l.name)?,
@@ -417,6 +434,7 @@ impl GpuLite0 {
             calib_images: Vec::new(),
             renorm_sets: Vec::new(),
             sensitivities: HashMap::new(),
+            conv_stats: HashMap::new(),
         };
         me.rebuild(ctx)?;
         me.dense_plan = me.plan.clone();
@@ -455,8 +473,31 @@ impl GpuLite0 {
     ) -> Result<Vec<Dispatch>> {
         let (x, y) = (&tensors[i], &tensors[i + 1]);
         Ok(match &self.layers[i] {
-            GpuLayer::Conv { shape, w, b, act } => vec![conv::prepare_conv2d(ctx, shape, x, w, b, y, *act)?],
-            GpuLayer::Depthwise { shape, w, b, act } => vec![conv::prepare_depthwise(ctx, shape, x, w, b, y, *act)?],
+            GpuLayer::Conv {
+                shape,
+                w,
+                b,
+                act,
+                renormed,
+            }
+            | GpuLayer::Depthwise {
+                shape,
+                w,
+                b,
+                act,
+                renormed,
+            } => {
+                let (w, b) = match renormed {
+                    Some(r) if !dense => (&r.gpu_weight, &r.gpu_bias),
+                    _ => (w, b),
+                };
+                let a = if pre_activation { Activation::None } else { *act };
+                if matches!(self.layers[i], GpuLayer::Conv { .. }) {
+                    vec![conv::prepare_conv2d(ctx, shape, x, w, b, y, a)?]
+                } else {
+                    vec![conv::prepare_depthwise(ctx, shape, x, w, b, y, a)?]
+                }
+            }
             GpuLayer::Pool { h, w } => vec![conv::prepare_avgpool(ctx, x, *h, *w, y)?],
             GpuLayer::Prunable(p) => {
                 let ep = Epilogue {
@@ -708,6 +749,21 @@ impl GpuLite0 {
     /// reference and for writing sparse files.
     pub async fn current_net(&self, ctx: &Context) -> Result<Lite0> {
         let mut net = self.net.clone();
+        for (l, g) in net.layers.iter_mut().zip(&self.layers) {
+            if let GpuLayer::Conv { renormed: Some(r), .. } | GpuLayer::Depthwise { renormed: Some(r), .. } = g {
+                match &mut l.op {
+                    Op::Conv(c) => {
+                        c.weight = crate::sparse::Matrix::new(c.weight.rows(), c.weight.cols(), r.weight.clone())?;
+                        c.bias = r.bias.clone();
+                    }
+                    Op::Depthwise(d) => {
+                        d.weight = crate::sparse::Matrix::new(d.weight.rows(), d.weight.cols(), r.weight.clone())?;
+                        d.bias = r.bias.clone();
+                    }
+                    _ => {}
+                }
+            }
+        }
         for i in self.prunable_layers() {
             let w = self.current_weights(ctx, i).await?;
             let GpuLayer::Prunable(p) = &self.layers[i] else {
@@ -734,9 +790,13 @@ impl GpuLite0 {
     /// Back to the dense model (exact: the dense weights never change).
     pub fn reset(&mut self, ctx: &Context) -> Result<()> {
         for l in &mut self.layers {
-            if let GpuLayer::Prunable(p) = l {
-                p.current = Current::Dense;
-                p.bias_corrected = false;
+            match l {
+                GpuLayer::Prunable(p) => {
+                    p.current = Current::Dense;
+                    p.bias_corrected = false;
+                }
+                GpuLayer::Conv { renormed, .. } | GpuLayer::Depthwise { renormed, .. } => *renormed = None,
+                GpuLayer::Pool { .. } => {}
             }
         }
         self.rebuild(ctx)
@@ -790,6 +850,12 @@ impl GpuLite0 {
                  calibrate the model first"
                     .into(),
             ));
+        }
+        // A re-normalization of the convolutions belongs to the prune that made it.
+        for l in &mut self.layers {
+            if let GpuLayer::Conv { renormed, .. } | GpuLayer::Depthwise { renormed, .. } = l {
+                *renormed = None;
+            }
         }
         let scored = spec.criterion == Criterion::Activation;
         // The layers this prune touches (per-layer sparsity 0: stays dense).
