@@ -54,30 +54,8 @@ struct GpuClassifyArgs {
     /// One magnitude threshold across all layers (unstructured only).
     #[arg(long)]
     global: bool,
-    /// What ranks the weights: magnitude, or activation (|w| times the input
-    /// channel's activation norm on calibration images, as Wanda does).
-    #[arg(long, default_value = "magnitude")]
-    criterion: String,
-    /// Correct each pruned layer's bias by the removed weights times the mean
-    /// input on calibration images.
-    #[arg(long)]
-    bias_correction: bool,
-    /// Re-normalize each pruned layer's output channels to the dense model's
-    /// mean and standard deviation on the calibration images.
-    #[arg(long)]
-    renorm: bool,
-    /// Per-layer sparsity: uniform (every layer at --sparsity), or auto (from
-    /// each layer's measured sensitivity, reaching --sparsity of the budget
-    /// cost at the least loss; needs calibration images).
-    #[arg(long, default_value = "uniform")]
-    budget: String,
-    /// What --budget auto's target counts: weights or flops.
-    #[arg(long, default_value = "weights")]
-    budget_cost: String,
-    /// Calibration images for --criterion activation / --bias-correction: the
-    /// first N sample images of the cache (never the classified image itself).
-    #[arg(long, default_value_t = 8)]
-    calibration: usize,
+    #[command(flatten)]
+    method: MethodArgs,
     /// Timed runs (median reported).
     #[arg(long, default_value_t = 50)]
     runs: usize,
@@ -99,25 +77,8 @@ struct PruneArgs {
     /// Sparsity (ignored for N:M).
     #[arg(long, default_value_t = 0.0)]
     sparsity: f64,
-    /// magnitude or activation.
-    #[arg(long, default_value = "magnitude")]
-    criterion: String,
-    #[arg(long)]
-    bias_correction: bool,
-    /// Re-normalize each pruned layer's output channels (see classify --help).
-    #[arg(long)]
-    renorm: bool,
-    /// Per-layer sparsity: uniform (every layer at --sparsity), or auto (from
-    /// each layer's measured sensitivity, reaching --sparsity of the budget
-    /// cost at the least loss; needs calibration images).
-    #[arg(long, default_value = "uniform")]
-    budget: String,
-    /// What --budget auto's target counts: weights or flops.
-    #[arg(long, default_value = "weights")]
-    budget_cost: String,
-    /// Calibration images (first N sample images of the cache).
-    #[arg(long, default_value_t = 8)]
-    calibration: usize,
+    #[command(flatten)]
+    method: MethodArgs,
     /// The sparse safetensors file to write.
     #[arg(long)]
     out: std::path::PathBuf,
@@ -138,10 +99,27 @@ struct EvalArgs {
     pattern: String,
     #[arg(long, default_value_t = 0.0)]
     sparsity: f64,
+    #[command(flatten)]
+    method: MethodArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How to prune beyond the pattern (shared by classify, prune and eval).
+#[derive(clap::Args)]
+struct MethodArgs {
+    /// What ranks the weights: magnitude, or activation (|w| times the input
+    /// channel's activation norm on calibration images, as Wanda does).
     #[arg(long, default_value = "magnitude")]
     criterion: String,
+    /// Correct each pruned layer's bias by the removed weights times the mean
+    /// input on calibration images.
     #[arg(long)]
     bias_correction: bool,
+    /// Re-normalize the output channels of every layer after the first pruned
+    /// one to the dense model's mean and standard deviation on the calibration
+    /// images.
     #[arg(long)]
     renorm: bool,
     /// Per-layer sparsity: uniform (every layer at --sparsity), or auto (from
@@ -152,12 +130,40 @@ struct EvalArgs {
     /// What --budget auto's target counts: weights or flops.
     #[arg(long, default_value = "weights")]
     budget_cost: String,
-    /// Calibration images (first N sample images of the cache).
+    /// Calibration images: the first N sample images of the cache (never the
+    /// classified image itself).
     #[arg(long, default_value_t = 8)]
     calibration: usize,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
+}
+
+impl MethodArgs {
+    /// The spec for `pattern` at `sparsity` with these options.
+    fn spec(&self, pattern: wgsparse::Pattern, sparsity: f64) -> wgsparse::Result<wgsparse::model::PruneSpec> {
+        let mut spec = wgsparse::model::PruneSpec::new(pattern, sparsity);
+        spec.criterion = self.criterion.parse()?;
+        spec.bias_correction = self.bias_correction;
+        spec.renorm = self.renorm;
+        Ok(spec)
+    }
+
+    /// Calibrates (when an option needs it) and applies the budget to `spec`.
+    fn prepare(
+        &self,
+        ctx: &wgsparse::gpu::Context,
+        gpu: &mut wgsparse::model::GpuLite0,
+        spec: &mut wgsparse::model::PruneSpec,
+        cache: &std::path::Path,
+        exclude: Option<&std::path::Path>,
+    ) -> wgsparse::Result<()> {
+        if spec.criterion != wgsparse::model::Criterion::Magnitude
+            || spec.bias_correction
+            || spec.renorm
+            || self.budget != "uniform"
+        {
+            calibrate(ctx, gpu, cache, self.calibration, exclude)?;
+        }
+        apply_budget(ctx, gpu, spec, &self.budget, &self.budget_cost)
+    }
 }
 
 #[derive(clap::Args)]
@@ -426,7 +432,7 @@ fn weights_path(cache: &std::path::Path, weights: Option<&std::path::Path>) -> w
 }
 
 fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
-    use wgsparse::model::{preprocess, Dispatching, GpuLite0, PruneSpec, Scope, INPUT_SIZE};
+    use wgsparse::model::{preprocess, Dispatching, GpuLite0, Scope, INPUT_SIZE};
     let pattern: wgsparse::Pattern = a.pattern.parse()?;
     let bytes = read(&weights_path(&a.cache, a.weights.as_deref())?)?;
     let x = preprocess::preprocess(&read(&a.image)?, INPUT_SIZE)?;
@@ -453,21 +459,11 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
     if pattern == wgsparse::Pattern::Dense {
         return Ok(());
     }
-    let mut spec = PruneSpec::new(pattern, a.sparsity);
+    let mut spec = a.method.spec(pattern, a.sparsity)?;
     if a.global {
         spec.scope = Scope::Global;
     }
-    spec.criterion = a.criterion.parse()?;
-    spec.bias_correction = a.bias_correction;
-    spec.renorm = a.renorm;
-    if spec.criterion != wgsparse::model::Criterion::Magnitude
-        || spec.bias_correction
-        || spec.renorm
-        || a.budget != "uniform"
-    {
-        calibrate(&ctx, &mut gpu, &a.cache, a.calibration, Some(&a.image))?;
-    }
-    apply_budget(&ctx, &mut gpu, &mut spec, &a.budget, &a.budget_cost)?;
+    a.method.prepare(&ctx, &mut gpu, &mut spec, &a.cache, Some(&a.image))?;
     let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
     let pruned = pollster::block_on(gpu.forward(&ctx, &x))?;
     let tp = pollster::block_on(gpu.latency(&ctx, 5, a.runs))?;
@@ -572,7 +568,7 @@ fn calibrate(
 }
 
 fn prune(a: PruneArgs) -> wgsparse::Result<()> {
-    use wgsparse::model::{sparse_file, Dispatching, GpuLite0, PruneSpec};
+    use wgsparse::model::{sparse_file, Dispatching, GpuLite0};
     let src = weights_path(&a.cache, a.weights.as_deref())?;
     let bytes = read(&src)?;
     let meta = wgsparse::model::Weights::from_bytes(&bytes)?.metadata().clone();
@@ -584,19 +580,9 @@ fn prune(a: PruneArgs) -> wgsparse::Result<()> {
             src.display()
         )));
     }
-    let mut spec = PruneSpec::new(a.pattern.parse()?, a.sparsity);
-    spec.criterion = a.criterion.parse()?;
-    spec.bias_correction = a.bias_correction;
-    spec.renorm = a.renorm;
+    let mut spec = a.method.spec(a.pattern.parse()?, a.sparsity)?;
     spec.dispatching = Dispatching::Sparse;
-    if spec.criterion != wgsparse::model::Criterion::Magnitude
-        || spec.bias_correction
-        || spec.renorm
-        || a.budget != "uniform"
-    {
-        calibrate(&ctx, &mut gpu, &a.cache, a.calibration, None)?;
-    }
-    apply_budget(&ctx, &mut gpu, &mut spec, &a.budget, &a.budget_cost)?;
+    a.method.prepare(&ctx, &mut gpu, &mut spec, &a.cache, None)?;
     let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
     if report.layers.is_empty() {
         return Err(wgsparse::Error::Invalid(
@@ -633,7 +619,7 @@ fn prune(a: PruneArgs) -> wgsparse::Result<()> {
 }
 
 fn eval(a: EvalArgs) -> wgsparse::Result<()> {
-    use wgsparse::model::{classes, preprocess, Dispatching, GpuLite0, PruneSpec, INPUT_SIZE};
+    use wgsparse::model::{classes, preprocess, Dispatching, GpuLite0, INPUT_SIZE};
     let pattern: wgsparse::Pattern = a.pattern.parse()?;
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&a.dir)
         .map_err(|e| wgsparse::Error::Io {
@@ -664,10 +650,7 @@ fn eval(a: EvalArgs) -> wgsparse::Result<()> {
         }
         None => (None, None),
     };
-    let mut spec = PruneSpec::new(pattern, a.sparsity);
-    spec.criterion = a.criterion.parse()?;
-    spec.bias_correction = a.bias_correction;
-    spec.renorm = a.renorm;
+    let mut spec = a.method.spec(pattern, a.sparsity)?;
     let target = model.as_mut().unwrap_or(&mut dense);
     if loaded.is_some() && pattern != wgsparse::Pattern::Dense {
         return Err(wgsparse::Error::Invalid(
@@ -686,14 +669,7 @@ fn eval(a: EvalArgs) -> wgsparse::Result<()> {
     } else if pattern == wgsparse::Pattern::Dense {
         "dense".to_string()
     } else {
-        if spec.criterion != wgsparse::model::Criterion::Magnitude
-            || spec.bias_correction
-            || spec.renorm
-            || a.budget != "uniform"
-        {
-            calibrate(&ctx, target, &a.cache, a.calibration, None)?;
-        }
-        apply_budget(&ctx, target, &mut spec, &a.budget, &a.budget_cost)?;
+        a.method.prepare(&ctx, target, &mut spec, &a.cache, None)?;
         pollster::block_on(target.prune(&ctx, &spec))?;
         format!(
             "{pattern} at {:.0}%, criterion {}, bias correction {}, re-normalization {}, budget {}",
@@ -701,7 +677,7 @@ fn eval(a: EvalArgs) -> wgsparse::Result<()> {
             spec.criterion,
             spec.bias_correction,
             spec.renorm,
-            a.budget
+            a.method.budget
         )
     };
     let bar = if files.len() > 1 && !a.json {
