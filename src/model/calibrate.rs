@@ -211,6 +211,52 @@ impl GpuLite0 {
         result
     }
 
+    /// Runs `pending` and then layer `i` before its activation on every
+    /// activation set, measures each output channel's mean `mp` and standard
+    /// deviation `sp` over all of them, and returns the per-channel scale
+    /// `a = sd / sp` (at most [`RENORM_MAX_SCALE`]; 1 for a constant channel)
+    /// and bias `a (b - mp) + md` that give the channels mean `md` and
+    /// deviation `sd`, for the layer's current bias `b` (read from `bias`).
+    #[allow(clippy::too_many_arguments)]
+    async fn renorm_affine(
+        &self,
+        ctx: &Context,
+        i: usize,
+        sets: &[Vec<GpuMatrix>],
+        pending: &mut Vec<Dispatch>,
+        bias: &GpuBuffer,
+        md: &[f32],
+        sd: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let cout = self.tensors[i + 1].rows();
+        let stats = GpuBuffer::new(ctx, 8 * cout as u64, "renorm statistics")?;
+        pending.push(elementwise::prepare_fill(ctx, &stats, 0)?);
+        for set in sets {
+            pending.extend(self.layer_dispatches_on(ctx, i, set, false, true)?);
+            pending.push(prepare_row_stats(ctx, &set[i + 1], &stats, 0)?);
+        }
+        let refs: Vec<&Dispatch> = pending.iter().collect();
+        ctx.submit(&refs);
+        pending.clear();
+        let words = read_many(ctx, &[&stats, bias]).await?;
+        let count = sets.len() as f64 * self.tensors[i + 1].cols() as f64;
+        let (mut scale, mut out) = (Vec::with_capacity(cout), Vec::with_capacity(cout));
+        for r in 0..cout {
+            let mp = f32::from_bits(words[0][2 * r]) as f64 / count;
+            let sq = f32::from_bits(words[0][2 * r + 1]) as f64 / count;
+            let sp = (sq - mp * mp).max(0.0).sqrt();
+            let a = if sp > 1e-12 {
+                (sd[r] as f64 / sp).min(RENORM_MAX_SCALE)
+            } else {
+                1.0
+            };
+            let b = f32::from_bits(words[1][r]) as f64;
+            scale.push(a as f32);
+            out.push((a * (b - mp) + md[r] as f64) as f32);
+        }
+        Ok((scale, out))
+    }
+
     async fn renormalize_on(&mut self, ctx: &Context, spec: &PruneSpec, sets: &[Vec<GpuMatrix>]) -> Result<()> {
         for (set, x) in sets.iter().zip(&self.calib_images) {
             self.write_input(ctx, &set[0], x)?;
@@ -229,43 +275,26 @@ impl GpuLite0 {
                 // A convolution downstream of pruning: its (unpruned) output
                 // channels drift too; re-normalize them the same way, on the
                 // CPU copy of its weights (small), uploaded as a variant.
-                let cout = self.tensors[i + 1].rows();
-                let px = self.tensors[i + 1].cols() as f64;
-                let stats = GpuBuffer::new(ctx, 8 * cout as u64, "renorm statistics")?;
-                pending.push(elementwise::prepare_fill(ctx, &stats, 0)?);
-                for set in sets {
-                    pending.extend(self.layer_dispatches_on(ctx, i, set, false, true)?);
-                    pending.push(prepare_row_stats(ctx, &set[i + 1], &stats, 0)?);
-                }
-                submit(&pending);
-                pending.clear();
-                let words = read_many(ctx, &[&stats]).await?;
                 let (md, sd) = self
                     .conv_stats
                     .get(&i)
                     .cloned()
                     .ok_or_else(|| Error::Invalid(format!("layer {i} has no calibration statistics")))?;
-                let (w0, b0) = match &self.net().layers[i].op {
-                    super::lite0::Op::Conv(c) => (c.weight.clone(), c.bias.clone()),
-                    super::lite0::Op::Depthwise(d) => (d.weight.clone(), d.bias.clone()),
+                let (GpuLayer::Conv { b, .. } | GpuLayer::Depthwise { b, .. }) = &self.layers[i] else {
+                    unreachable!("a convolution")
+                };
+                let (scale, bias) = self.renorm_affine(ctx, i, sets, &mut pending, b, &md, &sd).await?;
+                let w0 = match &self.net().layers[i].op {
+                    super::lite0::Op::Conv(c) => &c.weight,
+                    super::lite0::Op::Depthwise(d) => &d.weight,
                     _ => unreachable!("a convolution"),
                 };
                 let per = w0.cols();
-                let count = sets.len() as f64 * px;
-                let (mut weight, mut bias) = (w0.data().to_vec(), b0.clone());
-                for r in 0..cout {
-                    let mp = f32::from_bits(words[0][2 * r]) as f64 / count;
-                    let sq = f32::from_bits(words[0][2 * r + 1]) as f64 / count;
-                    let sp = (sq - mp * mp).max(0.0).sqrt();
-                    let a = if sp > 1e-12 {
-                        (sd[r] as f64 / sp).min(RENORM_MAX_SCALE)
-                    } else {
-                        1.0
-                    };
-                    for v in &mut weight[r * per..(r + 1) * per] {
-                        *v = (*v as f64 * a) as f32;
+                let mut weight = w0.data().to_vec();
+                for (row, a) in weight.chunks_mut(per.max(1)).zip(&scale) {
+                    for v in row {
+                        *v = (*v as f64 * *a as f64) as f32;
                     }
-                    bias[r] = (a * (b0[r] as f64 - mp) + md[r] as f64) as f32;
                 }
                 let name = self.net().layers[i].name.clone();
                 let r = super::gpu::Renormed {
@@ -279,17 +308,6 @@ impl GpuLite0 {
                 }
             }
             if pruned {
-                // Pre-activation statistics of the pruned layer over every image.
-                let cout = self.tensors[i + 1].rows();
-                let px = self.tensors[i + 1].cols() as f64;
-                let stats = GpuBuffer::new(ctx, 8 * cout as u64, "renorm statistics")?;
-                pending.push(elementwise::prepare_fill(ctx, &stats, 0)?);
-                for set in sets {
-                    pending.extend(self.layer_dispatches_on(ctx, i, set, false, true)?);
-                    pending.push(prepare_row_stats(ctx, &set[i + 1], &stats, 0)?);
-                }
-                submit(&pending);
-                pending.clear();
                 let GpuLayer::Prunable(p) = &self.layers[i] else {
                     unreachable!("checked above")
                 };
@@ -297,24 +315,17 @@ impl GpuLite0 {
                     .calib
                     .as_ref()
                     .ok_or_else(|| Error::Invalid(format!("layer {i} has no calibration statistics")))?;
-                let words = read_many(ctx, &[&stats, p.bias_in_use()]).await?;
-                let count = sets.len() as f64 * px;
-                let (mut scale, mut bias) = (Vec::with_capacity(cout), Vec::with_capacity(cout));
-                for r in 0..cout {
-                    let sum = f32::from_bits(words[0][2 * r]) as f64;
-                    let sq = f32::from_bits(words[0][2 * r + 1]) as f64;
-                    let mp = sum / count;
-                    let sp = (sq / count - mp * mp).max(0.0).sqrt();
-                    let (md, sd) = (calib.out_mean[r] as f64, calib.out_std[r] as f64);
-                    let a = if sp > 1e-12 {
-                        (sd / sp).min(RENORM_MAX_SCALE)
-                    } else {
-                        1.0
-                    };
-                    let b = f32::from_bits(words[1][r]) as f64;
-                    scale.push(a as f32);
-                    bias.push((a * (b - mp) + md) as f32);
-                }
+                let (scale, bias) = self
+                    .renorm_affine(
+                        ctx,
+                        i,
+                        sets,
+                        &mut pending,
+                        p.bias_in_use(),
+                        &calib.out_mean,
+                        &calib.out_std,
+                    )
+                    .await?;
                 ctx.queue()
                     .write_buffer(calib.corrected.raw(), 0, bytemuck::cast_slice(&bias));
                 let scale = GpuBuffer::from_slice(ctx, &scale, "renorm scale")?;
