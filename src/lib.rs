@@ -16,6 +16,7 @@ pub mod ops;
 pub mod prune;
 pub mod reference;
 pub mod sparse;
+pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 

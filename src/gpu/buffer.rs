@@ -260,6 +260,18 @@ impl GpuMatrix {
             stride,
         })
     }
+    /// A view of an existing buffer as a `rows x cols` matrix; `cols` must be
+    /// a multiple of 4 (no padding) and the buffer large enough.
+    pub(crate) fn from_buffer(buf: GpuBuffer, rows: usize, cols: usize) -> Result<Self> {
+        let stride = padded_stride(cols);
+        if stride != cols || buf.bytes() < (rows * cols * 4) as u64 {
+            return Err(crate::Error::Shape(format!(
+                "a {}-byte buffer cannot hold an unpadded {rows}x{cols} matrix",
+                buf.bytes()
+            )));
+        }
+        Ok(GpuMatrix { buf, rows, cols, stride })
+    }
     pub fn rows(&self) -> usize {
         self.rows
     }

@@ -105,6 +105,38 @@ pub enum Kernel {
     /// `spmm_bsr_coop.wgsl`: [`Kernel::SpmmBsrF16`] on cooperative matrices, 16x16
     /// and 32x32 blocks (native only).
     SpmmBsrCoop,
+    /// `train.wgsl`: general strided GEMM with split-K and epilogue (training).
+    TrGemm,
+    /// `train.wgsl`: sum of split-K slices.
+    TrReduce,
+    /// `train.wgsl`: scaled row sums (bias gradients, average pooling).
+    TrRowsum,
+    /// `train.wgsl`: backward of average pooling, with the ReLU6 gate.
+    TrBcast,
+    /// `train.wgsl`: backward of ReLU6 from its output, in place.
+    TrGate,
+    /// `train.wgsl`: batched dense/depthwise convolution.
+    TrConv,
+    /// `train.wgsl`: input gradient of a depthwise convolution.
+    TrDwBwdX,
+    /// `train.wgsl`: weight and bias gradients of a convolution.
+    TrConvBwdW,
+    /// `train.wgsl`: distillation loss (KL to the teacher) and its gradient.
+    TrKd,
+    /// `train.wgsl`: feature-matching loss and its gradient.
+    TrFeat,
+    /// `train.wgsl`: masked AdamW step.
+    TrAdam,
+    /// `train.wgsl`: dense mask from CSR.
+    TrMaskCsr,
+    /// `train.wgsl`: dense mask from BSR.
+    TrMaskBsr,
+    /// `train.wgsl`: dense mask from N:M.
+    TrMaskNm,
+    /// `train.wgsl`: weights and Adam moments times a mask.
+    TrMaskApply,
+    /// `train.wgsl`: augmented training batch from packed RGBA sources.
+    TrAugment,
 }
 
 const RO: Binding = Binding::Storage { read_only: true };
@@ -145,6 +177,22 @@ impl Kernel {
             Kernel::ScaleRows => "scale_rows",
             Kernel::GemmCoop => "gemm_coop",
             Kernel::SpmmBsrCoop => "spmm_bsr_coop",
+            Kernel::TrGemm => "tr_gemm",
+            Kernel::TrReduce => "tr_reduce",
+            Kernel::TrRowsum => "tr_rowsum",
+            Kernel::TrBcast => "tr_bcast",
+            Kernel::TrGate => "tr_gate",
+            Kernel::TrConv => "tr_conv",
+            Kernel::TrDwBwdX => "tr_dw_bwd_x",
+            Kernel::TrConvBwdW => "tr_conv_bwd_w",
+            Kernel::TrKd => "tr_kd",
+            Kernel::TrFeat => "tr_feat",
+            Kernel::TrAdam => "tr_adam",
+            Kernel::TrMaskCsr => "tr_mask_csr",
+            Kernel::TrMaskBsr => "tr_mask_bsr",
+            Kernel::TrMaskNm => "tr_mask_nm",
+            Kernel::TrMaskApply => "tr_mask_apply",
+            Kernel::TrAugment => "tr_augment",
         }
     }
     /// The WGSL source (one file per kernel family under `shaders/`).
@@ -176,6 +224,22 @@ impl Kernel {
             }
             Kernel::GemmCoop => include_str!("../../shaders/gemm_coop.wgsl"),
             Kernel::SpmmBsrCoop => include_str!("../../shaders/spmm_bsr_coop.wgsl"),
+            Kernel::TrGemm
+            | Kernel::TrReduce
+            | Kernel::TrRowsum
+            | Kernel::TrBcast
+            | Kernel::TrGate
+            | Kernel::TrConv
+            | Kernel::TrDwBwdX
+            | Kernel::TrConvBwdW
+            | Kernel::TrKd
+            | Kernel::TrFeat
+            | Kernel::TrAdam
+            | Kernel::TrMaskCsr
+            | Kernel::TrMaskBsr
+            | Kernel::TrMaskNm
+            | Kernel::TrMaskApply
+            | Kernel::TrAugment => include_str!("../../shaders/train.wgsl"),
         }
     }
     /// The entry point: every kernel's entry point is its name.
@@ -240,6 +304,30 @@ impl Kernel {
             Kernel::BiasCorrect => &[Binding::Uniform, RO, RO, RO, RW],
             // params, w, per-row scale, scaled copy
             Kernel::ScaleRows => &[Binding::Uniform, RO, RO, RW],
+            // params, a, b, c, bias, residual
+            Kernel::TrGemm => &[Binding::Uniform, RO, RO, RW, RO, RO],
+            // params, source, destination
+            Kernel::TrReduce | Kernel::TrRowsum => &[Binding::Uniform, RO, RW],
+            // params, source, destination, gate output
+            Kernel::TrBcast => &[Binding::Uniform, RO, RW, RO],
+            // params, gradient (in place), output
+            Kernel::TrGate => &[Binding::Uniform, RW, RO],
+            // params, x, w, y, bias
+            Kernel::TrConv => &[Binding::Uniform, RO, RO, RW, RO],
+            // params, dz, w, dx
+            Kernel::TrDwBwdX => &[Binding::Uniform, RO, RO, RW],
+            // params, dz, x, dw, db
+            Kernel::TrConvBwdW => &[Binding::Uniform, RO, RO, RW, RW],
+            // params, student, teacher, gradient, metrics
+            Kernel::TrKd | Kernel::TrFeat => &[Binding::Uniform, RO, RO, RW, RW],
+            // params, w, g, m, v, mask, hyper
+            Kernel::TrAdam => &[Binding::Uniform, RW, RO, RW, RW, RO, RO],
+            // params, row_ptr, col_idx / indices, values, mask
+            Kernel::TrMaskCsr | Kernel::TrMaskBsr | Kernel::TrMaskNm => &[Binding::Uniform, RO, RO, RO, RW],
+            // params, mask, w, m, v
+            Kernel::TrMaskApply => &[Binding::Uniform, RO, RW, RW, RW],
+            // params, sources, per-sample parameters, batch
+            Kernel::TrAugment => &[Binding::Uniform, RO, RO, RW],
         }
     }
 
