@@ -67,7 +67,14 @@ fn gemm_with_transposes_split_k_and_epilogue_matches_the_cpu() {
     let ctx = ctx();
     let scratch = GpuBuffer::new(&ctx, 4 << 20, "scratch").unwrap();
     let mut seed = 10;
-    for &(m, n, kk) in &[(1, 1, 1), (37, 53, 29), (65, 3, 1000), (16, 24, 5000), (130, 70, 17), (3, 200, 64)] {
+    for &(m, n, kk) in &[
+        (1, 1, 1),
+        (37, 53, 29),
+        (65, 3, 1000),
+        (16, 24, 5000),
+        (130, 70, 17),
+        (3, 200, 64),
+    ] {
         for ta in [false, true] {
             for tb in [false, true] {
                 seed += 1;
@@ -75,17 +82,46 @@ fn gemm_with_transposes_split_k_and_epilogue_matches_the_cpu() {
                 let b = rand(kk * n, seed + 100);
                 let want = reference::matmul(&a, &b, m, n, kk);
                 // Store A (and B) transposed where asked and read them through strides.
-                let a_buf = if ta { upload(&ctx, &transpose(&a, m, kk)) } else { upload(&ctx, &a) };
-                let b_buf = if tb { upload(&ctx, &transpose(&b, kk, n)) } else { upload(&ctx, &b) };
-                let ao = if ta { Operand::transposed(&a_buf, m) } else { Operand::rows(&a_buf, kk) };
-                let bo = if tb { Operand::transposed(&b_buf, kk) } else { Operand::rows(&b_buf, n) };
+                let a_buf = if ta {
+                    upload(&ctx, &transpose(&a, m, kk))
+                } else {
+                    upload(&ctx, &a)
+                };
+                let b_buf = if tb {
+                    upload(&ctx, &transpose(&b, kk, n))
+                } else {
+                    upload(&ctx, &b)
+                };
+                let ao = if ta {
+                    Operand::transposed(&a_buf, m)
+                } else {
+                    Operand::rows(&a_buf, kk)
+                };
+                let bo = if tb {
+                    Operand::transposed(&b_buf, kk)
+                } else {
+                    Operand::rows(&b_buf, n)
+                };
                 // Split-K (weight gradients) and the plain kernel.
                 for split in [false, true] {
                     let c = poisoned(&ctx, m * n);
-                    let list = k::gemm(&ctx, ao, bo, &c, m, n, kk, GemmEpilogue::default(), split.then_some(&scratch))
-                        .unwrap();
+                    let list = k::gemm(
+                        &ctx,
+                        ao,
+                        bo,
+                        &c,
+                        m,
+                        n,
+                        kk,
+                        GemmEpilogue::default(),
+                        split.then_some(&scratch),
+                    )
+                    .unwrap();
                     run(&ctx, &list);
-                    let what = format!("gemm {m}x{n}x{kk} ta={ta} tb={tb} split={split} ({} dispatches)", list.len());
+                    let what = format!(
+                        "gemm {m}x{n}x{kk} ta={ta} tb={tb} split={split} ({} dispatches)",
+                        list.len()
+                    );
                     assert_rel(&read(&ctx, &c, m * n), &want, &what);
                     // Accumulating adds to what is there.
                     let list = k::gemm(
@@ -113,7 +149,12 @@ fn gemm_with_transposes_split_k_and_epilogue_matches_the_cpu() {
         let (a, b) = (rand(m * kk, seed + 7), rand(kk * n, seed + 8));
         let bias = rand(m, seed + 9);
         let res = rand(m * n, seed + 10);
-        let (ab, bb, biasb, resb) = (upload(&ctx, &a), upload(&ctx, &b), upload(&ctx, &bias), upload(&ctx, &res));
+        let (ab, bb, biasb, resb) = (
+            upload(&ctx, &a),
+            upload(&ctx, &b),
+            upload(&ctx, &bias),
+            upload(&ctx, &res),
+        );
         let c = poisoned(&ctx, m * n);
         let list = k::gemm(
             &ctx,
@@ -138,7 +179,11 @@ fn gemm_with_transposes_split_k_and_epilogue_matches_the_cpu() {
             .enumerate()
             .map(|(i, v)| ((v + bias[i / n] as f64).clamp(0.0, 6.0)) + res[i] as f64)
             .collect();
-        assert_rel(&read(&ctx, &c, m * n), &want_unscaled, &format!("gemm epilogue {m}x{n}x{kk}"));
+        assert_rel(
+            &read(&ctx, &c, m * n),
+            &want_unscaled,
+            &format!("gemm epilogue {m}x{n}x{kk}"),
+        );
     }
 }
 
@@ -183,8 +228,15 @@ fn convolution_forward_and_backward_match_the_cpu() {
         for relu6 in [false, true] {
             let y = poisoned(&ctx, g.output_len());
             run(&ctx, &[k::conv(&ctx, g, &xb, &wb, &bb, &y, relu6).unwrap()]);
-            let want: Vec<f64> = reference::conv(g, &x, &w, &b, relu6).iter().map(|&v| v as f64).collect();
-            assert_rel(&read(&ctx, &y, g.output_len()), &want, &format!("conv {g:?} relu6={relu6}"));
+            let want: Vec<f64> = reference::conv(g, &x, &w, &b, relu6)
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            assert_rel(
+                &read(&ctx, &y, g.output_len()),
+                &want,
+                &format!("conv {g:?} relu6={relu6}"),
+            );
         }
         let (dx, dw, db) = reference::conv_backward(g, &x, &w, &dz);
         let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
@@ -199,7 +251,11 @@ fn convolution_forward_and_backward_match_the_cpu() {
             assert_rel(&read(&ctx, &dxb, dx.len()), &f64s(&dx), &format!("depthwise dx {g:?}"));
             run(&ctx, &[k::dw_bwd_x(&ctx, g, &dzb, &wb, &dxb, true).unwrap()]);
             let twice: Vec<f64> = dx.iter().map(|&v| 2.0 * v as f64).collect();
-            assert_rel(&read(&ctx, &dxb, dx.len()), &twice, &format!("depthwise dx accumulate {g:?}"));
+            assert_rel(
+                &read(&ctx, &dxb, dx.len()),
+                &twice,
+                &format!("depthwise dx accumulate {g:?}"),
+            );
         } else {
             assert!(k::dw_bwd_x(&ctx, g, &dzb, &wb, &poisoned(&ctx, dx.len()), false).is_err());
         }
@@ -251,22 +307,40 @@ fn distillation_and_feature_losses_match_the_cpu() {
         );
         let (loss, want) = reference::kd(&s, &t, classes, batch, temp as f64, 0.7);
         let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
-        assert_rel(&read(&ctx, &ds, classes * batch), &want, &format!("kd gradient T={temp}"));
+        assert_rel(
+            &read(&ctx, &ds, classes * batch),
+            &want,
+            &format!("kd gradient T={temp}"),
+        );
         let m = read(&ctx, &metrics, 3 + 2 * batch);
         for b in 0..batch {
             let l = m[3 + 2 * b] as f64;
-            assert!((l - loss[b]).abs() <= 1e-4 * (1.0 + loss[b]), "kd loss [{b}]: {l} vs {}", loss[b]);
-            let am = |v: &[f32]| (0..classes).max_by(|&a, &c| v[a * batch + b].total_cmp(&v[c * batch + b]).then(c.cmp(&a))).unwrap();
+            assert!(
+                (l - loss[b]).abs() <= 1e-4 * (1.0 + loss[b]),
+                "kd loss [{b}]: {l} vs {}",
+                loss[b]
+            );
+            let am = |v: &[f32]| {
+                (0..classes)
+                    .max_by(|&a, &c| v[a * batch + b].total_cmp(&v[c * batch + b]).then(c.cmp(&a)))
+                    .unwrap()
+            };
             assert_eq!(m[4 + 2 * b], (am(&s) == am(&t)) as u32 as f32, "agreement [{b}]");
         }
     }
     // Agreement: a student equal to the teacher agrees everywhere, loss 0.
     let ds = poisoned(&ctx, classes * batch);
     let metrics = poisoned(&ctx, 2 * batch);
-    run(&ctx, &[k::kd(&ctx, &tb, &tb, &ds, &metrics, 0, classes, batch, 1.0, 1.0).unwrap()]);
+    run(
+        &ctx,
+        &[k::kd(&ctx, &tb, &tb, &ds, &metrics, 0, classes, batch, 1.0, 1.0).unwrap()],
+    );
     let m = read(&ctx, &metrics, 2 * batch);
     for b in 0..batch {
-        assert!(m[2 * b].abs() < 1e-5 && m[2 * b + 1] == 1.0, "self-distillation [{b}]: {m:?}");
+        assert!(
+            m[2 * b].abs() < 1e-5 && m[2 * b + 1] == 1.0,
+            "self-distillation [{b}]: {m:?}"
+        );
     }
     // Feature matching.
     let len = 70_001;
@@ -278,7 +352,10 @@ fn distillation_and_feature_losses_match_the_cpu() {
         .map(|i| g0[i] as f64 + 2.0 * 0.3 / len as f64 * (fs[i] as f64 - ft[i] as f64))
         .collect();
     assert_rel(&read(&ctx, &gb, len), &want, "feature gradient");
-    let sq: f64 = read(&ctx, &metrics, 10 + k::FEAT_GROUPS)[10..].iter().map(|&v| v as f64).sum();
+    let sq: f64 = read(&ctx, &metrics, 10 + k::FEAT_GROUPS)[10..]
+        .iter()
+        .map(|&v| v as f64)
+        .sum();
     let want_sq: f64 = (0..len).map(|i| (fs[i] as f64 - ft[i] as f64).powi(2)).sum();
     assert!((sq - want_sq).abs() < 1e-4 * want_sq, "feature loss {sq} vs {want_sq}");
 }

@@ -270,7 +270,12 @@ impl GpuMatrix {
                 buf.bytes()
             )));
         }
-        Ok(GpuMatrix { buf, rows, cols, stride })
+        Ok(GpuMatrix {
+            buf,
+            rows,
+            cols,
+            stride,
+        })
     }
     pub fn rows(&self) -> usize {
         self.rows

@@ -13,8 +13,8 @@ mod pattern;
 
 pub use bsr::Bsr;
 pub use csr::Csr;
-pub use nm::NmMatrix;
 pub(crate) use nm::index_bits as nm_index_bits;
+pub use nm::NmMatrix;
 pub use pattern::Pattern;
 
 use crate::error::{check_finite, checked_mul, Error, Result};

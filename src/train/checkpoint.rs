@@ -93,11 +93,19 @@ pub async fn save(ctx: &Context, t: &Trainer, history: &[StepMetrics]) -> Result
     meta.insert("wgsparse.train.recipe".into(), recipe(t.config()));
     meta.insert(
         "wgsparse.train.rng".into(),
-        t.rng_state().iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
+        t.rng_state()
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     );
     meta.insert(
         "wgsparse.train.mask_levels".into(),
-        t.mask_levels().iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
+        t.mask_levels()
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     );
     meta.insert("wgsparse.train.history".into(), history_json(history));
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Weights(format!("cannot serialise: {e}")))

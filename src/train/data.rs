@@ -267,7 +267,11 @@ impl Augment {
             fb = self.flip && rng.uniform() < 0.5;
         }
         let j = self.jitter;
-        let (br, co, sa) = (rng.range(1.0 - j, 1.0 + j), rng.range(1.0 - j, 1.0 + j), rng.range(1.0 - j, 1.0 + j));
+        let (br, co, sa) = (
+            rng.range(1.0 - j, 1.0 + j),
+            rng.range(1.0 - j, 1.0 + j),
+            rng.range(1.0 - j, 1.0 + j),
+        );
         [
             a as f32,
             b as f32,
@@ -295,9 +299,7 @@ pub fn center_view(i: usize, side: usize, r: usize) -> [f32; AUG_FLOATS] {
     let s = side as f32;
     let c = s * r as f32 / (r + CROP_PADDING) as f32;
     let o = (s - c) / 2.0;
-    [
-        i as f32, i as f32, 1.0, 0.0, o, o, c, c, o, o, c, c, 1.0, 1.0, 1.0, 0.0,
-    ]
+    [i as f32, i as f32, 1.0, 0.0, o, o, c, c, o, o, c, c, 1.0, 1.0, 1.0, 0.0]
 }
 
 #[cfg(test)]

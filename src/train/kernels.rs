@@ -158,7 +158,11 @@ pub fn gemm(
         f: [0.0; 8],
     };
     let dummy = ctx.dummy_buffer();
-    let out = if split { scratch.expect("split needs scratch") } else { c };
+    let out = if split {
+        scratch.expect("split needs scratch")
+    } else {
+        c
+    };
     let groups = ctx.check_dispatch([
         u32_of(n.div_ceil(64).max(1), "gemm tiles")?,
         u32_of(m.div_ceil(64).max(1), "gemm tiles")?,
@@ -289,21 +293,23 @@ impl ConvGeom {
         if self.k == 0 || self.stride == 0 {
             return Err(Error::Shape("convolution with kernel or stride 0".into()));
         }
-        let mut p = P::default();
-        p.u = [
-            u32_of(self.cout, "cout")?,
-            u32_of(self.batch, "batch")?,
-            u32_of(self.k, "k")?,
-            flags | if self.depthwise { F_DEPTHWISE } else { 0 },
-            u32_of(self.h, "h")?,
-            u32_of(self.w, "w")?,
-            u32_of(self.oh, "oh")?,
-            u32_of(self.ow, "ow")?,
-            u32_of(self.stride, "stride")?,
-            u32_of(self.pad_top, "pad")?,
-            u32_of(self.pad_left, "pad")?,
-            u32_of(self.cin, "cin")?,
-        ];
+        let p = P {
+            u: [
+                u32_of(self.cout, "cout")?,
+                u32_of(self.batch, "batch")?,
+                u32_of(self.k, "k")?,
+                flags | if self.depthwise { F_DEPTHWISE } else { 0 },
+                u32_of(self.h, "h")?,
+                u32_of(self.w, "w")?,
+                u32_of(self.oh, "oh")?,
+                u32_of(self.ow, "ow")?,
+                u32_of(self.stride, "stride")?,
+                u32_of(self.pad_top, "pad")?,
+                u32_of(self.pad_left, "pad")?,
+                u32_of(self.cin, "cin")?,
+            ],
+            f: [0.0; 8],
+        };
         Ok(p)
     }
     pub fn weight_cols(&self) -> usize {

@@ -87,7 +87,8 @@ impl TrainConfig {
         if pattern == Pattern::Dense {
             return bad("fine-tuning needs a sparse pattern (unstructured, block:RxC or N:M)".into());
         }
-        if !matches!(pattern, Pattern::NM { .. }) && !(self.sparsity > 0.0 && self.sparsity < 1.0) {
+        let nm = matches!(pattern, Pattern::NM { .. });
+        if !(nm || self.sparsity > 0.0 && self.sparsity < 1.0) {
             return Err(Error::InvalidSparsity(self.sparsity));
         }
         if let Some(ls) = &self.layer_sparsity {
@@ -207,8 +208,10 @@ pub struct Trainer {
     hyper: GpuBuffer,
     metrics: GpuBuffer,
     feature_count: usize,
-    step_list: Vec<Dispatch>,
+    backward_list: Vec<Dispatch>,
+    update_list: Vec<Dispatch>,
     forward_list: Vec<Dispatch>,
+    feature_eval: Vec<Dispatch>,
     augment_train: Dispatch,
     step: usize,
     rng: Rng,
@@ -412,13 +415,22 @@ impl Trainer {
         for t in 0..tensors {
             let len = len_of(t);
             let a = buffer(ctx, len, "activation")?;
-            tacts.push(if t == 0 { a.clone() } else { buffer(ctx, len, "teacher activation")? });
+            tacts.push(if t == 0 {
+                a.clone()
+            } else {
+                buffer(ctx, len, "teacher activation")?
+            });
             acts.push(a);
-            grads.push(if t == 0 { None } else { Some(buffer(ctx, len, "gradient")?) });
+            grads.push(if t == 0 {
+                None
+            } else {
+                Some(buffer(ctx, len, "gradient")?)
+            });
         }
         // Split-K scratch: room for the largest weight gradient many times over.
         let largest = params.iter().flatten().map(|p| p.rows * p.cols).max().unwrap_or(1);
-        let scratch_len = (largest * 64).clamp(1 << 20, 1 << 26);
+        let max_words = (ctx.limits().max_storage_buffer_binding_size / 4) as usize;
+        let scratch_len = (largest * 16).clamp(1 << 20, 1 << 24).min(max_words);
         let scratch = buffer(ctx, scratch_len, "split-K scratch")?;
 
         // Blocks: outputs of the projections (feature matching) and the skips.
@@ -478,8 +490,9 @@ impl Trainer {
             kd_weight,
         )?);
 
-        // Backward pass.
+        // Backward pass (and the feature terms alone, for evaluations).
         let mut back = Vec::new();
+        let mut feature_eval = Vec::new();
         let mut gated = vec![false; tensors];
         for i in (0..net.layers.len()).rev() {
             let l = &net.layers[i];
@@ -487,7 +500,7 @@ impl Trainer {
             let g_out = grads[out].as_ref().expect("gradient");
             if let Some(f) = feature_tensors.iter().position(|&t| t == out) {
                 if cfg.feature_weight > 0.0 {
-                    back.push(k::feat(
+                    let d = k::feat(
                         ctx,
                         &acts[out],
                         &tacts[out],
@@ -496,7 +509,11 @@ impl Trainer {
                         2 * batch + FEAT_GROUPS * f,
                         len_of(out),
                         cfg.feature_weight as f32,
-                    )?);
+                    )?;
+                    // Outside a step the gradient it adds is overwritten by
+                    // the next backward pass before being read.
+                    feature_eval.push(d.clone());
+                    back.push(d);
                 }
             }
             if relu6(&l.op) && !gated[out] {
@@ -618,10 +635,6 @@ impl Trainer {
             update.push(k::adam(ctx, &p.b, &p.gb, &p.mb, &p.vb, None, &hyper, p.rows, false)?);
         }
 
-        let mut step_list = Vec::new();
-        step_list.append(&mut back);
-        step_list.append(&mut update);
-
         keep.push(scratch);
         keep.extend(tacts);
         keep.extend(grads.into_iter().flatten());
@@ -642,8 +655,10 @@ impl Trainer {
             hyper,
             metrics,
             feature_count,
-            step_list,
+            backward_list: back,
+            update_list: update,
             forward_list,
+            feature_eval,
             augment_train,
             step: 0,
             _buffers: keep,
@@ -739,7 +754,10 @@ impl Trainer {
     /// Nothing is read back but the pruning status on a re-prune.
     pub async fn train_step(&mut self, ctx: &Context) -> Result<()> {
         if self.finished() {
-            return Err(Error::Invalid(format!("training is finished ({} steps)", self.cfg.steps)));
+            return Err(Error::Invalid(format!(
+                "training is finished ({} steps)",
+                self.cfg.steps
+            )));
         }
         self.update_masks(ctx).await?;
         let mut aug = Vec::with_capacity(self.cfg.batch * AUG_FLOATS);
@@ -759,12 +777,96 @@ impl Trainer {
             c.weight_decay as f32,
             1.0f32,
         ];
-        ctx.queue().write_buffer(self.hyper.raw(), 0, bytemuck::cast_slice(&hyper));
+        ctx.queue()
+            .write_buffer(self.hyper.raw(), 0, bytemuck::cast_slice(&hyper));
         let mut refs: Vec<&Dispatch> = vec![&self.augment_train];
         refs.extend(self.forward_list.iter());
-        refs.extend(self.step_list.iter());
+        refs.extend(self.backward_list.iter());
+        refs.extend(self.update_list.iter());
         ctx.submit(&refs);
         self.step += 1;
+        Ok(())
+    }
+
+    /// Applies the masks of the current step's schedule now (a training step
+    /// does this itself; for checks and for evaluating the pruned start).
+    pub async fn prune_now(&mut self, ctx: &Context) -> Result<()> {
+        self.update_masks(ctx).await
+    }
+
+    /// Runs the forward and backward passes (no update) on the given views
+    /// (16 floats each, `tr_augment`'s layout; one per batch slot) and
+    /// returns the loss: for checking gradients against finite differences.
+    pub async fn loss_and_gradients(
+        &self,
+        ctx: &Context,
+        views: &[[f32; AUG_FLOATS]],
+        backward: bool,
+    ) -> Result<StepMetrics> {
+        if views.len() != self.cfg.batch {
+            return Err(Error::Shape(format!(
+                "{} views for a batch of {}",
+                views.len(),
+                self.cfg.batch
+            )));
+        }
+        let flat: Vec<f32> = views.iter().flatten().copied().collect();
+        ctx.queue().write_buffer(self.aug.raw(), 0, bytemuck::cast_slice(&flat));
+        let mut refs: Vec<&Dispatch> = vec![&self.augment_train];
+        refs.extend(self.forward_list.iter());
+        if backward {
+            refs.extend(self.backward_list.iter());
+        } else {
+            refs.extend(self.feature_eval.iter());
+        }
+        ctx.submit(&refs);
+        self.metrics(ctx).await
+    }
+
+    fn param(&self, layer: usize) -> Result<&Param> {
+        self.params
+            .get(layer)
+            .and_then(|p| p.as_ref())
+            .ok_or_else(|| Error::Invalid(format!("layer {layer} has no parameters")))
+    }
+
+    /// Layer `layer`'s current weight (row-major) and bias.
+    pub async fn parameters(&self, ctx: &Context, layer: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let p = self.param(layer)?;
+        let mut d = read_many(ctx, &[&p.w, &p.b]).await?;
+        let b = bytemuck::cast_slice(&d.pop().expect("bias")).to_vec();
+        let w = bytemuck::cast_slice(&d.pop().expect("weight")).to_vec();
+        Ok((w, b))
+    }
+
+    /// Layer `layer`'s last computed weight and bias gradients.
+    pub async fn gradients(&self, ctx: &Context, layer: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let p = self.param(layer)?;
+        let mut d = read_many(ctx, &[&p.gw, &p.gb]).await?;
+        let b = bytemuck::cast_slice(&d.pop().expect("bias")).to_vec();
+        let w = bytemuck::cast_slice(&d.pop().expect("weight")).to_vec();
+        Ok((w, b))
+    }
+
+    /// Layer `layer`'s mask (prunable layers), 1 where kept.
+    pub async fn mask(&self, ctx: &Context, layer: usize) -> Result<Vec<f32>> {
+        let p = self.param(layer)?;
+        let m = p
+            .mask
+            .as_ref()
+            .ok_or_else(|| Error::Invalid(format!("layer {layer} is not prunable")))?;
+        Ok(bytemuck::cast_slice(&read_many(ctx, &[m]).await?.remove(0)).to_vec())
+    }
+
+    /// Sets one weight (`bias` false) or bias element of layer `layer`.
+    pub fn set_parameter(&self, ctx: &Context, layer: usize, bias: bool, index: usize, value: f32) -> Result<()> {
+        let p = self.param(layer)?;
+        let (buf, len) = if bias { (&p.b, p.rows) } else { (&p.w, p.rows * p.cols) };
+        if index >= len {
+            return Err(Error::Invalid(format!("index {index} past {len} parameters")));
+        }
+        ctx.queue()
+            .write_buffer(buf.raw(), (index * 4) as u64, bytemuck::bytes_of(&value));
         Ok(())
     }
 
