@@ -387,86 +387,122 @@ fn tr_dw_bwd_x(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // ---------------------------------------------------------- tr_conv_bwd_w
-// Weight and bias gradients of tr_conv: one workgroup per (output channel,
-// column j), j < cin_per_group*k*k for the weight dw[co, j], j = that count for
-// the bias db[co]; reduced over batch and output pixels. Fields as tr_conv;
-// F_ACC adds into dw/db.
+// Weight and bias gradients of tr_conv, in two stages. Here: workgroup
+// (slice z, output channel co) of 64 threads reduces the slice's `u12`
+// output elements (of batch * output pixels) into cols + 1 partial sums —
+// every thread keeps all of them in registers (the kernel size KS and input
+// channels CI are override constants, so the tap loops unroll) and reads each
+// dz once — then writes part[(z * cout + co) * (cols + 1) + j], j < cols for
+// the weight column j, j = cols for the bias. tr_conv_reduce sums the slices
+// into the weight and bias gradients. Fields as tr_conv; grid (slices, cout).
+
+override KS: u32 = 3u;
+override CI: u32 = 1u;
+const MAXCOLS: u32 = 28u; // 3 * 3 * 3 + 1 (stem), 5 * 5 + 1 (depthwise)
 
 @group(0) @binding(0) var<uniform> wp: P;
 @group(0) @binding(1) var<storage, read> w_dz: array<f32>;
 @group(0) @binding(2) var<storage, read> w_x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> w_dw: array<f32>;
-@group(0) @binding(4) var<storage, read_write> w_db: array<f32>;
+@group(0) @binding(3) var<storage, read_write> w_part: array<f32>;
 
-var<workgroup> wred: array<f32, 256>;
+var<workgroup> wred: array<f32, 1792>; // MAXCOLS * 64
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(64)
 fn tr_conv_bwd_w(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let g = flat(wid, nwg);
-    let k = wp.u2;
+    let z = wid.x;
+    let co = wid.y;
+    let cols = CI * KS * KS;
     let dw = (wp.u3 & F_DEPTHWISE) != 0u;
-    var cin = wp.u11;
-    if (dw) {
-        cin = 1u;
-    }
-    let cols = cin * k * k;
-    // Every thread of the workgroup takes the same exit (uniform control flow).
-    if (g >= wp.u0 * (cols + 1u)) {
-        return;
-    }
-    let co = g / (cols + 1u);
-    let j = g % (cols + 1u);
-    let is_bias = j == cols;
-    let ci = j / (k * k);
-    let ky = (j / k) % k;
-    let kx = j % k;
-    var xc = ci;
-    if (dw) {
-        xc = co;
-    }
     let ohw = wp.u6 * wp.u7;
     let hw = wp.u4 * wp.u5;
     let total = wp.u1 * ohw;
-    var s = 0.0;
-    for (var e = li; e < total; e += 256u) {
+    let chunk = (total + nwg.x - 1u) / nwg.x;
+    let e0 = z * chunk;
+    let e1 = min(total, e0 + chunk);
+    var acc: array<f32, MAXCOLS>;
+    for (var j = 0u; j < MAXCOLS; j++) {
+        acc[j] = 0.0;
+    }
+    for (var e = e0 + li; e < e1; e += 64u) {
         let b = e / ohw;
         let o = e % ohw;
         let dz = w_dz[(co * wp.u1 + b) * ohw + o];
-        if (is_bias) {
-            s += dz;
-            continue;
+        acc[cols] += dz;
+        let iy0 = i32((o / wp.u7) * wp.u8) - i32(wp.u9);
+        let ix0 = i32((o % wp.u7) * wp.u8) - i32(wp.u10);
+        for (var ci = 0u; ci < CI; ci++) {
+            var xc = ci;
+            if (dw) {
+                xc = co;
+            }
+            let xbase = (xc * wp.u1 + b) * hw;
+            for (var ky = 0u; ky < KS; ky++) {
+                let iy = iy0 + i32(ky);
+                if (iy < 0 || iy >= i32(wp.u4)) {
+                    continue;
+                }
+                for (var kx = 0u; kx < KS; kx++) {
+                    let ix = ix0 + i32(kx);
+                    if (ix < 0 || ix >= i32(wp.u5)) {
+                        continue;
+                    }
+                    acc[(ci * KS + ky) * KS + kx] += dz * w_x[xbase + u32(iy) * wp.u5 + u32(ix)];
+                }
+            }
         }
-        let iy = i32((o / wp.u7) * wp.u8 + ky) - i32(wp.u9);
-        let ix = i32((o % wp.u7) * wp.u8 + kx) - i32(wp.u10);
-        if (iy < 0 || iy >= i32(wp.u4) || ix < 0 || ix >= i32(wp.u5)) {
-            continue;
-        }
-        s += dz * w_x[(xc * wp.u1 + b) * hw + u32(iy) * wp.u5 + u32(ix)];
     }
-    wred[li] = s;
+    for (var j = 0u; j <= cols; j++) {
+        wred[j * 64u + li] = acc[j];
+    }
     workgroupBarrier();
-    for (var o = 128u; o > 0u; o = o >> 1u) {
-        if (li < o) {
-            wred[li] += wred[li + o];
+    if (li <= cols) {
+        var s = 0.0;
+        for (var t = 0u; t < 64u; t++) {
+            s += wred[li * 64u + t];
         }
-        workgroupBarrier();
+        w_part[(z * wp.u0 + co) * (cols + 1u) + li] = s;
     }
-    if (li == 0u) {
-        var v = wred[0];
-        if (is_bias) {
-            if ((wp.u3 & F_ACC) != 0u) {
-                v += w_db[co];
-            }
-            w_db[co] = v;
-        } else {
-            let idx = co * cols + j;
-            if ((wp.u3 & F_ACC) != 0u) {
-                v += w_dw[idx];
-            }
-            w_dw[idx] = v;
+}
+
+// ---------------------------------------------------------- tr_conv_reduce
+// dw[co, j] (+)= sum_z part[(z * u0 + co) * (u1 + 1) + j] for j < u1 (= cols),
+// db[co] likewise from column u1; u2 slices, u3 flags (F_ACC); one thread per
+// (co, j).
+
+@group(0) @binding(0) var<uniform> qp: P;
+@group(0) @binding(1) var<storage, read> q_part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> q_dw: array<f32>;
+@group(0) @binding(3) var<storage, read_write> q_db: array<f32>;
+
+@compute @workgroup_size(256)
+fn tr_conv_reduce(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg) * 256u + li;
+    let w = qp.u1 + 1u;
+    if (i >= qp.u0 * w) {
+        return;
+    }
+    var s = 0.0;
+    for (var z = 0u; z < qp.u2; z++) {
+        s += q_part[z * qp.u0 * w + i];
+    }
+    let co = i / w;
+    let j = i % w;
+    let acc = (qp.u3 & F_ACC) != 0u;
+    if (j < qp.u1) {
+        let o = co * qp.u1 + j;
+        if (acc) {
+            s += q_dw[o];
         }
+        q_dw[o] = s;
+    } else {
+        if (acc) {
+            s += q_db[co];
+        }
+        q_db[co] = s;
     }
 }
 

@@ -195,6 +195,8 @@ fn geoms() -> Vec<ConvGeom> {
         (true, 5, 5, 3, 2, 12, 9, 3),
         (true, 6, 6, 5, 2, 13, 14, 2),
         (true, 3, 3, 5, 1, 7, 7, 1),
+        (true, 4, 4, 3, 1, 40, 37, 3),
+        (false, 3, 2, 3, 2, 71, 64, 2),
     ] {
         let (pad, oh, ow) = wgsparse::model::Padding::same(h, w, kk, stride);
         v.push(ConvGeom {
@@ -242,7 +244,25 @@ fn convolution_forward_and_backward_match_the_cpu() {
         let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
         let dwb = poisoned(&ctx, dw.len());
         let dbb = poisoned(&ctx, db.len());
-        run(&ctx, &[k::conv_bwd_w(&ctx, g, &dzb, &xb, &dwb, &dbb, false).unwrap()]);
+        let scratch = GpuBuffer::new(&ctx, 1 << 20, "scratch").unwrap();
+        run(
+            &ctx,
+            &k::conv_bwd_w(&ctx, g, &dzb, &xb, &dwb, &dbb, &scratch, false).unwrap(),
+        );
+        run(
+            &ctx,
+            &k::conv_bwd_w(&ctx, g, &dzb, &xb, &dwb, &dbb, &scratch, true).unwrap(),
+        );
+        let twice = |v: &[f32]| v.iter().map(|&x| 2.0 * x as f64).collect::<Vec<_>>();
+        assert_rel(
+            &read(&ctx, &dwb, dw.len()),
+            &twice(&dw),
+            &format!("conv dw accumulate {g:?}"),
+        );
+        run(
+            &ctx,
+            &k::conv_bwd_w(&ctx, g, &dzb, &xb, &dwb, &dbb, &scratch, false).unwrap(),
+        );
         assert_rel(&read(&ctx, &dwb, dw.len()), &f64s(&dw), &format!("conv dw {g:?}"));
         assert_rel(&read(&ctx, &dbb, db.len()), &f64s(&db), &format!("conv db {g:?}"));
         if g.depthwise {

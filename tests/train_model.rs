@@ -181,7 +181,7 @@ fn checkpoints_resume_exactly_and_refuse_other_recipes() {
     for _ in 0..3 {
         pollster::block_on(b.train_step(&ctx)).unwrap();
     }
-    let saved = pollster::block_on(checkpoint::save(&ctx, &b, &[])).unwrap();
+    let saved = pollster::block_on(checkpoint::save(&ctx, &b, &[], &[])).unwrap();
     let mut c = Trainer::new(&ctx, &net, &src, cfg.clone()).unwrap();
     checkpoint::restore(&ctx, &mut c, &saved).unwrap();
     assert_eq!(c.step(), 3);

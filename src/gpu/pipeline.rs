@@ -119,8 +119,10 @@ pub enum Kernel {
     TrConv,
     /// `train.wgsl`: input gradient of a depthwise convolution.
     TrDwBwdX,
-    /// `train.wgsl`: weight and bias gradients of a convolution.
+    /// `train.wgsl`: weight and bias gradients of a convolution (per slice).
     TrConvBwdW,
+    /// `train.wgsl`: sum of the slices of [`Kernel::TrConvBwdW`] into the gradients.
+    TrConvReduce,
     /// `train.wgsl`: distillation loss (KL to the teacher) and its gradient.
     TrKd,
     /// `train.wgsl`: feature-matching loss and its gradient.
@@ -185,6 +187,7 @@ impl Kernel {
             Kernel::TrConv => "tr_conv",
             Kernel::TrDwBwdX => "tr_dw_bwd_x",
             Kernel::TrConvBwdW => "tr_conv_bwd_w",
+            Kernel::TrConvReduce => "tr_conv_reduce",
             Kernel::TrKd => "tr_kd",
             Kernel::TrFeat => "tr_feat",
             Kernel::TrAdam => "tr_adam",
@@ -232,6 +235,7 @@ impl Kernel {
             | Kernel::TrConv
             | Kernel::TrDwBwdX
             | Kernel::TrConvBwdW
+            | Kernel::TrConvReduce
             | Kernel::TrKd
             | Kernel::TrFeat
             | Kernel::TrAdam
@@ -316,8 +320,10 @@ impl Kernel {
             Kernel::TrConv => &[Binding::Uniform, RO, RO, RW, RO],
             // params, dz, w, dx
             Kernel::TrDwBwdX => &[Binding::Uniform, RO, RO, RW],
-            // params, dz, x, dw, db
-            Kernel::TrConvBwdW => &[Binding::Uniform, RO, RO, RW, RW],
+            // params, dz, x, partial sums
+            Kernel::TrConvBwdW => &[Binding::Uniform, RO, RO, RW],
+            // params, partial sums, dw, db
+            Kernel::TrConvReduce => &[Binding::Uniform, RO, RW, RW],
             // params, student, teacher, gradient, metrics
             Kernel::TrKd | Kernel::TrFeat => &[Binding::Uniform, RO, RO, RW, RW],
             // params, w, g, m, v, mask, hyper

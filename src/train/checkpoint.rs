@@ -69,8 +69,8 @@ fn history_from(s: &str) -> Result<Vec<StepMetrics>> {
         .collect()
 }
 
-/// Serialises the trainer's state and `history`.
-pub async fn save(ctx: &Context, t: &Trainer, history: &[StepMetrics]) -> Result<Vec<u8>> {
+/// Serialises the trainer's state and the metrics histories.
+pub async fn save(ctx: &Context, t: &Trainer, history: &[StepMetrics], heldout: &[StepMetrics]) -> Result<Vec<u8>> {
     let named = t.state_buffers();
     let bufs: Vec<_> = named.iter().map(|(_, b)| *b).collect();
     let data = read_many(ctx, &bufs).await?;
@@ -108,13 +108,14 @@ pub async fn save(ctx: &Context, t: &Trainer, history: &[StepMetrics]) -> Result
             .join(","),
     );
     meta.insert("wgsparse.train.history".into(), history_json(history));
+    meta.insert("wgsparse.train.heldout".into(), history_json(heldout));
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Weights(format!("cannot serialise: {e}")))
 }
 
 /// Restores a checkpoint into a trainer built with the same recipe; returns
-/// the metrics history. A file of another kind, another recipe or another
+/// the metrics histories (training batches, held-out evaluations). A file of another kind, another recipe or another
 /// model is an [`Error::Weights`] / [`Error::Invalid`].
-pub fn restore(ctx: &Context, t: &mut Trainer, bytes: &[u8]) -> Result<Vec<StepMetrics>> {
+pub fn restore(ctx: &Context, t: &mut Trainer, bytes: &[u8]) -> Result<(Vec<StepMetrics>, Vec<StepMetrics>)> {
     let (_, md) = SafeTensors::read_metadata(bytes).map_err(|e| Error::Weights(format!("not a checkpoint: {e}")))?;
     let meta = md.metadata().clone().unwrap_or_default();
     if meta.get(KIND).map(String::as_str) != Some(KIND_VALUE) {
@@ -162,6 +163,7 @@ pub fn restore(ctx: &Context, t: &mut Trainer, bytes: &[u8]) -> Result<Vec<StepM
             .map_err(|e| Error::Weights(format!("checkpoint mask levels: {e}")))?
     };
     let history = history_from(get("wgsparse.train.history")?)?;
+    let heldout = history_from(get("wgsparse.train.heldout")?)?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("not a checkpoint: {e}")))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
@@ -176,5 +178,5 @@ pub fn restore(ctx: &Context, t: &mut Trainer, bytes: &[u8]) -> Result<Vec<StepM
         tensors.insert(name, v);
     }
     t.restore(ctx, &tensors, step, rng, levels)?;
-    Ok(history)
+    Ok((history, heldout))
 }

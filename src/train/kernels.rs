@@ -378,7 +378,13 @@ pub fn dw_bwd_x(
     )
 }
 
-/// Weight and bias gradients of a convolution.
+/// The largest `weight columns + 1` of [`conv_bwd_w`] (its register array).
+pub const CONV_MAX_COLS: usize = 28;
+
+/// Weight and bias gradients of a convolution: slices of the batch's output
+/// pixels reduced per output channel into `scratch`, then summed into `dw`
+/// and `db` (two dispatches).
+#[allow(clippy::too_many_arguments)]
 pub fn conv_bwd_w(
     ctx: &Context,
     g: &ConvGeom,
@@ -386,21 +392,49 @@ pub fn conv_bwd_w(
     x: &GpuBuffer,
     dw: &GpuBuffer,
     db: &GpuBuffer,
+    scratch: &GpuBuffer,
     accumulate: bool,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let p = g.params(if accumulate { F_ACC } else { 0 })?;
+    let cols = g.weight_cols();
+    if cols + 1 > CONV_MAX_COLS {
+        return Err(Error::Limit(format!(
+            "convolution weight gradients handle at most {} columns, got {cols}",
+            CONV_MAX_COLS - 1
+        )));
+    }
     need(dz, g.output_len(), "conv_bwd_w dz")?;
     need(x, g.input_len(), "conv_bwd_w x")?;
-    need(dw, g.cout * g.weight_cols(), "conv_bwd_w dw")?;
+    need(dw, g.cout * cols, "conv_bwd_w dw")?;
     need(db, g.cout, "conv_bwd_w db")?;
-    let groups = ctx.fold_groups(u32_of(g.cout * (g.weight_cols() + 1), "workgroups")?)?;
-    prep(
+    let total = g.batch * g.oh * g.ow;
+    let per = g.cout * (cols + 1);
+    // About 32 elements per thread of 64, at most what the scratch holds.
+    let slices = total.div_ceil(2048).min(words(scratch) / per.max(1)).clamp(1, 65535);
+    need(scratch, slices * per, "conv_bwd_w scratch")?;
+    let ci = if g.depthwise { 1 } else { g.cin };
+    let u = ctx.uniform(&p, Kernel::TrConvBwdW.name());
+    let d1 = ctx.prepare(
+        &PipelineKey::new(
+            Kernel::TrConvBwdW,
+            &[("KS", u32_of(g.k, "k")?), ("CI", u32_of(ci, "cin")?)],
+        ),
+        &[&u, dz.raw(), x.raw(), scratch.raw()],
+        ctx.check_dispatch([u32_of(slices, "slices")?, u32_of(g.cout, "cout")?, 1])?,
+    )?;
+    let mut q = P::default();
+    q.u[0] = u32_of(g.cout, "cout")?;
+    q.u[1] = u32_of(cols, "cols")?;
+    q.u[2] = u32_of(slices, "slices")?;
+    q.u[3] = if accumulate { F_ACC } else { 0 };
+    let d2 = prep(
         ctx,
-        Kernel::TrConvBwdW,
-        &p,
-        &[dz.raw(), x.raw(), dw.raw(), db.raw()],
-        groups,
-    )
+        Kernel::TrConvReduce,
+        &q,
+        &[scratch.raw(), dw.raw(), db.raw()],
+        grid(ctx, per)?,
+    )?;
+    Ok(vec![d1, d2])
 }
 
 /// Distillation: student logits `s`, teacher logits `t` (`[classes, batch]`),

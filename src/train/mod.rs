@@ -10,6 +10,8 @@ pub mod checkpoint;
 pub mod data;
 pub mod kernels;
 pub mod reference;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod run;
 mod trainer;
 
 pub use data::{Augment, Rng, Sources};

@@ -599,7 +599,7 @@ impl Trainer {
                 Op::Conv(_) | Op::Depthwise(_) => {
                     let p = params[i].as_ref().expect("params");
                     let g = geom(&l.op, l, batch).expect("convolution");
-                    back.push(k::conv_bwd_w(ctx, &g, g_out, &acts[i], &p.gw, &p.gb, false)?);
+                    back.extend(k::conv_bwd_w(ctx, &g, g_out, &acts[i], &p.gw, &p.gb, &scratch, false)?);
                     if let Some(gi) = g_in {
                         if g.depthwise {
                             back.push(k::dw_bwd_x(ctx, &g, g_out, &p.w, gi, false)?);
@@ -786,6 +786,48 @@ impl Trainer {
         ctx.submit(&refs);
         self.step += 1;
         Ok(())
+    }
+
+    /// GPU time of one step by phase (augmentation + both forward passes and
+    /// the losses, backward, update) and by kernel (each dispatch timed
+    /// alone, medians summed per kernel name, largest first), in ms. It runs
+    /// the update with a zero learning rate but decays the Adam moments: use a
+    /// trainer made for profiling.
+    pub async fn profile(
+        &self,
+        ctx: &Context,
+        runs: usize,
+    ) -> Result<(Vec<(&'static str, f64)>, Vec<(String, f64, usize)>)> {
+        // A harmless update (learning rate and gradient scale 0): the moments
+        // still decay, so profile a trainer that is not trained afterwards.
+        let hyper = [0.0f32, 0.9, 0.999, 1e-8, 1.0, 1.0, 0.0, 0.0];
+        ctx.queue()
+            .write_buffer(self.hyper.raw(), 0, bytemuck::cast_slice(&hyper));
+        let mut fwd: Vec<&Dispatch> = vec![&self.augment_train];
+        fwd.extend(self.forward_list.iter());
+        let back: Vec<&Dispatch> = self.backward_list.iter().collect();
+        let upd: Vec<&Dispatch> = self.update_list.iter().collect();
+        let mut phases = Vec::new();
+        for (name, list) in [
+            ("forward (teacher + student) and loss", &fwd),
+            ("backward", &back),
+            ("update", &upd),
+        ] {
+            phases.push((name, ctx.time(list, 2, runs).await?.median_ms()));
+        }
+        let mut per: Vec<(String, f64, usize)> = Vec::new();
+        for d in fwd.iter().chain(&back).chain(&upd) {
+            let ms = ctx.time(&[*d], 1, runs).await?.median_ms();
+            match per.iter_mut().find(|(n, _, _)| n == d.label()) {
+                Some(e) => {
+                    e.1 += ms;
+                    e.2 += 1;
+                }
+                None => per.push((d.label().to_string(), ms, 1)),
+            }
+        }
+        per.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok((phases, per))
     }
 
     /// Applies the masks of the current step's schedule now (a training step
