@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::gpu::Context;
-use crate::model::{Classification, Criterion, Dispatching, GpuLite0, LayerReport, Lite0, PruneSpec};
+use crate::model::{Classification, Criterion, Dispatching, GpuLite0, LayerReport, PruneSpec};
 use crate::ops::SparseOperator;
 use crate::sparse::{Matrix, Pattern};
 
@@ -154,6 +154,10 @@ impl SparseMatrix {
 const MODEL_TYPES: &str = r#"
 /** A layer that `prune` prunes: its `[rows, cols]` = `[cout, cin]` weight matrix. */
 export interface PrunableLayer { index: number; name: string; rows: number; cols: number; pixels: number; }
+/** One pruned layer, as `prune` and `info` report it. */
+export interface LayerReport { name: string; rows: number; cols: number; pixels: number; pattern: string; target: number; achieved: number; denseBytes: number; sparseBytes: number; kernel: string; }
+/** What a sparse file holds (`Model.info`). */
+export interface SparseFileInfo { pattern: string; sparsity: number; criterion: string; sparseTrained: string | null; layers: LayerReport[]; }
 /** The current mask of a prunable layer, row-major, 1 = kept weight. */
 export interface LayerMask { index: number; name: string; rows: number; cols: number; kept: number; data: Uint8Array; }
 "#;
@@ -176,6 +180,8 @@ pub struct Model {
     ctx: Rc<Context>,
     /// Listed at load, so that it is readable while the model is busy.
     prunable: Rc<Vec<Prunable>>,
+    /// For a sparse file: what it holds (see `info`).
+    info: Option<Object>,
 }
 
 /// Takes the model out for one operation, or says it is busy.
@@ -230,11 +236,43 @@ fn rgba_of(image: &JsValue) -> Result<(Vec<u8>, usize, usize), JsValue> {
 
 #[wasm_bindgen]
 impl Model {
-    /// Builds the network from `.safetensors` bytes and uploads it. Rejects
-    /// with a readable Error on bytes that are not the Lite0 checkpoint.
+    /// Builds the network from `.safetensors` bytes and uploads it: the
+    /// original checkpoint (prunable with `prune`), or a sparse file written by
+    /// `wgsparse prune` or `wgsparse finetune` (the "sparse-trained" models),
+    /// whose layers run from their stored formats with the sparse kernels
+    /// (`info` says what it is). Rejects with a readable Error on bytes that
+    /// are neither.
     pub async fn load(runtime: &Runtime, bytes: Vec<u8>) -> Result<Model, JsValue> {
-        let net = Lite0::from_safetensors(&bytes).map_err(js_err)?;
-        let gpu = GpuLite0::new(&runtime.ctx, net).map_err(js_err)?;
+        let (gpu, loaded) = GpuLite0::from_safetensors(&runtime.ctx, &bytes, Dispatching::Sparse)
+            .await
+            .map_err(js_err)?;
+        let info = match loaded {
+            None => None,
+            Some(report) => {
+                let w = crate::model::Weights::from_bytes(&bytes).map_err(js_err)?;
+                let pi = w
+                    .prune_info()
+                    .map_err(js_err)?
+                    .ok_or_else(|| JsError::new("sparse file without its pattern"))?;
+                let o = Object::new();
+                set(&o, "pattern", pi.pattern.to_string());
+                set(&o, "sparsity", pi.sparsity);
+                set(&o, "criterion", pi.criterion.as_str());
+                set(
+                    &o,
+                    "sparseTrained",
+                    w.metadata()
+                        .get("wgsparse.finetune")
+                        .map_or(JsValue::NULL, |s| JsValue::from_str(s)),
+                );
+                let layers = Array::new();
+                for l in &report.layers {
+                    layers.push(&layer_report(l));
+                }
+                set(&o, "layers", layers);
+                Some(o)
+            }
+        };
         let prunable = gpu
             .prunable_layers()
             .into_iter()
@@ -256,7 +294,17 @@ impl Model {
             gpu: Rc::new(RefCell::new(Some(gpu))),
             ctx: runtime.ctx.clone(),
             prunable: Rc::new(prunable),
+            info,
         })
+    }
+
+    /// `null` for the original checkpoint; for a sparse file `{ pattern,
+    /// sparsity, criterion, sparseTrained, layers }`: `sparseTrained` is the
+    /// fine-tuning recipe of a `wgsparse finetune` file (else `null`),
+    /// `layers` the per-layer report as `prune` gives it.
+    #[wasm_bindgen(getter, unchecked_return_type = "SparseFileInfo | null")]
+    pub fn info(&self) -> JsValue {
+        self.info.as_ref().map_or(JsValue::NULL, |o| o.clone().into())
     }
 
     /// The layers `prune` prunes, in the order of its report:

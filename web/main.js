@@ -8,6 +8,7 @@
 import init, { Runtime, Model } from "../pkg/wgsparse.js";
 
 const MODEL_URL = "/cache/lite0.safetensors";
+const TRAINED_URL = (name) => `/models/${name}.safetensors`;
 const IMAGES = "/cache/images/";
 const RUNS = 3; // forward passes per configuration and picture
 const RECENT = 9; // the latency shown is the median of this many recent runs
@@ -24,7 +25,8 @@ const fmtMs = (ms) => (Number.isFinite(ms) ? `${ms.toFixed(ms < 100 ? 1 : 0)} ms
 const pause = (ms) => new Promise((ok) => setTimeout(ok, ms));
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 
-let model = null;
+let model = null;          // the dense checkpoint, pruned live
+const trained = new Map(); // sparse-trained file name -> its Model (loaded on first use)
 let prunable = [];         // model.prunableLayers
 let image = null;          // ImageData of the current picture
 let imageId = 0;           // bumps on every new picture
@@ -34,6 +36,7 @@ let shown = "";            // `${key}#${imageId}` of the picture's results on sc
 let denseFor = -1;         // imageId of the dense results on screen
 let maskShown = "";        // `${layer}#${key}` of the heat map on screen
 let working = false;       // pump is running
+let rt = null;             // the WebGPU runtime
 let calibrated = null;     // names of the images the model was calibrated on
 const runs = [];           // every forward pass: {t, dense, ms, key}
 const marks = [];          // re-prunes: {t, label}
@@ -58,6 +61,7 @@ const isNm = (pattern) => pattern.includes(":") && !pattern.startsWith("block");
 function wanted() {
   const pattern = $("pattern").value;
   return {
+    weights: $("weights").value,
     pattern,
     sparsity: isNm(pattern) ? null : Number($("sparsity").value) / 100,
     criterion: $("criterion").value,
@@ -66,10 +70,18 @@ function wanted() {
   };
 }
 
-const keyOf = (w) => `${w.pattern}|${w.sparsity}|${w.criterion}|${w.biasCorrection}|${w.renorm}`;
-/** The fraction pruned: the slider's, or the N:M pattern's own. */
-const sparsityOf = (w) => w.sparsity ?? (1 - Number(w.pattern.split(":")[0]) / Number(w.pattern.split(":")[1]));
+const keyOf = (w) => w.weights !== "live" ? `trained|${w.weights}` :
+  `${w.pattern}|${w.sparsity}|${w.criterion}|${w.biasCorrection}|${w.renorm}`;
+/** The model that runs the pruned column: the live-pruned one or a sparse-trained file. */
+const prunedModel = (w) => (w.weights === "live" ? model : trained.get(w.weights));
+/** The fraction pruned: a sparse-trained file's, the slider's, or the N:M pattern's own. */
+const sparsityOf = (w) => w.weights !== "live" && trained.has(w.weights) ? trained.get(w.weights).info.sparsity :
+  w.sparsity ?? (1 - Number(w.pattern.split(":")[0]) / Number(w.pattern.split(":")[1]));
+/** The pattern shown: a sparse-trained file's (marked), or the control's. */
+const patternOf = (w) => w.weights !== "live" && trained.has(w.weights) ?
+  `${trained.get(w.weights).info.pattern} sparse-trained` : w.pattern;
 function labelOf(w) {
+  if (w.weights !== "live") return $("weights").selectedOptions[0].textContent;
   let s = w.sparsity === null ? w.pattern : `${w.pattern} at ${Math.round(w.sparsity * 100)}%`;
   if (w.criterion !== "magnitude") s += `, ${w.criterion}`;
   if (w.biasCorrection) s += ", bias-corrected";
@@ -147,7 +159,8 @@ async function pump() {
       const want = wanted(), key = keyOf(want);
       const layer = Number($("mask-layer").value);
       if (!pruned || keyOf(pruned) !== key) {
-        await prune(want);
+        if (want.weights === "live") await prune(want);
+        else await useTrained(want);
       } else if (!camera.stream && image && shown !== `${key}#${imageId}`) {
         await classifyPicture(want);
       } else if (prunable.length && maskShown !== `${layer}#${key}`) {
@@ -168,6 +181,23 @@ async function pump() {
   } finally {
     working = false;
   }
+}
+
+/** Switches the pruned column to a sparse-trained file (downloaded and loaded once). */
+async function useTrained(want) {
+  if (!trained.has(want.weights)) {
+    status(`Downloading the ${labelOf(want)} weights…`, "busy");
+    const bytes = await fetchWithProgress(TRAINED_URL(want.weights), () => {});
+    status(`Uploading the ${labelOf(want)} network to the GPU…`, "busy");
+    const m = await Model.load(rt, bytes);
+    if (!m.info) throw new Error(`${want.weights} is not a sparse file`);
+    trained.set(want.weights, m);
+  }
+  const info = trained.get(want.weights).info;
+  $("weights-note").textContent = info.sparseTrained || "";
+  pruned = want;
+  marks.push({ t: performance.now(), label: labelOf(want) });
+  showLayers(info.layers);
 }
 
 /** The prune options for wasm. */
@@ -251,7 +281,7 @@ async function classifyPicture(want) {
   let sparse;
   for (let i = 0; i < RUNS; i++) {
     if (moved()) return; // the latest controls win: don't finish runs nobody waits for
-    sparse = await model.classify(img, false);
+    sparse = await prunedModel(want).classify(img, false);
     record(false, sparse.ms, want);
   }
   showTop5($("sparse-top5"), sparse.top5);
@@ -271,7 +301,7 @@ async function classifyFrame(want) {
   const dense = await model.classify(frame, true);
   record(true, dense.ms, want);
   if (!camera.stream) return;
-  const sparse = await model.classify(frame, false);
+  const sparse = await prunedModel(want).classify(frame, false);
   record(false, sparse.ms, want);
   if (!camera.stream) return; // stopped meanwhile: the last shown frame stays
   showTop5($("dense-top5"), dense.top5);
@@ -293,8 +323,8 @@ function record(dense, ms, want) {
   if (runs.length > 8 * TIMELINE_RUNS) runs.splice(0, runs.length - 4 * TIMELINE_RUNS);
   if (marks.length > TIMELINE_RUNS) marks.splice(0, marks.length - TIMELINE_RUNS);
   if (!dense) {
-    const k = `${want.pattern}|${sparsityOf(want)}`;
-    if (!points.has(k)) points.set(k, { pattern: want.pattern, sparsity: sparsityOf(want), runs: [] });
+    const k = `${patternOf(want)}|${sparsityOf(want)}`;
+    if (!points.has(k)) points.set(k, { pattern: patternOf(want), sparsity: sparsityOf(want), runs: [] });
     const p = points.get(k);
     p.runs.push(ms);
     if (p.runs.length > 4 * RECENT) p.runs.splice(0, p.runs.length - RECENT);
@@ -402,7 +432,7 @@ function showLayers(layers) {
 
 /** Reads back the selected layer's mask and draws it: at most MASK_CELLS² cells, shade = fraction kept. */
 async function showMask(layer, key, want) {
-  const m = await model.layerMask(layer);
+  const m = await prunedModel(want).layerMask(layer);
   const R = Math.min(m.rows, MASK_CELLS), C = Math.min(m.cols, MASK_CELLS);
   const kept = new Float32Array(R * C), count = new Float32Array(R * C);
   const colCell = new Int32Array(m.cols);
@@ -430,7 +460,7 @@ async function showMask(layer, key, want) {
   }
   g.putImageData(px, 0, 0);
   const density = m.kept / (m.rows * m.cols);
-  Object.assign(canvas.dataset, { layer: m.name, density: density.toFixed(4), pattern: want.pattern,
+  Object.assign(canvas.dataset, { layer: m.name, density: density.toFixed(4), pattern: patternOf(want),
     sparsity: String(sparsityOf(want)) });
   const cell = m.rows > R || m.cols > C ? `; a cell is ~${(m.rows / R).toFixed(1)}×${(m.cols / C).toFixed(1)} weights, ` +
     "shade = fraction kept" : "; one cell per weight";
@@ -504,13 +534,16 @@ function drawScatter() {
 function wireControls() {
   const slider = $("sparsity");
   const syncLabel = () => {
-    const nm = wanted().sparsity === null;
-    slider.disabled = nm;
+    const nm = wanted().sparsity === null, live = $("weights").value === "live";
+    slider.disabled = nm || !live;
+    for (const id of ["pattern", "criterion", "bias", "renorm"]) $(id).disabled = !live;
+    if (live) $("weights-note").textContent = "";
     $("sparsity-label").textContent = nm ? `${Math.round(100 * sparsityOf(wanted()))}%` : `${slider.value}%`;
     $("sparsity-note").textContent = nm ? "(fixed by the N:M pattern)" : "";
   };
   slider.addEventListener("input", () => { syncLabel(); schedule(); });
   $("pattern").addEventListener("change", () => { syncLabel(); schedule(0); });
+  $("weights").addEventListener("change", () => { syncLabel(); schedule(0); });
   $("criterion").addEventListener("change", () => schedule(0));
   $("bias").addEventListener("change", () => schedule(0));
   $("renorm").addEventListener("change", () => schedule(0));
@@ -554,7 +587,6 @@ async function main() {
       "Open this page in Chrome or Edge 113+ (or Safari 26 / Firefox 141+), or enable WebGPU in your browser's " +
       "settings (chrome://flags/#enable-unsafe-webgpu). Without a browser GPU, run the native demo: scripts/demo.sh");
   }
-  let rt;
   try {
     await init();
     rt = await Runtime.create();

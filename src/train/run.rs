@@ -249,7 +249,12 @@ pub fn finetune(
         heldout: held,
         out_bytes: None,
     };
-    if stopped {
+    let at_target = trainer
+        .mask_levels()
+        .iter()
+        .enumerate()
+        .all(|(j, &l)| (l - cfg.sparsity_at(j, cfg.steps)).abs() < 1e-12);
+    if stopped && !at_target {
         log(&format!(
             "stopped by the time limit at step {}/{}: resume with --resume{}",
             trainer.step(),
@@ -259,6 +264,14 @@ pub fn finetune(
                 .map_or(String::new(), |c| format!(" --checkpoint {}", c.display()))
         ));
         return Ok(report);
+    }
+    if stopped {
+        log(&format!(
+            "stopped by the time limit at step {}/{} with the masks at their targets: writing that student \
+             (resume with --resume to finish)",
+            trainer.step(),
+            cfg.steps
+        ));
     }
     let student = pollster::block_on(trainer.student(ctx, &net224))?;
     let info = PruneInfo {
@@ -281,7 +294,8 @@ pub fn finetune(
     meta.insert(
         "wgsparse.finetune".into(),
         format!(
-            "sparse-trained: {} steps, batch {}, {}x{}, lr {}, T {}, feature weight {}, gradual {}, {} photos from {}",
+            "sparse-trained: {} of {} steps, batch {}, {}x{}, lr {}, T {}, feature weight {}, gradual {}, {} photos from {}",
+            trainer.step(),
             cfg.steps,
             cfg.batch,
             cfg.resolution,

@@ -187,6 +187,45 @@ test("demo page: classify, prune with the slider, switch the pattern", { timeout
   }
 });
 
+test("demo page: sparse-trained weights next to pruned live", { timeout: 900_000 }, async () => {
+  const { server, url } = await serve(".");
+  const browser = await launch();
+  const logs = [];
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+    page.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`));
+    page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
+    await page.goto(`${url}/web/`);
+    await ready(page, "unstructured at 0%", 400_000).catch((e) => assert.fail(`${e.message}\n${logs.join("\n")}`));
+    const live = await classes(page, "sparse-top5");
+    let t = Date.now();
+    await page.selectOption("#weights", "lite0-2x4-sparse-trained");
+    await ready(page, "sparse-trained 2:4", 600_000).catch((e) => assert.fail(`${e.message}\n${logs.join("\n")}`));
+    const note = await page.textContent("#weights-note");
+    const trained = await classes(page, "sparse-top5");
+    console.log(`  sparse-trained 2:4: ${Date.now() - t} ms to download, load and classify; top-5 ${trained.join(", ")}`);
+    console.log(`  ${note}`);
+    assert.match(note, /^sparse-trained: \d+ of \d+ steps/, "the file's fine-tuning recipe is shown");
+    assert.ok((await densities(page)).every((d) => Math.abs(d - 0.5) < 1e-3), "every layer 2:4 as stored");
+    for (const id of ["#sparsity", "#pattern", "#criterion", "#bias", "#renorm"]) {
+      assert.ok(await page.isDisabled(id), `${id} is off for a stored file`);
+    }
+    // The recovered 2:4 model still sees the cat the dense model sees.
+    assert.ok(CATS.includes(trained[0]) && CATS.includes(live[0]), `top-1: dense ${live[0]}, sparse-trained ${trained[0]}`);
+    const m = await mask(page, "2:4 sparse-trained", 0.5);
+    assert.ok(Math.abs(m.density - 0.5) < 1e-3, `heat map of the stored 2:4 mask: ${m.density}`);
+    assert.ok((await charts(page)).scatter.includes("2:4 sparse-trained@0.5"));
+    // And back to pruning live.
+    await page.selectOption("#weights", "live");
+    await ready(page, "unstructured at 0%", 600_000);
+    assert.ok(!(await page.isDisabled("#sparsity")) && !(await page.isDisabled("#pattern")), "the controls are back");
+    assert.deepEqual(await classes(page, "sparse-top5"), live);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
+
 test("demo page with a corrupted model file: an error message, not a blank page", { timeout: 240_000 }, async () => {
   const { server, url } = await serve(".");
   const browser = await launch();
