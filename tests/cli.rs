@@ -140,3 +140,107 @@ fn prune_classify_and_eval_from_the_command_line() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// `wgsparse finetune` end to end at a small resolution: photos from a folder,
+/// held-out agreement, a curve, a checkpoint that resumes, the sparse file
+/// out (which classify loads); and its errors.
+#[test]
+fn finetune_from_the_command_line() {
+    let f = fixture();
+    let cache = cache_dir();
+    let cache = cache.to_str().unwrap();
+    let data = scratch("ft-data");
+    for n in ["coffee.png", "chelsea.png"] {
+        std::fs::copy(f.fetched.images_dir.join(n), data.join(n)).unwrap();
+    }
+    let held = scratch("ft-held");
+    std::fs::copy(f.fetched.images_dir.join("astronaut.png"), held.join("astronaut.png")).unwrap();
+    let dir = scratch("ft-out");
+    let out = dir.join("ft.safetensors");
+    let curve = dir.join("curve.svg");
+    let base = [
+        "finetune",
+        "--cache",
+        cache,
+        "--data",
+        data.to_str().unwrap(),
+        "--pattern",
+        "2:4",
+        "--batch",
+        "2",
+        "--resolution",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    // Three steps with a time limit of 0 s: stops after the first, checkpointed.
+    let mut args = base.to_vec();
+    args.extend(["--steps", "3", "--time-limit", "0", "--heldout", held.to_str().unwrap()]);
+    let (ok, stdout, stderr) = wgsparse(&args);
+    assert!(ok, "finetune failed: {stderr}");
+    assert!(stdout.contains("stopped by --time-limit"), "{stdout}\n{stderr}");
+    let ckpt = dir.join("ft.ckpt.safetensors");
+    assert!(ckpt.is_file(), "no checkpoint: {stderr}");
+    // Resume to the end: the file, the curve and the held-out figures.
+    let mut args = base.to_vec();
+    args.extend([
+        "--steps",
+        "3",
+        "--resume",
+        "--log-every",
+        "1",
+        "--heldout",
+        held.to_str().unwrap(),
+        "--curve",
+        curve.to_str().unwrap(),
+    ]);
+    let (ok, stdout, stderr) = wgsparse(&args);
+    assert!(ok, "finetune --resume failed: {stderr}");
+    assert!(stderr.contains("resumed") && stderr.contains("at step 1"), "{stderr}");
+    assert!(stdout.contains("held-out agreement with dense"), "{stdout}");
+    assert!(std::fs::read_to_string(&curve).unwrap().contains("<svg"));
+    let img = f.fetched.images_dir.join("chelsea.png");
+    let (ok, stdout, stderr) = wgsparse(&[
+        "classify",
+        img.to_str().unwrap(),
+        "--cache",
+        cache,
+        "--weights",
+        out.to_str().unwrap(),
+        "--runs",
+        "2",
+    ]);
+    assert!(ok && stdout.contains("pruned (from the file)"), "{stdout}{stderr}");
+
+    // Errors: --steps 0, another recipe than the checkpoint's, a sparse file as teacher.
+    let mut args = base.to_vec();
+    args.extend(["--steps", "0"]);
+    let (ok, _, stderr) = wgsparse(&args);
+    assert!(!ok && stderr.contains("--steps must be at least 1"), "{stderr}");
+    let mut args = base.to_vec();
+    args.extend(["--steps", "5", "--resume"]);
+    let (ok, _, stderr) = wgsparse(&args);
+    assert!(!ok && stderr.contains("another recipe"), "{stderr}");
+    let mut args = base.to_vec();
+    args.extend(["--steps", "2", "--weights", out.to_str().unwrap()]);
+    let (ok, _, stderr) = wgsparse(&args);
+    assert!(
+        !ok && stderr.contains("fine-tune from the dense checkpoint"),
+        "{stderr}"
+    );
+    let empty = scratch("ft-empty");
+    let (ok, _, stderr) = wgsparse(&[
+        "finetune",
+        "--cache",
+        cache,
+        "--data",
+        empty.to_str().unwrap(),
+        "--pattern",
+        "2:4",
+        "--steps",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("no PNG or JPEG"), "{stderr}");
+}
