@@ -465,3 +465,163 @@ impl Model {
         })
     }
 }
+
+/// Sparse fine-tuning in the browser: distillation from the dense checkpoint
+/// on the user's own photos, on WebGPU (the same kernels as `wgsparse
+/// finetune`); the result is a sparse file that `Model.load` runs.
+#[wasm_bindgen]
+pub struct Finetuner {
+    /// `None` while a call is running: one at a time.
+    trainer: Rc<RefCell<Option<crate::train::Trainer>>>,
+    ctx: Rc<Context>,
+    dense: Rc<Vec<u8>>,
+    photos: usize,
+}
+
+fn take_trainer(slot: &RefCell<Option<crate::train::Trainer>>) -> Result<crate::train::Trainer, JsValue> {
+    slot.borrow_mut()
+        .take()
+        .ok_or_else(|| JsError::new("the fine-tuner is busy: wait for the running call").into())
+}
+
+fn metrics(m: &crate::train::StepMetrics) -> Object {
+    let o = Object::new();
+    set(&o, "step", m.step as u32);
+    set(&o, "kd", m.kd);
+    set(&o, "feature", m.feature);
+    set(&o, "agreement", m.agreement);
+    o
+}
+
+fn images_of(images: &JsValue) -> Result<Vec<(String, Vec<u8>, usize, usize)>, JsValue> {
+    if !Array::is_array(images) {
+        return Err(JsError::new("expected an array of ImageData").into());
+    }
+    Array::from(images)
+        .iter()
+        .enumerate()
+        .map(|(i, im)| rgba_of(&im).map(|(d, w, h)| (format!("image {i}"), d, w, h)))
+        .collect()
+}
+
+#[wasm_bindgen]
+impl Finetuner {
+    /// `checkpoint`: the dense Lite0 `.safetensors` bytes (the teacher);
+    /// `images`: ImageData of the training photos; `options`: `{ pattern,
+    /// sparsity, steps, batch (8), resolution (224), lr (3e-4), gradual
+    /// (false), featureWeight (1), temperature (1), seed (0) }`. Rejects with
+    /// a readable Error on a bad option, a sparse file as teacher, or no images.
+    pub async fn create(
+        runtime: &Runtime,
+        checkpoint: Vec<u8>,
+        images: JsValue,
+        options: JsValue,
+    ) -> Result<Finetuner, JsValue> {
+        let get = |k: &str| Reflect::get(&options, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+        let num = |k: &str, d: f64| get(k).as_f64().unwrap_or(d);
+        let pattern: Pattern = get("pattern")
+            .as_string()
+            .ok_or_else(|| JsError::new("options.pattern is required (unstructured, block:RxC or N:M)"))?
+            .parse()
+            .map_err(js_err)?;
+        let steps = num("steps", 0.0);
+        if steps.fract() != 0.0 || steps < 0.0 {
+            return Err(JsError::new("options.steps must be a whole number").into());
+        }
+        let mut cfg = crate::train::TrainConfig::new(pattern, num("sparsity", 0.0), steps as usize);
+        cfg.batch = num("batch", 8.0) as usize;
+        cfg.resolution = num("resolution", 224.0) as usize;
+        cfg.lr = num("lr", 3e-4);
+        cfg.gradual = get("gradual").as_bool().unwrap_or(false);
+        cfg.feature_weight = num("featureWeight", 1.0);
+        cfg.temperature = num("temperature", 1.0);
+        cfg.seed = num("seed", 0.0) as u64;
+        cfg.validate().map_err(js_err)?;
+        let wts = crate::model::Weights::from_bytes(&checkpoint).map_err(js_err)?;
+        if wts.prune_info().map_err(js_err)?.is_some() {
+            return Err(JsError::new(
+                "that is a pruned sparse file: fine-tune from the dense checkpoint (the teacher)",
+            )
+            .into());
+        }
+        let net = crate::model::Lite0::from_weights(&wts, cfg.resolution, cfg.resolution).map_err(js_err)?;
+        let imgs = images_of(&images)?;
+        let sources =
+            crate::train::Sources::from_rgba(&imgs, crate::train::data::source_side(cfg.resolution)).map_err(js_err)?;
+        let trainer = crate::train::Trainer::new(&runtime.ctx, &net, &sources, cfg).map_err(js_err)?;
+        Ok(Finetuner {
+            trainer: Rc::new(RefCell::new(Some(trainer))),
+            ctx: runtime.ctx.clone(),
+            dense: Rc::new(checkpoint),
+            photos: sources.len(),
+        })
+    }
+
+    /// Runs up to `steps` training steps (fewer when the recipe ends) and
+    /// resolves to the last step's `{ step, kd, feature, agreement }`.
+    pub fn train(&self, steps: u32) -> Promise {
+        let (slot, ctx) = (self.trainer.clone(), self.ctx.clone());
+        future_to_promise(async move {
+            let mut t = take_trainer(&slot)?;
+            let mut r = Ok(());
+            for _ in 0..steps {
+                if t.finished() {
+                    break;
+                }
+                r = t.train_step(&ctx).await;
+                if r.is_err() {
+                    break;
+                }
+            }
+            let m = match r {
+                Ok(()) => t.metrics(&ctx).await,
+                Err(e) => Err(e),
+            };
+            *slot.borrow_mut() = Some(t);
+            Ok(metrics(&m.map_err(js_err)?).into())
+        })
+    }
+
+    /// Agreement with the dense model and mean KL on the standard crops of
+    /// `images` (ImageData[]): `{ step, kd, feature, agreement }`. Before the
+    /// first step it measures the pruned, untrained start.
+    pub fn evaluate(&self, images: JsValue) -> Promise {
+        let (slot, ctx) = (self.trainer.clone(), self.ctx.clone());
+        future_to_promise(async move {
+            let imgs = images_of(&images)?;
+            let mut t = take_trainer(&slot)?;
+            let r = async {
+                let side = crate::train::data::source_side(t.config().resolution);
+                let s = crate::train::Sources::from_rgba(&imgs, side)?;
+                if t.step() == 0 {
+                    t.prune_now(&ctx).await?;
+                }
+                t.evaluate(&ctx, &s).await
+            }
+            .await;
+            *slot.borrow_mut() = Some(t);
+            Ok(metrics(&r.map_err(js_err)?).into())
+        })
+    }
+
+    /// Steps taken.
+    #[wasm_bindgen(getter)]
+    pub fn step(&self) -> Result<u32, JsValue> {
+        let b = self.trainer.borrow();
+        Ok(b.as_ref().ok_or_else(|| JsError::new("the fine-tuner is busy"))?.step() as u32)
+    }
+
+    /// The recovered network as a sparse `.safetensors` file (`Model.load`
+    /// runs it; `info.sparseTrained` tells the recipe). Rejects until the
+    /// masks reach their target.
+    #[wasm_bindgen(js_name = toSafetensors)]
+    pub fn to_safetensors(&self) -> Promise {
+        let (slot, ctx, dense, photos) = (self.trainer.clone(), self.ctx.clone(), self.dense.clone(), self.photos);
+        future_to_promise(async move {
+            let t = take_trainer(&slot)?;
+            let r = t.sparse_file(&ctx, &dense, "the browser", photos).await;
+            *slot.borrow_mut() = Some(t);
+            Ok(Uint8Array::from(&r.map_err(js_err)?[..]).into())
+        })
+    }
+}

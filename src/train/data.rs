@@ -28,14 +28,50 @@ impl Sources {
         if side < 8 {
             return Err(Error::Invalid(format!("source side {side} is too small")));
         }
+        let decoded = images
+            .iter()
+            .map(|(name, bytes)| {
+                decode(bytes)
+                    .map(|img| (name.clone(), img))
+                    .map_err(|e| Error::Image(format!("{name}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::from_images(&decoded, side))
+    }
+
+    /// Packs RGBA pixel arrays (a browser's `ImageData`s): `(name, rgba,
+    /// width, height)` each.
+    pub fn from_rgba(images: &[(String, Vec<u8>, usize, usize)], side: usize) -> Result<Self> {
+        if images.is_empty() {
+            return Err(Error::Invalid("no training images".into()));
+        }
+        if side < 8 {
+            return Err(Error::Invalid(format!("source side {side} is too small")));
+        }
+        let mut decoded = Vec::with_capacity(images.len());
+        for (name, rgba, w, h) in images {
+            if *w == 0 || *h == 0 || rgba.len() != w * h * 4 {
+                return Err(Error::Image(format!(
+                    "{name}: {} RGBA bytes for a {w}x{h} image",
+                    rgba.len()
+                )));
+            }
+            let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+            let img = image::RgbImage::from_raw(*w as u32, *h as u32, rgb)
+                .ok_or_else(|| Error::Image(format!("{name}: cannot build a {w}x{h} image")))?;
+            decoded.push((name.clone(), img));
+        }
+        Ok(Self::from_images(&decoded, side))
+    }
+
+    fn from_images(images: &[(String, image::RgbImage)], side: usize) -> Self {
         let mut pixels = Vec::with_capacity(images.len() * side * side);
         let mut names = Vec::with_capacity(images.len());
-        for (name, bytes) in images {
-            let img = decode(bytes).map_err(|e| Error::Image(format!("{name}: {e}")))?;
+        for (name, img) in images {
             let (w, h) = (img.width() as usize, img.height() as usize);
             let short = w.min(h);
             let (x0, y0) = ((w - short) / 2, (h - short) / 2);
-            let sq = image::imageops::crop_imm(&img, x0 as u32, y0 as u32, short as u32, short as u32).to_image();
+            let sq = image::imageops::crop_imm(img, x0 as u32, y0 as u32, short as u32, short as u32).to_image();
             let sq = image::imageops::resize(&sq, side as u32, side as u32, FilterType::Triangle);
             pixels.extend(
                 sq.pixels()
@@ -43,7 +79,7 @@ impl Sources {
             );
             names.push(name.clone());
         }
-        Ok(Sources { side, pixels, names })
+        Sources { side, pixels, names }
     }
 
     /// Reads every PNG/JPEG file of a folder (sorted by name; not recursive).
@@ -71,6 +107,12 @@ impl Sources {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+}
+
+/// The side of the packed photos for a `resolution` input: the crops have
+/// some room to zoom (the standard crop keeps 224/256 of the shorter side).
+pub fn source_side(resolution: usize) -> usize {
+    (resolution * 256).div_ceil(224)
 }
 
 /// The PNG and JPEG files of a folder, sorted.

@@ -3,16 +3,15 @@
 //! minutes a command), periodic held-out evaluation, a loss/agreement curve
 //! as SVG, and the recovered network written as a compressed sparse file.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::model::sparse_file::{self, PruneInfo};
-use crate::model::{Lite0, Weights, INPUT_SIZE};
+use crate::model::{Lite0, Weights};
 
 use super::checkpoint;
+use super::data::source_side;
 use super::trainer::{StepMetrics, TrainConfig, Trainer};
 use super::Sources;
 
@@ -72,12 +71,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-/// The side of the packed photos: the crops of a `resolution` input have
-/// some room to zoom (the standard crop keeps 224/256 of the shorter side).
-pub fn source_side(resolution: usize) -> usize {
-    (resolution * 256).div_ceil(224)
-}
-
 /// Runs (or resumes) a fine-tune; `log` gets one line per event.
 pub fn finetune(
     ctx: &Context,
@@ -101,7 +94,6 @@ pub fn finetune(
         )));
     }
     let net = Lite0::from_weights(&wts, cfg.resolution, cfg.resolution)?;
-    let net224 = Lite0::from_weights(&wts, INPUT_SIZE, INPUT_SIZE)?;
     let side = source_side(cfg.resolution);
     let t0 = Instant::now();
     let train = Sources::from_dir(&o.data, side)?;
@@ -273,42 +265,7 @@ pub fn finetune(
             cfg.steps
         ));
     }
-    let student = pollster::block_on(trainer.student(ctx, &net224))?;
-    let info = PruneInfo {
-        pattern: cfg.pattern,
-        sparsity: match cfg.pattern {
-            crate::Pattern::NM { n, m } => 1.0 - n as f64 / m as f64,
-            _ => cfg.sparsity,
-        },
-        criterion: "magnitude".into(),
-        bias_correction: false,
-        renorm: false,
-        calibration_images: 0,
-    };
-    let mut meta: HashMap<String, String> = wts
-        .metadata()
-        .iter()
-        .filter(|(k, _)| *k == crate::model::weights::META_PTH_SHA256)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    meta.insert(
-        "wgsparse.finetune".into(),
-        format!(
-            "sparse-trained: {} of {} steps, batch {}, {}x{}, lr {}, T {}, feature weight {}, gradual {}, {} photos from {}",
-            trainer.step(),
-            cfg.steps,
-            cfg.batch,
-            cfg.resolution,
-            cfg.resolution,
-            cfg.lr,
-            cfg.temperature,
-            cfg.feature_weight,
-            cfg.gradual,
-            train.len(),
-            o.data.display()
-        ),
-    );
-    let out = sparse_file::write(&student, &info, &meta)?;
+    let out = pollster::block_on(trainer.sparse_file(ctx, &bytes, &o.data.display().to_string(), train.len()))?;
     write_atomic(&o.out, &out)?;
     log(&format!("wrote {} ({} bytes)", o.out.display(), out.len()));
     report.out_bytes = Some(out.len());

@@ -1031,6 +1031,62 @@ impl Trainer {
         Ok(out)
     }
 
+    /// The student as a compressed sparse file ([`crate::model::sparse_file`],
+    /// runs at 224x224 whatever the training resolution), with the
+    /// fine-tuning recipe in its metadata (`wgsparse.finetune`, starting
+    /// "sparse-trained:"); `dense` is the teacher's checkpoint, `data` says
+    /// where the `photos` came from. The masks must be at their targets.
+    pub async fn sparse_file(&self, ctx: &Context, dense: &[u8], data: &str, photos: usize) -> Result<Vec<u8>> {
+        use crate::model::sparse_file::{self, PruneInfo};
+        for (j, &l) in self.mask_level.iter().enumerate() {
+            let want = self.cfg.sparsity_at(j, self.cfg.steps);
+            if (l - want).abs() > 1e-12 {
+                return Err(Error::Invalid(format!(
+                    "prunable layer {j} is at {:.1}% of its {:.1}%: train until the schedule reaches its target",
+                    100.0 * l,
+                    100.0 * want
+                )));
+            }
+        }
+        let wts = crate::model::Weights::from_bytes(dense)?;
+        let net224 = Lite0::from_weights(&wts, crate::model::INPUT_SIZE, crate::model::INPUT_SIZE)?;
+        let student = self.student(ctx, &net224).await?;
+        let cfg = &self.cfg;
+        let info = PruneInfo {
+            pattern: cfg.pattern,
+            sparsity: match cfg.pattern {
+                Pattern::NM { n, m } => 1.0 - n as f64 / m as f64,
+                _ => cfg.sparsity,
+            },
+            criterion: "magnitude".into(),
+            bias_correction: false,
+            renorm: false,
+            calibration_images: 0,
+        };
+        let mut meta: HashMap<String, String> = wts
+            .metadata()
+            .iter()
+            .filter(|(k, _)| *k == crate::model::weights::META_PTH_SHA256)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        meta.insert(
+            "wgsparse.finetune".into(),
+            format!(
+                "sparse-trained: {} of {} steps, batch {}, {}x{}, lr {}, T {}, feature weight {}, gradual {}, {photos} photos from {data}",
+                self.step,
+                cfg.steps,
+                cfg.batch,
+                cfg.resolution,
+                cfg.resolution,
+                cfg.lr,
+                cfg.temperature,
+                cfg.feature_weight,
+                cfg.gradual,
+            ),
+        );
+        sparse_file::write(&student, &info, &meta)
+    }
+
     /// Every tensor of the training state, named, for checkpoints.
     pub(crate) fn state_buffers(&self) -> Vec<(String, &GpuBuffer)> {
         let mut v = Vec::new();

@@ -120,3 +120,63 @@ test("package: layerMask matches prune's per-layer report", { timeout: 600_000 }
     server.close();
   }
 });
+
+test("package: fine-tuning in the browser lowers the loss and yields a sparse-trained file", { timeout: 900_000 }, async () => {
+  const { server, url } = await serve(".");
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${url}/web/embed/`);
+    page.setDefaultTimeout(890_000);
+    const t0 = Date.now();
+    const r = await page.evaluate(async () => {
+      const { default: init, Runtime, Model, Finetuner } = await import("/pkg/wgsparse.js");
+      await init();
+      const rt = await Runtime.create();
+      const bytes = new Uint8Array(await (await fetch("/cache/lite0.safetensors")).arrayBuffer());
+      const images = [];
+      for (const name of ["coffee.png", "chelsea.png"]) {
+        const bitmap = await createImageBitmap(await (await fetch(`/cache/images/${name}`)).blob());
+        const c = new OffscreenCanvas(bitmap.width, bitmap.height);
+        const g = c.getContext("2d");
+        g.drawImage(bitmap, 0, 0);
+        images.push(g.getImageData(0, 0, bitmap.width, bitmap.height));
+      }
+      const errors = [];
+      for (const bad of [{ pattern: "2:4", steps: 0 }, { pattern: "dense", steps: 2 }, { steps: 2 },
+        { pattern: "unstructured", sparsity: 1.5, steps: 2 }]) {
+        try { await Finetuner.create(rt, bytes, images, bad); errors.push("created"); } catch (e) { errors.push(e.message); }
+      }
+      try { await Finetuner.create(rt, bytes, [], { pattern: "2:4", steps: 2 }); errors.push("created"); } catch (e) { errors.push(e.message); }
+      const ft = await Finetuner.create(rt, bytes, images,
+        { pattern: "2:4", steps: 4, batch: 2, resolution: 64, lr: 1e-3 });
+      const before = await ft.evaluate(images);
+      let early = null;
+      try { await ft.toSafetensors(); early = "wrote"; } catch (e) { early = e.message; }
+      const last = await ft.train(10);
+      const after = await ft.evaluate(images);
+      const file = await ft.toSafetensors();
+      const model = await Model.load(rt, file);
+      const info = model.info;
+      return { errors, before, last, after, step: ft.step, size: file.length, info: { pattern: info.pattern,
+        sparseTrained: info.sparseTrained, layers: info.layers.length }, dense: (await Model.load(rt, bytes)).info, early };
+    });
+    console.log(`  browser fine-tune: KL ${r.before.kd.toFixed(4)} -> ${r.after.kd.toFixed(4)} in ${r.step} steps,` +
+      ` ${Date.now() - t0} ms incl. load; ${r.size} B file; ${r.info.sparseTrained}`);
+    console.log("  " + r.errors.join("\n  "));
+    assert.equal(r.step, 4, "train(10) stops at the recipe's 4 steps");
+    assert.ok(r.after.kd < r.before.kd, `KL ${r.before.kd} -> ${r.after.kd}`);
+    assert.equal(r.info.pattern, "2:4");
+    assert.match(r.info.sparseTrained, /^sparse-trained: 4 of 4 steps, batch 2, 64x64/);
+    assert.ok(r.info.layers > 30);
+    assert.equal(r.dense, null, "the dense checkpoint is no sparse file");
+    assert.match(r.errors[0], /steps must be at least 1/);
+    assert.match(r.errors[1], /needs a sparse pattern/);
+    assert.match(r.errors[2], /options\.pattern is required/);
+    assert.match(r.errors[3], /sparsity 1\.5 is out of range/);
+    assert.match(r.errors[4], /no training images|expected an array/);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
