@@ -198,21 +198,7 @@ fn geoms() -> Vec<ConvGeom> {
         (true, 4, 4, 3, 1, 40, 37, 3),
         (false, 3, 2, 3, 2, 71, 64, 2),
     ] {
-        let (pad, oh, ow) = wgsparse::model::Padding::same(h, w, kk, stride);
-        v.push(ConvGeom {
-            cin,
-            cout,
-            batch,
-            k: kk,
-            stride,
-            h,
-            w,
-            oh,
-            ow,
-            pad_top: pad.top,
-            pad_left: pad.left,
-            depthwise,
-        });
+        v.push(ConvGeom::same(cin, cout, batch, kk, stride, h, w, depthwise));
     }
     v
 }

@@ -283,6 +283,36 @@ pub struct ConvGeom {
 }
 
 impl ConvGeom {
+    /// TensorFlow "SAME" geometry (as the network pads) of a `k x k` / `stride`
+    /// convolution of a batch of `h x w` inputs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn same(
+        cin: usize,
+        cout: usize,
+        batch: usize,
+        k: usize,
+        stride: usize,
+        h: usize,
+        w: usize,
+        depthwise: bool,
+    ) -> Self {
+        let (pad, oh, ow) = crate::model::Padding::same(h, w, k, stride);
+        ConvGeom {
+            cin,
+            cout,
+            batch,
+            k,
+            stride,
+            h,
+            w,
+            oh,
+            ow,
+            pad_top: pad.top,
+            pad_left: pad.left,
+            depthwise,
+        }
+    }
+
     fn params(&self, flags: u32) -> Result<P> {
         if self.depthwise && self.cin != self.cout {
             return Err(Error::Shape(format!(

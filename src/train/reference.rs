@@ -167,21 +167,7 @@ mod tests {
             (true, 2, 2, 5, 2, 7, 6),
             (false, 2, 3, 3, 2, 6, 5),
         ] {
-            let (pad, oh, ow) = crate::model::Padding::same(h, w, k, stride);
-            v.push(ConvGeom {
-                cin,
-                cout,
-                batch: 2,
-                k,
-                stride,
-                h,
-                w,
-                oh,
-                ow,
-                pad_top: pad.top,
-                pad_left: pad.left,
-                depthwise,
-            });
+            v.push(ConvGeom::same(cin, cout, 2, k, stride, h, w, depthwise));
         }
         v
     }
