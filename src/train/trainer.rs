@@ -1156,3 +1156,50 @@ impl Trainer {
 fn fill_ones(ctx: &Context, mask: &GpuBuffer) -> Result<Dispatch> {
     elementwise::prepare_fill(ctx, mask, 1.0f32.to_bits())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gradual_schedule_is_cubic_held_between_re_prunes_and_ends_at_the_target() {
+        let mut c = TrainConfig::new(Pattern::Unstructured, 0.8, 100);
+        c.gradual = true;
+        c.gradual_end = 0.5;
+        c.prune_every = 10;
+        assert_eq!(c.prune_interval(), 10);
+        assert_eq!(c.sparsity_at(0, 0), 0.0);
+        // Held between re-prunes, rising, cubic: 0.8 (1 - (1 - t/50)^3) at t = 10, 20, ...
+        assert_eq!(c.sparsity_at(0, 10), c.sparsity_at(0, 19));
+        assert!((c.sparsity_at(0, 10) - 0.8 * (1.0 - 0.8f64.powi(3))).abs() < 1e-12);
+        let mut last = 0.0;
+        for s in (0..=100).step_by(10) {
+            let v = c.sparsity_at(0, s);
+            assert!(v >= last, "step {s}: {v} < {last}");
+            last = v;
+        }
+        assert_eq!(c.sparsity_at(0, 50), 0.8);
+        assert_eq!(c.sparsity_at(0, 100), 0.8);
+        // Fixed masks: the target from the first step; N:M: its own level; a
+        // per-layer 0 keeps the layer dense.
+        c.gradual = false;
+        assert_eq!(c.sparsity_at(3, 0), 0.8);
+        let mut nm = TrainConfig::new(Pattern::NM { n: 2, m: 4 }, 0.0, 10);
+        assert_eq!(nm.sparsity_at(0, 0), 0.5);
+        nm.layer_sparsity = Some(vec![0.0, 0.3]);
+        assert_eq!((nm.sparsity_at(0, 0), nm.sparsity_at(1, 0)), (0.0, 0.5));
+    }
+
+    #[test]
+    fn the_learning_rate_warms_up_then_decays_to_zero() {
+        let mut c = TrainConfig::new(Pattern::Unstructured, 0.5, 110);
+        c.lr = 1e-3;
+        c.warmup = 10;
+        assert!((c.lr_at(0) - 1e-4).abs() < 1e-15);
+        assert!((c.lr_at(9) - 1e-3).abs() < 1e-15);
+        assert!((c.lr_at(10) - 1e-3).abs() < 1e-15);
+        assert!((c.lr_at(60) - 5e-4).abs() < 1e-12);
+        assert!(c.lr_at(109) > 0.0 && c.lr_at(109) < 1e-6);
+        assert!((1..110).all(|s| s < 10 || c.lr_at(s) <= c.lr_at(s - 1)));
+    }
+}
