@@ -70,6 +70,11 @@ pub enum Error {
     #[error("wgsparse was built without the `cuda` feature")]
     NotCompiledWithCuda,
 
+    /// A failure of the CUDA backend: no driver or library, a device below sm_80,
+    /// a kernel that does not compile or launch, a library call that fails.
+    #[error("CUDA: {0}")]
+    Cuda(String),
+
     /// A malformed weights file.
     #[error("bad weights file: {0}")]
     Weights(String),

@@ -9,6 +9,8 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cuda;
 pub mod error;
 pub mod gpu;
 pub mod model;

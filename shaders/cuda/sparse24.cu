@@ -1,0 +1,315 @@
+// wgsparse: 2:4 sparse x dense matrix multiply on NVIDIA sparse tensor cores
+// (Ampere and newer), compiled at run time with NVRTC. No headers: f16/bf16 are
+// carried as raw 16-bit patterns and converted with PTX.
+//
+// Y (M x N, row-major, leading dimension ldc) = A (M x K, 2:4 along K) * X (K x N,
+// row-major, leading dimension ldb), f32 accumulation, f16/bf16 output.
+//
+// Compressed A (see src/cuda/pack.rs, which builds the same arrays on the CPU):
+// - Kp = K rounded up to 64, Mp = M rounded up to 16; padding is zeros.
+// - values: Mp x Kp/2, row-major: the two kept values of each 4-column chunk, in
+//   column order.
+// - meta: for every 16-row tile `mt` and 32-column tile `kt`, 16 u32 words at
+//   ((mt * Kp/32 + kt) * 16 + w). Word w is the metadata register that lane
+//   (group g = w / 2, thread-in-group w % 2) hands to mma.sp with selector 0, so
+//   a lane loads its register with one aligned read. Which rows and chunks a word
+//   describes is the PTX ISA's m16n8k32 metadata layout, written once in
+//   `meta_slot` below and in pack.rs; each chunk contributes a nibble
+//   (first kept index in bits 0-1, second in bits 2-3, first < second).
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef unsigned long long u64;
+
+// ---------------------------------------------------------------- layout
+// Where the nibble of (row r of a 16-row tile, chunk c of a 32-column tile)
+// lives: word index (0..15) and bit offset. META_LAYOUT is set by the host.
+#ifndef META_LAYOUT
+#define META_LAYOUT 0
+#endif
+__device__ __forceinline__ void meta_slot(int r, int c, int* word, int* bit) {
+#if META_LAYOUT == 0
+    // Thread pair of each quad: T0 holds chunks 0-3 (columns 0-15), T1 chunks
+    // 4-7 (columns 16-31); low half row g, high half row g+8.
+    *word = (r & 7) * 2 + (c >> 2);
+    *bit = (r >> 3) * 16 + (c & 3) * 4;
+#else
+    // T0 holds the whole row g, T1 the whole row g+8.
+    *word = (r & 7) * 2 + (r >> 3);
+    *bit = c * 4;
+#endif
+}
+
+// ---------------------------------------------------------------- PTX helpers
+__device__ __forceinline__ u32 smem_u32(const void* p) {
+    return (u32)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldmatrix_x4(u32* r, u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(u32* r, u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+template <bool BF16> struct Mma;
+template <> struct Mma<false> {
+    static __device__ __forceinline__ void sp(float* c, const u32* a, const u32* b, u32 e) {
+        asm volatile(
+            "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 "
+            "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, 0x0;\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e));
+    }
+    static __device__ __forceinline__ u32 pack(float lo, float hi) {
+        u32 r;
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+        return r;
+    }
+    static __device__ __forceinline__ bool finite(u16 v) { return (v & 0x7c00u) != 0x7c00u; }
+};
+template <> struct Mma<true> {
+    static __device__ __forceinline__ void sp(float* c, const u32* a, const u32* b, u32 e) {
+        asm volatile(
+            "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32 "
+            "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, 0x0;\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e));
+    }
+    static __device__ __forceinline__ u32 pack(float lo, float hi) {
+        u32 r;
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+        return r;
+    }
+    static __device__ __forceinline__ bool finite(u16 v) { return (v & 0x7f80u) != 0x7f80u; }
+};
+
+// ---------------------------------------------------------------- SpMM
+// Block tile BM x BN, K step 64 (32 compressed columns), WM x WN warps, each
+// owning a (BM/WM) x (BN/WN) tile of m16n8 accumulators, STAGES-deep cp.async
+// pipeline. Shared tiles are XOR-swizzled on 16-byte chunks so that every
+// ldmatrix phase hits 8 distinct bank groups.
+template <int BM, int BN, int WM, int WN, int STAGES, bool BF16>
+__device__ __forceinline__ void spmm24_body(const u16* __restrict__ A, const u32* __restrict__ E,
+                                            const u16* __restrict__ X, u16* __restrict__ Y, int M, int N, int K,
+                                            int Mp, int Kp, int ldb, int ldc) {
+    constexpr int BK = 64;
+    constexpr int THREADS = WM * WN * 32;
+    constexpr int WTM = BM / WM, WTN = BN / WN;
+    constexpr int MT = WTM / 16, NT = WTN / 8;
+    constexpr int A_STAGE = BM * (BK / 2);            // u16
+    constexpr int B_STAGE = BK * BN;                  // u16
+    constexpr int E_STAGE = (BM / 16) * (BK / 32) * 16;  // u32
+    constexpr int BCH = BN / 8;                       // 16-byte chunks per X row
+    static_assert(BN >= 64, "the X swizzle needs at least 8 chunks per row");
+    static_assert(MT >= 1 && NT >= 1, "warp tile");
+
+    extern __shared__ __align__(128) unsigned char smem[];
+    u16* sA = (u16*)smem;
+    u16* sB = sA + STAGES * A_STAGE;
+    u32* sE = (u32*)(sB + STAGES * B_STAGE);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp / WN, wn = warp % WN;
+    const int bm = blockIdx.y * BM, bn = blockIdx.x * BN;
+    const int ktiles = Kp / BK, kh = Kp / 2, kt32 = Kp / 32, mtiles = Mp / 16;
+
+    auto load_stage = [&](int stage, int kt) {
+        u16* dA = sA + stage * A_STAGE;
+#pragma unroll
+        for (int c = tid; c < BM * 4; c += THREADS) {
+            const int r = c >> 2, ch = c & 3, gr = bm + r;
+            const bool ok = gr < Mp;
+            const u16* src = A + (ok ? (size_t)gr * kh + kt * 32 + ch * 8 : 0);
+            cp_async16(smem_u32(dA + r * 32 + ((ch ^ ((r >> 1) & 3)) * 8)), src, ok ? 16 : 0);
+        }
+        u16* dB = sB + stage * B_STAGE;
+#pragma unroll
+        for (int c = tid; c < BK * BCH; c += THREADS) {
+            const int r = c / BCH, ch = c % BCH;
+            const int gk = kt * BK + r, gn = bn + ch * 8;
+            const bool ok = gk < K && gn < N;
+            const u16* src = X + (ok ? (size_t)gk * ldb + gn : 0);
+            cp_async16(smem_u32(dB + r * BN + ((ch ^ (r & 7)) * 8)), src, ok ? 16 : 0);
+        }
+        u32* dE = sE + stage * E_STAGE;
+        for (int c = tid; c < (BM / 16) * 8; c += THREADS) {
+            const int mt = c >> 3, rest = c & 7, gmt = bm / 16 + mt;
+            const bool ok = gmt < mtiles;
+            const u32* src = E + (ok ? ((size_t)gmt * kt32 + kt * 2 + (rest >> 2)) * 16 + (rest & 3) * 4 : 0);
+            cp_async16(smem_u32(dE + mt * 32 + rest * 4), src, ok ? 16 : 0);
+        }
+    };
+
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < ktiles) load_stage(s, s);
+        cp_async_commit();
+    }
+
+    for (int kt = 0; kt < ktiles; ++kt) {
+        cp_async_wait<STAGES - 2>();
+        __syncthreads();
+        const int nk = kt + STAGES - 1;
+        if (nk < ktiles) load_stage(nk % STAGES, nk);
+        cp_async_commit();
+
+        const int st = kt % STAGES;
+        const u16* tA = sA + st * A_STAGE;
+        const u16* tB = sB + st * B_STAGE;
+        const u32* tE = sE + st * E_STAGE;
+#pragma unroll
+        for (int ks = 0; ks < 2; ++ks) {
+            u32 af[MT][4], bf[NT][4], ef[MT];
+#pragma unroll
+            for (int i = 0; i < MT; ++i) {
+                const int row = wm * WTM + i * 16 + (lane & 15);
+                const int ch = ks * 2 + (lane >> 4);
+                ldmatrix_x4(af[i], smem_u32(tA + row * 32 + ((ch ^ ((row >> 1) & 3)) * 8)));
+                ef[i] = tE[(wm * (WTM / 16) + i) * 32 + ks * 16 + (lane >> 2) * 2 + (lane & 1)];
+            }
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                const int krow = ks * 32 + lane;
+                const int ch = (wn * WTN + j * 8) >> 3;
+                ldmatrix_x4_trans(bf[j], smem_u32(tB + krow * BN + ((ch ^ (krow & 7)) * 8)));
+            }
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int j = 0; j < NT; ++j) Mma<BF16>::sp(acc[i][j], af[i], bf[j], ef[i]);
+        }
+    }
+    cp_async_wait<0>();
+
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+        const int r0 = bm + wm * WTM + i * 16 + (lane >> 2);
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            const int col = bn + wn * WTN + j * 8 + (lane & 3) * 2;
+            if (col >= N) continue;
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int r = r0 + h * 8;
+                if (r >= M) continue;
+                const u32 v = Mma<BF16>::pack(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+                u16* dst = Y + (size_t)r * ldc + col;
+                if (col + 1 < N) {
+                    *(u32*)dst = v;
+                } else {
+                    *dst = (u16)(v & 0xffffu);
+                }
+            }
+        }
+    }
+}
+
+#define SPMM24(name, BM, BN, WM, WN, ST, BF)                                                                       \
+    extern "C" __global__ void __launch_bounds__(WM * WN * 32)                                                     \
+        name(const u16* A, const u32* E, const u16* X, u16* Y, int M, int N, int K, int Mp, int Kp, int ldb,     \
+             int ldc) {                                                                                            \
+        spmm24_body<BM, BN, WM, WN, ST, BF>(A, E, X, Y, M, N, K, Mp, Kp, ldb, ldc);                                \
+    }
+
+// Tile configurations (the host knows the same table: src/cuda/mod.rs).
+SPMM24(spmm24_f16_128x256, 128, 256, 2, 4, 3, false)
+SPMM24(spmm24_f16_128x128, 128, 128, 2, 4, 4, false)
+SPMM24(spmm24_f16_64x128, 64, 128, 2, 2, 4, false)
+SPMM24(spmm24_f16_64x64, 64, 64, 2, 2, 4, false)
+SPMM24(spmm24_bf16_128x256, 128, 256, 2, 4, 3, true)
+SPMM24(spmm24_bf16_128x128, 128, 128, 2, 4, 4, true)
+SPMM24(spmm24_bf16_64x128, 64, 128, 2, 2, 4, true)
+SPMM24(spmm24_bf16_64x64, 64, 64, 2, 2, 4, true)
+
+// ---------------------------------------------------------------- compression
+// Magnitude 2:4 on the GPU with the CPU reference's tie rule: in every chunk of
+// 4 columns keep the 2 largest |w|, ties to the lower column. Magnitudes compare
+// as the bit patterns of |w| (exact for finite values). One thread per row and
+// 16 columns (4 chunks): it writes 8 values and one 16-bit half of a metadata
+// word. Non-finite input sets *bad.
+template <bool BF16>
+__device__ __forceinline__ void compress24_body(const u16* __restrict__ D, u16* __restrict__ V,
+                                                u16* __restrict__ E16, int M, int K, int ldd, int Mp, int Kp,
+                                                int* bad) {
+    const int q = blockIdx.x * blockDim.x + threadIdx.x;  // 16-column quad
+    const int r = blockIdx.y;
+    const int quads = Kp / 16;
+    if (q >= quads || r >= Mp) return;
+    u32 half = 0;
+    bool finite = true;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+        const int k0 = q * 16 + c * 4;
+        u16 v[4];
+        u32 key[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int k = k0 + j;
+            v[j] = (r < M && k < K) ? D[(size_t)r * ldd + k] : (u16)0;
+            finite = finite && Mma<BF16>::finite(v[j]);
+            key[j] = v[j] & 0x7fffu;
+        }
+        int kept[2], n = 0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            int above = 0;  // elements more important than j
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                above += (key[i] > key[j] || (key[i] == key[j] && i < j)) ? 1 : 0;
+            if (above < 2 && n < 2) kept[n++] = j;
+        }
+        const size_t o = (size_t)r * (Kp / 2) + (q * 4 + c) * 2;
+        V[o] = v[kept[0]];
+        V[o + 1] = v[kept[1]];
+        half |= (u32)(kept[0] | (kept[1] << 2)) << (c * 4);
+    }
+    if (!finite) atomicOr(bad, 1);
+    // The quad's 4 chunks sit at chunks (q & 1) * 4 .. +3 of 32-column tile q / 2.
+    const int rt = r & 15, mt = r >> 4, kt = q >> 1;
+    int word, bit;
+    meta_slot(rt, (q & 1) * 4, &word, &bit);
+    E16[(((size_t)mt * (Kp / 32) + kt) * 16 + word) * 2 + (bit >> 4)] = (u16)half;
+}
+
+extern "C" __global__ void compress24_f16(const u16* D, u16* V, u16* E16, int M, int K, int ldd, int Mp, int Kp,
+                                          int* bad) {
+    compress24_body<false>(D, V, E16, M, K, ldd, Mp, Kp, bad);
+}
+extern "C" __global__ void compress24_bf16(const u16* D, u16* V, u16* E16, int M, int K, int ldd, int Mp, int Kp,
+                                           int* bad) {
+    compress24_body<true>(D, V, E16, M, K, ldd, Mp, Kp, bad);
+}
+
+// ---------------------------------------------------------------- probe
+// One mma.sp on per-lane registers given by the host: the check that our
+// reading of the PTX ISA's fragment and metadata layouts is the hardware's.
+extern "C" __global__ void mma_sp_probe_f16(const u32* a, const u32* b, const u32* e, float* d) {
+    const int l = threadIdx.x;
+    u32 af[4], bf[4];
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int i = 0; i < 4; ++i) {
+        af[i] = a[l * 4 + i];
+        bf[i] = b[l * 4 + i];
+    }
+    Mma<false>::sp(c, af, bf, e[l]);
+    for (int i = 0; i < 4; ++i) d[l * 4 + i] = c[i];
+}
