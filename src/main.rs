@@ -358,6 +358,28 @@ struct BenchArgs {
     /// Draw speedup over dense against sparsity to this SVG file.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
+    /// wgpu: our WGSL kernels (default). cuda: 2:4 on the NVIDIA sparse tensor
+    /// cores (our mma.sp kernel) against cuBLAS dense and cuSPARSELt, same
+    /// matrices, same run (needs the `cuda` feature and an sm_80+ GPU).
+    #[arg(long, value_enum, default_value_t = BenchBackend::Wgpu)]
+    backend: BenchBackend,
+    /// With --backend cuda: element type, f16 or bf16.
+    #[arg(long, default_value = "f16")]
+    dtype: String,
+    /// With --backend cuda: time every tile shape of our kernel, not only the
+    /// one the runtime picks.
+    #[arg(long)]
+    all_tiles: bool,
+    /// With --backend cuda: path of libcusparseLt.so.0 (default: the library
+    /// search path; absent means the comparison is skipped, and said so).
+    #[arg(long)]
+    cusparselt: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchBackend {
+    Wgpu,
+    Cuda,
 }
 
 fn main() {
@@ -460,6 +482,51 @@ fn info() -> wgsparse::Result<()> {
     Ok(())
 }
 
+#[cfg(not(feature = "cuda"))]
+fn bench_cuda(_: BenchArgs) -> wgsparse::Result<()> {
+    Err(wgsparse::Error::NotCompiledWithCuda)
+}
+
+#[cfg(feature = "cuda")]
+fn bench_cuda(a: BenchArgs) -> wgsparse::Result<()> {
+    use wgsparse::cuda::{bench, pack::Half};
+    let dtype = match a.dtype.as_str() {
+        "f16" => Half::F16,
+        "bf16" => Half::Bf16,
+        other => {
+            return Err(wgsparse::Error::Invalid(format!(
+                "--dtype {other}: the tensor-core path takes f16 or bf16"
+            )))
+        }
+    };
+    if a.runs < 5 {
+        return Err(wgsparse::Error::Invalid(format!("--runs {} is below 5", a.runs)));
+    }
+    let cfg = bench::CudaBenchConfig {
+        shapes: if a.shapes.is_empty() {
+            bench::default_shapes()
+        } else {
+            a.shapes.iter().map(|s| parse_shape(s)).collect::<Result<_, _>>()?
+        },
+        dtype,
+        runs: a.runs,
+        all_tiles: a.all_tiles,
+        cusparselt: a.cusparselt.clone(),
+        tolerance: 1e-2,
+    };
+    let report = bench::run(&cfg, |line| eprintln!("  {line}"))?;
+    print!("{}", report.table());
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&report.to_json()).expect("JSON of plain numbers");
+        std::fs::write(path, text).map_err(|e| wgsparse::Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 fn parse_shape(s: &str) -> wgsparse::Result<(usize, usize, usize)> {
     let bad = || wgsparse::Error::Shape(format!("shape '{s}' is not MxKxN (e.g. 4096x4096x4096)"));
     let v: Vec<usize> = s
@@ -474,6 +541,9 @@ fn parse_shape(s: &str) -> wgsparse::Result<(usize, usize, usize)> {
 
 fn bench(a: BenchArgs) -> wgsparse::Result<()> {
     use wgsparse::bench::{self, BenchConfig};
+    if a.backend == BenchBackend::Cuda {
+        return bench_cuda(a);
+    }
     if a.runs < 20 {
         return Err(wgsparse::Error::Shape(format!(
             "--runs {} is below 20: medians need at least 20 runs",

@@ -6,3 +6,11 @@
 //!   `shaders/cuda/sparse24.cu`, cuBLAS dense, and cuSPARSELt for comparison.
 
 pub mod pack;
+#[cfg(feature = "cuda")]
+mod runtime;
+#[cfg(feature = "cuda")]
+pub use runtime::{CudaRuntime, Device24, DeviceHalf, Probe, Tile, SOURCE, TILES};
+#[cfg(feature = "cuda")]
+pub mod bench;
+#[cfg(feature = "cuda")]
+pub mod cusparselt;

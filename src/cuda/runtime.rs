@@ -1,0 +1,683 @@
+//! The CUDA runtime of the 2:4 path: context, NVRTC-compiled kernels, device
+//! matrices, our `mma.sp` SpMM and GPU compression, cuBLAS dense, timing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::{sys, CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::nvrtc;
+
+use super::pack::{self, Compressed24, Half, MetaLayout};
+use crate::error::{Error, Result};
+
+/// The CUDA C++ source of every kernel of this backend.
+pub const SOURCE: &str = include_str!("../../shaders/cuda/sparse24.cu");
+
+fn cuda<E: std::fmt::Debug>(what: &str) -> impl Fn(E) -> Error + '_ {
+    move |e| Error::Cuda(format!("{what}: {e:?}"))
+}
+
+/// A tile configuration of the SpMM (the `.cu` file instantiates the same table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub name: &'static str,
+    pub bm: u32,
+    pub bn: u32,
+    pub threads: u32,
+    pub stages: u32,
+}
+
+impl Tile {
+    /// Dynamic shared memory of one block, bytes.
+    pub fn smem(&self) -> u32 {
+        self.stages * (self.bm * 32 * 2 + 64 * self.bn * 2 + (self.bm / 16) * 2 * 16 * 4)
+    }
+}
+
+/// Large tiles for big GEMMs, small ones for the thin shapes of batch-1 inference.
+pub const TILES: [Tile; 4] = [
+    Tile {
+        name: "128x256",
+        bm: 128,
+        bn: 256,
+        threads: 256,
+        stages: 3,
+    },
+    Tile {
+        name: "128x128",
+        bm: 128,
+        bn: 128,
+        threads: 256,
+        stages: 4,
+    },
+    Tile {
+        name: "64x128",
+        bm: 64,
+        bn: 128,
+        threads: 128,
+        stages: 4,
+    },
+    Tile {
+        name: "64x64",
+        bm: 64,
+        bn: 64,
+        threads: 128,
+        stages: 4,
+    },
+];
+
+/// A dense row-major matrix of 16-bit values on the GPU; rows are padded to a
+/// multiple of 8 elements (16 bytes) for vector loads.
+pub struct DeviceHalf {
+    pub rows: usize,
+    pub cols: usize,
+    pub ld: usize,
+    pub dtype: Half,
+    pub data: CudaSlice<u16>,
+}
+
+/// A 2:4-compressed matrix on the GPU (layout: [`pack`]).
+pub struct Device24 {
+    pub rows: usize,
+    pub cols: usize,
+    pub mp: usize,
+    pub kp: usize,
+    pub dtype: Half,
+    pub values: CudaSlice<u16>,
+    pub meta: CudaSlice<u32>,
+}
+
+/// What the one-instruction probe found: for each metadata layout, the largest
+/// relative error of `mma.sp` on registers packed that way against float64.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    pub split_columns: f64,
+    pub row_per_thread: f64,
+}
+
+impl Probe {
+    /// The layout the hardware agrees with (relative error below 1e-3), if one.
+    pub fn hardware_layout(&self) -> Option<MetaLayout> {
+        if self.split_columns < 1e-3 {
+            Some(MetaLayout::SplitColumns)
+        } else if self.row_per_thread < 1e-3 {
+            Some(MetaLayout::RowPerThread)
+        } else {
+            None
+        }
+    }
+}
+
+/// An NVIDIA GPU with sparse tensor cores (sm_80 or newer) and our kernels on it.
+pub struct CudaRuntime {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    name: String,
+    cc: (i32, i32),
+    sms: u32,
+    funcs: HashMap<String, CudaFunction>,
+    blas: CudaBlas,
+}
+
+fn arch_of(cc: (i32, i32)) -> &'static str {
+    match cc {
+        (8, 0) => "compute_80",
+        (8, 6) => "compute_86",
+        (8, 7) => "compute_87",
+        (8, 9) => "compute_89",
+        (9, 0) => "compute_90",
+        (10, 0) => "compute_100",
+        (12, 0) => "compute_120",
+        // Newer than this list: PTX for the newest architecture known here is
+        // JIT-compiled forward by the driver.
+        (major, _) if major >= 10 => "compute_100",
+        (9, _) => "compute_90",
+        _ => "compute_80",
+    }
+}
+
+impl CudaRuntime {
+    /// Opens GPU `ordinal`: loads the driver, NVRTC and cuBLAS (a clear error when
+    /// any is missing), refuses GPUs below sm_80, compiles the kernels for the GPU.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        // SAFETY: these only try to dlopen the libraries.
+        if !unsafe { sys::is_culib_present() } {
+            return Err(Error::Cuda(
+                "the NVIDIA driver library (libcuda.so) was not found".into(),
+            ));
+        }
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            return Err(Error::Cuda(
+                "NVRTC (libnvrtc.so) was not found: add the CUDA toolkit's lib directory to LD_LIBRARY_PATH".into(),
+            ));
+        }
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err(Error::Cuda(
+                "cuBLAS (libcublas.so) was not found: add the CUDA toolkit's lib directory to LD_LIBRARY_PATH".into(),
+            ));
+        }
+        let count = CudaContext::device_count().map_err(cuda("counting CUDA devices"))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::Cuda(format!("no CUDA device {ordinal} ({count} present)")));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(cuda("creating the CUDA context"))?;
+        let name = ctx.name().map_err(cuda("device name"))?;
+        let cc = ctx.compute_capability().map_err(cuda("compute capability"))?;
+        if cc.0 < 8 {
+            return Err(Error::Cuda(format!(
+                "{name} is sm_{}{}: the 2:4 sparse tensor cores (mma.sp) need sm_80 (Ampere) or newer",
+                cc.0, cc.1
+            )));
+        }
+        let sms = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(cuda("SM count"))? as u32;
+        // One stream, so cudarc's per-buffer event tracking is not needed (and
+        // would get in the way of graph capture).
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let opts = nvrtc::CompileOptions {
+            arch: Some(arch_of(cc)),
+            options: vec![
+                format!("-DMETA_LAYOUT={}", pack::META_LAYOUT as i32),
+                "-std=c++17".into(),
+            ],
+            ..Default::default()
+        };
+        let ptx = nvrtc::compile_ptx_with_opts(SOURCE, opts)
+            .map_err(|e| Error::Cuda(format!("NVRTC could not compile shaders/cuda/sparse24.cu: {e:?}")))?;
+        let module = ctx.load_module(ptx).map_err(cuda("loading the PTX module"))?;
+        let mut funcs = HashMap::new();
+        let mut names: Vec<String> = ["compress24_f16", "compress24_bf16", "mma_sp_probe_f16"]
+            .map(String::from)
+            .into();
+        for t in &TILES {
+            for h in ["f16", "bf16"] {
+                names.push(format!("spmm24_{h}_{}", t.name));
+            }
+        }
+        for n in names {
+            let f = module.load_function(&n).map_err(cuda("loading a kernel"))?;
+            if let Some(t) = TILES.iter().find(|t| n.ends_with(t.name)) {
+                f.set_attribute(
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    t.smem() as i32,
+                )
+                .map_err(cuda("raising the shared-memory limit"))?;
+            }
+            funcs.insert(n, f);
+        }
+        let blas = CudaBlas::new(stream.clone()).map_err(cuda("creating the cuBLAS handle"))?;
+        Ok(CudaRuntime {
+            ctx,
+            stream,
+            name,
+            cc,
+            sms,
+            funcs,
+            blas,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.cc
+    }
+    pub fn multiprocessors(&self) -> u32 {
+        self.sms
+    }
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+    fn func(&self, name: &str) -> Result<&CudaFunction> {
+        self.funcs
+            .get(name)
+            .ok_or_else(|| Error::Cuda(format!("kernel {name} is not loaded")))
+    }
+
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().map_err(cuda("synchronizing"))
+    }
+
+    /// Uploads a row-major `rows x cols` matrix of 16-bit values (`ld` per row on
+    /// the host); on the GPU each row is padded to a multiple of 8 with zeros.
+    pub fn upload(&self, host: &[u16], rows: usize, cols: usize, ld: usize, dtype: Half) -> Result<DeviceHalf> {
+        if rows == 0 || cols == 0 || ld < cols || host.len() < (rows - 1) * ld + cols {
+            return Err(Error::shape(format!(
+                "upload of a {rows}x{cols} matrix (leading dimension {ld}) from {} values",
+                host.len()
+            )));
+        }
+        let dld = cols.div_ceil(8) * 8;
+        let mut padded = vec![0u16; rows * dld];
+        for r in 0..rows {
+            padded[r * dld..r * dld + cols].copy_from_slice(&host[r * ld..r * ld + cols]);
+        }
+        let data = self.stream.clone_htod(&padded).map_err(cuda("upload"))?;
+        Ok(DeviceHalf {
+            rows,
+            cols,
+            ld: dld,
+            dtype,
+            data,
+        })
+    }
+
+    /// A zeroed device matrix.
+    pub fn zeros(&self, rows: usize, cols: usize, dtype: Half) -> Result<DeviceHalf> {
+        let ld = cols.div_ceil(8) * 8;
+        let data = self.stream.alloc_zeros::<u16>(rows * ld).map_err(cuda("allocation"))?;
+        Ok(DeviceHalf {
+            rows,
+            cols,
+            ld,
+            dtype,
+            data,
+        })
+    }
+
+    /// Fills a device matrix (padding included) with one 16-bit pattern (poison).
+    pub fn fill(&self, m: &mut DeviceHalf, bits: u16) -> Result<()> {
+        let host = vec![bits; m.data.len()];
+        self.stream.memcpy_htod(&host, &mut m.data).map_err(cuda("fill"))
+    }
+
+    /// Downloads a device matrix as `rows x cols` (padding dropped).
+    pub fn download(&self, m: &DeviceHalf) -> Result<Vec<u16>> {
+        let all = self.stream.clone_dtoh(&m.data).map_err(cuda("download"))?;
+        let mut out = Vec::with_capacity(m.rows * m.cols);
+        for r in 0..m.rows {
+            out.extend_from_slice(&all[r * m.ld..r * m.ld + m.cols]);
+        }
+        Ok(out)
+    }
+
+    /// Uploads a matrix compressed on the CPU.
+    pub fn upload24(&self, c: &Compressed24) -> Result<Device24> {
+        if c.layout != pack::META_LAYOUT {
+            return Err(Error::Invalid(format!(
+                "2:4 metadata in layout {:?}; the kernels read {:?}",
+                c.layout,
+                pack::META_LAYOUT
+            )));
+        }
+        Ok(Device24 {
+            rows: c.rows,
+            cols: c.cols,
+            mp: c.mp,
+            kp: c.kp,
+            dtype: c.dtype,
+            values: self.stream.clone_htod(&c.values).map_err(cuda("upload"))?,
+            meta: self.stream.clone_htod(&c.meta).map_err(cuda("upload"))?,
+        })
+    }
+
+    /// Downloads a compressed matrix (to compare with the CPU compression).
+    pub fn download24(&self, d: &Device24) -> Result<Compressed24> {
+        Ok(Compressed24 {
+            rows: d.rows,
+            cols: d.cols,
+            mp: d.mp,
+            kp: d.kp,
+            dtype: d.dtype,
+            layout: pack::META_LAYOUT,
+            values: self.stream.clone_dtoh(&d.values).map_err(cuda("download"))?,
+            meta: self.stream.clone_dtoh(&d.meta).map_err(cuda("download"))?,
+        })
+    }
+
+    /// Magnitude-2:4 compression of a dense device matrix, on the GPU (the CPU
+    /// reference's tie rule); non-finite input is an error.
+    pub fn compress(&self, a: &DeviceHalf) -> Result<Device24> {
+        let (mp, kp) = pack::padded(a.rows, a.cols);
+        let mut out = Device24 {
+            rows: a.rows,
+            cols: a.cols,
+            mp,
+            kp,
+            dtype: a.dtype,
+            values: self
+                .stream
+                .alloc_zeros::<u16>(mp * kp / 2)
+                .map_err(cuda("allocation"))?,
+            meta: self
+                .stream
+                .alloc_zeros::<u32>(mp / 16 * kp / 32 * 16)
+                .map_err(cuda("allocation"))?,
+        };
+        let mut bad = self.stream.alloc_zeros::<i32>(1).map_err(cuda("allocation"))?;
+        self.compress_into(a, &mut out, &mut bad)?;
+        let flag = self.stream.clone_dtoh(&bad).map_err(cuda("download"))?;
+        if flag[0] != 0 {
+            return Err(Error::Invalid(
+                "2:4 compression input holds NaN or infinite values; weights must be finite".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Launches the compression of `a` into `out` (same shape; every value and
+    /// metadata word is written) without waiting; `bad` is set to 1 on non-finite input.
+    pub fn compress_into(&self, a: &DeviceHalf, out: &mut Device24, bad: &mut CudaSlice<i32>) -> Result<()> {
+        if (out.rows, out.cols, out.dtype) != (a.rows, a.cols, a.dtype) {
+            return Err(Error::shape(
+                "2:4 compression into a matrix of another shape or type".to_string(),
+            ));
+        }
+        if out.mp > 65535 {
+            return Err(Error::Limit(format!(
+                "2:4 compression of {} rows (at most 65535)",
+                a.rows
+            )));
+        }
+        let f = self.func(match a.dtype {
+            Half::F16 => "compress24_f16",
+            Half::Bf16 => "compress24_bf16",
+        })?;
+        let quads = (out.kp / 16) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (quads.div_ceil(128), out.mp as u32, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (m, k, ld, mpi, kpi) = (a.rows as i32, a.cols as i32, a.ld as i32, out.mp as i32, out.kp as i32);
+        let mut launch = self.stream.launch_builder(f);
+        // The kernel writes the metadata as 16-bit halves of the u32 words.
+        launch
+            .arg(&a.data)
+            .arg(&mut out.values)
+            .arg(&mut out.meta)
+            .arg(&m)
+            .arg(&k)
+            .arg(&ld)
+            .arg(&mpi)
+            .arg(&kpi)
+            .arg(bad);
+        // SAFETY: argument list matches compress24_* in sparse24.cu; sizes from padded().
+        unsafe { launch.launch(cfg) }.map_err(cuda("compress24 launch"))?;
+        Ok(())
+    }
+
+    /// The tile the runtime uses for an `m x n` output when none is forced: the
+    /// largest tile that still gives every SM a block.
+    pub fn choose_tile(&self, m: usize, n: usize) -> &'static Tile {
+        for t in &TILES {
+            let blocks = m.div_ceil(t.bm as usize) * n.div_ceil(t.bn as usize);
+            if blocks >= self.sms as usize {
+                return t;
+            }
+        }
+        &TILES[TILES.len() - 1]
+    }
+
+    fn check_spmm(&self, a: &Device24, x: &DeviceHalf, y: &DeviceHalf) -> Result<()> {
+        if x.rows != a.cols || y.rows != a.rows || y.cols != x.cols {
+            return Err(Error::shape(format!(
+                "2:4 SpMM: A {}x{} times X {}x{} into Y {}x{}",
+                a.rows, a.cols, x.rows, x.cols, y.rows, y.cols
+            )));
+        }
+        if x.dtype != a.dtype || y.dtype != a.dtype {
+            return Err(Error::Invalid(format!(
+                "2:4 SpMM: A is {}, X {}, Y {}; all must be the same",
+                a.dtype.name(),
+                x.dtype.name(),
+                y.dtype.name()
+            )));
+        }
+        for v in [a.rows, a.cols, x.cols] {
+            if v > i32::MAX as usize / 2 {
+                return Err(Error::Limit(format!(
+                    "2:4 SpMM dimension {v} exceeds the kernel's 32-bit indexing"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `Y = A X` with our `mma.sp` kernel (`tile`: forced, or [`Self::choose_tile`]).
+    pub fn spmm(&self, a: &Device24, x: &DeviceHalf, y: &mut DeviceHalf, tile: Option<&Tile>) -> Result<()> {
+        self.check_spmm(a, x, y)?;
+        let t = tile.unwrap_or_else(|| self.choose_tile(a.rows, x.cols));
+        let f = self.func(&format!("spmm24_{}_{}", a.dtype.name(), t.name))?;
+        let gy = a.rows.div_ceil(t.bm as usize);
+        if gy > 65535 {
+            return Err(Error::Limit(format!(
+                "2:4 SpMM with {} rows needs {gy} blocks in y (at most 65535)",
+                a.rows
+            )));
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (x.cols.div_ceil(t.bn as usize) as u32, gy as u32, 1),
+            block_dim: (t.threads, 1, 1),
+            shared_mem_bytes: t.smem(),
+        };
+        let (m, n, k, mp, kp, ldb, ldc) = (
+            a.rows as i32,
+            x.cols as i32,
+            a.cols as i32,
+            a.mp as i32,
+            a.kp as i32,
+            x.ld as i32,
+            y.ld as i32,
+        );
+        let mut launch = self.stream.launch_builder(f);
+        launch
+            .arg(&a.values)
+            .arg(&a.meta)
+            .arg(&x.data)
+            .arg(&mut y.data)
+            .arg(&m)
+            .arg(&n)
+            .arg(&k)
+            .arg(&mp)
+            .arg(&kp)
+            .arg(&ldb)
+            .arg(&ldc);
+        // SAFETY: arguments match spmm24_* in sparse24.cu; shapes checked above;
+        // every buffer holds what its shape says (DeviceHalf / Device24 invariants).
+        unsafe { launch.launch(cfg) }.map_err(cuda("spmm24 launch"))?;
+        Ok(())
+    }
+
+    /// Dense `Y = A X` through cuBLAS (f32 accumulation), A as a dense device matrix.
+    pub fn dense_gemm(&self, a: &DeviceHalf, x: &DeviceHalf, y: &mut DeviceHalf) -> Result<()> {
+        if x.rows != a.cols || y.rows != a.rows || y.cols != x.cols || a.dtype != x.dtype || y.dtype != x.dtype {
+            return Err(Error::shape(format!(
+                "dense GEMM: A {}x{} times X {}x{} into Y {}x{}",
+                a.rows, a.cols, x.rows, x.cols, y.rows, y.cols
+            )));
+        }
+        // Row-major Y = A X is column-major Y^T = X^T A^T: cuBLAS m = n, n = m.
+        let cfg = GemmConfig {
+            transa: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
+            transb: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
+            m: x.cols as i32,
+            n: a.rows as i32,
+            k: a.cols as i32,
+            alpha: 1.0f32,
+            lda: x.ld as i32,
+            ldb: a.ld as i32,
+            beta: 0.0f32,
+            ldc: y.ld as i32,
+        };
+        match a.dtype {
+            Half::F16 => {
+                // SAFETY: CudaSlice<u16> and CudaSlice<f16> have the same layout.
+                let (xa, aa, ya) = unsafe {
+                    (
+                        x.data.transmute::<half::f16>(x.data.len()).unwrap(),
+                        a.data.transmute::<half::f16>(a.data.len()).unwrap(),
+                        y.data.transmute_mut::<half::f16>(y.data.len()).unwrap(),
+                    )
+                };
+                let cfg = GemmConfig {
+                    alpha: half::f16::ONE,
+                    beta: half::f16::ZERO,
+                    transa: cfg.transa,
+                    transb: cfg.transb,
+                    m: cfg.m,
+                    n: cfg.n,
+                    k: cfg.k,
+                    lda: cfg.lda,
+                    ldb: cfg.ldb,
+                    ldc: cfg.ldc,
+                };
+                let mut ya = ya;
+                unsafe { self.blas.gemm(cfg, &xa, &aa, &mut ya) }.map_err(cuda("cuBLAS gemm"))
+            }
+            Half::Bf16 => {
+                let (xa, aa, ya) = unsafe {
+                    (
+                        x.data.transmute::<half::bf16>(x.data.len()).unwrap(),
+                        a.data.transmute::<half::bf16>(a.data.len()).unwrap(),
+                        y.data.transmute_mut::<half::bf16>(y.data.len()).unwrap(),
+                    )
+                };
+                let cfg = GemmConfig {
+                    alpha: half::bf16::ONE,
+                    beta: half::bf16::ZERO,
+                    transa: cfg.transa,
+                    transb: cfg.transb,
+                    m: cfg.m,
+                    n: cfg.n,
+                    k: cfg.k,
+                    lda: cfg.lda,
+                    ldb: cfg.ldb,
+                    ldc: cfg.ldc,
+                };
+                let mut ya = ya;
+                unsafe { self.blas.gemm(cfg, &xa, &aa, &mut ya) }.map_err(cuda("cuBLAS gemm"))
+            }
+        }
+    }
+
+    /// GPU time of `f` in milliseconds per call: `iters` calls captured into a
+    /// CUDA graph (no launch overhead in the figure), replayed `reps` times
+    /// between events; one figure per replay. Falls back to timing a plain loop
+    /// when the work cannot be captured (`captured` false).
+    pub fn time(&self, iters: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<(Vec<f64>, bool)> {
+        f()?; // warm-up (and any lazy initialisation) outside the capture
+        self.synchronize()?;
+        let start = self
+            .ctx
+            .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(cuda("event"))?;
+        let end = self
+            .ctx
+            .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(cuda("event"))?;
+        let graph = (|| -> Result<_> {
+            self.stream
+                .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+                .map_err(cuda("begin capture"))?;
+            let mut res = Ok(());
+            for _ in 0..iters {
+                res = f();
+                if res.is_err() {
+                    break;
+                }
+            }
+            let g = self
+                .stream
+                .end_capture(sys::CUgraphInstantiate_flags(0))
+                .map_err(cuda("end capture"))?;
+            res?;
+            g.ok_or_else(|| Error::Cuda("empty graph".into()))
+        })();
+        let mut out = Vec::with_capacity(reps);
+        match graph {
+            Ok(g) => {
+                g.launch().map_err(cuda("graph launch"))?;
+                self.synchronize()?;
+                for _ in 0..reps {
+                    start.record(&self.stream).map_err(cuda("event"))?;
+                    g.launch().map_err(cuda("graph launch"))?;
+                    end.record(&self.stream).map_err(cuda("event"))?;
+                    end.synchronize().map_err(cuda("event"))?;
+                    out.push(start.elapsed_ms(&end).map_err(cuda("event"))? as f64 / iters as f64);
+                }
+                Ok((out, true))
+            }
+            Err(_) => {
+                // Clear a sticky capture state, then time eagerly.
+                let _ = self.stream.synchronize();
+                for _ in 0..reps {
+                    start.record(&self.stream).map_err(cuda("event"))?;
+                    for _ in 0..iters {
+                        f()?;
+                    }
+                    end.record(&self.stream).map_err(cuda("event"))?;
+                    end.synchronize().map_err(cuda("event"))?;
+                    out.push(start.elapsed_ms(&end).map_err(cuda("event"))? as f64 / iters as f64);
+                }
+                Ok((out, false))
+            }
+        }
+    }
+
+    /// Runs one `mma.sp` on registers packed under each metadata layout and
+    /// compares with float64: which layout is the hardware's.
+    pub fn probe(&self, seed: u64) -> Result<Probe> {
+        let mut s = seed | 1;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let dense: Vec<u16> = (0..16 * 32).map(|_| Half::F16.from_f32(rnd())).collect();
+        let x: Vec<u16> = (0..32 * 8).map(|_| Half::F16.from_f32(rnd())).collect();
+        let mut errs = [0.0f64; 2];
+        for (li, layout) in [MetaLayout::SplitColumns, MetaLayout::RowPerThread]
+            .into_iter()
+            .enumerate()
+        {
+            let c = Compressed24::compress(&dense, 16, 32, 32, Half::F16, layout)?;
+            let want = pack::reference(&c.decompress(), 16, 32, &x, 8, 8, Half::F16);
+            let a: Vec<u32> = pack::a_fragments(&c, 0, 0).concat();
+            let b: Vec<u32> = pack::b_fragments(&x, 8, 32, 0, 0).concat();
+            let e: Vec<u32> = pack::meta_fragments(&c, 0, 0).to_vec();
+            let da = self.stream.clone_htod(&a).map_err(cuda("upload"))?;
+            let db = self.stream.clone_htod(&b).map_err(cuda("upload"))?;
+            let de = self.stream.clone_htod(&e).map_err(cuda("upload"))?;
+            let mut dd = self.stream.alloc_zeros::<f32>(128).map_err(cuda("allocation"))?;
+            let f = self.func("mma_sp_probe_f16")?;
+            let mut launch = self.stream.launch_builder(f);
+            launch.arg(&da).arg(&db).arg(&de).arg(&mut dd);
+            // SAFETY: 32 lanes x 4 words each, as the probe kernel reads.
+            unsafe {
+                launch.launch(LaunchConfig {
+                    grid_dim: (1, 1, 1),
+                    block_dim: (32, 1, 1),
+                    shared_mem_bytes: 0,
+                })
+            }
+            .map_err(cuda("probe launch"))?;
+            let got = self.stream.clone_dtoh(&dd).map_err(cuda("download"))?;
+            let mut regs = [[0.0f32; 4]; 32];
+            for (l, r) in regs.iter_mut().enumerate() {
+                r.copy_from_slice(&got[l * 4..l * 4 + 4]);
+            }
+            let d = pack::d_from_fragments(&regs);
+            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+            let mut worst = 0.0f64;
+            for r in 0..16 {
+                for n in 0..8 {
+                    worst = worst.max((d[r][n] as f64 - want[r * 8 + n]).abs() / scale);
+                }
+            }
+            errs[li] = worst;
+        }
+        Ok(Probe {
+            split_columns: errs[0],
+            row_per_thread: errs[1],
+        })
+    }
+}
