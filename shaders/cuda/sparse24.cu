@@ -95,43 +95,59 @@ template <> struct Mma<true> {
 };
 
 // ---------------------------------------------------------------- SpMM
-// Block tile BM x BN, K step 64 (32 compressed columns), WM x WN warps, each
+// Block tile BM x BN, K step BK (BK/2 compressed columns), WM x WN warps, each
 // owning a (BM/WM) x (BN/WN) tile of m16n8 accumulators, STAGES-deep cp.async
 // pipeline. Shared tiles are XOR-swizzled on 16-byte chunks so that every
 // ldmatrix phase hits 8 distinct bank groups.
-template <int BM, int BN, int WM, int WN, int STAGES, bool BF16>
+template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool BF16>
 __device__ __forceinline__ void spmm24_body(const u16* __restrict__ A, const u32* __restrict__ E,
                                             const u16* __restrict__ X, u16* __restrict__ Y, int M, int N, int K,
                                             int Mp, int Kp, int ldb, int ldc) {
-    constexpr int BK = 64;
     constexpr int THREADS = WM * WN * 32;
     constexpr int WTM = BM / WM, WTN = BN / WN;
     constexpr int MT = WTM / 16, NT = WTN / 8;
-    constexpr int A_STAGE = BM * (BK / 2);            // u16
-    constexpr int B_STAGE = BK * BN;                  // u16
-    constexpr int E_STAGE = (BM / 16) * (BK / 32) * 16;  // u32
-    constexpr int BCH = BN / 8;                       // 16-byte chunks per X row
+    constexpr int KS = BK / 32;                          // mma.sp steps per stage
+    constexpr int ACH = BK / 16;                         // 16-byte chunks per compressed A row
+    constexpr int A_STAGE = BM * (BK / 2);               // u16
+    constexpr int B_STAGE = BK * BN;                     // u16
+    constexpr int E_STAGE = (BM / 16) * KS * 16;         // u32
+    constexpr int BCH = BN / 8;                          // 16-byte chunks per X row
+    static_assert(BK == 64 || BK == 128, "K step");
     static_assert(BN >= 64, "the X swizzle needs at least 8 chunks per row");
     static_assert(MT >= 1 && NT >= 1, "warp tile");
+    static_assert(STAGES >= 2, "pipeline depth");
 
     extern __shared__ __align__(128) unsigned char smem[];
     u16* sA = (u16*)smem;
     u16* sB = sA + STAGES * A_STAGE;
     u32* sE = (u32*)(sB + STAGES * B_STAGE);
 
+    // 64-byte A rows (BK 64): swizzle by row pairs; 128-byte rows: by row.
+    auto a_swz = [](int r, int ch) { return ACH == 4 ? (ch ^ ((r >> 1) & 3)) : (ch ^ (r & 7)); };
+
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp / WN, wn = warp % WN;
-    const int bm = blockIdx.y * BM, bn = blockIdx.x * BN;
-    const int ktiles = Kp / BK, kh = Kp / 2, kt32 = Kp / 32, mtiles = Mp / 16;
+    // Grouped rasterisation: consecutive blocks cover 8 block rows of one block
+    // column strip, so the X strip they share stays in L2.
+    const int gx = gridDim.x, gy = gridDim.y;
+    const int bid = blockIdx.y * gx + blockIdx.x;
+    constexpr int GROUP = 8;
+    const int per_group = GROUP * gx;
+    const int group = bid / per_group;
+    const int first_m = group * GROUP;
+    const int rows_in_group = min(gy - first_m, GROUP);
+    const int bm = (first_m + (bid % per_group) % rows_in_group) * BM;
+    const int bn = ((bid % per_group) / rows_in_group) * BN;
+    const int ktiles = (Kp + BK - 1) / BK, kh = Kp / 2, kt32 = Kp / 32, mtiles = Mp / 16;
 
     auto load_stage = [&](int stage, int kt) {
         u16* dA = sA + stage * A_STAGE;
 #pragma unroll
-        for (int c = tid; c < BM * 4; c += THREADS) {
-            const int r = c >> 2, ch = c & 3, gr = bm + r;
-            const bool ok = gr < Mp;
-            const u16* src = A + (ok ? (size_t)gr * kh + kt * 32 + ch * 8 : 0);
-            cp_async16(smem_u32(dA + r * 32 + ((ch ^ ((r >> 1) & 3)) * 8)), src, ok ? 16 : 0);
+        for (int c = tid; c < BM * ACH; c += THREADS) {
+            const int r = c / ACH, ch = c % ACH, gr = bm + r, col = kt * (BK / 2) + ch * 8;
+            const bool ok = gr < Mp && col < kh;
+            const u16* src = ok ? A + (size_t)gr * kh + col : A;
+            cp_async16(smem_u32(dA + r * (BK / 2) + a_swz(r, ch) * 8), src, ok ? 16 : 0);
         }
         u16* dB = sB + stage * B_STAGE;
 #pragma unroll
@@ -139,15 +155,15 @@ __device__ __forceinline__ void spmm24_body(const u16* __restrict__ A, const u32
             const int r = c / BCH, ch = c % BCH;
             const int gk = kt * BK + r, gn = bn + ch * 8;
             const bool ok = gk < K && gn < N;
-            const u16* src = X + (ok ? (size_t)gk * ldb + gn : 0);
+            const u16* src = ok ? X + (size_t)gk * ldb + gn : X;
             cp_async16(smem_u32(dB + r * BN + ((ch ^ (r & 7)) * 8)), src, ok ? 16 : 0);
         }
         u32* dE = sE + stage * E_STAGE;
-        for (int c = tid; c < (BM / 16) * 8; c += THREADS) {
-            const int mt = c >> 3, rest = c & 7, gmt = bm / 16 + mt;
-            const bool ok = gmt < mtiles;
-            const u32* src = E + (ok ? ((size_t)gmt * kt32 + kt * 2 + (rest >> 2)) * 16 + (rest & 3) * 4 : 0);
-            cp_async16(smem_u32(dE + mt * 32 + rest * 4), src, ok ? 16 : 0);
+        for (int c = tid; c < (BM / 16) * KS * 4; c += THREADS) {
+            const int mt = c / (KS * 4), rest = c % (KS * 4), gmt = bm / 16 + mt, k32 = kt * KS + (rest >> 2);
+            const bool ok = gmt < mtiles && k32 < kt32;
+            const u32* src = ok ? E + ((size_t)gmt * kt32 + k32) * 16 + (rest & 3) * 4 : E;
+            cp_async16(smem_u32(dE + mt * (KS * 16) + rest * 4), src, ok ? 16 : 0);
         }
     };
 
@@ -159,39 +175,41 @@ __device__ __forceinline__ void spmm24_body(const u16* __restrict__ A, const u32
 #pragma unroll
             for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.f;
 
+    u32 af[MT][4], bf[NT][4], ef[MT];
+    auto load_frags = [&](int stage, int ks) {
+        const u16* tA = sA + stage * A_STAGE;
+        const u16* tB = sB + stage * B_STAGE;
+        const u32* tE = sE + stage * E_STAGE;
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+            const int row = wm * WTM + i * 16 + (lane & 15);
+            const int ch = ks * 2 + (lane >> 4);
+            ldmatrix_x4(af[i], smem_u32(tA + row * (BK / 2) + a_swz(row, ch) * 8));
+            ef[i] = tE[(wm * (WTM / 16) + i) * (KS * 16) + ks * 16 + (lane >> 2) * 2 + (lane & 1)];
+        }
+        const int krow = ks * 32 + lane;
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            const int ch = (wn * WTN + j * 8) >> 3;
+            ldmatrix_x4_trans(bf[j], smem_u32(tB + krow * BN + ((ch ^ (krow & 7)) * 8)));
+        }
+    };
+
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
         if (s < ktiles) load_stage(s, s);
         cp_async_commit();
     }
-
     for (int kt = 0; kt < ktiles; ++kt) {
         cp_async_wait<STAGES - 2>();
         __syncthreads();
         const int nk = kt + STAGES - 1;
         if (nk < ktiles) load_stage(nk % STAGES, nk);
         cp_async_commit();
-
         const int st = kt % STAGES;
-        const u16* tA = sA + st * A_STAGE;
-        const u16* tB = sB + st * B_STAGE;
-        const u32* tE = sE + st * E_STAGE;
 #pragma unroll
-        for (int ks = 0; ks < 2; ++ks) {
-            u32 af[MT][4], bf[NT][4], ef[MT];
-#pragma unroll
-            for (int i = 0; i < MT; ++i) {
-                const int row = wm * WTM + i * 16 + (lane & 15);
-                const int ch = ks * 2 + (lane >> 4);
-                ldmatrix_x4(af[i], smem_u32(tA + row * 32 + ((ch ^ ((row >> 1) & 3)) * 8)));
-                ef[i] = tE[(wm * (WTM / 16) + i) * 32 + ks * 16 + (lane >> 2) * 2 + (lane & 1)];
-            }
-#pragma unroll
-            for (int j = 0; j < NT; ++j) {
-                const int krow = ks * 32 + lane;
-                const int ch = (wn * WTN + j * 8) >> 3;
-                ldmatrix_x4_trans(bf[j], smem_u32(tB + krow * BN + ((ch ^ (krow & 7)) * 8)));
-            }
+        for (int ks = 0; ks < KS; ++ks) {
+            load_frags(st, ks);
 #pragma unroll
             for (int i = 0; i < MT; ++i)
 #pragma unroll
@@ -223,22 +241,24 @@ __device__ __forceinline__ void spmm24_body(const u16* __restrict__ A, const u32
     }
 }
 
-#define SPMM24(name, BM, BN, WM, WN, ST, BF)                                                                       \
-    extern "C" __global__ void __launch_bounds__(WM * WN * 32)                                                     \
+#define SPMM24(name, BM, BN, BK, WM, WN, ST, BF, MINB)                                                             \
+    extern "C" __global__ void __launch_bounds__(WM * WN * 32, MINB)                                               \
         name(const u16* A, const u32* E, const u16* X, u16* Y, int M, int N, int K, int Mp, int Kp, int ldb,     \
              int ldc) {                                                                                            \
-        spmm24_body<BM, BN, WM, WN, ST, BF>(A, E, X, Y, M, N, K, Mp, Kp, ldb, ldc);                                \
+        spmm24_body<BM, BN, BK, WM, WN, ST, BF>(A, E, X, Y, M, N, K, Mp, Kp, ldb, ldc);                            \
     }
+#define SPMM24_BOTH(tile, BM, BN, BK, WM, WN, ST, MINB)                 \
+    SPMM24(spmm24_f16_##tile, BM, BN, BK, WM, WN, ST, false, MINB)      \
+    SPMM24(spmm24_bf16_##tile, BM, BN, BK, WM, WN, ST, true, MINB)
 
-// Tile configurations (the host knows the same table: src/cuda/mod.rs).
-SPMM24(spmm24_f16_128x256, 128, 256, 2, 4, 3, false)
-SPMM24(spmm24_f16_128x128, 128, 128, 2, 4, 4, false)
-SPMM24(spmm24_f16_64x128, 64, 128, 2, 2, 4, false)
-SPMM24(spmm24_f16_64x64, 64, 64, 2, 2, 4, false)
-SPMM24(spmm24_bf16_128x256, 128, 256, 2, 4, 3, true)
-SPMM24(spmm24_bf16_128x128, 128, 128, 2, 4, 4, true)
-SPMM24(spmm24_bf16_64x128, 64, 128, 2, 2, 4, true)
-SPMM24(spmm24_bf16_64x64, 64, 64, 2, 2, 4, true)
+// Tile configurations (the host knows the same table: TILES in src/cuda/runtime.rs).
+// Name: BMxBNxBK, warps WMxWN, sS stages, bB resident blocks asked of the compiler.
+SPMM24_BOTH(256x128x128w4x2s3, 256, 128, 128, 4, 2, 3, 1)
+SPMM24_BOTH(128x256x128w2x4s2, 128, 256, 128, 2, 4, 2, 1)
+SPMM24_BOTH(256x128x64w4x2, 256, 128, 64, 4, 2, 4, 1)
+SPMM24_BOTH(128x128x64w2x2, 128, 128, 64, 2, 2, 4, 1)
+SPMM24_BOTH(128x64x64w2x2b3, 128, 64, 64, 2, 2, 4, 3)
+SPMM24_BOTH(64x64x64w2x2, 64, 64, 64, 2, 2, 4, 1)
 
 // ---------------------------------------------------------------- compression
 // Magnitude 2:4 on the GPU with the CPU reference's tie rule: in every chunk of
@@ -312,4 +332,44 @@ extern "C" __global__ void mma_sp_probe_f16(const u32* a, const u32* b, const u3
     }
     Mma<false>::sp(c, af, bf, e[l]);
     for (int i = 0; i < 4; ++i) d[l * 4 + i] = c[i];
+}
+
+// ---------------------------------------------------------------- peak rates
+// Register-only loops of independent tensor-core instructions (8 accumulator
+// chains per warp): the instruction throughput ceiling of this GPU for the
+// sparse m16n8k32 and the dense m16n8k16, against which the SpMM is judged.
+extern "C" __global__ void peak_mma_sp_f16(float* out, int iters, u32 seed) {
+    u32 a[4], b[4];
+    for (int i = 0; i < 4; ++i) {
+        a[i] = seed * (threadIdx.x + 1 + i);
+        b[i] = seed ^ (threadIdx.x * 7 + i);
+    }
+    const u32 e = 0x44444444u;  // indices (0, 1) in every chunk
+    float c[8][4] = {};
+    for (int it = 0; it < iters; ++it) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) Mma<false>::sp(c[j], a, b, e);
+    }
+    float s = 0.f;
+    for (int j = 0; j < 8; ++j) s += c[j][0] + c[j][1] + c[j][2] + c[j][3];
+    if (s == 12345.678f) out[0] = s;  // keeps the loop alive
+}
+
+extern "C" __global__ void peak_mma_f16(float* out, int iters, u32 seed) {
+    u32 a[4], b[2];
+    for (int i = 0; i < 4; ++i) a[i] = seed * (threadIdx.x + 1 + i);
+    for (int i = 0; i < 2; ++i) b[i] = seed ^ (threadIdx.x * 7 + i);
+    float c[8][4] = {};
+    for (int it = 0; it < iters; ++it) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            asm volatile(
+                "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                "{%0,%1,%2,%3};\n"
+                : "+f"(c[j][0]), "+f"(c[j][1]), "+f"(c[j][2]), "+f"(c[j][3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+    float s = 0.f;
+    for (int j = 0; j < 8; ++j) s += c[j][0] + c[j][1] + c[j][2] + c[j][3];
+    if (s == 12345.678f) out[0] = s;
 }

@@ -80,6 +80,9 @@ pub struct CudaBenchReport {
     pub cusparselt_version: Option<String>,
     pub cusparselt_note: Option<String>,
     pub probe: super::runtime::Probe,
+    /// Instruction ceilings: mma.sp (dense-equivalent) and mma.sync, TFLOP/s.
+    pub peak_sparse: f64,
+    pub peak_dense: f64,
     pub shapes: Vec<ShapeResult>,
 }
 
@@ -187,6 +190,10 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
             pack::META_LAYOUT
         )));
     }
+    let (peak_sparse, peak_dense) = rt.peak_rates()?;
+    progress(&format!(
+        "instruction ceilings (register-only loops): mma.sp m16n8k32 {peak_sparse:.0} dense-eq. TFLOP/s, mma.sync m16n8k16 {peak_dense:.0} TFLOP/s"
+    ));
     let (lt, lt_note) = match CuSparseLt::load(cfg.cusparselt.as_deref()) {
         Ok(lt) => (Some(lt), None),
         Err(e) => (None, Some(e.to_string())),
@@ -229,6 +236,11 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
         let x_dev = rt.upload(&x_host, k, n, n, dtype)?;
         let mut y = rt.zeros(m, n, dtype)?;
 
+        if si == 0 {
+            for t in &TILES {
+                progress(&format!("  kernel {}: {}", t.name, rt.kernel_info(t, dtype)?));
+            }
+        }
         let mut checked =
             |name: String, y: &mut DeviceHalf, run: &mut dyn FnMut(&mut DeviceHalf) -> Result<()>| -> Result<Timing> {
                 rt.fill(y, poison(dtype))?;
@@ -297,6 +309,8 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
         cusparselt_version: lt.as_ref().map(|l| l.version()),
         cusparselt_note: lt_note,
         probe,
+        peak_sparse,
+        peak_dense,
         shapes,
     })
 }
@@ -307,7 +321,8 @@ impl CudaBenchReport {
         let dense_peak = self.shapes.iter().map(|s| s.cublas.tflops).fold(0.0f64, f64::max);
         let mut out = format!(
             "{} (sm_{}{}), {}, cuSPARSELt {}; GPU time per call, median of graph replays\n\
-             dense f16 tensor-core rate in this run (best cuBLAS): {:.0} TFLOP/s\n\n\
+             dense {} tensor-core rate in this run (best cuBLAS): {:.0} TFLOP/s; instruction ceilings: \
+             mma.sp m16n8k32 {:.0} dense-eq. TFLOP/s, mma.sync m16n8k16 {:.0} TFLOP/s\n\n\
              | M x K x N | ours best (tile) | ours picked | cuBLAS dense | cuSPARSELt 2:4 | ours vs dense | cuSPARSELt vs dense | ours vs cuSPARSELt | ours TFLOP/s (dense-eq.) | % of dense rate | GPU compression |\n\
              |---|---|---|---|---|---|---|---|---|---|---|\n",
             self.device,
@@ -315,7 +330,10 @@ impl CudaBenchReport {
             self.compute_capability.1,
             self.dtype.name(),
             self.cusparselt_version.as_deref().unwrap_or("absent"),
-            dense_peak
+            self.dtype.name(),
+            dense_peak,
+            self.peak_sparse,
+            self.peak_dense
         );
         for s in &self.shapes {
             let b = s.best_ours();
@@ -353,6 +371,8 @@ impl CudaBenchReport {
             "dtype": self.dtype.name(),
             "cusparselt": self.cusparselt_version,
             "cusparselt_note": self.cusparselt_note,
+            "peak_mma_sp_tflops": self.peak_sparse,
+            "peak_mma_sync_tflops": self.peak_dense,
             "probe": {"split_columns": self.probe.split_columns, "row_per_thread": self.probe.row_per_thread},
             "shapes": self.shapes.iter().map(|s| serde_json::json!({
                 "m": s.m, "k": s.k, "n": s.n, "chosen_tile": s.chosen,

@@ -24,6 +24,7 @@ pub struct Tile {
     pub name: &'static str,
     pub bm: u32,
     pub bn: u32,
+    pub bk: u32,
     pub threads: u32,
     pub stages: u32,
 }
@@ -31,37 +32,61 @@ pub struct Tile {
 impl Tile {
     /// Dynamic shared memory of one block, bytes.
     pub fn smem(&self) -> u32 {
-        self.stages * (self.bm * 32 * 2 + 64 * self.bn * 2 + (self.bm / 16) * 2 * 16 * 4)
+        self.stages * (self.bm * (self.bk / 2) * 2 + self.bk * self.bn * 2 + (self.bm / 16) * (self.bk / 32) * 16 * 4)
     }
 }
 
-/// Large tiles for big GEMMs, small ones for the thin shapes of batch-1 inference.
-pub const TILES: [Tile; 4] = [
+/// Large tiles for big GEMMs, small ones for the thin shapes of batch-1
+/// inference (name: BMxBNxBK, warps, stages `s`, resident blocks `b`), largest
+/// first: [`CudaRuntime::choose_tile`] takes the first that gives every SM a block.
+/// Measured on the H100 (BENCHMARKS.md): BK 128 wins on large squares, 128x64
+/// and 64x64 on the Lite0 shapes.
+pub const TILES: [Tile; 6] = [
     Tile {
-        name: "128x256",
-        bm: 128,
-        bn: 256,
+        name: "256x128x128w4x2s3",
+        bm: 256,
+        bn: 128,
+        bk: 128,
         threads: 256,
         stages: 3,
     },
     Tile {
-        name: "128x128",
+        name: "128x256x128w2x4s2",
         bm: 128,
+        bn: 256,
+        bk: 128,
+        threads: 256,
+        stages: 2,
+    },
+    Tile {
+        name: "256x128x64w4x2",
+        bm: 256,
         bn: 128,
+        bk: 64,
         threads: 256,
         stages: 4,
     },
     Tile {
-        name: "64x128",
-        bm: 64,
+        name: "128x128x64w2x2",
+        bm: 128,
         bn: 128,
+        bk: 64,
         threads: 128,
         stages: 4,
     },
     Tile {
-        name: "64x64",
+        name: "128x64x64w2x2b3",
+        bm: 128,
+        bn: 64,
+        bk: 64,
+        threads: 128,
+        stages: 4,
+    },
+    Tile {
+        name: "64x64x64w2x2",
         bm: 64,
         bn: 64,
+        bk: 64,
         threads: 128,
         stages: 4,
     },
@@ -189,24 +214,29 @@ impl CudaRuntime {
             .map_err(|e| Error::Cuda(format!("NVRTC could not compile shaders/cuda/sparse24.cu: {e:?}")))?;
         let module = ctx.load_module(ptx).map_err(cuda("loading the PTX module"))?;
         let mut funcs = HashMap::new();
-        let mut names: Vec<String> = ["compress24_f16", "compress24_bf16", "mma_sp_probe_f16"]
-            .map(String::from)
-            .into();
+        for n in [
+            "compress24_f16",
+            "compress24_bf16",
+            "mma_sp_probe_f16",
+            "peak_mma_sp_f16",
+            "peak_mma_f16",
+        ] {
+            funcs.insert(
+                n.to_string(),
+                module.load_function(n).map_err(cuda("loading a kernel"))?,
+            );
+        }
         for t in &TILES {
             for h in ["f16", "bf16"] {
-                names.push(format!("spmm24_{h}_{}", t.name));
-            }
-        }
-        for n in names {
-            let f = module.load_function(&n).map_err(cuda("loading a kernel"))?;
-            if let Some(t) = TILES.iter().find(|t| n.ends_with(t.name)) {
+                let n = format!("spmm24_{h}_{}", t.name);
+                let f = module.load_function(&n).map_err(cuda("loading a kernel"))?;
                 f.set_attribute(
                     sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     t.smem() as i32,
                 )
                 .map_err(cuda("raising the shared-memory limit"))?;
+                funcs.insert(n, f);
             }
-            funcs.insert(n, f);
         }
         let blas = CudaBlas::new(stream.clone()).map_err(cuda("creating the cuBLAS handle"))?;
         Ok(CudaRuntime {
@@ -239,6 +269,20 @@ impl CudaRuntime {
         self.funcs
             .get(name)
             .ok_or_else(|| Error::Cuda(format!("kernel {name} is not loaded")))
+    }
+
+    /// Registers, spilled bytes and resident blocks per SM of a tile's kernel.
+    pub fn kernel_info(&self, t: &Tile, dtype: Half) -> Result<String> {
+        let f = self.func(&format!("spmm24_{}_{}", dtype.name(), t.name))?;
+        let regs = f.num_regs().map_err(cuda("attribute"))?;
+        let local = f.local_size_bytes().map_err(cuda("attribute"))?;
+        let blocks = f
+            .occupancy_max_active_blocks_per_multiprocessor(t.threads, t.smem() as usize, None)
+            .map_err(cuda("occupancy"))?;
+        Ok(format!(
+            "{regs} regs, {local} B local, {blocks} blocks/SM, {} KB smem",
+            t.smem() / 1024
+        ))
     }
 
     pub fn synchronize(&self) -> Result<()> {
@@ -620,6 +664,37 @@ impl CudaRuntime {
                 Ok((out, false))
             }
         }
+    }
+
+    /// Instruction-throughput ceilings of this GPU, in dense-equivalent TFLOP/s:
+    /// (sparse `mma.sp.m16n8k32`, dense `mma.sync.m16n8k16`), from register-only
+    /// loops on every SM.
+    pub fn peak_rates(&self) -> Result<(f64, f64)> {
+        let mut out = self.stream.alloc_zeros::<f32>(1).map_err(cuda("allocation"))?;
+        let iters = 4096i32;
+        let blocks = self.sms * 4;
+        let mut rate = |name: &str, flops_per_mma: f64| -> Result<f64> {
+            let f = self.func(name)?.clone();
+            let cfg = LaunchConfig {
+                grid_dim: (blocks, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let seed = 0x9e37u32;
+            let (mut t, _) = self.time(3, 5, || {
+                let mut l = self.stream.launch_builder(&f);
+                l.arg(&mut out).arg(&iters).arg(&seed);
+                // SAFETY: the peak kernels take (float*, int, u32) and write at most out[0].
+                unsafe { l.launch(cfg) }.map_err(cuda("peak launch"))?;
+                Ok(())
+            })?;
+            t.sort_by(|a, b| a.total_cmp(b));
+            let mmas = blocks as f64 * 8.0 * iters as f64 * 8.0;
+            Ok(mmas * flops_per_mma / (t[t.len() / 2] * 1e-3) / 1e12)
+        };
+        let sparse = rate("peak_mma_sp_f16", 2.0 * 16.0 * 8.0 * 32.0)?;
+        let dense = rate("peak_mma_f16", 2.0 * 16.0 * 8.0 * 16.0)?;
+        Ok((sparse, dense))
     }
 
     /// Runs one `mma.sp` on registers packed under each metadata layout and
