@@ -7,6 +7,7 @@
 //! - [`gpu`]: the wgpu [`Context`](gpu::Context), pipeline cache and kernels.
 //! - [`model`]: EfficientNet-Lite0: weights, BN folding, layers, preprocessing, CPU forward.
 
+pub mod backend;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 #[cfg(not(target_arch = "wasm32"))]

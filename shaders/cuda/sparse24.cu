@@ -373,3 +373,48 @@ extern "C" __global__ void peak_mma_f16(float* out, int iters, u32 seed) {
     for (int j = 0; j < 8; ++j) s += c[j][0] + c[j][1] + c[j][2] + c[j][3];
     if (s == 12345.678f) out[0] = s;
 }
+
+// ================================================================ Hopper (sm_90a)
+// Sparse warpgroup MMA: wgmma.mma_async.sp m64nNk32, A (compressed) from
+// registers in the mma.sp fragment layout (warp w of the warpgroup holds rows
+// 16w..16w+15, its metadata likewise), B from shared memory through a matrix
+// descriptor, f32 accumulators in registers. Compiled only for compute_90a.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ u64 desc_field(u32 x) { return (u64)((x & 0x3ffffu) >> 4); }
+// No-swizzle ("interleaved") descriptor: start address, leading and stride byte offsets.
+__device__ __forceinline__ u64 make_desc(u32 addr, u32 lbo, u32 sbo) {
+    return desc_field(addr) | (desc_field(lbo) << 16) | (desc_field(sbo) << 32);
+}
+
+// Probe: one m64n32k32 sparse wgmma with B (32 x 32, row-major in global) staged
+// in N-major 8x8 core matrices (core (kg, ng) at (kg * 4 + ng) * 128 bytes), B
+// transposed (N-major) in the instruction; `variant` 0 passes (LBO, SBO) =
+// (N step, K step), 1 the other way round. d: 128 threads x 16 floats.
+extern "C" __global__ void wgmma_sp_probe(const u32* a, const u32* e, const u16* b, float* d, int variant) {
+    __shared__ __align__(128) u16 sb[32 * 32];
+    const int tid = threadIdx.x;
+    for (int i = tid; i < 32 * 32; i += 128) {
+        const int k = i / 32, n = i % 32;
+        sb[((k >> 3) * 4 + (n >> 3)) * 64 + (k & 7) * 8 + (n & 7)] = b[i];
+    }
+    __syncthreads();
+    const u32 step_n = 128, step_k = 4 * 128;
+    const u64 desc = variant == 0 ? make_desc(smem_u32(sb), step_n, step_k) : make_desc(smem_u32(sb), step_k, step_n);
+    u32 af[4];
+    for (int i = 0; i < 4; ++i) af[i] = a[tid * 4 + i];
+    const u32 ev = e[tid];
+    float c[16];
+    for (int i = 0; i < 16; ++i) c[i] = 0.f;
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    asm volatile(
+        "wgmma.mma_async.sp.sync.aligned.m64n32k32.f32.f16.f16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, %21, 0, 1, 1, 1, 1;\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]), "+f"(c[4]), "+f"(c[5]), "+f"(c[6]), "+f"(c[7]),
+          "+f"(c[8]), "+f"(c[9]), "+f"(c[10]), "+f"(c[11]), "+f"(c[12]), "+f"(c[13]), "+f"(c[14]), "+f"(c[15])
+        : "r"(af[0]), "r"(af[1]), "r"(af[2]), "r"(af[3]), "l"(desc), "r"(ev)
+        : "memory");
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    for (int i = 0; i < 16; ++i) d[tid * 16 + i] = c[i];
+}
+#endif

@@ -190,6 +190,15 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
             pack::META_LAYOUT
         )));
     }
+    if rt.compute_capability() == (9, 0) {
+        match rt.probe_wgmma(3) {
+            Ok(e) => progress(&format!(
+                "wgmma.sp probe: descriptor variant 0 error {:.2e}, variant 1 {:.2e}",
+                e[0], e[1]
+            )),
+            Err(e) => progress(&format!("wgmma.sp probe failed: {e}")),
+        }
+    }
     let (peak_sparse, peak_dense) = rt.peak_rates()?;
     progress(&format!(
         "instruction ceilings (register-only loops): mma.sp m16n8k32 {peak_sparse:.0} dense-eq. TFLOP/s, mma.sync m16n8k16 {peak_dense:.0} TFLOP/s"

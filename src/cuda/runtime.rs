@@ -147,11 +147,12 @@ pub struct CudaRuntime {
 
 fn arch_of(cc: (i32, i32)) -> &'static str {
     match cc {
+        // Hopper: the architecture-specific target, for the sparse warpgroup MMA.
+        (9, 0) => "compute_90a",
         (8, 0) => "compute_80",
         (8, 6) => "compute_86",
         (8, 7) => "compute_87",
         (8, 9) => "compute_89",
-        (9, 0) => "compute_90",
         (10, 0) => "compute_100",
         (12, 0) => "compute_120",
         // Newer than this list: PTX for the newest architecture known here is
@@ -236,6 +237,14 @@ impl CudaRuntime {
                 )
                 .map_err(cuda("raising the shared-memory limit"))?;
                 funcs.insert(n, f);
+            }
+        }
+        if cc == (9, 0) {
+            for n in ["wgmma_sp_probe"] {
+                funcs.insert(
+                    n.to_string(),
+                    module.load_function(n).map_err(cuda("loading a kernel"))?,
+                );
             }
         }
         let blas = CudaBlas::new(stream.clone()).map_err(cuda("creating the cuBLAS handle"))?;
@@ -695,6 +704,66 @@ impl CudaRuntime {
         let sparse = rate("peak_mma_sp_f16", 2.0 * 16.0 * 8.0 * 32.0)?;
         let dense = rate("peak_mma_f16", 2.0 * 16.0 * 8.0 * 16.0)?;
         Ok((sparse, dense))
+    }
+
+    /// Hopper only: one sparse `wgmma` (m64n32k32, A from registers in the mma.sp
+    /// fragment layout, B N-major in shared memory) under the two readings of the
+    /// descriptor's byte offsets; the relative error of each against float64.
+    pub fn probe_wgmma(&self, seed: u64) -> Result<[f64; 2]> {
+        let mut s = seed | 1;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let dense: Vec<u16> = (0..64 * 32).map(|_| Half::F16.from_f32(rnd())).collect();
+        let x: Vec<u16> = (0..32 * 32).map(|_| Half::F16.from_f32(rnd())).collect();
+        let c = Compressed24::compress(&dense, 64, 32, 32, Half::F16, pack::META_LAYOUT)?;
+        let want = pack::reference(&c.decompress(), 64, 32, &x, 32, 32, Half::F16);
+        let mut a = Vec::new();
+        let mut e = Vec::new();
+        for w in 0..4 {
+            a.extend(pack::a_fragments(&c, w, 0).concat());
+            e.extend(pack::meta_fragments(&c, w, 0));
+        }
+        let da = self.stream.clone_htod(&a).map_err(cuda("upload"))?;
+        let de = self.stream.clone_htod(&e).map_err(cuda("upload"))?;
+        let dx = self.stream.clone_htod(&x).map_err(cuda("upload"))?;
+        let mut out = [0.0f64; 2];
+        for (variant, o) in out.iter_mut().enumerate() {
+            let mut dd = self.stream.alloc_zeros::<f32>(128 * 16).map_err(cuda("allocation"))?;
+            let f = self.func("wgmma_sp_probe")?;
+            let v = variant as i32;
+            let mut launch = self.stream.launch_builder(f);
+            launch.arg(&da).arg(&de).arg(&dx).arg(&mut dd).arg(&v);
+            // SAFETY: 128 threads x 4 A words, 1 metadata word, B 32x32, D 128 x 16 floats.
+            unsafe {
+                launch.launch(LaunchConfig {
+                    grid_dim: (1, 1, 1),
+                    block_dim: (128, 1, 1),
+                    shared_mem_bytes: 0,
+                })
+            }
+            .map_err(cuda("wgmma probe launch"))?;
+            let got = self.stream.clone_dtoh(&dd).map_err(cuda("download"))?;
+            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+            let mut worst = 0.0f64;
+            for t in 0..128 {
+                let (w, l) = (t / 32, t % 32);
+                let (g, q) = (l / 4, l % 4);
+                for j in 0..4 {
+                    for i in 0..4 {
+                        let row = 16 * w + g + 8 * (i >> 1);
+                        let col = 8 * j + 2 * q + (i & 1);
+                        let v = got[t * 16 + 4 * j + i] as f64;
+                        worst = worst.max((v - want[row * 32 + col]).abs() / scale);
+                    }
+                }
+            }
+            *o = worst;
+        }
+        Ok(out)
     }
 
     /// Runs one `mma.sp` on registers packed under each metadata layout and
