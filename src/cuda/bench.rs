@@ -4,7 +4,7 @@
 
 use super::cusparselt::CuSparseLt;
 use super::pack::{self, Compressed24, Half};
-use super::runtime::{CudaRuntime, DeviceHalf, TILES};
+use super::runtime::{CudaRuntime, DeviceHalf};
 use crate::error::{Error, Result};
 
 /// Default shapes (M x K x N): large squares, the EfficientNet-Lite0 pointwise
@@ -83,6 +83,8 @@ pub struct CudaBenchReport {
     /// Instruction ceilings: mma.sp (dense-equivalent) and mma.sync, TFLOP/s.
     pub peak_sparse: f64,
     pub peak_dense: f64,
+    /// Hopper: wgmma.sp m64n256k32 with B in shared memory (0 elsewhere).
+    pub peak_wgmma: f64,
     pub shapes: Vec<ShapeResult>,
 }
 
@@ -199,9 +201,13 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
             Err(e) => progress(&format!("wgmma.sp probe failed: {e}")),
         }
     }
+    if std::env::var_os("WGSPARSE_PTXAS_LOG").is_some() {
+        progress(&format!("ptxas:\n{}", rt.ptxas_log()?));
+    }
     let (peak_sparse, peak_dense) = rt.peak_rates()?;
     progress(&format!(
-        "instruction ceilings (register-only loops): mma.sp m16n8k32 {peak_sparse:.0} dense-eq. TFLOP/s, mma.sync m16n8k16 {peak_dense:.0} TFLOP/s"
+        "instruction ceilings (register-only loops): mma.sp m16n8k32 {peak_sparse:.0} dense-eq. TFLOP/s, mma.sync m16n8k16 {peak_dense:.0} TFLOP/s, wgmma.sp m64n256k32 (B in shared memory) {:.0} dense-eq. TFLOP/s",
+        rt.wgmma_peak()
     ));
     let (lt, lt_note) = match CuSparseLt::load(cfg.cusparselt.as_deref()) {
         Ok(lt) => (Some(lt), None),
@@ -246,7 +252,7 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
         let mut y = rt.zeros(m, n, dtype)?;
 
         if si == 0 {
-            for t in &TILES {
+            for t in rt.tiles() {
                 progress(&format!("  kernel {}: {}", t.name, rt.kernel_info(t, dtype)?));
             }
         }
@@ -279,7 +285,7 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
 
         let chosen = rt.choose_tile(m, n).name.to_string();
         let mut ours = Vec::new();
-        for t in TILES.iter().filter(|t| cfg.all_tiles || t.name == chosen) {
+        for t in rt.tiles().iter().filter(|t| cfg.all_tiles || t.name == chosen) {
             ours.push(checked(format!("ours mma.sp {}", t.name), &mut y, &mut |y| {
                 rt.spmm(&d24, &x_dev, y, Some(t))
             })?);
@@ -320,6 +326,7 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
         probe,
         peak_sparse,
         peak_dense,
+        peak_wgmma: rt.wgmma_peak(),
         shapes,
     })
 }
@@ -331,7 +338,8 @@ impl CudaBenchReport {
         let mut out = format!(
             "{} (sm_{}{}), {}, cuSPARSELt {}; GPU time per call, median of graph replays\n\
              dense {} tensor-core rate in this run (best cuBLAS): {:.0} TFLOP/s; instruction ceilings: \
-             mma.sp m16n8k32 {:.0} dense-eq. TFLOP/s, mma.sync m16n8k16 {:.0} TFLOP/s\n\n\
+             mma.sp m16n8k32 {:.0} dense-eq. TFLOP/s, mma.sync m16n8k16 {:.0} TFLOP/s, \
+             wgmma.sp m64n256k32 {:.0} dense-eq. TFLOP/s\n\n\
              | M x K x N | ours best (tile) | ours picked | cuBLAS dense | cuSPARSELt 2:4 | ours vs dense | cuSPARSELt vs dense | ours vs cuSPARSELt | ours TFLOP/s (dense-eq.) | % of dense rate | GPU compression |\n\
              |---|---|---|---|---|---|---|---|---|---|---|\n",
             self.device,
@@ -342,7 +350,8 @@ impl CudaBenchReport {
             self.dtype.name(),
             dense_peak,
             self.peak_sparse,
-            self.peak_dense
+            self.peak_dense,
+            self.peak_wgmma
         );
         for s in &self.shapes {
             let b = s.best_ours();
@@ -382,6 +391,7 @@ impl CudaBenchReport {
             "cusparselt_note": self.cusparselt_note,
             "peak_mma_sp_tflops": self.peak_sparse,
             "peak_mma_sync_tflops": self.peak_dense,
+            "peak_wgmma_sp_tflops": self.peak_wgmma,
             "probe": {"split_columns": self.probe.split_columns, "row_per_thread": self.probe.row_per_thread},
             "shapes": self.shapes.iter().map(|s| serde_json::json!({
                 "m": s.m, "k": s.k, "n": s.n, "chosen_tile": s.chosen,

@@ -92,6 +92,43 @@ pub const TILES: [Tile; 6] = [
     },
 ];
 
+/// Hopper (sm_90a) tiles on the sparse warpgroup MMA (`wgmma.mma_async.sp`):
+/// BM = 64 rows per warpgroup, BN the instruction's N.
+pub const TILES_SM90: [Tile; 4] = [
+    Tile {
+        name: "wg128x256x64s4",
+        bm: 128,
+        bn: 256,
+        bk: 64,
+        threads: 256,
+        stages: 4,
+    },
+    Tile {
+        name: "wg128x256x64s5",
+        bm: 128,
+        bn: 256,
+        bk: 64,
+        threads: 256,
+        stages: 5,
+    },
+    Tile {
+        name: "wg128x128x128s4",
+        bm: 128,
+        bn: 128,
+        bk: 128,
+        threads: 256,
+        stages: 4,
+    },
+    Tile {
+        name: "wg64x128x64s4",
+        bm: 64,
+        bn: 128,
+        bk: 64,
+        threads: 128,
+        stages: 4,
+    },
+];
+
 /// A dense row-major matrix of 16-bit values on the GPU; rows are padded to a
 /// multiple of 8 elements (16 bytes) for vector loads.
 pub struct DeviceHalf {
@@ -143,6 +180,8 @@ pub struct CudaRuntime {
     sms: u32,
     funcs: HashMap<String, CudaFunction>,
     blas: CudaBlas,
+    tiles: Vec<&'static Tile>,
+    wgmma_peak: std::cell::Cell<f64>,
 }
 
 fn arch_of(cc: (i32, i32)) -> &'static str {
@@ -227,7 +266,12 @@ impl CudaRuntime {
                 module.load_function(n).map_err(cuda("loading a kernel"))?,
             );
         }
-        for t in &TILES {
+        let tiles: Vec<&'static Tile> = if cc == (9, 0) {
+            TILES_SM90.iter().chain(TILES.iter()).collect()
+        } else {
+            TILES.iter().collect()
+        };
+        for t in &tiles {
             for h in ["f16", "bf16"] {
                 let n = format!("spmm24_{h}_{}", t.name);
                 let f = module.load_function(&n).map_err(cuda("loading a kernel"))?;
@@ -240,7 +284,7 @@ impl CudaRuntime {
             }
         }
         if cc == (9, 0) {
-            for n in ["wgmma_sp_probe"] {
+            for n in ["wgmma_sp_probe", "peak_wgmma_sp_f16"] {
                 funcs.insert(
                     n.to_string(),
                     module.load_function(n).map_err(cuda("loading a kernel"))?,
@@ -256,11 +300,53 @@ impl CudaRuntime {
             sms,
             funcs,
             blas,
+            tiles,
+            wgmma_peak: std::cell::Cell::new(0.0),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+    /// What ptxas says about our kernels for this GPU (registers, spills, and on
+    /// Hopper any serialisation of the warpgroup MMAs): compiles the source to
+    /// SASS with NVRTC and returns the log lines that mention a kernel.
+    pub fn ptxas_log(&self) -> Result<String> {
+        use cudarc::nvrtc::result as nr;
+        let arch = format!(
+            "--gpu-architecture=sm_{}{}{}",
+            self.cc.0,
+            self.cc.1,
+            if self.cc == (9, 0) { "a" } else { "" }
+        );
+        let src = std::ffi::CString::new(SOURCE).map_err(|e| Error::Cuda(format!("source: {e}")))?;
+        let prog = nr::create_program(&src, None).map_err(cuda("NVRTC program"))?;
+        let opts = [
+            arch,
+            format!("-DMETA_LAYOUT={}", pack::META_LAYOUT as i32),
+            "-std=c++17".to_string(),
+            "--ptxas-options=-v".to_string(),
+        ];
+        // SAFETY: prog is a live NVRTC program; options are plain strings.
+        let compiled = unsafe { nr::compile_program(prog, &opts) };
+        let log = unsafe { nr::get_program_log(prog) }.map_err(cuda("NVRTC log"))?;
+        let _ = unsafe { nr::destroy_program(prog) };
+        let text: String = log.iter().map(|&c| c as u8 as char).collect();
+        compiled.map_err(|e| Error::Cuda(format!("NVRTC: {e:?}: {text}")))?;
+        Ok(text
+            .lines()
+            .filter(|l| l.contains("wgmma") || l.contains("spill") || l.contains("Used") || l.contains("Compiling"))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
+    /// The sparse warpgroup-MMA ceiling measured by [`Self::peak_rates`] (Hopper; 0 elsewhere).
+    pub fn wgmma_peak(&self) -> f64 {
+        self.wgmma_peak.get()
+    }
+    /// Every SpMM tile this GPU runs (on Hopper the warpgroup-MMA tiles first).
+    pub fn tiles(&self) -> &[&'static Tile] {
+        &self.tiles
     }
     pub fn compute_capability(&self) -> (i32, i32) {
         self.cc
@@ -458,7 +544,11 @@ impl CudaRuntime {
     }
 
     /// The tile the runtime uses for an `m x n` output when none is forced: the
-    /// largest tile that still gives every SM a block.
+    /// largest `mma.sp` tile that still gives every SM a block. The Hopper
+    /// warpgroup tiles are not chosen automatically: on the H100 they measured
+    /// slower than the `mma.sp` tiles on every benchmark shape (BENCHMARKS.md:
+    /// without TMA multicast they are bound by L2 bandwidth); `spmm` runs them
+    /// when forced.
     pub fn choose_tile(&self, m: usize, n: usize) -> &'static Tile {
         for t in &TILES {
             let blocks = m.div_ceil(t.bm as usize) * n.div_ceil(t.bn as usize);
@@ -702,6 +792,28 @@ impl CudaRuntime {
             Ok(mmas * flops_per_mma / (t[t.len() / 2] * 1e-3) / 1e12)
         };
         let sparse = rate("peak_mma_sp_f16", 2.0 * 16.0 * 8.0 * 32.0)?;
+        if self.cc == (9, 0) {
+            let mut out2 = self.stream.alloc_zeros::<f32>(1).map_err(cuda("allocation"))?;
+            // 256 threads = 2 warpgroups, 4 m64n256k32 per iteration each.
+            let f = self.func("peak_wgmma_sp_f16")?.clone();
+            let cfg = LaunchConfig {
+                grid_dim: (self.sms, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let seed = 0x9e37u32;
+            let it = 2048i32;
+            let (mut t, _) = self.time(3, 5, || {
+                let mut l = self.stream.launch_builder(&f);
+                l.arg(&mut out2).arg(&it).arg(&seed);
+                // SAFETY: (float*, int, u32) as the kernel declares.
+                unsafe { l.launch(cfg) }.map_err(cuda("peak launch"))?;
+                Ok(())
+            })?;
+            t.sort_by(|a, b| a.total_cmp(b));
+            let flops = self.sms as f64 * 2.0 * 4.0 * it as f64 * (2.0 * 64.0 * 256.0 * 32.0);
+            self.wgmma_peak.set(flops / (t[t.len() / 2] * 1e-3) / 1e12);
+        }
         let dense = rate("peak_mma_f16", 2.0 * 16.0 * 8.0 * 16.0)?;
         Ok((sparse, dense))
     }
