@@ -17,12 +17,16 @@ echo "== fmt"
 cargo fmt --check
 echo "== clippy"
 cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features cuda -- -D warnings
 echo "== cross-platform compile checks (DX12, Metal, WebGPU)"
 cargo check --lib --target x86_64-pc-windows-msvc
 cargo check --lib --target aarch64-apple-darwin
 cargo check --lib --target wasm32-unknown-unknown
 echo "== tests"
 cargo test --release
+echo "== the cuda feature without an NVIDIA GPU: CPU-side packing, error paths, backend choice"
+cargo test --release --features cuda --lib cuda::
+cargo test --release --features cuda --test backend --test cli cuda
 
 echo "== wasm package and browser tests (headless Chromium, WebGPU on SwiftShader)"
 bash scripts/build-wasm.sh

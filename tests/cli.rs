@@ -244,3 +244,26 @@ fn finetune_from_the_command_line() {
     ]);
     assert!(!ok && stderr.contains("no PNG or JPEG"), "{stderr}");
 }
+
+/// `bench --backend cuda` with the feature off says so; with it on and no
+/// NVIDIA driver (CI) it names what is missing; on a machine with an sm_80+ GPU
+/// it runs a small shape and prints the comparison table.
+#[test]
+fn bench_backend_cuda_reports_what_it_needs() {
+    let (ok, stdout, stderr) = wgsparse(&["bench", "--backend", "cuda", "--shapes", "64x64x64", "--runs", "5"]);
+    if cfg!(feature = "cuda") {
+        if ok {
+            assert!(stdout.contains("ours vs dense"), "{stdout}");
+        } else {
+            assert!(stderr.contains("error: CUDA:"), "{stderr}");
+        }
+    } else {
+        assert!(!ok);
+        assert!(stderr.contains("built without the `cuda` feature"), "{stderr}");
+    }
+    let (ok, _, stderr) = wgsparse(&["bench", "--backend", "cuda", "--dtype", "f32"]);
+    assert!(!ok);
+    if cfg!(feature = "cuda") {
+        assert!(stderr.contains("--dtype f32"), "{stderr}");
+    }
+}

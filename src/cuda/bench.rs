@@ -262,7 +262,7 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
                 run(y)?;
                 rt.synchronize()?;
                 let rel_err = check.rel_err(&rt.download(y)?, n, dtype);
-                if !(rel_err <= cfg.tolerance) {
+                if rel_err.is_nan() || rel_err > cfg.tolerance {
                     return Err(Error::Cuda(format!(
                         "{name} on {m}x{k}x{n}: relative error {rel_err:.3e} against float64 exceeds {:.0e}",
                         cfg.tolerance

@@ -177,7 +177,7 @@ impl Compressed24 {
         let ch = cc / 2;
         let (w, bit) = self.layout.slot(r % 16, ch % 8);
         let nib = (self.meta[((r / 16) * (self.kp / 32) + ch / 8) * 16 + w] >> bit) & 0xf;
-        let idx = if cc % 2 == 0 { nib & 3 } else { nib >> 2 };
+        let idx = if cc.is_multiple_of(2) { nib & 3 } else { nib >> 2 };
         ch * 4 + idx as usize
     }
 
@@ -302,7 +302,7 @@ pub fn emulate_mma_sp(
                 let ch = cc / 2;
                 let (w, bit) = layout.slot(r, ch);
                 let nib = (e[4 * (w / 2) + w % 2] >> bit) & 0xf;
-                let k = ch * 4 + if cc % 2 == 0 { nib & 3 } else { nib >> 2 } as usize;
+                let k = ch * 4 + if cc.is_multiple_of(2) { nib & 3 } else { nib >> 2 } as usize;
                 let av = half(v, h);
                 for (n, dv) in d[r].iter_mut().enumerate() {
                     *dv += av * bd[k][n];
@@ -326,6 +326,7 @@ pub fn d_from_fragments(regs: &[[f32; 4]; 32]) -> [[f32; 8]; 16] {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
     use crate::sparse::Matrix;
