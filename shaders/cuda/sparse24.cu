@@ -27,6 +27,11 @@ typedef unsigned long long u64;
 #ifndef META_LAYOUT
 #define META_LAYOUT 0
 #endif
+// Block rows per rasterisation group (consecutive blocks walk down a group's
+// block rows before moving right, so a wave shares few X column strips).
+#ifndef RASTER_GROUP
+#define RASTER_GROUP 8
+#endif
 __device__ __forceinline__ void meta_slot(int r, int c, int* word, int* bit) {
 #if META_LAYOUT == 0
     // Thread pair of each quad: T0 holds chunks 0-3 (columns 0-15), T1 chunks
@@ -131,7 +136,7 @@ __device__ __forceinline__ void spmm24_body(const u16* __restrict__ A, const u32
     // column strip, so the X strip they share stays in L2.
     const int gx = gridDim.x, gy = gridDim.y;
     const int bid = blockIdx.y * gx + blockIdx.x;
-    constexpr int GROUP = 8;
+    constexpr int GROUP = RASTER_GROUP;
     const int per_group = GROUP * gx;
     const int group = bid / per_group;
     const int first_m = group * GROUP;
@@ -386,6 +391,34 @@ __device__ __forceinline__ u64 make_desc(u32 addr, u32 lbo, u32 sbo) {
     return desc_field(addr) | (desc_field(lbo) << 16) | (desc_field(sbo) << 32);
 }
 
+// A CUtensorMap as the driver builds it (cuTensorMapEncodeTiled), passed by value.
+struct __align__(64) TmaDesc {
+    u64 v[16];
+};
+__device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(u32 bar, u32 bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(u32 bar, u32 phase) {
+    u32 done;
+    do {
+        asm volatile(
+            "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(phase)
+            : "memory");
+    } while (!done);
+}
+// 3-D tiled TMA load into shared memory, completing on an mbarrier.
+__device__ __forceinline__ void tma_load_3d(u32 dst, const TmaDesc* map, u32 bar, int c0, int c1, int c2) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+        "l"((u64)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+        : "memory");
+}
+
 // Probe: one m64n32k32 sparse wgmma with B (32 x 32, row-major in global) staged
 // in N-major 8x8 core matrices (core (kg, ng) at (kg * 4 + ng) * 128 bytes), B
 // transposed (N-major) in the instruction; `variant` 0 passes (LBO, SBO) =
@@ -470,10 +503,10 @@ template <> struct Wgmma<256, true> { static __device__ __forceinline__ void sp(
 // ldmatrix); X is staged N-major in 8x8 core matrices (core (kg, ng) at
 // (kg * BN/8 + ng) * 128 bytes), which the descriptor describes with LBO = the
 // K step between cores and SBO = the N step (128 bytes), B transposed.
-template <int NWG, int BN, int BK, int STAGES, bool BF16>
+template <int NWG, int BN, int BK, int STAGES, bool BF16, bool TMA, bool NO_MMA = false>
 __device__ __forceinline__ void spmm24_wg_body(const u16* __restrict__ A, const u32* __restrict__ E,
                                                const u16* __restrict__ X, u16* __restrict__ Y, int M, int N, int K,
-                                               int Mp, int Kp, int ldb, int ldc) {
+                                               int Mp, int Kp, int ldb, int ldc, const TmaDesc* xmap) {
     constexpr int BM = 64 * NWG;
     constexpr int THREADS = 128 * NWG;
     constexpr int KS = BK / 32;
@@ -490,12 +523,20 @@ __device__ __forceinline__ void spmm24_wg_body(const u16* __restrict__ A, const 
     u16* sB = sA + STAGES * A_STAGE;
     u32* sE = (u32*)(sB + STAGES * B_STAGE);
     auto a_swz = [](int r, int ch) { return ACH == 4 ? (ch ^ ((r >> 1) & 3)) : (ch ^ (r & 7)); };
+    __shared__ __align__(8) u64 full_bar[STAGES];
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wg = warp >> 2, wq = warp & 3;  // warpgroup, warp within it
+    if (TMA) {
+        if (tid == 0) {
+            for (int i = 0; i < STAGES; ++i) mbar_init(smem_u32(&full_bar[i]), 1);
+            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        }
+        __syncthreads();
+    }
     const int gx = gridDim.x, gy = gridDim.y;
     const int bid = blockIdx.y * gx + blockIdx.x;
-    constexpr int GROUP = 8;
+    constexpr int GROUP = RASTER_GROUP;
     const int per_group = GROUP * gx;
     const int first_m = (bid / per_group) * GROUP;
     const int rows_in_group = min(gy - first_m, GROUP);
@@ -513,15 +554,26 @@ __device__ __forceinline__ void spmm24_wg_body(const u16* __restrict__ A, const 
                        ok ? 16 : 0);
         }
         u16* dB = sB + stage * B_STAGE;
+        if constexpr (TMA) {
+            // One bulk tensor copy: the box (8, BK, BN/8) of X viewed as
+            // (n within group, k, n group) lands as 8x8 core matrices, core
+            // (kg, ng) at (ng * BK + 8 kg) * 16 bytes; rows past K and groups
+            // past N are zero-filled by the hardware.
+            if (tid == 0) {
+                mbar_expect_tx(smem_u32(&full_bar[stage]), B_STAGE * 2);
+                tma_load_3d(smem_u32(dB), xmap, smem_u32(&full_bar[stage]), 0, kt * BK, bn / 8);
+            }
+        } else {
 #pragma unroll
-        for (int c = tid; c < BK * NG; c += THREADS) {
-            // A warp copies 4 rows x 128 contiguous bytes (whole lines of X).
-            const int w = c >> 5, l = c & 31;
-            const int k = (w / (NG / 8)) * 4 + (l >> 3), ng = (w % (NG / 8)) * 8 + (l & 7);
-            const int gk = kt * BK + k, gn = bn + ng * 8;
-            const bool ok = gk < K && gn < N;
-            cp_async16(smem_u32(dB + ((k >> 3) * NG + ng) * 64 + (k & 7) * 8), ok ? X + (size_t)gk * ldb + gn : X,
-                       ok ? 16 : 0);
+            for (int c = tid; c < BK * NG; c += THREADS) {
+                // A warp copies 4 rows x 128 contiguous bytes (whole lines of X).
+                const int w = c >> 5, l = c & 31;
+                const int k = (w / (NG / 8)) * 4 + (l >> 3), ng = (w % (NG / 8)) * 8 + (l & 7);
+                const int gk = kt * BK + k, gn = bn + ng * 8;
+                const bool ok = gk < K && gn < N;
+                cp_async16(smem_u32(dB + ((k >> 3) * NG + ng) * 64 + (k & 7) * 8), ok ? X + (size_t)gk * ldb + gn : X,
+                           ok ? 16 : 0);
+            }
         }
         u32* dE = sE + stage * E_STAGE;
         for (int c = tid; c < (BM / 16) * KS * 4; c += THREADS) {
@@ -563,11 +615,14 @@ __device__ __forceinline__ void spmm24_wg_body(const u16* __restrict__ A, const 
             ef[buf][ks] = tE[(mrow / 16) * (KS * 16) + ks * 16 + (lane >> 2) * 2 + (lane & 1)];
         }
         const u32 b0 = smem_u32(sB + st * B_STAGE);
+        if (TMA) mbar_wait(smem_u32(&full_bar[st]), (kt / STAGES) & 1);
         asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
         for (int ks = 0; ks < KS; ++ks) {
-            const u64 desc = make_desc(b0 + ks * 4 * NG * 128, NG * 128, 128);
-            Wgmma<BN, BF16>::sp(acc, af[buf][ks], desc, ef[buf][ks]);
+            const u64 desc = TMA ? make_desc(b0 + ks * 32 * 16, 128, BK * 16)
+                                 : make_desc(b0 + ks * 4 * NG * 128, NG * 128, 128);
+            if (!NO_MMA) Wgmma<BN, BF16>::sp(acc, af[buf][ks], desc, ef[buf][ks]);
+            else acc[ks] += __uint_as_float(af[buf][ks][0] ^ ef[buf][ks]);
         }
         asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
         asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
@@ -601,21 +656,27 @@ __device__ __forceinline__ void spmm24_wg_body(const u16* __restrict__ A, const 
     }
 }
 
-#define SPMM24_WG(name, NWG, BN, BK, ST, BF)                                                                   \
+#define SPMM24_WG(name, NWG, BN, BK, ST, BF, TMA)                                                              \
     extern "C" __global__ void __launch_bounds__(NWG * 128, 1)                                                 \
         name(const u16* A, const u32* E, const u16* X, u16* Y, int M, int N, int K, int Mp, int Kp, int ldb, \
-             int ldc) {                                                                                        \
-        spmm24_wg_body<NWG, BN, BK, ST, BF>(A, E, X, Y, M, N, K, Mp, Kp, ldb, ldc);                            \
+             int ldc, const __grid_constant__ TmaDesc xmap) {                                                  \
+        spmm24_wg_body<NWG, BN, BK, ST, BF, TMA>(A, E, X, Y, M, N, K, Mp, Kp, ldb, ldc, &xmap);                \
     }
-#define SPMM24_WG_BOTH(tile, NWG, BN, BK, ST)                  \
-    SPMM24_WG(spmm24_f16_##tile, NWG, BN, BK, ST, false)       \
-    SPMM24_WG(spmm24_bf16_##tile, NWG, BN, BK, ST, true)
+#define SPMM24_WG_BOTH(tile, NWG, BN, BK, ST, TMA)                  \
+    SPMM24_WG(spmm24_f16_##tile, NWG, BN, BK, ST, false, TMA)       \
+    SPMM24_WG(spmm24_bf16_##tile, NWG, BN, BK, ST, true, TMA)
 
 // Name: wgmma BMxBNxBK, sS stages (the host table: TILES_SM90 in src/cuda/runtime.rs).
-SPMM24_WG_BOTH(wg128x256x64s4, 2, 256, 64, 4)
-SPMM24_WG_BOTH(wg128x256x64s5, 2, 256, 64, 5)
-SPMM24_WG_BOTH(wg128x128x128s4, 2, 128, 128, 4)
-SPMM24_WG_BOTH(wg64x128x64s4, 1, 128, 64, 4)
+SPMM24_WG_BOTH(wgt128x256x64s4, 2, 256, 64, 4, true)
+SPMM24_WG_BOTH(wgt128x128x128s4, 2, 128, 128, 4, true)
+SPMM24_WG_BOTH(wgt64x128x64s4, 1, 128, 64, 4, true)
+SPMM24_WG_BOTH(wg128x256x64s4, 2, 256, 64, 4, false)
+// Diagnostics: the same pipeline with the MMAs left out (what the loads alone cost).
+extern "C" __global__ void __launch_bounds__(256, 1)
+    spmm24_f16_wgt128x256x64s4_loads(const u16* A, const u32* E, const u16* X, u16* Y, int M, int N, int K, int Mp,
+                                     int Kp, int ldb, int ldc, const __grid_constant__ TmaDesc xmap) {
+    spmm24_wg_body<2, 256, 64, 4, false, true, true>(A, E, X, Y, M, N, K, Mp, Kp, ldb, ldc, &xmap);
+}
 
 // Ceiling of the sparse warpgroup MMA with B N-major in shared memory (no global
 // traffic): each warpgroup issues m64n256k32 back to back on one staged B tile.

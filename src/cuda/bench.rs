@@ -250,6 +250,11 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
         let masked_dev = rt.upload(&masked, m, k, k, dtype)?;
         let x_dev = rt.upload(&x_host, k, n, n, dtype)?;
         let mut y = rt.zeros(m, n, dtype)?;
+        if cfg.all_tiles && rt.compute_capability() == (9, 0) && dtype == Half::F16 {
+            let (mut t, _) = rt.time(iters(300.0), cfg.runs, || rt.spmm_loads_only(&d24, &x_dev, &mut y))?;
+            let ms = median(&mut t);
+            progress(&format!("  (diagnostic) wgt128x256x64s4 loads only: {ms:.4} ms"));
+        }
 
         if si == 0 {
             for t in rt.tiles() {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
-use cudarc::driver::{sys, CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc;
 
 use super::pack::{self, Compressed24, Half, MetaLayout};
@@ -96,7 +96,7 @@ pub const TILES: [Tile; 6] = [
 /// BM = 64 rows per warpgroup, BN the instruction's N.
 pub const TILES_SM90: [Tile; 4] = [
     Tile {
-        name: "wg128x256x64s4",
+        name: "wgt128x256x64s4",
         bm: 128,
         bn: 256,
         bk: 64,
@@ -104,15 +104,7 @@ pub const TILES_SM90: [Tile; 4] = [
         stages: 4,
     },
     Tile {
-        name: "wg128x256x64s5",
-        bm: 128,
-        bn: 256,
-        bk: 64,
-        threads: 256,
-        stages: 5,
-    },
-    Tile {
-        name: "wg128x128x128s4",
+        name: "wgt128x128x128s4",
         bm: 128,
         bn: 128,
         bk: 128,
@@ -120,14 +112,29 @@ pub const TILES_SM90: [Tile; 4] = [
         stages: 4,
     },
     Tile {
-        name: "wg64x128x64s4",
+        name: "wgt64x128x64s4",
         bm: 64,
         bn: 128,
         bk: 64,
         threads: 128,
         stages: 4,
     },
+    Tile {
+        name: "wg128x256x64s4",
+        bm: 128,
+        bn: 256,
+        bk: 64,
+        threads: 256,
+        stages: 4,
+    },
 ];
+
+/// A `CUtensorMap` passed to a kernel by value (`const __grid_constant__`).
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct TmaDesc([u64; 16]);
+// SAFETY: plain bytes, laid out as the kernel's `TmaDesc` parameter.
+unsafe impl cudarc::driver::DeviceRepr for TmaDesc {}
 
 /// A dense row-major matrix of 16-bit values on the GPU; rows are padded to a
 /// multiple of 8 elements (16 bytes) for vector loads.
@@ -182,6 +189,15 @@ pub struct CudaRuntime {
     blas: CudaBlas,
     tiles: Vec<&'static Tile>,
     wgmma_peak: std::cell::Cell<f64>,
+}
+
+/// Block rows per rasterisation group (`WGSPARSE_RASTER_GROUP`, default 8).
+fn raster_group() -> u32 {
+    std::env::var("WGSPARSE_RASTER_GROUP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&g| (1..=1024).contains(&g))
+        .unwrap_or(8)
 }
 
 fn arch_of(cc: (i32, i32)) -> &'static str {
@@ -246,6 +262,7 @@ impl CudaRuntime {
             arch: Some(arch_of(cc)),
             options: vec![
                 format!("-DMETA_LAYOUT={}", pack::META_LAYOUT as i32),
+                format!("-DRASTER_GROUP={}", raster_group()),
                 "-std=c++17".into(),
             ],
             ..Default::default()
@@ -284,11 +301,20 @@ impl CudaRuntime {
             }
         }
         if cc == (9, 0) {
-            for n in ["wgmma_sp_probe", "peak_wgmma_sp_f16"] {
-                funcs.insert(
-                    n.to_string(),
-                    module.load_function(n).map_err(cuda("loading a kernel"))?,
-                );
+            for n in [
+                "wgmma_sp_probe",
+                "peak_wgmma_sp_f16",
+                "spmm24_f16_wgt128x256x64s4_loads",
+            ] {
+                let f = module.load_function(n).map_err(cuda("loading a kernel"))?;
+                if n.starts_with("spmm24") {
+                    f.set_attribute(
+                        sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        TILES_SM90[0].smem() as i32,
+                    )
+                    .map_err(cuda("raising the shared-memory limit"))?;
+                }
+                funcs.insert(n.to_string(), f);
             }
         }
         let blas = CudaBlas::new(stream.clone()).map_err(cuda("creating the cuBLAS handle"))?;
@@ -589,6 +615,59 @@ impl CudaRuntime {
         self.check_spmm(a, x, y)?;
         let t = tile.unwrap_or_else(|| self.choose_tile(a.rows, x.cols));
         let f = self.func(&format!("spmm24_{}_{}", a.dtype.name(), t.name))?;
+        self.launch_spmm(f, t, a, x, y)
+    }
+
+    /// Diagnostics: the Hopper pipeline of `wg128x256x64s4` with the MMAs left
+    /// out (Y receives meaningless values): what the loads alone cost.
+    pub fn spmm_loads_only(&self, a: &Device24, x: &DeviceHalf, y: &mut DeviceHalf) -> Result<()> {
+        self.check_spmm(a, x, y)?;
+        let f = self.func("spmm24_f16_wgt128x256x64s4_loads")?;
+        self.launch_spmm(f, &TILES_SM90[0], a, x, y)
+    }
+
+    /// X (K x N, leading dimension ld) as a 3-D tensor (n within an 8-group, k,
+    /// n group) for TMA boxes of (8, BK, BN/8): in shared memory they land as
+    /// 8x8 core matrices, K-adjacent cores 128 bytes apart.
+    fn x_map(&self, x: &DeviceHalf, t: &Tile) -> Result<TmaDesc> {
+        use sys::{
+            CUtensorMapDataType as Dt, CUtensorMapFloatOOBfill as Oob, CUtensorMapInterleave as Il,
+            CUtensorMapL2promotion as L2, CUtensorMapSwizzle as Sw,
+        };
+        let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+        let (ptr, _sync) = x.data.device_ptr(&self.stream);
+        let dims: [u64; 3] = [8, x.rows as u64, (x.ld / 8) as u64];
+        let strides: [u64; 2] = [(x.ld * 2) as u64, 16];
+        let boxd: [u32; 3] = [8, t.bk, t.bn / 8];
+        let es: [u32; 3] = [1, 1, 1];
+        // SAFETY: all arrays have the rank's length; ptr is a live device allocation.
+        let r = unsafe {
+            sys::cuTensorMapEncodeTiled(
+                map.as_mut_ptr(),
+                Dt::CU_TENSOR_MAP_DATA_TYPE_UINT16,
+                3,
+                ptr as *mut std::ffi::c_void,
+                dims.as_ptr(),
+                strides.as_ptr(),
+                boxd.as_ptr(),
+                es.as_ptr(),
+                Il::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                Sw::CU_TENSOR_MAP_SWIZZLE_NONE,
+                L2::CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                Oob::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+            )
+        };
+        if r != sys::CUresult::CUDA_SUCCESS {
+            return Err(Error::Cuda(format!(
+                "cuTensorMapEncodeTiled for X ({}x{}): {r:?}",
+                x.rows, x.cols
+            )));
+        }
+        // SAFETY: CUtensorMap is 16 u64 (128 bytes), fully written above.
+        Ok(TmaDesc(unsafe { map.assume_init() }.opaque))
+    }
+
+    fn launch_spmm(&self, f: &CudaFunction, t: &Tile, a: &Device24, x: &DeviceHalf, y: &mut DeviceHalf) -> Result<()> {
         let gy = a.rows.div_ceil(t.bm as usize);
         if gy > 65535 {
             return Err(Error::Limit(format!(
@@ -610,6 +689,12 @@ impl CudaRuntime {
             x.ld as i32,
             y.ld as i32,
         );
+        // The Hopper kernels take X's tensor map as well (used by the TMA tiles).
+        let xmap = if t.name.starts_with("wg") {
+            Some(self.x_map(x, t)?)
+        } else {
+            None
+        };
         let mut launch = self.stream.launch_builder(f);
         launch
             .arg(&a.values)
@@ -623,6 +708,9 @@ impl CudaRuntime {
             .arg(&kp)
             .arg(&ldb)
             .arg(&ldc);
+        if let Some(map) = &xmap {
+            launch.arg(map);
+        }
         // SAFETY: arguments match spmm24_* in sparse24.cu; shapes checked above;
         // every buffer holds what its shape says (DeviceHalf / Device24 invariants).
         unsafe { launch.launch(cfg) }.map_err(cuda("spmm24 launch"))?;
