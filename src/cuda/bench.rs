@@ -8,10 +8,13 @@ use super::runtime::{CudaRuntime, DeviceHalf};
 use crate::error::{Error, Result};
 
 /// Default shapes (M x K x N): large squares, the EfficientNet-Lite0 pointwise
-/// shapes at batch 1 and the classifier, and Lite0's head at batch 32.
+/// shapes at batch 1 and the classifier, Lite0's head at batch 32, and an odd
+/// shape off every tile size.
 pub fn default_shapes() -> Vec<(usize, usize, usize)> {
     let mut s = vec![(4096, 4096, 4096), (8192, 8192, 8192), (1280, 320, 1568)];
     s.extend(crate::bench::LITE0_SHAPES);
+    // Off every tile size in all three dimensions (edges, zero fill).
+    s.push((1000, 1100, 300));
     s
 }
 
@@ -200,6 +203,13 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
             )),
             Err(e) => progress(&format!("wgmma.sp probe failed: {e}")),
         }
+        match rt.probe_wgmma_sw128(5) {
+            Ok(e) => progress(&format!(
+                "wgmma.sp 128B-swizzle probe: variant 0 error {:.2e}, variant 1 {:.2e}",
+                e[0], e[1]
+            )),
+            Err(e) => progress(&format!("wgmma.sp 128B-swizzle probe failed: {e}")),
+        }
     }
     if std::env::var_os("WGSPARSE_PTXAS_LOG").is_some() {
         progress(&format!("ptxas:\n{}", rt.ptxas_log()?));
@@ -288,9 +298,20 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
                 })
             };
 
-        let chosen = rt.choose_tile(m, n).name.to_string();
+        let chosen = rt.choose_tile(m, k, n).name.to_string();
         let mut ours = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
         for t in rt.tiles().iter().filter(|t| cfg.all_tiles || t.name == chosen) {
+            if t.name.starts_with("wgs") {
+                // Experimental layouts: a failed check is reported, not fatal.
+                match checked(format!("ours mma.sp {}", t.name), &mut y, &mut |y| {
+                    rt.spmm(&d24, &x_dev, y, Some(t))
+                }) {
+                    Ok(tm) => ours.push(tm),
+                    Err(e) => failures.push(format!("  {} failed: {e}", t.name)),
+                }
+                continue;
+            }
             ours.push(checked(format!("ours mma.sp {}", t.name), &mut y, &mut |y| {
                 rt.spmm(&d24, &x_dev, y, Some(t))
             })?);
@@ -310,6 +331,9 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
             },
             None => None,
         };
+        for f in &failures {
+            progress(f);
+        }
         shapes.push(ShapeResult {
             m,
             k,

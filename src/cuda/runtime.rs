@@ -94,12 +94,84 @@ pub const TILES: [Tile; 6] = [
 
 /// Hopper (sm_90a) tiles on the sparse warpgroup MMA (`wgmma.mma_async.sp`):
 /// BM = 64 rows per warpgroup, BN the instruction's N.
-pub const TILES_SM90: [Tile; 4] = [
+pub const TILES_SM90: [Tile; 13] = [
+    Tile {
+        name: "wgsa128x256x64s4",
+        bm: 128,
+        bn: 256,
+        bk: 64,
+        threads: 256,
+        stages: 4,
+    },
+    Tile {
+        name: "wgsa128x256x64s5",
+        bm: 128,
+        bn: 256,
+        bk: 64,
+        threads: 256,
+        stages: 5,
+    },
+    Tile {
+        name: "wgsa128x128x128s4",
+        bm: 128,
+        bn: 128,
+        bk: 128,
+        threads: 256,
+        stages: 4,
+    },
     Tile {
         name: "wgt128x256x64s4",
         bm: 128,
         bn: 256,
         bk: 64,
+        threads: 256,
+        stages: 4,
+    },
+    Tile {
+        name: "wgs128x256x64s4",
+        bm: 128,
+        bn: 256,
+        bk: 64,
+        threads: 256,
+        stages: 4,
+    },
+    Tile {
+        name: "wgs128x128x128s4",
+        bm: 128,
+        bn: 128,
+        bk: 128,
+        threads: 256,
+        stages: 4,
+    },
+    Tile {
+        name: "wgs128x256x64s5",
+        bm: 128,
+        bn: 256,
+        bk: 64,
+        threads: 256,
+        stages: 5,
+    },
+    Tile {
+        name: "wgc2x128x256x64s4",
+        bm: 128,
+        bn: 256,
+        bk: 64,
+        threads: 256,
+        stages: 4,
+    },
+    Tile {
+        name: "wgc4x128x256x64s4",
+        bm: 128,
+        bn: 256,
+        bk: 64,
+        threads: 256,
+        stages: 4,
+    },
+    Tile {
+        name: "wgc2x128x128x128s4",
+        bm: 128,
+        bn: 128,
+        bk: 128,
         threads: 256,
         stages: 4,
     },
@@ -128,6 +200,15 @@ pub const TILES_SM90: [Tile; 4] = [
         stages: 4,
     },
 ];
+
+/// Blocks per cluster of a Hopper tile (`wgcC...`: C blocks along M share X tiles).
+fn cluster_of(t: &Tile) -> u32 {
+    t.name
+        .strip_prefix("wgc")
+        .and_then(|r| r.get(..1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+}
 
 /// A `CUtensorMap` passed to a kernel by value (`const __grid_constant__`).
 #[repr(C, align(64))]
@@ -303,6 +384,7 @@ impl CudaRuntime {
         if cc == (9, 0) {
             for n in [
                 "wgmma_sp_probe",
+                "wgmma_sp_probe_sw128",
                 "peak_wgmma_sp_f16",
                 "spmm24_f16_wgt128x256x64s4_loads",
             ] {
@@ -310,7 +392,10 @@ impl CudaRuntime {
                 if n.starts_with("spmm24") {
                     f.set_attribute(
                         sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                        TILES_SM90[0].smem() as i32,
+                        TILES_SM90
+                            .iter()
+                            .find(|t| t.name == "wgt128x256x64s4")
+                            .map_or(0, |t| t.smem()) as i32,
                     )
                     .map_err(cuda("raising the shared-memory limit"))?;
                 }
@@ -569,16 +654,27 @@ impl CudaRuntime {
         Ok(())
     }
 
-    /// The tile the runtime uses for an `m x n` output when none is forced: the
-    /// largest `mma.sp` tile that still gives every SM a block. The Hopper
-    /// warpgroup tiles are not chosen automatically: on the H100 they measured
-    /// slower than the `mma.sp` tiles on every benchmark shape (BENCHMARKS.md:
-    /// without TMA multicast they are bound by L2 bandwidth); `spmm` runs them
-    /// when forced.
-    pub fn choose_tile(&self, m: usize, n: usize) -> &'static Tile {
+    /// The tile the runtime uses for an `m x k x n` product when none is forced,
+    /// from the H100 measurements in BENCHMARKS.md. On Hopper: the sparse
+    /// warpgroup MMA with TMA loads (`wgsa`: 128x256 tiles when they give every
+    /// SM a block, 128x128 with K steps of 128 for smaller outputs when K >= 256);
+    /// otherwise (and on Ampere/Ada) the largest `mma.sp` tile that still gives
+    /// every SM a block.
+    pub fn choose_tile(&self, m: usize, k: usize, n: usize) -> &'static Tile {
+        let blocks = |t: &Tile| m.div_ceil(t.bm as usize) * n.div_ceil(t.bn as usize);
+        if self.cc == (9, 0) {
+            let by_name = |name: &str| TILES_SM90.iter().find(|t| t.name == name);
+            if let (Some(big), Some(mid)) = (by_name("wgsa128x256x64s5"), by_name("wgsa128x128x128s4")) {
+                if blocks(big) >= self.sms as usize {
+                    return big;
+                }
+                if k >= 256 {
+                    return mid;
+                }
+            }
+        }
         for t in &TILES {
-            let blocks = m.div_ceil(t.bm as usize) * n.div_ceil(t.bn as usize);
-            if blocks >= self.sms as usize {
+            if blocks(t) >= self.sms as usize {
                 return t;
             }
         }
@@ -613,7 +709,7 @@ impl CudaRuntime {
     /// `Y = A X` with our `mma.sp` kernel (`tile`: forced, or [`Self::choose_tile`]).
     pub fn spmm(&self, a: &Device24, x: &DeviceHalf, y: &mut DeviceHalf, tile: Option<&Tile>) -> Result<()> {
         self.check_spmm(a, x, y)?;
-        let t = tile.unwrap_or_else(|| self.choose_tile(a.rows, x.cols));
+        let t = tile.unwrap_or_else(|| self.choose_tile(a.rows, a.cols, x.cols));
         let f = self.func(&format!("spmm24_{}_{}", a.dtype.name(), t.name))?;
         self.launch_spmm(f, t, a, x, y)
     }
@@ -623,7 +719,11 @@ impl CudaRuntime {
     pub fn spmm_loads_only(&self, a: &Device24, x: &DeviceHalf, y: &mut DeviceHalf) -> Result<()> {
         self.check_spmm(a, x, y)?;
         let f = self.func("spmm24_f16_wgt128x256x64s4_loads")?;
-        self.launch_spmm(f, &TILES_SM90[0], a, x, y)
+        let t = TILES_SM90
+            .iter()
+            .find(|t| t.name == "wgt128x256x64s4")
+            .expect("in the table");
+        self.launch_spmm(f, t, a, x, y)
     }
 
     /// X (K x N, leading dimension ld) as a 3-D tensor (n within an 8-group, k,
@@ -636,9 +736,42 @@ impl CudaRuntime {
         };
         let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
         let (ptr, _sync) = x.data.device_ptr(&self.stream);
+        if t.name.starts_with("wgs") {
+            // 2-D (n, k), boxes of 64 n x BK rows, 128-byte swizzle.
+            let dims: [u64; 2] = [x.ld as u64, x.rows as u64];
+            let strides: [u64; 1] = [(x.ld * 2) as u64];
+            let boxd: [u32; 2] = [64, t.bk];
+            let es: [u32; 2] = [1, 1];
+            // SAFETY: all arrays have the rank's length; ptr is a live device allocation.
+            let r = unsafe {
+                sys::cuTensorMapEncodeTiled(
+                    map.as_mut_ptr(),
+                    Dt::CU_TENSOR_MAP_DATA_TYPE_UINT16,
+                    2,
+                    ptr as *mut std::ffi::c_void,
+                    dims.as_ptr(),
+                    strides.as_ptr(),
+                    boxd.as_ptr(),
+                    es.as_ptr(),
+                    Il::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                    Sw::CU_TENSOR_MAP_SWIZZLE_128B,
+                    L2::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                    Oob::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+                )
+            };
+            if r != sys::CUresult::CUDA_SUCCESS {
+                return Err(Error::Cuda(format!(
+                    "cuTensorMapEncodeTiled for X ({}x{}): {r:?}",
+                    x.rows, x.cols
+                )));
+            }
+            // SAFETY: CUtensorMap is 16 u64 (128 bytes), fully written above.
+            return Ok(TmaDesc(unsafe { map.assume_init() }.opaque));
+        }
         let dims: [u64; 3] = [8, x.rows as u64, (x.ld / 8) as u64];
         let strides: [u64; 2] = [(x.ld * 2) as u64, 16];
-        let boxd: [u32; 3] = [8, t.bk, t.bn / 8];
+        // A cluster tile ("wgcC...") loads 1/C of the N groups per block and multicasts it.
+        let boxd: [u32; 3] = [8, t.bk, t.bn / 8 / cluster_of(t)];
         let es: [u32; 3] = [1, 1, 1];
         // SAFETY: all arrays have the rank's length; ptr is a live device allocation.
         let r = unsafe {
@@ -667,6 +800,51 @@ impl CudaRuntime {
         Ok(TmaDesc(unsafe { map.assume_init() }.opaque))
     }
 
+    /// The compressed A (Mp x Kp/2) for TMA boxes of (BK/2, BM), swizzled as the
+    /// kernels' shared tile expects (64-byte rows: 64B swizzle; 128: 128B).
+    fn a_map(&self, a: &Device24, t: &Tile) -> Result<TmaDesc> {
+        use sys::{
+            CUtensorMapDataType as Dt, CUtensorMapFloatOOBfill as Oob, CUtensorMapInterleave as Il,
+            CUtensorMapL2promotion as L2, CUtensorMapSwizzle as Sw,
+        };
+        let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+        let (ptr, _sync) = a.values.device_ptr(&self.stream);
+        let dims: [u64; 2] = [(a.kp / 2) as u64, a.mp as u64];
+        let strides: [u64; 1] = [a.kp as u64];
+        let boxd: [u32; 2] = [t.bk / 2, t.bm];
+        let es: [u32; 2] = [1, 1];
+        let swizzle = if t.bk == 64 {
+            Sw::CU_TENSOR_MAP_SWIZZLE_64B
+        } else {
+            Sw::CU_TENSOR_MAP_SWIZZLE_128B
+        };
+        // SAFETY: all arrays have the rank's length; ptr is a live device allocation.
+        let r = unsafe {
+            sys::cuTensorMapEncodeTiled(
+                map.as_mut_ptr(),
+                Dt::CU_TENSOR_MAP_DATA_TYPE_UINT16,
+                2,
+                ptr as *mut std::ffi::c_void,
+                dims.as_ptr(),
+                strides.as_ptr(),
+                boxd.as_ptr(),
+                es.as_ptr(),
+                Il::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                swizzle,
+                L2::CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                Oob::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+            )
+        };
+        if r != sys::CUresult::CUDA_SUCCESS {
+            return Err(Error::Cuda(format!(
+                "cuTensorMapEncodeTiled for A ({}x{}): {r:?}",
+                a.rows, a.cols
+            )));
+        }
+        // SAFETY: CUtensorMap is 16 u64 (128 bytes), fully written above.
+        Ok(TmaDesc(unsafe { map.assume_init() }.opaque))
+    }
+
     fn launch_spmm(&self, f: &CudaFunction, t: &Tile, a: &Device24, x: &DeviceHalf, y: &mut DeviceHalf) -> Result<()> {
         let gy = a.rows.div_ceil(t.bm as usize);
         if gy > 65535 {
@@ -675,6 +853,9 @@ impl CudaRuntime {
                 a.rows
             )));
         }
+        // Cluster tiles ("wgcC..."): the grid's y must be a multiple of C.
+        let cluster = cluster_of(t) as usize;
+        let gy = gy.div_ceil(cluster) * cluster;
         let cfg = LaunchConfig {
             grid_dim: (x.cols.div_ceil(t.bn as usize) as u32, gy as u32, 1),
             block_dim: (t.threads, 1, 1),
@@ -709,6 +890,14 @@ impl CudaRuntime {
             .arg(&ldb)
             .arg(&ldc);
         if let Some(map) = &xmap {
+            launch.arg(map);
+        }
+        let amap = if t.name.starts_with("wgsa") {
+            Some(self.a_map(a, t)?)
+        } else {
+            None
+        };
+        if let Some(map) = &amap {
             launch.arg(map);
         }
         // SAFETY: arguments match spmm24_* in sparse24.cu; shapes checked above;
@@ -958,6 +1147,65 @@ impl CudaRuntime {
                         let col = 8 * j + 2 * q + (i & 1);
                         let v = got[t * 16 + 4 * j + i] as f64;
                         worst = worst.max((v - want[row * 32 + col]).abs() / scale);
+                    }
+                }
+            }
+            *o = worst;
+        }
+        Ok(out)
+    }
+
+    /// Hopper only: the same with B in the 128-byte-swizzled N-major layout a TMA
+    /// box of 64 N values writes (m64n128k32), both readings of LBO/SBO.
+    pub fn probe_wgmma_sw128(&self, seed: u64) -> Result<[f64; 2]> {
+        let mut s = seed | 1;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let dense: Vec<u16> = (0..64 * 32).map(|_| Half::F16.from_f32(rnd())).collect();
+        let x: Vec<u16> = (0..32 * 128).map(|_| Half::F16.from_f32(rnd())).collect();
+        let c = Compressed24::compress(&dense, 64, 32, 32, Half::F16, pack::META_LAYOUT)?;
+        let want = pack::reference(&c.decompress(), 64, 32, &x, 128, 128, Half::F16);
+        let mut a = Vec::new();
+        let mut e = Vec::new();
+        for w in 0..4 {
+            a.extend(pack::a_fragments(&c, w, 0).concat());
+            e.extend(pack::meta_fragments(&c, w, 0));
+        }
+        let da = self.stream.clone_htod(&a).map_err(cuda("upload"))?;
+        let de = self.stream.clone_htod(&e).map_err(cuda("upload"))?;
+        let dx = self.stream.clone_htod(&x).map_err(cuda("upload"))?;
+        let mut out = [0.0f64; 2];
+        for (variant, o) in out.iter_mut().enumerate() {
+            let mut dd = self.stream.alloc_zeros::<f32>(128 * 64).map_err(cuda("allocation"))?;
+            let f = self.func("wgmma_sp_probe_sw128")?;
+            let v = variant as i32;
+            let mut launch = self.stream.launch_builder(f);
+            launch.arg(&da).arg(&de).arg(&dx).arg(&mut dd).arg(&v);
+            // SAFETY: 128 threads x 4 A words, 1 metadata word, B 32x128, D 128 x 64 floats.
+            unsafe {
+                launch.launch(LaunchConfig {
+                    grid_dim: (1, 1, 1),
+                    block_dim: (128, 1, 1),
+                    shared_mem_bytes: 0,
+                })
+            }
+            .map_err(cuda("wgmma probe launch"))?;
+            let got = self.stream.clone_dtoh(&dd).map_err(cuda("download"))?;
+            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+            let mut worst = 0.0f64;
+            for t in 0..128 {
+                let (w, l) = (t / 32, t % 32);
+                let (g, q) = (l / 4, l % 4);
+                for j in 0..16 {
+                    for i in 0..4 {
+                        let row = 16 * w + g + 8 * (i >> 1);
+                        let col = 8 * j + 2 * q + (i & 1);
+                        let v = got[t * 64 + 4 * j + i] as f64;
+                        worst = worst.max((v - want[row * 128 + col]).abs() / scale);
                     }
                 }
             }
