@@ -479,6 +479,13 @@ fn info() -> wgsparse::Result<()> {
     for (i, a) in adapters.iter().enumerate() {
         println!("adapter {i}: {a}");
     }
+    // The 2:4 sparse tensor cores (`cuda` feature): the device, or why not.
+    if cfg!(feature = "cuda") {
+        match wgsparse::backend::cuda_available() {
+            Ok(d) => println!("cuda: {d}: 2:4 on sparse tensor cores available"),
+            Err(e) => println!("cuda: not available ({e})"),
+        }
+    }
     Ok(())
 }
 
