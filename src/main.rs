@@ -489,6 +489,17 @@ fn info() -> wgsparse::Result<()> {
     Ok(())
 }
 
+/// Writes a benchmark report as pretty JSON and says so.
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> wgsparse::Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("JSON of plain numbers");
+    std::fs::write(path, text).map_err(|e| wgsparse::Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
 #[cfg(not(feature = "cuda"))]
 fn bench_cuda(_: BenchArgs) -> wgsparse::Result<()> {
     Err(wgsparse::Error::NotCompiledWithCuda)
@@ -524,12 +535,7 @@ fn bench_cuda(a: BenchArgs) -> wgsparse::Result<()> {
     let report = bench::run(&cfg, |line| eprintln!("  {line}"))?;
     print!("{}", report.table());
     if let Some(path) = &a.json {
-        let text = serde_json::to_string_pretty(&report.to_json()).expect("JSON of plain numbers");
-        std::fs::write(path, text).map_err(|e| wgsparse::Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        eprintln!("wrote {}", path.display());
+        write_json(path, &report.to_json())?;
     }
     Ok(())
 }
@@ -583,12 +589,7 @@ fn bench(a: BenchArgs) -> wgsparse::Result<()> {
     let report = bench::run(&ctx, &cfg, |line| eprintln!("  {line}"))?;
     print!("{}", report.table());
     if let Some(path) = &a.json {
-        let text = serde_json::to_string_pretty(&report.to_json()).expect("JSON of plain numbers");
-        std::fs::write(path, text).map_err(|e| wgsparse::Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        eprintln!("wrote {}", path.display());
+        write_json(path, &report.to_json())?;
     }
     if let Some(path) = &a.plot {
         report.plot_svg(path)?;

@@ -4,22 +4,11 @@
 //!
 //! The wgpu tests need an adapter (lavapipe in CI) and fail without one.
 
+mod common;
+
+use common::random;
 use wgsparse::backend::{cuda_available, Backend, Sparse24Gemm, KERNEL_WGPU_NM};
 use wgsparse::{prune, Error, Matrix};
-
-/// xorshift64: a deterministic matrix with values in [-1, 1).
-fn random(rows: usize, cols: usize, seed: u64) -> Matrix {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let data = (0..rows * cols)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect();
-    Matrix::new(rows, cols, data).unwrap()
-}
 
 /// `prune::nm(w, 2, 4)`-masked `W` times `X`, accumulated in f64.
 fn reference(w: &Matrix, x: &Matrix) -> Vec<f64> {

@@ -3,7 +3,7 @@
 //! float64 reference of the masked product on sampled outputs.
 
 use super::cusparselt::CuSparseLt;
-use super::pack::{self, Compressed24, Half};
+use super::pack::{self, rng, Compressed24, Half};
 use super::runtime::{CudaRuntime, DeviceHalf};
 use crate::error::{Error, Result};
 
@@ -89,16 +89,6 @@ pub struct CudaBenchReport {
     /// Hopper: wgmma.sp m64n256k32 with B in shared memory (0 elsewhere).
     pub peak_wgmma: f64,
     pub shapes: Vec<ShapeResult>,
-}
-
-fn rng(seed: u64) -> impl FnMut() -> f32 {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -300,18 +290,7 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
 
         let chosen = rt.choose_tile(m, k, n).name.to_string();
         let mut ours = Vec::new();
-        let mut failures: Vec<String> = Vec::new();
         for t in rt.tiles().iter().filter(|t| cfg.all_tiles || t.name == chosen) {
-            if t.name.starts_with("wgs") {
-                // Experimental layouts: a failed check is reported, not fatal.
-                match checked(format!("ours mma.sp {}", t.name), &mut y, &mut |y| {
-                    rt.spmm(&d24, &x_dev, y, Some(t))
-                }) {
-                    Ok(tm) => ours.push(tm),
-                    Err(e) => failures.push(format!("  {} failed: {e}", t.name)),
-                }
-                continue;
-            }
             ours.push(checked(format!("ours mma.sp {}", t.name), &mut y, &mut |y| {
                 rt.spmm(&d24, &x_dev, y, Some(t))
             })?);
@@ -331,9 +310,6 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
             },
             None => None,
         };
-        for f in &failures {
-            progress(f);
-        }
         shapes.push(ShapeResult {
             m,
             k,

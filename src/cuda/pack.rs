@@ -229,6 +229,19 @@ pub fn reference(a: &[f32], rows: usize, cols: usize, x: &[u16], n: usize, ldx: 
 // that the layout can be checked on the CPU ([`emulate_mma_sp`]) and on the GPU
 // (the probe kernel).
 
+/// Deterministic xorshift values in [-1, 1) for the probes, the benchmark and the
+/// tests (the same seed gives the same matrices on every machine).
+#[cfg(any(test, feature = "cuda"))]
+pub(crate) fn rng(seed: u64) -> impl FnMut() -> f32 {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
 fn pair(lo: u16, hi: u16) -> u32 {
     lo as u32 | (hi as u32) << 16
 }
@@ -330,16 +343,6 @@ pub fn d_from_fragments(regs: &[[f32; 4]; 32]) -> [[f32; 8]; 16] {
 mod tests {
     use super::*;
     use crate::sparse::Matrix;
-
-    fn rng(seed: u64) -> impl FnMut() -> f32 {
-        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
-    }
 
     fn random_half(n: usize, dtype: Half, seed: u64) -> Vec<u16> {
         let mut r = rng(seed);

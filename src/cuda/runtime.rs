@@ -210,6 +210,49 @@ fn cluster_of(t: &Tile) -> u32 {
         .unwrap_or(1)
 }
 
+/// A tiled TMA descriptor of 16-bit elements at `ptr`: `dims` (innermost first),
+/// byte `strides` of dims 1.., `boxd` elements per box; out-of-range elements read
+/// as zeros.
+fn tensor_map(
+    ptr: sys::CUdeviceptr,
+    dims: &[u64],
+    strides: &[u64],
+    boxd: &[u32],
+    swizzle: sys::CUtensorMapSwizzle,
+    l2: sys::CUtensorMapL2promotion,
+    what: &str,
+) -> Result<TmaDesc> {
+    let rank = dims.len();
+    if strides.len() + 1 != rank || boxd.len() != rank {
+        return Err(Error::Cuda(format!("tensor map for {what}: inconsistent rank")));
+    }
+    let es = vec![1u32; rank];
+    let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+    // SAFETY: every array has the rank's length (checked above); ptr is a live
+    // device allocation of the elements described.
+    let r = unsafe {
+        sys::cuTensorMapEncodeTiled(
+            map.as_mut_ptr(),
+            sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT16,
+            rank as u32,
+            ptr as *mut std::ffi::c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxd.as_ptr(),
+            es.as_ptr(),
+            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            swizzle,
+            l2,
+            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        return Err(Error::Cuda(format!("cuTensorMapEncodeTiled for {what}: {r:?}")));
+    }
+    // SAFETY: CUtensorMap is 16 u64 (128 bytes), fully written on success.
+    Ok(TmaDesc(unsafe { map.assume_init() }.opaque))
+}
+
 /// A `CUtensorMap` passed to a kernel by value (`const __grid_constant__`).
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
@@ -726,123 +769,54 @@ impl CudaRuntime {
         self.launch_spmm(f, t, a, x, y)
     }
 
-    /// X (K x N, leading dimension ld) as a 3-D tensor (n within an 8-group, k,
-    /// n group) for TMA boxes of (8, BK, BN/8): in shared memory they land as
-    /// 8x8 core matrices, K-adjacent cores 128 bytes apart.
+    /// X (K x N, leading dimension ld) for the TMA tiles. `wgs*`: 2-D (n, k) with
+    /// boxes of 64 columns x BK rows, 128-byte swizzle. Others: a 3-D view (n within
+    /// an 8-group, k, n group) with boxes (8, BK, BN/8) that land as 8x8 core
+    /// matrices, K-adjacent cores 128 bytes apart (a cluster tile `wgcC...` loads
+    /// 1/C of the groups per block and multicasts it).
     fn x_map(&self, x: &DeviceHalf, t: &Tile) -> Result<TmaDesc> {
-        use sys::{
-            CUtensorMapDataType as Dt, CUtensorMapFloatOOBfill as Oob, CUtensorMapInterleave as Il,
-            CUtensorMapL2promotion as L2, CUtensorMapSwizzle as Sw,
-        };
-        let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
         let (ptr, _sync) = x.data.device_ptr(&self.stream);
+        let what = format!("X ({}x{})", x.rows, x.cols);
         if t.name.starts_with("wgs") {
-            // 2-D (n, k), boxes of 64 n x BK rows, 128-byte swizzle.
-            let dims: [u64; 2] = [x.ld as u64, x.rows as u64];
-            let strides: [u64; 1] = [(x.ld * 2) as u64];
-            let boxd: [u32; 2] = [64, t.bk];
-            let es: [u32; 2] = [1, 1];
-            // SAFETY: all arrays have the rank's length; ptr is a live device allocation.
-            let r = unsafe {
-                sys::cuTensorMapEncodeTiled(
-                    map.as_mut_ptr(),
-                    Dt::CU_TENSOR_MAP_DATA_TYPE_UINT16,
-                    2,
-                    ptr as *mut std::ffi::c_void,
-                    dims.as_ptr(),
-                    strides.as_ptr(),
-                    boxd.as_ptr(),
-                    es.as_ptr(),
-                    Il::CU_TENSOR_MAP_INTERLEAVE_NONE,
-                    Sw::CU_TENSOR_MAP_SWIZZLE_128B,
-                    L2::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                    Oob::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-                )
-            };
-            if r != sys::CUresult::CUDA_SUCCESS {
-                return Err(Error::Cuda(format!(
-                    "cuTensorMapEncodeTiled for X ({}x{}): {r:?}",
-                    x.rows, x.cols
-                )));
-            }
-            // SAFETY: CUtensorMap is 16 u64 (128 bytes), fully written above.
-            return Ok(TmaDesc(unsafe { map.assume_init() }.opaque));
+            return tensor_map(
+                ptr,
+                &[x.ld as u64, x.rows as u64],
+                &[(x.ld * 2) as u64],
+                &[64, t.bk],
+                sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+                sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                &what,
+            );
         }
-        let dims: [u64; 3] = [8, x.rows as u64, (x.ld / 8) as u64];
-        let strides: [u64; 2] = [(x.ld * 2) as u64, 16];
-        // A cluster tile ("wgcC...") loads 1/C of the N groups per block and multicasts it.
-        let boxd: [u32; 3] = [8, t.bk, t.bn / 8 / cluster_of(t)];
-        let es: [u32; 3] = [1, 1, 1];
-        // SAFETY: all arrays have the rank's length; ptr is a live device allocation.
-        let r = unsafe {
-            sys::cuTensorMapEncodeTiled(
-                map.as_mut_ptr(),
-                Dt::CU_TENSOR_MAP_DATA_TYPE_UINT16,
-                3,
-                ptr as *mut std::ffi::c_void,
-                dims.as_ptr(),
-                strides.as_ptr(),
-                boxd.as_ptr(),
-                es.as_ptr(),
-                Il::CU_TENSOR_MAP_INTERLEAVE_NONE,
-                Sw::CU_TENSOR_MAP_SWIZZLE_NONE,
-                L2::CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-                Oob::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-            )
-        };
-        if r != sys::CUresult::CUDA_SUCCESS {
-            return Err(Error::Cuda(format!(
-                "cuTensorMapEncodeTiled for X ({}x{}): {r:?}",
-                x.rows, x.cols
-            )));
-        }
-        // SAFETY: CUtensorMap is 16 u64 (128 bytes), fully written above.
-        Ok(TmaDesc(unsafe { map.assume_init() }.opaque))
+        tensor_map(
+            ptr,
+            &[8, x.rows as u64, (x.ld / 8) as u64],
+            &[(x.ld * 2) as u64, 16],
+            &[8, t.bk, t.bn / 8 / cluster_of(t)],
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+            &what,
+        )
     }
 
     /// The compressed A (Mp x Kp/2) for TMA boxes of (BK/2, BM), swizzled as the
     /// kernels' shared tile expects (64-byte rows: 64B swizzle; 128: 128B).
     fn a_map(&self, a: &Device24, t: &Tile) -> Result<TmaDesc> {
-        use sys::{
-            CUtensorMapDataType as Dt, CUtensorMapFloatOOBfill as Oob, CUtensorMapInterleave as Il,
-            CUtensorMapL2promotion as L2, CUtensorMapSwizzle as Sw,
-        };
-        let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
         let (ptr, _sync) = a.values.device_ptr(&self.stream);
-        let dims: [u64; 2] = [(a.kp / 2) as u64, a.mp as u64];
-        let strides: [u64; 1] = [a.kp as u64];
-        let boxd: [u32; 2] = [t.bk / 2, t.bm];
-        let es: [u32; 2] = [1, 1];
         let swizzle = if t.bk == 64 {
-            Sw::CU_TENSOR_MAP_SWIZZLE_64B
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_64B
         } else {
-            Sw::CU_TENSOR_MAP_SWIZZLE_128B
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B
         };
-        // SAFETY: all arrays have the rank's length; ptr is a live device allocation.
-        let r = unsafe {
-            sys::cuTensorMapEncodeTiled(
-                map.as_mut_ptr(),
-                Dt::CU_TENSOR_MAP_DATA_TYPE_UINT16,
-                2,
-                ptr as *mut std::ffi::c_void,
-                dims.as_ptr(),
-                strides.as_ptr(),
-                boxd.as_ptr(),
-                es.as_ptr(),
-                Il::CU_TENSOR_MAP_INTERLEAVE_NONE,
-                swizzle,
-                L2::CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-                Oob::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-            )
-        };
-        if r != sys::CUresult::CUDA_SUCCESS {
-            return Err(Error::Cuda(format!(
-                "cuTensorMapEncodeTiled for A ({}x{}): {r:?}",
-                a.rows, a.cols
-            )));
-        }
-        // SAFETY: CUtensorMap is 16 u64 (128 bytes), fully written above.
-        Ok(TmaDesc(unsafe { map.assume_init() }.opaque))
+        tensor_map(
+            ptr,
+            &[(a.kp / 2) as u64, a.mp as u64],
+            &[a.kp as u64],
+            &[t.bk / 2, t.bm],
+            swizzle,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+            &format!("A ({}x{})", a.rows, a.cols),
+        )
     }
 
     fn launch_spmm(&self, f: &CudaFunction, t: &Tile, a: &Device24, x: &DeviceHalf, y: &mut DeviceHalf) -> Result<()> {
@@ -1096,79 +1070,27 @@ impl CudaRuntime {
     }
 
     /// Hopper only: one sparse `wgmma` (m64n32k32, A from registers in the mma.sp
-    /// fragment layout, B N-major in shared memory) under the two readings of the
-    /// descriptor's byte offsets; the relative error of each against float64.
+    /// fragment layout, B N-major in 8x8 core matrices in shared memory) under the
+    /// two readings of the descriptor's byte offsets; the relative error of each
+    /// against float64.
     pub fn probe_wgmma(&self, seed: u64) -> Result<[f64; 2]> {
-        let mut s = seed | 1;
-        let mut rnd = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
-        let dense: Vec<u16> = (0..64 * 32).map(|_| Half::F16.from_f32(rnd())).collect();
-        let x: Vec<u16> = (0..32 * 32).map(|_| Half::F16.from_f32(rnd())).collect();
-        let c = Compressed24::compress(&dense, 64, 32, 32, Half::F16, pack::META_LAYOUT)?;
-        let want = pack::reference(&c.decompress(), 64, 32, &x, 32, 32, Half::F16);
-        let mut a = Vec::new();
-        let mut e = Vec::new();
-        for w in 0..4 {
-            a.extend(pack::a_fragments(&c, w, 0).concat());
-            e.extend(pack::meta_fragments(&c, w, 0));
-        }
-        let da = self.stream.clone_htod(&a).map_err(cuda("upload"))?;
-        let de = self.stream.clone_htod(&e).map_err(cuda("upload"))?;
-        let dx = self.stream.clone_htod(&x).map_err(cuda("upload"))?;
-        let mut out = [0.0f64; 2];
-        for (variant, o) in out.iter_mut().enumerate() {
-            let mut dd = self.stream.alloc_zeros::<f32>(128 * 16).map_err(cuda("allocation"))?;
-            let f = self.func("wgmma_sp_probe")?;
-            let v = variant as i32;
-            let mut launch = self.stream.launch_builder(f);
-            launch.arg(&da).arg(&de).arg(&dx).arg(&mut dd).arg(&v);
-            // SAFETY: 128 threads x 4 A words, 1 metadata word, B 32x32, D 128 x 16 floats.
-            unsafe {
-                launch.launch(LaunchConfig {
-                    grid_dim: (1, 1, 1),
-                    block_dim: (128, 1, 1),
-                    shared_mem_bytes: 0,
-                })
-            }
-            .map_err(cuda("wgmma probe launch"))?;
-            let got = self.stream.clone_dtoh(&dd).map_err(cuda("download"))?;
-            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-            let mut worst = 0.0f64;
-            for t in 0..128 {
-                let (w, l) = (t / 32, t % 32);
-                let (g, q) = (l / 4, l % 4);
-                for j in 0..4 {
-                    for i in 0..4 {
-                        let row = 16 * w + g + 8 * (i >> 1);
-                        let col = 8 * j + 2 * q + (i & 1);
-                        let v = got[t * 16 + 4 * j + i] as f64;
-                        worst = worst.max((v - want[row * 32 + col]).abs() / scale);
-                    }
-                }
-            }
-            *o = worst;
-        }
-        Ok(out)
+        self.run_wgmma_probe("wgmma_sp_probe", 32, seed)
     }
 
     /// Hopper only: the same with B in the 128-byte-swizzled N-major layout a TMA
     /// box of 64 N values writes (m64n128k32), both readings of LBO/SBO.
     pub fn probe_wgmma_sw128(&self, seed: u64) -> Result<[f64; 2]> {
-        let mut s = seed | 1;
-        let mut rnd = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        self.run_wgmma_probe("wgmma_sp_probe_sw128", 128, seed)
+    }
+
+    /// One m64{n}k32 sparse wgmma of kernel `name` (B: 32 x n) per descriptor
+    /// variant; the largest error relative to the largest reference value.
+    fn run_wgmma_probe(&self, name: &str, n: usize, seed: u64) -> Result<[f64; 2]> {
+        let mut rnd = pack::rng(seed);
         let dense: Vec<u16> = (0..64 * 32).map(|_| Half::F16.from_f32(rnd())).collect();
-        let x: Vec<u16> = (0..32 * 128).map(|_| Half::F16.from_f32(rnd())).collect();
+        let x: Vec<u16> = (0..32 * n).map(|_| Half::F16.from_f32(rnd())).collect();
         let c = Compressed24::compress(&dense, 64, 32, 32, Half::F16, pack::META_LAYOUT)?;
-        let want = pack::reference(&c.decompress(), 64, 32, &x, 128, 128, Half::F16);
+        let want = pack::reference(&c.decompress(), 64, 32, &x, n, n, Half::F16);
         let mut a = Vec::new();
         let mut e = Vec::new();
         for w in 0..4 {
@@ -1178,14 +1100,19 @@ impl CudaRuntime {
         let da = self.stream.clone_htod(&a).map_err(cuda("upload"))?;
         let de = self.stream.clone_htod(&e).map_err(cuda("upload"))?;
         let dx = self.stream.clone_htod(&x).map_err(cuda("upload"))?;
+        let per_thread = n / 2; // f32 accumulators of m64nN per thread
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
         let mut out = [0.0f64; 2];
         for (variant, o) in out.iter_mut().enumerate() {
-            let mut dd = self.stream.alloc_zeros::<f32>(128 * 64).map_err(cuda("allocation"))?;
-            let f = self.func("wgmma_sp_probe_sw128")?;
+            let mut dd = self
+                .stream
+                .alloc_zeros::<f32>(128 * per_thread)
+                .map_err(cuda("allocation"))?;
+            let f = self.func(name)?;
             let v = variant as i32;
             let mut launch = self.stream.launch_builder(f);
             launch.arg(&da).arg(&de).arg(&dx).arg(&mut dd).arg(&v);
-            // SAFETY: 128 threads x 4 A words, 1 metadata word, B 32x128, D 128 x 64 floats.
+            // SAFETY: 128 threads x 4 A words, 1 metadata word, B 32 x n, D 128 x n/2 floats.
             unsafe {
                 launch.launch(LaunchConfig {
                     grid_dim: (1, 1, 1),
@@ -1195,17 +1122,16 @@ impl CudaRuntime {
             }
             .map_err(cuda("wgmma probe launch"))?;
             let got = self.stream.clone_dtoh(&dd).map_err(cuda("download"))?;
-            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
             let mut worst = 0.0f64;
             for t in 0..128 {
                 let (w, l) = (t / 32, t % 32);
                 let (g, q) = (l / 4, l % 4);
-                for j in 0..16 {
+                for j in 0..n / 8 {
                     for i in 0..4 {
                         let row = 16 * w + g + 8 * (i >> 1);
                         let col = 8 * j + 2 * q + (i & 1);
-                        let v = got[t * 64 + 4 * j + i] as f64;
-                        worst = worst.max((v - want[row * 128 + col]).abs() / scale);
+                        let v = got[t * per_thread + 4 * j + i] as f64;
+                        worst = worst.max((v - want[row * n + col]).abs() / scale);
                     }
                 }
             }
@@ -1217,13 +1143,7 @@ impl CudaRuntime {
     /// Runs one `mma.sp` on registers packed under each metadata layout and
     /// compares with float64: which layout is the hardware's.
     pub fn probe(&self, seed: u64) -> Result<Probe> {
-        let mut s = seed | 1;
-        let mut rnd = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        let mut rnd = pack::rng(seed);
         let dense: Vec<u16> = (0..16 * 32).map(|_| Half::F16.from_f32(rnd())).collect();
         let x: Vec<u16> = (0..32 * 8).map(|_| Half::F16.from_f32(rnd())).collect();
         let mut errs = [0.0f64; 2];
