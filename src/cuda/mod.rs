@@ -9,7 +9,7 @@ pub mod pack;
 #[cfg(feature = "cuda")]
 mod runtime;
 #[cfg(feature = "cuda")]
-pub use runtime::{CudaRuntime, Device24, DeviceHalf, Probe, Tile, SOURCE, TILES, TILES_SM90};
+pub use runtime::{choose_tile, CudaRuntime, Device24, DeviceHalf, Probe, Tile, SOURCE, TILES, TILES_SM90};
 #[cfg(feature = "cuda")]
 pub mod bench;
 #[cfg(feature = "cuda")]

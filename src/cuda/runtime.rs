@@ -30,6 +30,12 @@ pub struct Tile {
 }
 
 impl Tile {
+    /// Whether a device whose blocks may opt into `smem_optin` bytes of shared
+    /// memory can run this tile (1 KB kept for static shared memory and alignment).
+    pub fn fits(&self, smem_optin: u32) -> bool {
+        self.smem() + 1024 <= smem_optin
+    }
+
     /// Dynamic shared memory of one block, bytes.
     pub fn smem(&self) -> u32 {
         self.stages * (self.bm * (self.bk / 2) * 2 + self.bk * self.bn * 2 + (self.bm / 16) * (self.bk / 32) * 16 * 4)
@@ -210,6 +216,34 @@ fn cluster_of(t: &Tile) -> u32 {
         .unwrap_or(1)
 }
 
+/// The tile for an `m x k x n` product on a GPU of compute capability `cc` with
+/// `sms` multiprocessors, from the H100 measurements in BENCHMARKS.md. On Hopper:
+/// the sparse warpgroup MMA with TMA loads (`wgsa`: 128x256 tiles when they give
+/// every SM a block, 128x128 with K steps of 128 for smaller outputs when K >= 256);
+/// otherwise (and on Ampere/Ada) the largest `mma.sp` tile that still gives every
+/// SM a block, the smallest when none does. Only tiles whose shared memory fits
+/// `smem_optin` (the device's opt-in limit per block) are considered.
+pub fn choose_tile(cc: (i32, i32), sms: u32, smem_optin: u32, m: usize, k: usize, n: usize) -> &'static Tile {
+    let blocks = |t: &Tile| m.div_ceil(t.bm as usize) * n.div_ceil(t.bn as usize);
+    if cc == (9, 0) {
+        let by_name = |name: &str| TILES_SM90.iter().find(|t| t.name == name && t.fits(smem_optin));
+        if let (Some(big), Some(mid)) = (by_name("wgsa128x256x64s5"), by_name("wgsa128x128x128s4")) {
+            if blocks(big) >= sms as usize {
+                return big;
+            }
+            if k >= 256 {
+                return mid;
+            }
+        }
+    }
+    for t in TILES.iter().filter(|t| t.fits(smem_optin)) {
+        if blocks(t) >= sms as usize {
+            return t;
+        }
+    }
+    &TILES[TILES.len() - 1]
+}
+
 /// A tiled TMA descriptor of 16-bit elements at `ptr`: `dims` (innermost first),
 /// byte `strides` of dims 1.., `boxd` elements per box; out-of-range elements read
 /// as zeros.
@@ -312,6 +346,7 @@ pub struct CudaRuntime {
     funcs: HashMap<String, CudaFunction>,
     blas: CudaBlas,
     tiles: Vec<&'static Tile>,
+    smem_optin: u32,
     wgmma_peak: std::cell::Cell<f64>,
 }
 
@@ -378,6 +413,11 @@ impl CudaRuntime {
         let sms = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(cuda("SM count"))? as u32;
+        // Shared memory a block may opt into: 227 KB on Hopper, 163 KB on A100,
+        // 99 KB on consumer Ampere/Ada; tiles that need more are not loaded.
+        let smem_optin = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+            .map_err(cuda("shared memory per block"))? as u32;
         // One stream, so cudarc's per-buffer event tracking is not needed (and
         // would get in the way of graph capture).
         unsafe { ctx.disable_event_tracking() };
@@ -408,10 +448,19 @@ impl CudaRuntime {
             );
         }
         let tiles: Vec<&'static Tile> = if cc == (9, 0) {
-            TILES_SM90.iter().chain(TILES.iter()).collect()
+            TILES_SM90
+                .iter()
+                .chain(TILES.iter())
+                .filter(|t| t.fits(smem_optin))
+                .collect()
         } else {
-            TILES.iter().collect()
+            TILES.iter().filter(|t| t.fits(smem_optin)).collect()
         };
+        if tiles.is_empty() {
+            return Err(Error::Cuda(format!(
+                "{name} lets a block use {smem_optin} bytes of shared memory, less than any SpMM tile needs"
+            )));
+        }
         for t in &tiles {
             for h in ["f16", "bf16"] {
                 let n = format!("spmm24_{h}_{}", t.name);
@@ -455,6 +504,7 @@ impl CudaRuntime {
             funcs,
             blas,
             tiles,
+            smem_optin,
             wgmma_peak: std::cell::Cell::new(0.0),
         })
     }
@@ -697,31 +747,10 @@ impl CudaRuntime {
         Ok(())
     }
 
-    /// The tile the runtime uses for an `m x k x n` product when none is forced,
-    /// from the H100 measurements in BENCHMARKS.md. On Hopper: the sparse
-    /// warpgroup MMA with TMA loads (`wgsa`: 128x256 tiles when they give every
-    /// SM a block, 128x128 with K steps of 128 for smaller outputs when K >= 256);
-    /// otherwise (and on Ampere/Ada) the largest `mma.sp` tile that still gives
-    /// every SM a block.
+    /// The tile the runtime uses for an `m x k x n` product when none is forced
+    /// ([`choose_tile`] for this GPU).
     pub fn choose_tile(&self, m: usize, k: usize, n: usize) -> &'static Tile {
-        let blocks = |t: &Tile| m.div_ceil(t.bm as usize) * n.div_ceil(t.bn as usize);
-        if self.cc == (9, 0) {
-            let by_name = |name: &str| TILES_SM90.iter().find(|t| t.name == name);
-            if let (Some(big), Some(mid)) = (by_name("wgsa128x256x64s5"), by_name("wgsa128x128x128s4")) {
-                if blocks(big) >= self.sms as usize {
-                    return big;
-                }
-                if k >= 256 {
-                    return mid;
-                }
-            }
-        }
-        for t in &TILES {
-            if blocks(t) >= self.sms as usize {
-                return t;
-            }
-        }
-        &TILES[TILES.len() - 1]
+        choose_tile(self.cc, self.sms, self.smem_optin, m, k, n)
     }
 
     fn check_spmm(&self, a: &Device24, x: &DeviceHalf, y: &DeviceHalf) -> Result<()> {
@@ -1191,5 +1220,105 @@ impl CudaRuntime {
             split_columns: errs[0],
             row_per_thread: errs[1],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opt-in shared memory per block: H100, A100, consumer Ampere/Ada (RTX 30/40).
+    const H100_SMEM: u32 = 232_448;
+    const A100_SMEM: u32 = 166_912;
+    const RTX_SMEM: u32 = 101_376;
+
+    /// Every tile in the tables is a kernel of the CUDA source (both types), has a
+    /// consistent shape, and the Hopper tiles fit the H100; every class of GPU has
+    /// tiles it can run, the smallest among them.
+    #[test]
+    fn tile_tables_match_the_source_and_the_hardware() {
+        for t in TILES.iter().chain(TILES_SM90.iter()) {
+            for h in ["f16", "bf16"] {
+                let name = format!("spmm24_{h}_{}(", t.name);
+                let macro_line = format!("({}, ", t.name);
+                assert!(
+                    SOURCE.contains(&name) || SOURCE.contains(&macro_line),
+                    "{} is not instantiated in sparse24.cu",
+                    t.name
+                );
+            }
+            assert!(t.bk == 64 || t.bk == 128, "{}", t.name);
+            assert!(t.bn % 64 == 0 && t.bm % 64 == 0 && t.threads % 128 == 0, "{}", t.name);
+            assert!(t.stages >= 2, "{}", t.name);
+        }
+        for t in &TILES_SM90 {
+            assert!(t.fits(H100_SMEM), "{}: {} bytes of shared memory", t.name, t.smem());
+        }
+        for limit in [H100_SMEM, A100_SMEM, RTX_SMEM] {
+            assert!(TILES.iter().any(|t| t.fits(limit)), "no tile for {limit} bytes");
+        }
+        assert!(
+            TILES.last().unwrap().fits(RTX_SMEM),
+            "the fallback tile must fit every GPU"
+        );
+        let mut names: Vec<&str> = TILES.iter().chain(TILES_SM90.iter()).map(|t| t.name).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate tile names");
+    }
+
+    #[test]
+    fn tile_choice_follows_the_measurements_and_the_shared_memory() {
+        let h100 = ((9, 0), 132, H100_SMEM);
+        let a100 = ((8, 0), 108, A100_SMEM);
+        let rtx = ((8, 9), 128, RTX_SMEM);
+        let pick = |gpu: ((i32, i32), u32, u32), m, k, n| choose_tile(gpu.0, gpu.1, gpu.2, m, k, n);
+        // Large squares: the 128x256 warpgroup tile on Hopper, mma.sp K-128 tiles
+        // where they fit, smaller ones on GPUs with less shared memory.
+        assert_eq!(pick(h100, 4096, 4096, 4096).name, "wgsa128x256x64s5");
+        assert_eq!(pick(h100, 8192, 8192, 8192).name, "wgsa128x256x64s5");
+        assert_eq!(pick(a100, 4096, 4096, 4096).name, "256x128x64w4x2");
+        assert!(pick(rtx, 4096, 4096, 4096).fits(RTX_SMEM));
+        // Lite0 shapes on the H100, as measured best (within 2.4%).
+        assert_eq!(pick(h100, 1280, 320, 1568).name, "wgsa128x128x128s4");
+        assert_eq!(pick(h100, 1280, 320, 49).name, "wgsa128x128x128s4");
+        assert_eq!(pick(h100, 96, 16, 12544).name, "128x64x64w2x2b3");
+        assert_eq!(pick(h100, 192, 32, 3136).name, "64x64x64w2x2");
+        assert_eq!(pick(h100, 480, 80, 196).name, "64x64x64w2x2");
+        assert_eq!(pick(h100, 1000, 1100, 300).name, "wgsa128x128x128s4");
+        // No Hopper tile below sm_90, and never a tile over the shared memory.
+        for (m, k, n) in [(1280, 320, 49), (1000, 1100, 300), (64, 64, 64), (8192, 8192, 8192)] {
+            for gpu in [a100, rtx, ((12, 0), 84, RTX_SMEM)] {
+                let t = pick(gpu, m, k, n);
+                assert!(!t.name.starts_with("wg"), "{}", t.name);
+                assert!(t.fits(gpu.2), "{} on {gpu:?}", t.name);
+            }
+        }
+        // Tiny outputs fall back to the smallest tile.
+        assert_eq!(pick(a100, 16, 16, 8).name, "64x64x64w2x2");
+    }
+
+    #[test]
+    fn architectures_compile_for_a_target_nvrtc_knows() {
+        assert_eq!(arch_of((9, 0)), "compute_90a");
+        assert_eq!(arch_of((8, 0)), "compute_80");
+        assert_eq!(arch_of((8, 9)), "compute_89");
+        assert_eq!(arch_of((8, 7)), "compute_87");
+        assert_eq!(arch_of((10, 3)), "compute_100");
+        assert_eq!(arch_of((9, 5)), "compute_90");
+        assert_eq!(arch_of((8, 2)), "compute_80");
+    }
+
+    #[test]
+    fn probe_verdicts() {
+        let p = |a, b| Probe {
+            split_columns: a,
+            row_per_thread: b,
+        };
+        assert_eq!(p(5e-8, 1.3).hardware_layout(), Some(MetaLayout::SplitColumns));
+        assert_eq!(p(1.3, 5e-8).hardware_layout(), Some(MetaLayout::RowPerThread));
+        assert_eq!(p(0.5, 0.7).hardware_layout(), None);
+        assert_eq!(p(f64::NAN, f64::NAN).hardware_layout(), None);
     }
 }
