@@ -411,46 +411,6 @@ __device__ __forceinline__ void mbar_wait(u32 bar, u32 phase) {
             : "memory");
     } while (!done);
 }
-// 3-D tiled TMA load into shared memory, completing on an mbarrier.
-__device__ __forceinline__ void tma_load_3d(u32 dst, const TmaDesc* map, u32 bar, int c0, int c1, int c2) {
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
-        "l"((u64)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
-        : "memory");
-}
-
-// Probe: one m64n32k32 sparse wgmma with B (32 x 32, row-major in global) staged
-// in N-major 8x8 core matrices (core (kg, ng) at (kg * 4 + ng) * 128 bytes), B
-// transposed (N-major) in the instruction; `variant` 0 passes (LBO, SBO) =
-// (N step, K step), 1 the other way round. d: 128 threads x 16 floats.
-extern "C" __global__ void wgmma_sp_probe(const u32* a, const u32* e, const u16* b, float* d, int variant) {
-    __shared__ __align__(128) u16 sb[32 * 32];
-    const int tid = threadIdx.x;
-    for (int i = tid; i < 32 * 32; i += 128) {
-        const int k = i / 32, n = i % 32;
-        sb[((k >> 3) * 4 + (n >> 3)) * 64 + (k & 7) * 8 + (n & 7)] = b[i];
-    }
-    __syncthreads();
-    const u32 step_n = 128, step_k = 4 * 128;
-    const u64 desc = variant == 0 ? make_desc(smem_u32(sb), step_n, step_k) : make_desc(smem_u32(sb), step_k, step_n);
-    u32 af[4];
-    for (int i = 0; i < 4; ++i) af[i] = a[tid * 4 + i];
-    const u32 ev = e[tid];
-    float c[16];
-    for (int i = 0; i < 16; ++i) c[i] = 0.f;
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-    asm volatile(
-        "wgmma.mma_async.sp.sync.aligned.m64n32k32.f32.f16.f16 "
-        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, %21, 0, 1, 1, 1, 1;\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]), "+f"(c[4]), "+f"(c[5]), "+f"(c[6]), "+f"(c[7]),
-          "+f"(c[8]), "+f"(c[9]), "+f"(c[10]), "+f"(c[11]), "+f"(c[12]), "+f"(c[13]), "+f"(c[14]), "+f"(c[15])
-        : "r"(af[0]), "r"(af[1]), "r"(af[2]), "r"(af[3]), "l"(desc), "r"(ev)
-        : "memory");
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-    for (int i = 0; i < 16; ++i) d[tid * 16 + i] = c[i];
-}
-
 // Probe of the 128-byte-swizzled N-major layout for B (what a TMA box of 64 N
 // values x K rows with CU_TENSOR_MAP_SWIZZLE_128B writes): n block nb (64 wide)
 // at nb * 32 * 128 bytes, row k at k * 128, 16-byte chunk c at (c ^ (k % 8)).
@@ -529,18 +489,17 @@ template <> struct Wgmma<256, false> { static __device__ __forceinline__ void sp
 template <> struct Wgmma<256, true> { static __device__ __forceinline__ void sp(float* c, const u32* a, u64 d, u32 e) { wgmma_sp_n256_bf16(c, a, d, e); } };
 
 // SpMM on sparse warpgroup MMAs. NWG warpgroups, each owning 64 rows of the
-// block's BM = 64 NWG rows and all BN columns; K step BK per stage, STAGES-deep
-// cp.async pipeline shared by all threads. A (compressed) and its metadata go
-// through registers exactly as in the mma.sp kernel (same swizzled tile, same
-// ldmatrix); X is staged N-major in 8x8 core matrices (core (kg, ng) at
-// (kg * BN/8 + ng) * 128 bytes), which the descriptor describes with LBO = the
-// K step between cores and SBO = the N step (128 bytes), B transposed.
-template <int NWG, int BN, int BK, int STAGES, bool BF16, bool TMA, bool NO_MMA = false, int CM = 1, int SWV = -1,
-          bool TA = false>
-__device__ __forceinline__ void spmm24_wg_body(const u16* __restrict__ A, const u32* __restrict__ E,
-                                               const u16* __restrict__ X, u16* __restrict__ Y, int M, int N, int K,
-                                               int Mp, int Kp, int ldb, int ldc, const TmaDesc* xmap,
-                                               const TmaDesc* amap = nullptr) {
+// block's BM = 64 NWG rows and all BN columns; K step BK per stage. Thread 0
+// loads each stage by TMA on the stage's mbarrier: the compressed A tile (64- or
+// 128-byte rows, swizzled by the hardware exactly as the mma.sp kernel's tile, so
+// the same ldmatrix reads it) and X as 128-byte-swizzled boxes of 64 columns x BK
+// rows, which the descriptor describes N-major with LBO = the column-block stride
+// and SBO = 1024 (8 rows). The metadata comes by cp.async. A and the metadata go
+// through registers in the mma.sp fragment layout. Rows past M or K and columns
+// past N are zero-filled by TMA.
+template <int NWG, int BN, int BK, int STAGES, bool BF16>
+__device__ __forceinline__ void spmm24_wg_body(const u32* __restrict__ E, u16* __restrict__ Y, int M, int N,
+                                               int Mp, int Kp, int ldc, const TmaDesc* xmap, const TmaDesc* amap) {
     constexpr int BM = 64 * NWG;
     constexpr int THREADS = 128 * NWG;
     constexpr int KS = BK / 32;
@@ -561,96 +520,38 @@ __device__ __forceinline__ void spmm24_wg_body(const u16* __restrict__ A, const 
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wg = warp >> 2, wq = warp & 3;  // warpgroup, warp within it
-    // CM > 1: a cluster of CM blocks stacked along M shares each X tile; block r
-    // of the cluster loads the r-th slice of the N groups and multicasts it to all.
-    auto block_sync = [] {
-        if constexpr (CM > 1) {
-            asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-        } else {
-            __syncthreads();
-        }
-    };
-    if (TMA) {
-        if (tid == 0) {
-            for (int i = 0; i < STAGES; ++i) mbar_init(smem_u32(&full_bar[i]), 1);
-            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-        }
-        block_sync();
+    if (tid == 0) {
+        for (int i = 0; i < STAGES; ++i) mbar_init(smem_u32(&full_bar[i]), 1);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
+    __syncthreads();
     const int gx = gridDim.x, gy = gridDim.y;
     const int bid = blockIdx.y * gx + blockIdx.x;
     constexpr int GROUP = RASTER_GROUP;
     const int per_group = GROUP * gx;
     const int first_m = (bid / per_group) * GROUP;
     const int rows_in_group = min(gy - first_m, GROUP);
-    // Clusters keep the plain order (the blocks of a cluster share bn).
-    const int bm = CM > 1 ? blockIdx.y * BM : (first_m + (bid % per_group) % rows_in_group) * BM;
-    const int bn = CM > 1 ? blockIdx.x * BN : ((bid % per_group) / rows_in_group) * BN;
-    const int ktiles = (Kp + BK - 1) / BK, kh = Kp / 2, kt32 = Kp / 32, mtiles = Mp / 16;
+    const int bm = (first_m + (bid % per_group) % rows_in_group) * BM;
+    const int bn = ((bid % per_group) / rows_in_group) * BN;
+    const int ktiles = (Kp + BK - 1) / BK, kt32 = Kp / 32, mtiles = Mp / 16;
 
     auto load_stage = [&](int stage, int kt) {
         u16* dA = sA + stage * A_STAGE;
-        if constexpr (TA) {
-            // The compressed A tile by TMA, swizzled by the hardware exactly as
-            // a_swz (64-byte rows: 64B swizzle; 128-byte rows: 128B swizzle).
-            if (tid == 0)
+        u16* dB = sB + stage * B_STAGE;
+        if (tid == 0) {
+            asm volatile(
+                "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(smem_u32(dA)),
+                "l"((u64)amap), "r"(kt * (BK / 2)), "r"(bm), "r"(smem_u32(&full_bar[stage]))
+                : "memory");
+            mbar_expect_tx(smem_u32(&full_bar[stage]), B_STAGE * 2 + A_STAGE * 2);
+#pragma unroll
+            for (int j = 0; j < BN / 64; ++j)
                 asm volatile(
                     "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                    "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(smem_u32(dA)),
-                    "l"((u64)amap), "r"(kt * (BK / 2)), "r"(bm), "r"(smem_u32(&full_bar[stage]))
+                    "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(smem_u32(dB + j * BK * 64)),
+                    "l"((u64)xmap), "r"(bn + 64 * j), "r"(kt * BK), "r"(smem_u32(&full_bar[stage]))
                     : "memory");
-        } else {
-#pragma unroll
-            for (int c = tid; c < BM * ACH; c += THREADS) {
-                const int r = c / ACH, ch = c % ACH, gr = bm + r, col = kt * (BK / 2) + ch * 8;
-                const bool ok = gr < Mp && col < kh;
-                cp_async16(smem_u32(dA + r * (BK / 2) + a_swz(r, ch) * 8), ok ? A + (size_t)gr * kh + col : A,
-                           ok ? 16 : 0);
-            }
-        }
-        u16* dB = sB + stage * B_STAGE;
-        if constexpr (TMA) {
-            // One bulk tensor copy: the box (8, BK, BN/8) of X viewed as
-            // (n within group, k, n group) lands as 8x8 core matrices, core
-            // (kg, ng) at (ng * BK + 8 kg) * 16 bytes; rows past K and groups
-            // past N are zero-filled by the hardware.
-            if (tid == 0) {
-                mbar_expect_tx(smem_u32(&full_bar[stage]), B_STAGE * 2 + (TA ? A_STAGE * 2 : 0));
-                if constexpr (SWV >= 0) {
-                    // 128-byte-swizzled boxes of 64 N values x BK rows, one per 64 columns.
-#pragma unroll
-                    for (int j = 0; j < BN / 64; ++j)
-                        asm volatile(
-                            "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                            "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(smem_u32(dB + j * BK * 64)),
-                            "l"((u64)xmap), "r"(bn + 64 * j), "r"(kt * BK), "r"(smem_u32(&full_bar[stage]))
-                            : "memory");
-                } else if constexpr (CM > 1) {
-                    u32 rank;
-                    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
-                    constexpr int SLICE = NG / CM;  // N groups per block of the cluster
-                    const u16 mask = (u16)((1u << CM) - 1);
-                    asm volatile(
-                        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster "
-                        "[%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(smem_u32(dB + rank * SLICE * BK * 8)),
-                        "l"((u64)xmap), "r"(0), "r"(kt * BK), "r"(bn / 8 + (int)rank * SLICE),
-                        "r"(smem_u32(&full_bar[stage])), "h"(mask)
-                        : "memory");
-                } else {
-                    tma_load_3d(smem_u32(dB), xmap, smem_u32(&full_bar[stage]), 0, kt * BK, bn / 8);
-                }
-            }
-        } else {
-#pragma unroll
-            for (int c = tid; c < BK * NG; c += THREADS) {
-                // A warp copies 4 rows x 128 contiguous bytes (whole lines of X).
-                const int w = c >> 5, l = c & 31;
-                const int k = (w / (NG / 8)) * 4 + (l >> 3), ng = (w % (NG / 8)) * 8 + (l & 7);
-                const int gk = kt * BK + k, gn = bn + ng * 8;
-                const bool ok = gk < K && gn < N;
-                cp_async16(smem_u32(dB + ((k >> 3) * NG + ng) * 64 + (k & 7) * 8), ok ? X + (size_t)gk * ldb + gn : X,
-                           ok ? 16 : 0);
-            }
         }
         u32* dE = sE + stage * E_STAGE;
         for (int c = tid; c < (BM / 16) * KS * 4; c += THREADS) {
@@ -678,14 +579,13 @@ __device__ __forceinline__ void spmm24_wg_body(const u16* __restrict__ A, const 
     u32 af[2][KS][4], ef[2][KS];
     auto step = [&](int kt, int buf) {
         cp_async_wait<STAGES - 3>();
-        block_sync();
+        __syncthreads();
         const int nk = kt + STAGES - 2;
         if (nk < ktiles) load_stage(nk % STAGES, nk);
         cp_async_commit();
         const int st = kt % STAGES;
-        // The stage's TMA data (X, and A for the TA tiles) must have landed
-        // before the A fragments are read.
-        if (TMA) mbar_wait(smem_u32(&full_bar[st]), (kt / STAGES) & 1);
+        // The stage's TMA data (A and X) must have landed before A is read.
+        mbar_wait(smem_u32(&full_bar[st]), (kt / STAGES) & 1);
         const u16* tA = sA + st * A_STAGE;
         const u32* tE = sE + st * E_STAGE;
 #pragma unroll
@@ -698,16 +598,8 @@ __device__ __forceinline__ void spmm24_wg_body(const u16* __restrict__ A, const 
         asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
         for (int ks = 0; ks < KS; ++ks) {
-            u64 desc;
-            if constexpr (SWV == 0) {
-                desc = make_desc(b0 + ks * 32 * 128, BK * 128, 1024) | ((u64)1 << 62);
-            } else if constexpr (SWV == 1) {
-                desc = make_desc(b0 + ks * 32 * 128, 1024, BK * 128) | ((u64)1 << 62);
-            } else {
-                desc = TMA ? make_desc(b0 + ks * 32 * 16, 128, BK * 16) : make_desc(b0 + ks * 4 * NG * 128, NG * 128, 128);
-            }
-            if (!NO_MMA) Wgmma<BN, BF16>::sp(acc, af[buf][ks], desc, ef[buf][ks]);
-            else acc[ks] += __uint_as_float(af[buf][ks][0] ^ ef[buf][ks]);
+            const u64 desc = make_desc(b0 + ks * 32 * 128, BK * 128, 1024) | ((u64)1 << 62);  // 128B swizzle
+            Wgmma<BN, BF16>::sp(acc, af[buf][ks], desc, ef[buf][ks]);
         }
         asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
         asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
@@ -720,7 +612,6 @@ __device__ __forceinline__ void spmm24_wg_body(const u16* __restrict__ A, const 
     if (kt < ktiles) step(kt, 0);
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
     cp_async_wait<0>();
-    if constexpr (CM > 1) block_sync();  // no block leaves while others may still multicast to it
 
     const int g = lane >> 2, q = lane & 3;
 #pragma unroll
@@ -742,64 +633,21 @@ __device__ __forceinline__ void spmm24_wg_body(const u16* __restrict__ A, const 
     }
 }
 
-#define SPMM24_WG(name, NWG, BN, BK, ST, BF, TMA)                                                              \
-    extern "C" __global__ void __launch_bounds__(NWG * 128, 1)                                                 \
-        name(const u16* A, const u32* E, const u16* X, u16* Y, int M, int N, int K, int Mp, int Kp, int ldb, \
-             int ldc, const __grid_constant__ TmaDesc xmap) {                                                  \
-        spmm24_wg_body<NWG, BN, BK, ST, BF, TMA>(A, E, X, Y, M, N, K, Mp, Kp, ldb, ldc, &xmap);                \
-    }
-#define SPMM24_WGC(name, NWG, BN, BK, ST, BF, CM)                                                              \
-    extern "C" __global__ void __cluster_dims__(1, CM, 1) __launch_bounds__(NWG * 128, 1)                      \
-        name(const u16* A, const u32* E, const u16* X, u16* Y, int M, int N, int K, int Mp, int Kp, int ldb, \
-             int ldc, const __grid_constant__ TmaDesc xmap) {                                                  \
-        spmm24_wg_body<NWG, BN, BK, ST, BF, true, false, CM>(A, E, X, Y, M, N, K, Mp, Kp, ldb, ldc, &xmap);    \
-    }
-#define SPMM24_WGC_BOTH(tile, NWG, BN, BK, ST, CM)                  \
-    SPMM24_WGC(spmm24_f16_##tile, NWG, BN, BK, ST, false, CM)       \
-    SPMM24_WGC(spmm24_bf16_##tile, NWG, BN, BK, ST, true, CM)
-#define SPMM24_WGS(name, NWG, BN, BK, ST, BF, V)                                                                \
-    extern "C" __global__ void __launch_bounds__(NWG * 128, 1)                                                 \
-        name(const u16* A, const u32* E, const u16* X, u16* Y, int M, int N, int K, int Mp, int Kp, int ldb, \
-             int ldc, const __grid_constant__ TmaDesc xmap) {                                                  \
-        spmm24_wg_body<NWG, BN, BK, ST, BF, true, false, 1, V>(A, E, X, Y, M, N, K, Mp, Kp, ldb, ldc, &xmap);  \
-    }
-#define SPMM24_WGSA(name, NWG, BN, BK, ST, BF)                                                                 \
+// Same parameters as the mma.sp kernels (A and X arrive through their tensor maps).
+#define SPMM24_WG(name, NWG, BN, BK, ST, BF)                                                                   \
     extern "C" __global__ void __launch_bounds__(NWG * 128, 1)                                                 \
         name(const u16* A, const u32* E, const u16* X, u16* Y, int M, int N, int K, int Mp, int Kp, int ldb, \
              int ldc, const __grid_constant__ TmaDesc xmap, const __grid_constant__ TmaDesc amap) {            \
-        spmm24_wg_body<NWG, BN, BK, ST, BF, true, false, 1, 0, true>(A, E, X, Y, M, N, K, Mp, Kp, ldb, ldc,    \
-                                                                      &xmap, &amap);                           \
+        spmm24_wg_body<NWG, BN, BK, ST, BF>(E, Y, M, N, Mp, Kp, ldc, &xmap, &amap);                            \
     }
-#define SPMM24_WGSA_BOTH(tile, NWG, BN, BK, ST)                  \
-    SPMM24_WGSA(spmm24_f16_##tile, NWG, BN, BK, ST, false)       \
-    SPMM24_WGSA(spmm24_bf16_##tile, NWG, BN, BK, ST, true)
-#define SPMM24_WGS_BOTH(tile, NWG, BN, BK, ST, V)                  \
-    SPMM24_WGS(spmm24_f16_##tile, NWG, BN, BK, ST, false, V)       \
-    SPMM24_WGS(spmm24_bf16_##tile, NWG, BN, BK, ST, true, V)
-#define SPMM24_WG_BOTH(tile, NWG, BN, BK, ST, TMA)                  \
-    SPMM24_WG(spmm24_f16_##tile, NWG, BN, BK, ST, false, TMA)       \
-    SPMM24_WG(spmm24_bf16_##tile, NWG, BN, BK, ST, true, TMA)
+#define SPMM24_WG_BOTH(tile, NWG, BN, BK, ST)                  \
+    SPMM24_WG(spmm24_f16_##tile, NWG, BN, BK, ST, false)       \
+    SPMM24_WG(spmm24_bf16_##tile, NWG, BN, BK, ST, true)
 
 // Name: wgmma BMxBNxBK, sS stages (the host table: TILES_SM90 in src/cuda/runtime.rs).
-SPMM24_WGSA_BOTH(wgsa128x256x64s4, 2, 256, 64, 4)
-SPMM24_WGSA_BOTH(wgsa128x256x64s5, 2, 256, 64, 5)
-SPMM24_WGSA_BOTH(wgsa128x128x128s4, 2, 128, 128, 4)
-SPMM24_WGS_BOTH(wgs128x256x64s4, 2, 256, 64, 4, 0)
-SPMM24_WGS_BOTH(wgs128x128x128s4, 2, 128, 128, 4, 0)
-SPMM24_WGS_BOTH(wgs128x256x64s5, 2, 256, 64, 5, 0)
-SPMM24_WGC_BOTH(wgc2x128x256x64s4, 2, 256, 64, 4, 2)
-SPMM24_WGC_BOTH(wgc4x128x256x64s4, 2, 256, 64, 4, 4)
-SPMM24_WGC_BOTH(wgc2x128x128x128s4, 2, 128, 128, 4, 2)
-SPMM24_WG_BOTH(wgt128x256x64s4, 2, 256, 64, 4, true)
-SPMM24_WG_BOTH(wgt128x128x128s4, 2, 128, 128, 4, true)
-SPMM24_WG_BOTH(wgt64x128x64s4, 1, 128, 64, 4, true)
-SPMM24_WG_BOTH(wg128x256x64s4, 2, 256, 64, 4, false)
-// Diagnostics: the same pipeline with the MMAs left out (what the loads alone cost).
-extern "C" __global__ void __launch_bounds__(256, 1)
-    spmm24_f16_wgt128x256x64s4_loads(const u16* A, const u32* E, const u16* X, u16* Y, int M, int N, int K, int Mp,
-                                     int Kp, int ldb, int ldc, const __grid_constant__ TmaDesc xmap) {
-    spmm24_wg_body<2, 256, 64, 4, false, true, true>(A, E, X, Y, M, N, K, Mp, Kp, ldb, ldc, &xmap);
-}
+SPMM24_WG_BOTH(wgsa128x256x64s4, 2, 256, 64, 4)
+SPMM24_WG_BOTH(wgsa128x256x64s5, 2, 256, 64, 5)
+SPMM24_WG_BOTH(wgsa128x128x128s4, 2, 128, 128, 4)
 
 // Ceiling of the sparse warpgroup MMA with B N-major in shared memory (no global
 // traffic): each warpgroup issues m64n256k32 back to back on one staged B tile.

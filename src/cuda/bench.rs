@@ -186,19 +186,16 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
         )));
     }
     if rt.compute_capability() == (9, 0) {
-        match rt.probe_wgmma(3) {
-            Ok(e) => progress(&format!(
-                "wgmma.sp probe: descriptor variant 0 error {:.2e}, variant 1 {:.2e}",
-                e[0], e[1]
-            )),
-            Err(e) => progress(&format!("wgmma.sp probe failed: {e}")),
-        }
-        match rt.probe_wgmma_sw128(5) {
-            Ok(e) => progress(&format!(
-                "wgmma.sp 128B-swizzle probe: variant 0 error {:.2e}, variant 1 {:.2e}",
-                e[0], e[1]
-            )),
-            Err(e) => progress(&format!("wgmma.sp 128B-swizzle probe failed: {e}")),
+        // The Hopper tiles rely on this layout: a mismatch stops the run.
+        let e = rt.probe_wgmma(5)?;
+        progress(&format!(
+            "wgmma.sp 128B-swizzle probe: descriptor variant 0 error {:.2e}, variant 1 {:.2e}",
+            e[0], e[1]
+        ));
+        if e[0] >= 1e-3 {
+            return Err(Error::Cuda(format!(
+                "the GPU's wgmma.sp descriptor reading is not the one the Hopper tiles use: probe {e:?}"
+            )));
         }
     }
     if std::env::var_os("WGSPARSE_PTXAS_LOG").is_some() {
@@ -250,11 +247,6 @@ pub fn run(cfg: &CudaBenchConfig, mut progress: impl FnMut(&str)) -> Result<Cuda
         let masked_dev = rt.upload(&masked, m, k, k, dtype)?;
         let x_dev = rt.upload(&x_host, k, n, n, dtype)?;
         let mut y = rt.zeros(m, n, dtype)?;
-        if cfg.all_tiles && rt.compute_capability() == (9, 0) && dtype == Half::F16 {
-            let (mut t, _) = rt.time(iters(300.0), cfg.runs, || rt.spmm_loads_only(&d24, &x_dev, &mut y))?;
-            let ms = median(&mut t);
-            progress(&format!("  (diagnostic) wgt128x256x64s4 loads only: {ms:.4} ms"));
-        }
 
         if si == 0 {
             for t in rt.tiles() {

@@ -100,7 +100,7 @@ pub const TILES: [Tile; 6] = [
 
 /// Hopper (sm_90a) tiles on the sparse warpgroup MMA (`wgmma.mma_async.sp`):
 /// BM = 64 rows per warpgroup, BN the instruction's N.
-pub const TILES_SM90: [Tile; 13] = [
+pub const TILES_SM90: [Tile; 3] = [
     Tile {
         name: "wgsa128x256x64s4",
         bm: 128,
@@ -125,96 +125,7 @@ pub const TILES_SM90: [Tile; 13] = [
         threads: 256,
         stages: 4,
     },
-    Tile {
-        name: "wgt128x256x64s4",
-        bm: 128,
-        bn: 256,
-        bk: 64,
-        threads: 256,
-        stages: 4,
-    },
-    Tile {
-        name: "wgs128x256x64s4",
-        bm: 128,
-        bn: 256,
-        bk: 64,
-        threads: 256,
-        stages: 4,
-    },
-    Tile {
-        name: "wgs128x128x128s4",
-        bm: 128,
-        bn: 128,
-        bk: 128,
-        threads: 256,
-        stages: 4,
-    },
-    Tile {
-        name: "wgs128x256x64s5",
-        bm: 128,
-        bn: 256,
-        bk: 64,
-        threads: 256,
-        stages: 5,
-    },
-    Tile {
-        name: "wgc2x128x256x64s4",
-        bm: 128,
-        bn: 256,
-        bk: 64,
-        threads: 256,
-        stages: 4,
-    },
-    Tile {
-        name: "wgc4x128x256x64s4",
-        bm: 128,
-        bn: 256,
-        bk: 64,
-        threads: 256,
-        stages: 4,
-    },
-    Tile {
-        name: "wgc2x128x128x128s4",
-        bm: 128,
-        bn: 128,
-        bk: 128,
-        threads: 256,
-        stages: 4,
-    },
-    Tile {
-        name: "wgt128x128x128s4",
-        bm: 128,
-        bn: 128,
-        bk: 128,
-        threads: 256,
-        stages: 4,
-    },
-    Tile {
-        name: "wgt64x128x64s4",
-        bm: 64,
-        bn: 128,
-        bk: 64,
-        threads: 128,
-        stages: 4,
-    },
-    Tile {
-        name: "wg128x256x64s4",
-        bm: 128,
-        bn: 256,
-        bk: 64,
-        threads: 256,
-        stages: 4,
-    },
 ];
-
-/// Blocks per cluster of a Hopper tile (`wgcC...`: C blocks along M share X tiles).
-fn cluster_of(t: &Tile) -> u32 {
-    t.name
-        .strip_prefix("wgc")
-        .and_then(|r| r.get(..1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1)
-}
 
 /// The tile for an `m x k x n` product on a GPU of compute capability `cc` with
 /// `sms` multiprocessors, from the H100 measurements in BENCHMARKS.md. On Hopper:
@@ -474,24 +385,11 @@ impl CudaRuntime {
             }
         }
         if cc == (9, 0) {
-            for n in [
-                "wgmma_sp_probe",
-                "wgmma_sp_probe_sw128",
-                "peak_wgmma_sp_f16",
-                "spmm24_f16_wgt128x256x64s4_loads",
-            ] {
-                let f = module.load_function(n).map_err(cuda("loading a kernel"))?;
-                if n.starts_with("spmm24") {
-                    f.set_attribute(
-                        sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                        TILES_SM90
-                            .iter()
-                            .find(|t| t.name == "wgt128x256x64s4")
-                            .map_or(0, |t| t.smem()) as i32,
-                    )
-                    .map_err(cuda("raising the shared-memory limit"))?;
-                }
-                funcs.insert(n.to_string(), f);
+            for n in ["wgmma_sp_probe_sw128", "peak_wgmma_sp_f16"] {
+                funcs.insert(
+                    n.to_string(),
+                    module.load_function(n).map_err(cuda("loading a kernel"))?,
+                );
             }
         }
         let blas = CudaBlas::new(stream.clone()).map_err(cuda("creating the cuBLAS handle"))?;
@@ -786,45 +684,18 @@ impl CudaRuntime {
         self.launch_spmm(f, t, a, x, y)
     }
 
-    /// Diagnostics: the Hopper pipeline of `wg128x256x64s4` with the MMAs left
-    /// out (Y receives meaningless values): what the loads alone cost.
-    pub fn spmm_loads_only(&self, a: &Device24, x: &DeviceHalf, y: &mut DeviceHalf) -> Result<()> {
-        self.check_spmm(a, x, y)?;
-        let f = self.func("spmm24_f16_wgt128x256x64s4_loads")?;
-        let t = TILES_SM90
-            .iter()
-            .find(|t| t.name == "wgt128x256x64s4")
-            .expect("in the table");
-        self.launch_spmm(f, t, a, x, y)
-    }
-
-    /// X (K x N, leading dimension ld) for the TMA tiles. `wgs*`: 2-D (n, k) with
-    /// boxes of 64 columns x BK rows, 128-byte swizzle. Others: a 3-D view (n within
-    /// an 8-group, k, n group) with boxes (8, BK, BN/8) that land as 8x8 core
-    /// matrices, K-adjacent cores 128 bytes apart (a cluster tile `wgcC...` loads
-    /// 1/C of the groups per block and multicasts it).
+    /// X (K x N, leading dimension ld) for the Hopper tiles: 2-D (n, k) with
+    /// boxes of 64 columns x BK rows and 128-byte swizzle.
     fn x_map(&self, x: &DeviceHalf, t: &Tile) -> Result<TmaDesc> {
         let (ptr, _sync) = x.data.device_ptr(&self.stream);
-        let what = format!("X ({}x{})", x.rows, x.cols);
-        if t.name.starts_with("wgs") {
-            return tensor_map(
-                ptr,
-                &[x.ld as u64, x.rows as u64],
-                &[(x.ld * 2) as u64],
-                &[64, t.bk],
-                sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
-                sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                &what,
-            );
-        }
         tensor_map(
             ptr,
-            &[8, x.rows as u64, (x.ld / 8) as u64],
-            &[(x.ld * 2) as u64, 16],
-            &[8, t.bk, t.bn / 8 / cluster_of(t)],
-            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE,
-            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-            &what,
+            &[x.ld as u64, x.rows as u64],
+            &[(x.ld * 2) as u64],
+            &[64, t.bk],
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            &format!("X ({}x{})", x.rows, x.cols),
         )
     }
 
@@ -856,9 +727,6 @@ impl CudaRuntime {
                 a.rows
             )));
         }
-        // Cluster tiles ("wgcC..."): the grid's y must be a multiple of C.
-        let cluster = cluster_of(t) as usize;
-        let gy = gy.div_ceil(cluster) * cluster;
         let cfg = LaunchConfig {
             grid_dim: (x.cols.div_ceil(t.bn as usize) as u32, gy as u32, 1),
             block_dim: (t.threads, 1, 1),
@@ -873,9 +741,9 @@ impl CudaRuntime {
             x.ld as i32,
             y.ld as i32,
         );
-        // The Hopper kernels take X's tensor map as well (used by the TMA tiles).
-        let xmap = if t.name.starts_with("wg") {
-            Some(self.x_map(x, t)?)
+        // The Hopper kernels also take the tensor maps of X and A (their TMA loads).
+        let maps = if TILES_SM90.iter().any(|h| h.name == t.name) {
+            Some((self.x_map(x, t)?, self.a_map(a, t)?))
         } else {
             None
         };
@@ -892,16 +760,8 @@ impl CudaRuntime {
             .arg(&kp)
             .arg(&ldb)
             .arg(&ldc);
-        if let Some(map) = &xmap {
-            launch.arg(map);
-        }
-        let amap = if t.name.starts_with("wgsa") {
-            Some(self.a_map(a, t)?)
-        } else {
-            None
-        };
-        if let Some(map) = &amap {
-            launch.arg(map);
+        if let Some((xmap, amap)) = &maps {
+            launch.arg(xmap).arg(amap);
         }
         // SAFETY: arguments match spmm24_* in sparse24.cu; shapes checked above;
         // every buffer holds what its shape says (DeviceHalf / Device24 invariants).
@@ -917,68 +777,42 @@ impl CudaRuntime {
                 a.rows, a.cols, x.rows, x.cols, y.rows, y.cols
             )));
         }
-        // Row-major Y = A X is column-major Y^T = X^T A^T: cuBLAS m = n, n = m.
+        match a.dtype {
+            Half::F16 => self.cublas_gemm(a, x, y, half::f16::ONE, half::f16::ZERO),
+            Half::Bf16 => self.cublas_gemm(a, x, y, half::bf16::ONE, half::bf16::ZERO),
+        }
+    }
+
+    /// cuBLAS on the 16-bit buffers viewed as `T` (f16 or bf16). Row-major
+    /// `Y = A X` is column-major `Y^T = X^T A^T`: cuBLAS m = n, n = m.
+    fn cublas_gemm<T>(&self, a: &DeviceHalf, x: &DeviceHalf, y: &mut DeviceHalf, one: T, zero: T) -> Result<()>
+    where
+        CudaBlas: Gemm<T>,
+    {
         let cfg = GemmConfig {
             transa: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
             transb: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
             m: x.cols as i32,
             n: a.rows as i32,
             k: a.cols as i32,
-            alpha: 1.0f32,
+            alpha: one,
             lda: x.ld as i32,
             ldb: a.ld as i32,
-            beta: 0.0f32,
+            beta: zero,
             ldc: y.ld as i32,
         };
-        match a.dtype {
-            Half::F16 => {
-                // SAFETY: CudaSlice<u16> and CudaSlice<f16> have the same layout.
-                let (xa, aa, ya) = unsafe {
-                    (
-                        x.data.transmute::<half::f16>(x.data.len()).unwrap(),
-                        a.data.transmute::<half::f16>(a.data.len()).unwrap(),
-                        y.data.transmute_mut::<half::f16>(y.data.len()).unwrap(),
-                    )
-                };
-                let cfg = GemmConfig {
-                    alpha: half::f16::ONE,
-                    beta: half::f16::ZERO,
-                    transa: cfg.transa,
-                    transb: cfg.transb,
-                    m: cfg.m,
-                    n: cfg.n,
-                    k: cfg.k,
-                    lda: cfg.lda,
-                    ldb: cfg.ldb,
-                    ldc: cfg.ldc,
-                };
-                let mut ya = ya;
-                unsafe { self.blas.gemm(cfg, &xa, &aa, &mut ya) }.map_err(cuda("cuBLAS gemm"))
-            }
-            Half::Bf16 => {
-                let (xa, aa, ya) = unsafe {
-                    (
-                        x.data.transmute::<half::bf16>(x.data.len()).unwrap(),
-                        a.data.transmute::<half::bf16>(a.data.len()).unwrap(),
-                        y.data.transmute_mut::<half::bf16>(y.data.len()).unwrap(),
-                    )
-                };
-                let cfg = GemmConfig {
-                    alpha: half::bf16::ONE,
-                    beta: half::bf16::ZERO,
-                    transa: cfg.transa,
-                    transb: cfg.transb,
-                    m: cfg.m,
-                    n: cfg.n,
-                    k: cfg.k,
-                    lda: cfg.lda,
-                    ldb: cfg.ldb,
-                    ldc: cfg.ldc,
-                };
-                let mut ya = ya;
-                unsafe { self.blas.gemm(cfg, &xa, &aa, &mut ya) }.map_err(cuda("cuBLAS gemm"))
-            }
-        }
+        assert_eq!(std::mem::size_of::<T>(), 2, "cuBLAS views 16-bit buffers");
+        // SAFETY: T is a 16-bit float (f16 or bf16, checked above), the same size
+        // as the u16 the buffers hold, so the views cover the same bytes.
+        let (xa, aa, mut ya) = unsafe {
+            (
+                x.data.transmute::<T>(x.data.len()).expect("same length"),
+                a.data.transmute::<T>(a.data.len()).expect("same length"),
+                y.data.transmute_mut::<T>(y.data.len()).expect("same length"),
+            )
+        };
+        // SAFETY: shapes and leading dimensions checked by dense_gemm.
+        unsafe { self.blas.gemm(cfg, &xa, &aa, &mut ya) }.map_err(cuda("cuBLAS gemm"))
     }
 
     /// GPU time of `f` in milliseconds per call: `iters` calls captured into a
@@ -1098,23 +932,12 @@ impl CudaRuntime {
         Ok((sparse, dense))
     }
 
-    /// Hopper only: one sparse `wgmma` (m64n32k32, A from registers in the mma.sp
-    /// fragment layout, B N-major in 8x8 core matrices in shared memory) under the
-    /// two readings of the descriptor's byte offsets; the relative error of each
-    /// against float64.
+    /// Hopper only: one sparse `wgmma` (m64n128k32, A from registers in the mma.sp
+    /// fragment layout, B in the 128-byte-swizzled N-major layout a TMA box of 64
+    /// columns writes) under both readings of the descriptor's byte offsets; the
+    /// relative error of each against float64.
     pub fn probe_wgmma(&self, seed: u64) -> Result<[f64; 2]> {
-        self.run_wgmma_probe("wgmma_sp_probe", 32, seed)
-    }
-
-    /// Hopper only: the same with B in the 128-byte-swizzled N-major layout a TMA
-    /// box of 64 N values writes (m64n128k32), both readings of LBO/SBO.
-    pub fn probe_wgmma_sw128(&self, seed: u64) -> Result<[f64; 2]> {
-        self.run_wgmma_probe("wgmma_sp_probe_sw128", 128, seed)
-    }
-
-    /// One m64{n}k32 sparse wgmma of kernel `name` (B: 32 x n) per descriptor
-    /// variant; the largest error relative to the largest reference value.
-    fn run_wgmma_probe(&self, name: &str, n: usize, seed: u64) -> Result<[f64; 2]> {
+        let (name, n) = ("wgmma_sp_probe_sw128", 128usize);
         let mut rnd = pack::rng(seed);
         let dense: Vec<u16> = (0..64 * 32).map(|_| Half::F16.from_f32(rnd())).collect();
         let x: Vec<u16> = (0..32 * n).map(|_| Half::F16.from_f32(rnd())).collect();
