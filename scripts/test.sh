@@ -24,8 +24,16 @@ cargo check --lib --target aarch64-apple-darwin
 cargo check --lib --target wasm32-unknown-unknown
 echo "== tests"
 cargo test --release
-echo "== the cuda feature without an NVIDIA GPU: CPU-side packing, error paths, backend choice"
-cargo test --release --features cuda --lib cuda::
+echo "== the cuda feature without an NVIDIA GPU: CPU-side packing, NVRTC compile of the kernels, error paths, backend choice"
+# NVRTC (CUDA's run-time compiler; needs no GPU) from PyPI, for the compile test.
+NVRTC_DIR=target/nvrtc
+if [ ! -e "$NVRTC_DIR/nvidia/cu13/lib/libnvrtc.so.13" ]; then
+  mkdir -p "$NVRTC_DIR"
+  python3 -m pip download --no-deps -q -d "$NVRTC_DIR" nvidia-cuda-nvrtc==13.5.37
+  python3 -m zipfile -e "$NVRTC_DIR"/nvidia_cuda_nvrtc-13.5.37-*.whl "$NVRTC_DIR"
+fi
+LD_LIBRARY_PATH="$PWD/$NVRTC_DIR/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+  cargo test --release --features cuda --lib cuda::
 cargo test --release --features cuda --test backend --test cli cuda
 
 echo "== wasm package and browser tests (headless Chromium, WebGPU on SwiftShader)"

@@ -1122,6 +1122,57 @@ mod tests {
         assert_eq!(pick(a100, 16, 16, 8).name, "64x64x64w2x2");
     }
 
+    /// The CUDA source compiles with NVRTC for every architecture the runtime
+    /// targets, and the PTX holds every kernel the runtime loads there. Needs
+    /// libnvrtc (no GPU): `scripts/test.sh` fetches it from PyPI; without it the
+    /// test fails, naming what is missing.
+    #[test]
+    fn the_kernels_compile_for_every_target() {
+        // SAFETY: only tries to dlopen the library.
+        assert!(
+            unsafe { nvrtc::sys::is_culib_present() },
+            "libnvrtc not found: scripts/test.sh installs it (pip nvidia-cuda-nvrtc) and sets LD_LIBRARY_PATH"
+        );
+        for cc in [(8, 0), (8, 6), (8, 9), (9, 0), (12, 0)] {
+            let opts = nvrtc::CompileOptions {
+                arch: Some(arch_of(cc)),
+                options: vec![
+                    format!("-DMETA_LAYOUT={}", pack::META_LAYOUT as i32),
+                    "-std=c++17".into(),
+                ],
+                ..Default::default()
+            };
+            let ptx = nvrtc::compile_ptx_with_opts(SOURCE, opts)
+                .unwrap_or_else(|e| panic!("sparse24.cu does not compile for {}: {e:?}", arch_of(cc)))
+                .to_src();
+            let mut names: Vec<String> = [
+                "compress24_f16",
+                "compress24_bf16",
+                "mma_sp_probe_f16",
+                "peak_mma_sp_f16",
+            ]
+            .map(String::from)
+            .into();
+            let hopper = cc == (9, 0);
+            if hopper {
+                names.extend(["wgmma_sp_probe_sw128", "peak_wgmma_sp_f16"].map(String::from));
+            }
+            for t in TILES.iter().chain(TILES_SM90.iter().filter(|_| hopper)) {
+                for h in ["f16", "bf16"] {
+                    names.push(format!("spmm24_{h}_{}", t.name));
+                }
+            }
+            for n in names {
+                assert!(
+                    ptx.contains(&format!(".entry {n}(")),
+                    "{n} missing from the PTX for {}",
+                    arch_of(cc)
+                );
+            }
+            assert_eq!(ptx.contains("wgmma"), hopper, "{}", arch_of(cc));
+        }
+    }
+
     #[test]
     fn architectures_compile_for_a_target_nvrtc_knows() {
         assert_eq!(arch_of((9, 0)), "compute_90a");
