@@ -20,6 +20,13 @@
 //   the mean to row c of a [C, 1] matrix (stride 4: the padding gets zeros).
 // Every entry point adds bias[c] and applies ACT (0 none, 1 ReLU, 2 ReLU6).
 // Grids over 65535 workgroups are folded into 2-D.
+//
+// Storage type: activations are arrays of T. This file says T = f32; the f16
+// kernels (Kernel::Conv2dF16, ...) compile it with that line replaced by
+// `enable f16; alias T = f16;` (f16 activations, f32 weights and bias, every
+// sum in f32, one rounding per output). Loads widen with f32(), stores narrow
+// with T().
+alias T = f32;
 
 override HAS_BIAS: bool = true;
 override ACT: u32 = 2u;
@@ -40,10 +47,10 @@ struct ConvParams {
 }
 
 @group(0) @binding(0) var<uniform> cp: ConvParams;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<T>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> output: array<f32>;
+@group(0) @binding(4) var<storage, read_write> output: array<T>;
 
 fn act(v: f32) -> f32 {
     if (ACT == 1u) {
@@ -71,7 +78,7 @@ fn tap(base: u32, iy: i32, ix: i32) -> f32 {
     let ok = iy >= 0 && iy < i32(cp.h) && ix >= 0 && ix < i32(cp.w);
     let cy = u32(clamp(iy, 0, i32(cp.h) - 1));
     let cx = u32(clamp(ix, 0, i32(cp.w) - 1));
-    return select(0.0, input[base + cy * cp.w + cx], ok);
+    return select(0.0, f32(input[base + cy * cp.w + cx]), ok);
 }
 
 // The VEC taps of one kernel position for outputs ox0 .. ox0 + VEC - 1.
@@ -101,7 +108,7 @@ fn store(q: Quad, acc: vec4<f32>) {
     let ob = q.c * cp.out_stride + q.oy * cp.ow + q.ox0;
     for (var j = 0u; j < VEC; j++) {
         if (q.ox0 + j < cp.ow) {
-            output[ob + j] = finish(acc[j], q.c);
+            output[ob + j] = T(finish(acc[j], q.c));
         }
     }
 }
@@ -178,10 +185,10 @@ fn avgpool(@builtin(workgroup_id) wid: vec3<u32>,
     let npix = cp.h * cp.w;
     var s = 0.0;
     for (var i = 0u; i < npix; i++) {
-        s += input[c * cp.in_stride + i];
+        s += f32(input[c * cp.in_stride + i]);
     }
-    output[c * cp.out_stride] = finish(s / f32(npix), c);
+    output[c * cp.out_stride] = T(finish(s / f32(npix), c));
     for (var j = 1u; j < cp.out_stride; j++) {
-        output[c * cp.out_stride + j] = 0.0;
+        output[c * cp.out_stride + j] = T(0.0);
     }
 }

@@ -25,8 +25,8 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // add: dst[i] += src[i] over `len` f32 words (residual connections). Same grid
-// as fill; binding 2 is the addend.
-@group(0) @binding(2) var<storage, read> src: array<f32>;
+// as fill; binding 2 is the addend (as raw words, shared with add_f16).
+@group(0) @binding(2) var<storage, read> src: array<u32>;
 
 @compute @workgroup_size(256)
 fn add(@builtin(workgroup_id) wid: vec3<u32>,
@@ -34,6 +34,19 @@ fn add(@builtin(workgroup_id) wid: vec3<u32>,
        @builtin(local_invocation_index) lid: u32) {
     let i = (wid.y * nwg.x + wid.x) * 256u + lid;
     if (i < fp.len) {
-        dst[i] = bitcast<u32>(bitcast<f32>(dst[i]) + src[i]);
+        dst[i] = bitcast<u32>(bitcast<f32>(dst[i]) + bitcast<f32>(src[i]));
+    }
+}
+
+// add_f16: the same over f16 activations, two halves per 32-bit word (the
+// padding halves are added too; no kernel reads them as values). The sum is taken
+// in f32 and rounded to f16 once; needs no shader-f16 (unpack2x16float).
+@compute @workgroup_size(256)
+fn add_f16(@builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if (i < fp.len) {
+        dst[i] = pack2x16float(unpack2x16float(dst[i]) + unpack2x16float(src[i]));
     }
 }

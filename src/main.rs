@@ -151,6 +151,10 @@ struct GpuClassifyArgs {
     /// Print the per-layer report and timing breakdown.
     #[arg(long)]
     layers: bool,
+    /// Also run each model in f16 storage (f32 sums; tensor cores where the
+    /// adapter has cooperative matrices), with its latency beside f32's.
+    #[arg(long)]
+    f16: bool,
 }
 
 #[derive(clap::Args)]
@@ -190,6 +194,11 @@ struct EvalArgs {
     sparsity: f64,
     #[command(flatten)]
     method: MethodArgs,
+    /// Also run the evaluated model in f16 storage (f32 sums; tensor cores
+    /// where the adapter has cooperative matrices): top-1 agreement of f16 with
+    /// f32 on the same weights, and both latencies.
+    #[arg(long)]
+    f16: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -687,11 +696,25 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
         if a.layers {
             println!("\n{report}");
         }
+        if a.f16 {
+            classify_f16(
+                &ctx,
+                &gpu,
+                &x,
+                "pruned (from the file)",
+                t.median_ms(),
+                a.runs,
+                a.layers,
+            )?;
+        }
         return Ok(());
     }
     let dense = pollster::block_on(gpu.forward(&ctx, &x))?;
     let t = pollster::block_on(gpu.latency(&ctx, 5, a.runs))?;
     print_top("dense", &dense, t.median_ms(), t.source);
+    if a.f16 {
+        classify_f16(&ctx, &gpu, &x, "dense", t.median_ms(), a.runs, a.layers)?;
+    }
     if pattern == wgsparse::Pattern::Dense {
         return Ok(());
     }
@@ -714,6 +737,10 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
         tp.source,
     );
     println!("speedup over dense: {:.2}x", t.median_ms() / tp.median_ms());
+    if a.f16 {
+        let what = format!("{pattern} at {:.0}%", 100.0 * target);
+        classify_f16(&ctx, &gpu, &x, &what, tp.median_ms(), a.runs, a.layers)?;
+    }
     // Re-pruning as the demo's slider does: the whole model again on the GPU,
     // alternating between two nearby sparsities (every pipeline is warm).
     let mut times = Vec::new();
@@ -737,6 +764,29 @@ fn classify(a: GpuClassifyArgs) -> wgsparse::Result<()> {
         for (name, t) in pollster::block_on(gpu.layer_latency(&ctx, 3, 20))? {
             println!("  {name:<22} {:>9.4}", t.median_ms());
         }
+    }
+    Ok(())
+}
+
+/// `classify --f16`: the model as it computes now, in f16 storage: top-5,
+/// latency against the f32 latency `f32_ms` of the same model, and with
+/// `layers` the per-layer kernel choice.
+fn classify_f16(
+    ctx: &wgsparse::gpu::Context,
+    gpu: &wgsparse::model::GpuLite0,
+    x: &[f32],
+    what: &str,
+    f32_ms: f64,
+    runs: usize,
+    layers: bool,
+) -> wgsparse::Result<()> {
+    let m = pollster::block_on(gpu.to_f16(ctx, wgsparse::model::Dispatching::Fastest))?;
+    let logits = pollster::block_on(m.forward(ctx, x))?;
+    let t = pollster::block_on(m.latency(ctx, 5, runs))?;
+    print_top(&format!("{what}, f16"), &logits, t.median_ms(), t.source);
+    println!("f16 speedup over f32 ({what}): {:.2}x", f32_ms / t.median_ms());
+    if layers {
+        println!("\n{}", m.report());
     }
     Ok(())
 }
@@ -916,6 +966,16 @@ fn eval(a: EvalArgs) -> wgsparse::Result<()> {
             a.method.budget
         )
     };
+    let evaluated = model.as_ref().unwrap_or(&dense);
+    // The evaluated model in f16, with its latency beside f32's.
+    let f16 = if a.f16 {
+        let m = pollster::block_on(evaluated.to_f16(&ctx, Dispatching::Fastest))?;
+        let t32 = pollster::block_on(evaluated.latency(&ctx, 5, 100))?.median_ms();
+        let t16 = pollster::block_on(m.latency(&ctx, 5, 100))?.median_ms();
+        Some((m, t32, t16))
+    } else {
+        None
+    };
     let bar = if files.len() > 1 && !a.json {
         indicatif::ProgressBar::new(files.len() as u64)
     } else {
@@ -926,6 +986,8 @@ fn eval(a: EvalArgs) -> wgsparse::Result<()> {
         label: Option<usize>,
         dense: Vec<usize>,
         pruned: Vec<usize>,
+        /// Top-5 of the evaluated model in f16.
+        f16: Option<Vec<usize>>,
     }
     let mut rows = Vec::new();
     for f in &files {
@@ -944,16 +1006,26 @@ fn eval(a: EvalArgs) -> wgsparse::Result<()> {
             Some(m) => pollster::block_on(m.forward(&ctx, &x))?,
             None => pollster::block_on(dense.forward(&ctx, &x))?,
         };
+        let h = match &f16 {
+            Some((m, _, _)) => Some(top(&pollster::block_on(m.forward(&ctx, &x))?)),
+            None => None,
+        };
         rows.push(Row {
             label: classes::class_of_file_name(&name),
             file: name,
             dense: top(&d),
             pruned: top(&p),
+            f16: h,
         });
     }
     bar.finish_and_clear();
     let n = rows.len().max(1) as f64;
     let agree = rows.iter().filter(|r| r.dense[0] == r.pruned[0]).count() as f64 / n;
+    let f16_agree = rows
+        .iter()
+        .filter(|r| r.f16.as_ref().is_some_and(|h| h[0] == r.pruned[0]))
+        .count() as f64
+        / n;
     let labelled: Vec<&Row> = rows.iter().filter(|r| r.label.is_some()).collect();
     let acc = |top: fn(&Row) -> &Vec<usize>, k: usize| -> Option<f64> {
         (!labelled.is_empty()).then(|| {
@@ -981,6 +1053,12 @@ fn eval(a: EvalArgs) -> wgsparse::Result<()> {
             "agreement": agree,
             "labelled": labelled.len(),
             "top1": p1, "top5": p5, "dense_top1": d1, "dense_top5": d5,
+            "f16": f16.as_ref().map(|(m, t32, t16)| serde_json::json!({
+                "top1_agreement_with_f32": f16_agree,
+                "f32_ms": t32, "f16_ms": t16,
+                "kernels": m.report().layers.iter().map(|l| l.kernel).collect::<Vec<_>>(),
+                "top5": rows.iter().map(|r| r.f16.clone()).collect::<Vec<_>>(),
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
@@ -1001,6 +1079,17 @@ fn eval(a: EvalArgs) -> wgsparse::Result<()> {
         rows.len(),
         100.0 * agree
     );
+    if let Some((m, t32, t16)) = &f16 {
+        println!(
+            "f16 (same weights): top-1 agreement with f32 {:.1}% ({} of {}); GPU latency f32 {t32:.4} ms, \
+             f16 {t16:.4} ms ({:.2}x)",
+            100.0 * f16_agree,
+            (f16_agree * n).round(),
+            rows.len(),
+            t32 / t16
+        );
+        eprintln!("{}", m.report());
+    }
     if let (Some(p1), Some(p5), Some(d1), Some(d5)) = (p1, p5, d1, d5) {
         println!(
             "{} labelled: top-1 {:.1}% / top-5 {:.1}% (dense {:.1}% / {:.1}%)",

@@ -157,3 +157,39 @@ fn coop_shaders_validate_natively_and_translate_with_every_tile() {
     // Every candidate fits with subgroups of 32 (more are refused at 64).
     assert!(translated >= 2 * (10 + 7 + 7), "only {translated} tile sets translated");
 }
+
+/// Kernels whose source is not a file as it stands: `conv.wgsl` compiled with
+/// f16 activations. Validated for WebGPU (shader-f16 is a WebGPU feature) and
+/// translated like the files, and their entry points exist.
+#[test]
+fn generated_f16_convolutions_validate_for_webgpu_and_translate() {
+    use wgsparse::gpu::Kernel;
+    for k in [Kernel::Conv2dF16, Kernel::DepthwiseF16, Kernel::AvgPoolF16] {
+        let src = k.source();
+        assert!(
+            src.contains("enable f16;") && src.contains("alias T = f16;"),
+            "{}",
+            k.name()
+        );
+        assert!(k.needs_f16(), "{}", k.name());
+        let module =
+            naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}: {}", k.name(), e.emit_to_string(src)));
+        let info = Validator::new(ValidationFlags::all(), webgpu_caps())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {}", k.name(), e.emit_to_string(src)));
+        let (module, info) =
+            naga::back::pipeline_constants::process_overrides(&module, &info, None, &Default::default())
+                .unwrap_or_else(|e| panic!("{}: overrides: {e}", k.name()));
+        let ep = module
+            .entry_points
+            .iter()
+            .find(|e| e.name == k.entry_point())
+            .unwrap_or_else(|| panic!("{}: no entry point {}", k.name(), k.entry_point()));
+        let pipeline = spv::PipelineOptions {
+            shader_stage: ep.stage,
+            entry_point: ep.name.clone(),
+        };
+        spv::write_vec(&module, &info, &spv::Options::default(), Some(&pipeline))
+            .unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", k.name()));
+    }
+}

@@ -415,3 +415,47 @@ impl GpuMatrixF16 {
         pollster::block_on(self.download(ctx))
     }
 }
+
+/// A row-major matrix on the GPU in either storage type: what the convolution
+/// kernels take, so one function serves f32 and f16 activations.
+pub trait GpuTensor {
+    /// True for f16 storage ([`GpuMatrixF16`]), false for f32 ([`GpuMatrix`]).
+    const F16: bool;
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// Elements per row in the buffer.
+    fn stride(&self) -> usize;
+    fn buffer(&self) -> &GpuBuffer;
+}
+
+impl GpuTensor for GpuMatrix {
+    const F16: bool = false;
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn stride(&self) -> usize {
+        self.stride
+    }
+    fn buffer(&self) -> &GpuBuffer {
+        &self.buf
+    }
+}
+
+impl GpuTensor for GpuMatrixF16 {
+    const F16: bool = true;
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn stride(&self) -> usize {
+        self.stride
+    }
+    fn buffer(&self) -> &GpuBuffer {
+        &self.buf
+    }
+}

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 
-use super::{Activation, Context, Dispatch, GpuBuffer, GpuMatrix, Kernel, PipelineKey};
+use super::{Activation, Context, Dispatch, GpuBuffer, GpuTensor, Kernel, PipelineKey};
 
 /// Geometry of a 2-D convolution over `[cin, h*w]` activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,7 +76,7 @@ struct Params {
     out_stride: u32,
 }
 
-fn params(s: &ConvShape, x: &GpuMatrix, y: &GpuMatrix) -> Result<Params> {
+fn params<T: GpuTensor>(s: &ConvShape, x: &T, y: &T) -> Result<Params> {
     let (oh, ow) = s.out_hw()?;
     if x.rows() != s.cin || x.cols() != s.h * s.w {
         return Err(Error::Shape(format!(
@@ -145,13 +145,14 @@ fn conv_groups(ctx: &Context, s: &ConvShape, p: &Params, channels_per_thread: us
 }
 
 /// Dense convolution (the stem): weight `[cout][cin][k][k]`, bias `[cout]`.
-pub fn prepare_conv2d(
+/// Activations f32 or f16 (`T`); weights, bias and sums f32.
+pub fn prepare_conv2d<T: GpuTensor>(
     ctx: &Context,
     s: &ConvShape,
-    x: &GpuMatrix,
+    x: &T,
     weight: &GpuBuffer,
     bias: &GpuBuffer,
-    y: &GpuMatrix,
+    y: &T,
     act: Activation,
 ) -> Result<Dispatch> {
     let p = params(s, x, y)?;
@@ -159,18 +160,24 @@ pub fn prepare_conv2d(
     check_len(bias, s.cout, "conv bias")?;
     let u = ctx.uniform(&p, "conv2d params");
     let groups = conv_groups(ctx, s, &p, 8)?;
-    let key = PipelineKey::new(Kernel::Conv2d, &conv_consts(act, s));
-    ctx.prepare(&key, &[&u, x.buf.raw(), weight.raw(), bias.raw(), y.buf.raw()], groups)
+    let kernel = if T::F16 { Kernel::Conv2dF16 } else { Kernel::Conv2d };
+    let key = PipelineKey::new(kernel, &conv_consts(act, s));
+    ctx.prepare(
+        &key,
+        &[&u, x.buffer().raw(), weight.raw(), bias.raw(), y.buffer().raw()],
+        groups,
+    )
 }
 
 /// Depthwise convolution: `cin == cout`, weight `[c][k][k]`, bias `[c]`.
-pub fn prepare_depthwise(
+/// Activations f32 or f16 (`T`); weights, bias and sums f32.
+pub fn prepare_depthwise<T: GpuTensor>(
     ctx: &Context,
     s: &ConvShape,
-    x: &GpuMatrix,
+    x: &T,
     weight: &GpuBuffer,
     bias: &GpuBuffer,
-    y: &GpuMatrix,
+    y: &T,
     act: Activation,
 ) -> Result<Dispatch> {
     if s.cin != s.cout {
@@ -184,12 +191,22 @@ pub fn prepare_depthwise(
     check_len(bias, s.cout, "depthwise bias")?;
     let u = ctx.uniform(&p, "depthwise params");
     let groups = conv_groups(ctx, s, &p, 1)?;
-    let key = PipelineKey::new(Kernel::Depthwise, &conv_consts(act, s));
-    ctx.prepare(&key, &[&u, x.buf.raw(), weight.raw(), bias.raw(), y.buf.raw()], groups)
+    let kernel = if T::F16 {
+        Kernel::DepthwiseF16
+    } else {
+        Kernel::Depthwise
+    };
+    let key = PipelineKey::new(kernel, &conv_consts(act, s));
+    ctx.prepare(
+        &key,
+        &[&u, x.buffer().raw(), weight.raw(), bias.raw(), y.buffer().raw()],
+        groups,
+    )
 }
 
-/// Global average pooling of `[c, h*w]` into `[c, 1]`.
-pub fn prepare_avgpool(ctx: &Context, x: &GpuMatrix, h: usize, w: usize, y: &GpuMatrix) -> Result<Dispatch> {
+/// Global average pooling of `[c, h*w]` into `[c, 1]` (f32 or f16 activations,
+/// f32 sums).
+pub fn prepare_avgpool<T: GpuTensor>(ctx: &Context, x: &T, h: usize, w: usize, y: &T) -> Result<Dispatch> {
     if h * w == 0 || x.cols() != h * w || y.rows() != x.rows() || y.cols() != 1 {
         return Err(Error::Shape(format!(
             "average pooling of {}x{} ({h}x{w} pixels) into {}x{}",
@@ -215,7 +232,8 @@ pub fn prepare_avgpool(ctx: &Context, x: &GpuMatrix, h: usize, w: usize, y: &Gpu
     };
     let u = ctx.uniform(&p, "avgpool params");
     let groups = ctx.fold_groups((x.rows() as u32).div_ceil(64))?;
-    let key = PipelineKey::new(Kernel::AvgPool, &consts(Activation::None, false));
+    let kernel = if T::F16 { Kernel::AvgPoolF16 } else { Kernel::AvgPool };
+    let key = PipelineKey::new(kernel, &consts(Activation::None, false));
     let dummy = ctx.dummy_buffer();
-    ctx.prepare(&key, &[&u, x.buf.raw(), &dummy, &dummy, y.buf.raw()], groups)
+    ctx.prepare(&key, &[&u, x.buffer().raw(), &dummy, &dummy, y.buffer().raw()], groups)
 }

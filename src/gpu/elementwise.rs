@@ -49,8 +49,18 @@ pub fn fill_f32(ctx: &Context, buf: &GpuBuffer, value: f32) -> Result<()> {
     Ok(())
 }
 
-/// Prepares `dst += src` over the whole of `dst` (both the same size).
+/// Prepares `dst += src` over the whole of `dst` (both the same size, f32).
 pub fn prepare_add(ctx: &Context, dst: &GpuBuffer, src: &GpuBuffer) -> Result<super::Dispatch> {
+    add(ctx, dst, src, Kernel::Add)
+}
+
+/// Prepares `dst += src` over two buffers of f16 values (both the same size, a
+/// whole number of 32-bit words: [`super::GpuMatrixF16`] buffers are).
+pub fn prepare_add_f16(ctx: &Context, dst: &GpuBuffer, src: &GpuBuffer) -> Result<super::Dispatch> {
+    add(ctx, dst, src, Kernel::AddF16)
+}
+
+fn add(ctx: &Context, dst: &GpuBuffer, src: &GpuBuffer, kernel: Kernel) -> Result<super::Dispatch> {
     if src.bytes() != dst.bytes() {
         return Err(crate::Error::Shape(format!(
             "add: {} bytes into {} bytes",
@@ -66,7 +76,7 @@ pub fn prepare_add(ctx: &Context, dst: &GpuBuffer, src: &GpuBuffer) -> Result<su
     };
     let u = ctx.uniform(&params, "add params");
     let groups = ctx.fold_groups(len.div_ceil(256))?;
-    ctx.prepare(&PipelineKey::new(Kernel::Add, &[]), &[&u, dst.raw(), src.raw()], groups)
+    ctx.prepare(&PipelineKey::new(kernel, &[]), &[&u, dst.raw(), src.raw()], groups)
 }
 
 /// Fills `buf` with the f16 `value` in every half (e.g. NaN to poison an f16

@@ -24,7 +24,9 @@ pub mod spmm_csr;
 pub mod spmm_nm;
 mod timing;
 
-pub use buffer::{f16_rounded, padded_stride, padded_stride_f16, read_many, GpuBuffer, GpuMatrix, GpuMatrixF16};
+pub use buffer::{
+    f16_rounded, padded_stride, padded_stride_f16, read_many, GpuBuffer, GpuMatrix, GpuMatrixF16, GpuTensor,
+};
 pub use context::{AdapterSummary, Context, CoopConfig, Dispatch, FeatureSet};
 pub use epilogue::{Activation, Epilogue};
 pub use formats::{longest_first, GpuBsr, GpuBsrF16, GpuCsr, GpuNm};

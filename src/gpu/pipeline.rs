@@ -42,6 +42,8 @@ pub enum Kernel {
     Fill,
     /// `elementwise.wgsl`: `dst += src` (residual connections).
     Add,
+    /// `elementwise.wgsl`, entry `add_f16`: [`Kernel::Add`] over f16 activations.
+    AddF16,
     /// `gemm.wgsl`: dense `Y = act(W X + bias)`.
     Gemm,
     /// `gemm.wgsl`, entry `gemm_skinny`: the same for X with at most 16 columns.
@@ -60,6 +62,12 @@ pub enum Kernel {
     Depthwise,
     /// `conv.wgsl`: global average pooling.
     AvgPool,
+    /// `conv.wgsl` with f16 activations (f32 weights, bias and sums): the stem.
+    Conv2dF16,
+    /// `conv.wgsl` with f16 activations: depthwise convolution.
+    DepthwiseF16,
+    /// `conv.wgsl` with f16 activations: global average pooling.
+    AvgPoolF16,
     /// `spmm_nm.wgsl`: N:M SpMM, X staged per K chunk, register-tiled (large N).
     SpmmNmTiled,
     /// `spmm_nm.wgsl`: N:M SpMM, threads of a row split its slots (small N).
@@ -144,11 +152,29 @@ pub enum Kernel {
 const RO: Binding = Binding::Storage { read_only: true };
 const RW: Binding = Binding::Storage { read_only: false };
 
+const CONV_SOURCE: &str = include_str!("../../shaders/conv.wgsl");
+/// The line of `conv.wgsl` that makes its activations f32.
+const CONV_F32_LINE: &str = "alias T = f32;";
+
+/// `conv.wgsl` with f16 activations: its storage-type line replaced (the
+/// first declaration of the file, so the `enable` stays in front).
+fn conv_f16_source() -> &'static str {
+    static SRC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SRC.get_or_init(|| {
+        assert!(
+            CONV_SOURCE.contains(CONV_F32_LINE),
+            "conv.wgsl lost its storage-type line {CONV_F32_LINE:?}"
+        );
+        CONV_SOURCE.replacen(CONV_F32_LINE, "enable f16;\nalias T = f16;", 1)
+    })
+}
+
 impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Fill => "fill",
             Kernel::Add => "add",
+            Kernel::AddF16 => "add_f16",
             Kernel::Gemm => "gemm",
             Kernel::GemmSkinny => "gemm_skinny",
             Kernel::SpmmBsr => "spmm_bsr",
@@ -158,6 +184,9 @@ impl Kernel {
             Kernel::Conv2d => "conv2d",
             Kernel::Depthwise => "depthwise",
             Kernel::AvgPool => "avgpool",
+            Kernel::Conv2dF16 => "conv2d_f16",
+            Kernel::DepthwiseF16 => "depthwise_f16",
+            Kernel::AvgPoolF16 => "avgpool_f16",
             Kernel::SpmmNmTiled => "spmm_nm_tiled",
             Kernel::SpmmNmRows => "spmm_nm_rows",
             Kernel::SpmmCsrRows => "spmm_csr_rows",
@@ -201,12 +230,13 @@ impl Kernel {
     /// The WGSL source (one file per kernel family under `shaders/`).
     pub fn source(self) -> &'static str {
         match self {
-            Kernel::Fill | Kernel::Add => include_str!("../../shaders/elementwise.wgsl"),
+            Kernel::Fill | Kernel::Add | Kernel::AddF16 => include_str!("../../shaders/elementwise.wgsl"),
             Kernel::Gemm | Kernel::GemmSkinny => include_str!("../../shaders/gemm.wgsl"),
             Kernel::SpmmBsr => include_str!("../../shaders/spmm_bsr.wgsl"),
             Kernel::GemmF16 | Kernel::GemmSkinnyF16 => include_str!("../../shaders/gemm_f16.wgsl"),
             Kernel::SpmmBsrF16 => include_str!("../../shaders/spmm_bsr_f16.wgsl"),
-            Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => include_str!("../../shaders/conv.wgsl"),
+            Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => CONV_SOURCE,
+            Kernel::Conv2dF16 | Kernel::DepthwiseF16 | Kernel::AvgPoolF16 => conv_f16_source(),
             Kernel::SpmmNmTiled | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => {
                 include_str!("../../shaders/spmm_nm.wgsl")
             }
@@ -246,16 +276,29 @@ impl Kernel {
             | Kernel::TrAugment => include_str!("../../shaders/train.wgsl"),
         }
     }
-    /// The entry point: every kernel's entry point is its name.
+    /// The entry point: the kernel's name, except for the f16 convolutions
+    /// (the same entry points of `conv.wgsl` compiled with f16 activations).
     pub fn entry_point(self) -> &'static str {
-        self.name()
+        match self {
+            Kernel::Conv2dF16 => "conv2d",
+            Kernel::DepthwiseF16 => "depthwise",
+            Kernel::AvgPoolF16 => "avgpool",
+            k => k.name(),
+        }
     }
     /// True for the kernels whose WGSL says `enable f16;` (they need the
     /// adapter's shader-f16 feature).
     pub fn needs_f16(self) -> bool {
         matches!(
             self,
-            Kernel::GemmF16 | Kernel::GemmSkinnyF16 | Kernel::SpmmBsrF16 | Kernel::GemmCoop | Kernel::SpmmBsrCoop
+            Kernel::GemmF16
+                | Kernel::GemmSkinnyF16
+                | Kernel::SpmmBsrF16
+                | Kernel::GemmCoop
+                | Kernel::SpmmBsrCoop
+                | Kernel::Conv2dF16
+                | Kernel::DepthwiseF16
+                | Kernel::AvgPoolF16
         )
     }
     /// True for the kernels whose WGSL says `enable wgpu_cooperative_matrix;`
@@ -266,14 +309,19 @@ impl Kernel {
     pub fn bindings(self) -> &'static [Binding] {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
-            Kernel::Add => &[Binding::Uniform, RW, RO],
+            Kernel::Add | Kernel::AddF16 => &[Binding::Uniform, RW, RO],
             Kernel::Gemm | Kernel::GemmSkinny | Kernel::GemmF16 | Kernel::GemmSkinnyF16 | Kernel::GemmCoop => {
                 &[Binding::Uniform, RO, RO, RW, RO]
             }
             Kernel::SpmmBsr | Kernel::SpmmBsrF16 | Kernel::SpmmBsrCoop => {
                 &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO]
             }
-            Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => &[Binding::Uniform, RO, RO, RO, RW],
+            Kernel::Conv2d
+            | Kernel::Depthwise
+            | Kernel::AvgPool
+            | Kernel::Conv2dF16
+            | Kernel::DepthwiseF16
+            | Kernel::AvgPoolF16 => &[Binding::Uniform, RO, RO, RO, RW],
             // params, values, indices, x, y, bias
             Kernel::SpmmNmTiled | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => &[Binding::Uniform, RO, RO, RO, RW, RO],
             // params, row_ptr, col_idx, values, row_order, x, y, bias

@@ -253,8 +253,8 @@ pub(super) enum Current {
 pub(super) struct Prunable {
     pub(super) dense: GpuMatrix,
     pub(super) bias: GpuBuffer,
-    act: Activation,
-    residual: Option<usize>,
+    pub(super) act: Activation,
+    pub(super) residual: Option<usize>,
     pub(super) current: Current,
     /// What calibration measured for this layer (with its GPU buffers).
     pub(super) calib: Option<Box<super::calibrate::LayerCalib>>,

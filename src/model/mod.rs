@@ -20,6 +20,7 @@ pub mod classes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fetch;
 pub mod gpu;
+pub mod gpu_f16;
 pub mod lite0;
 pub mod preprocess;
 pub mod pth;
@@ -31,6 +32,7 @@ pub mod weights;
 pub use calibrate::LayerCalib;
 pub use classes::{top_k, Prediction};
 pub use gpu::{now_ms, Classification, Criterion, Dispatching, GpuLite0, LayerReport, ModelReport, PruneSpec, Scope};
+pub use gpu_f16::{F16LayerReport, F16Report, GpuLite0F16};
 pub use lite0::{
     Activation, Classifier, Conv, Depthwise, Layer, Lite0, Op, Padding, Pointwise, Shape, INPUT_SIZE, NUM_CLASSES,
 };

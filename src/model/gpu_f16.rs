@@ -1,0 +1,334 @@
+//! EfficientNet-Lite0 in f16 storage (issue 10, item 5): every activation is
+//! f16, the 1x1 convolutions and the classifier multiply f16 weights (dense, or
+//! the pruned weights as f16 BSR) with f32 accumulation, the stem and depthwise
+//! convolutions read and write f16 activations with their f32 weights and f32
+//! sums. Built from a [`GpuLite0`] as it currently computes (pruned or dense,
+//! re-normalized convolutions and corrected biases included), so f16 and f32
+//! run the same network and their predictions can be compared.
+//!
+//! Each 1x1 layer runs the fastest of its candidate kernels, measured on this
+//! adapter for that layer's shape ([`Dispatching::Fastest`]): the dense f16
+//! GEMM on the shader cores (`gemm_f16`) and on cooperative matrices
+//! (`gemm_coop`, where the adapter has them), and for block-pruned layers the
+//! block-sparse kernels (`spmm_bsr_f16`, `spmm_bsr_coop`). Dense candidates of
+//! a pruned layer multiply the pruned weights stored dense, so every candidate
+//! computes the same product. Unstructured and N:M layers have no f16 sparse
+//! kernel: they run the dense f16 kernels on their pruned weights (said in the
+//! report). Needs shader-f16 ([`Context::require_f16`]); browsers without it
+//! keep the f32 model.
+
+use std::fmt;
+use std::ops::Range;
+
+use super::gpu::{Current, Dispatching, GpuLayer, GpuLite0};
+use crate::error::{Error, Result};
+use crate::gpu::gemm_coop::{self, CoopTile};
+use crate::gpu::spmm_bsr_coop;
+use crate::gpu::{
+    conv, elementwise, gemm_f16, spmm_bsr_f16, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, Timings,
+};
+use crate::ops::GpuWeights;
+
+/// How one 1x1 layer of the f16 model runs.
+#[derive(Clone, Debug)]
+pub struct F16LayerReport {
+    pub name: String,
+    /// `(cout, cin, pixels)`.
+    pub shape: (usize, usize, usize),
+    /// The kernel that runs.
+    pub kernel: &'static str,
+    /// The weights are pruned (the kernel multiplies the pruned weights).
+    pub pruned: bool,
+    /// Every candidate with its median GPU ms on this adapter (empty when not
+    /// measured: [`Dispatching::Sparse`]).
+    pub candidates: Vec<(&'static str, f64)>,
+}
+
+/// The per-layer report of an f16 model.
+#[derive(Clone, Debug, Default)]
+pub struct F16Report {
+    pub layers: Vec<F16LayerReport>,
+}
+
+impl fmt::Display for F16Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<22} {:>16} {:<7} {:<14}  candidates (median ms)",
+            "layer", "cout x cin x px", "weights", "kernel"
+        )?;
+        for l in &self.layers {
+            let c: Vec<String> = l.candidates.iter().map(|(k, ms)| format!("{k} {ms:.4}")).collect();
+            writeln!(
+                f,
+                "{:<22} {:>16} {:<7} {:<14}  {}",
+                l.name,
+                format!("{}x{}x{}", l.shape.0, l.shape.1, l.shape.2),
+                if l.pruned { "pruned" } else { "dense" },
+                l.kernel,
+                c.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// EfficientNet-Lite0 in f16 storage, resident on the GPU (see the module docs).
+pub struct GpuLite0F16 {
+    tensors: Vec<GpuMatrixF16>,
+    plan: Vec<Dispatch>,
+    ranges: Vec<Range<usize>>,
+    names: Vec<String>,
+    report: F16Report,
+}
+
+/// A candidate kernel of one layer: its name and prepared dispatch.
+type Candidate = (&'static str, Dispatch);
+
+/// The dense candidates for `w` (f16, the layer's current weights).
+fn dense_candidates(
+    ctx: &Context,
+    w: &GpuMatrixF16,
+    x: &GpuMatrixF16,
+    y: &GpuMatrixF16,
+    ep: &Epilogue,
+) -> Result<Vec<Candidate>> {
+    let mut v = vec![("gemm_f16", gemm_f16::prepare(ctx, w, x, y, ep)?)];
+    if gemm_coop::coop_support(ctx).is_ok() && x.cols() > 16 {
+        // The first tile this device can compile (DEFAULT needs 512 invocations).
+        let coop = [CoopTile::DEFAULT, CoopTile::SMALLER]
+            .into_iter()
+            .find_map(|t| gemm_coop::prepare_with(ctx, w, x, y, ep, t).ok());
+        if let Some(d) = coop {
+            v.push(("gemm_coop", d));
+        }
+    }
+    Ok(v)
+}
+
+/// Median GPU ms of each candidate alone (a few untimed runs first).
+async fn measure(ctx: &Context, cands: &[Candidate]) -> Result<Vec<f64>> {
+    let refs: Vec<&Dispatch> = cands.iter().map(|(_, d)| d).collect();
+    for _ in 0..3 {
+        ctx.submit(&refs);
+    }
+    let mut out = Vec::with_capacity(cands.len());
+    for (_, d) in cands {
+        out.push(ctx.time(&[d], 0, 15).await?.median_ms());
+    }
+    Ok(out)
+}
+
+impl GpuLite0 {
+    /// This model as it currently computes, in f16 storage (see
+    /// [`GpuLite0F16`]); `dispatching` picks each 1x1 layer's kernel.
+    pub async fn to_f16(&self, ctx: &Context, dispatching: Dispatching) -> Result<GpuLite0F16> {
+        ctx.require_f16("the f16 model")?;
+        let net = self.net();
+        let mut tensors = vec![GpuMatrixF16::new(ctx, net.input.c, net.input.hw(), "f16 tensor 0")?];
+        for (i, l) in net.layers.iter().enumerate() {
+            tensors.push(GpuMatrixF16::new(
+                ctx,
+                l.output.c,
+                l.output.hw(),
+                &format!("f16 tensor {}", i + 1),
+            )?);
+        }
+        // Candidates are timed on the activations the plan so far computes
+        // from the input tensor (zeros: buffers start zeroed).
+        let mut plan = Vec::new();
+        let mut ranges = Vec::new();
+        let mut report = F16Report::default();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (x, y) = (&tensors[i], &tensors[i + 1]);
+            let start = plan.len();
+            match layer {
+                GpuLayer::Conv {
+                    shape,
+                    w,
+                    b,
+                    act,
+                    renormed,
+                }
+                | GpuLayer::Depthwise {
+                    shape,
+                    w,
+                    b,
+                    act,
+                    renormed,
+                } => {
+                    let (w, b) = match renormed {
+                        Some(r) => (&r.gpu_weight, &r.gpu_bias),
+                        None => (w, b),
+                    };
+                    plan.push(if matches!(layer, GpuLayer::Conv { .. }) {
+                        conv::prepare_conv2d(ctx, shape, x, w, b, y, *act)?
+                    } else {
+                        conv::prepare_depthwise(ctx, shape, x, w, b, y, *act)?
+                    });
+                }
+                GpuLayer::Pool { h, w } => plan.push(conv::prepare_avgpool(ctx, x, *h, *w, y)?),
+                GpuLayer::Prunable(p) => {
+                    let name = &net.layers[i].name;
+                    let ep = Epilogue {
+                        bias: Some(p.bias_in_use()),
+                        act: p.act,
+                    };
+                    // The weights as they compute now, in f16: dense, and for
+                    // block-pruned layers also as f16 BSR sharing the indices.
+                    let (dense_w, bsr, pruned) = match &p.current {
+                        Current::Dense => (p.dense.download(ctx).await?, None, false),
+                        Current::MaskedDense(w) => (w.download(ctx).await?, None, true),
+                        Current::Sparse(op) => match &op.weights {
+                            GpuWeights::Bsr(b) => {
+                                let cpu = b.download(ctx).await?;
+                                let f16 = GpuBsrF16::sharing_indices(ctx, b, &cpu)?;
+                                (cpu.to_dense(), Some(f16), true)
+                            }
+                            _ => (op.to_dense(ctx).await?, None, true),
+                        },
+                    };
+                    let w16 = GpuMatrixF16::upload(ctx, &dense_w, name)?;
+                    let mut cands = dense_candidates(ctx, &w16, x, y, &ep)?;
+                    if let Some(b) = &bsr {
+                        let kernel = if spmm_bsr_coop::uses_coop(ctx, b, x.cols()) {
+                            "spmm_bsr_coop"
+                        } else {
+                            "spmm_bsr_f16"
+                        };
+                        // The sparse kernel goes first: Dispatching::Sparse runs it.
+                        cands.insert(0, (kernel, spmm_bsr_coop::prepare(ctx, b, x, y, &ep)?));
+                        if kernel == "spmm_bsr_coop" {
+                            cands.push(("spmm_bsr_f16", spmm_bsr_f16::prepare(ctx, b, x, y, &ep)?));
+                        }
+                    }
+                    let (pick, times) = match dispatching {
+                        Dispatching::Sparse => {
+                            // The sparse kernel if there is one, else the dense
+                            // kernel gemm_coop::prepare picks.
+                            let pick = if bsr.is_some() {
+                                0
+                            } else {
+                                let coop = matches!(
+                                    gemm_coop::choose(ctx, w16.rows(), w16.cols(), x.cols()),
+                                    gemm_coop::DenseF16Kernel::Coop(_)
+                                );
+                                cands
+                                    .iter()
+                                    .position(|(k, _)| *k == if coop { "gemm_coop" } else { "gemm_f16" })
+                                    .unwrap_or(0)
+                            };
+                            (pick, Vec::new())
+                        }
+                        Dispatching::Fastest => {
+                            // The layers before this one compute its input.
+                            let refs: Vec<&Dispatch> = plan.iter().collect();
+                            ctx.submit(&refs);
+                            let t = measure(ctx, &cands).await?;
+                            let pick = (0..t.len()).min_by(|&a, &b| t[a].total_cmp(&t[b])).unwrap_or(0);
+                            (pick, t)
+                        }
+                    };
+                    report.layers.push(F16LayerReport {
+                        name: name.clone(),
+                        shape: (w16.rows(), w16.cols(), x.cols()),
+                        kernel: cands[pick].0,
+                        pruned,
+                        candidates: cands.iter().map(|(k, _)| *k).zip(times).collect(),
+                    });
+                    plan.push(cands.swap_remove(pick).1);
+                    if let Some(t) = p.residual {
+                        let r = tensors
+                            .get(t)
+                            .ok_or_else(|| Error::Shape(format!("residual tensor {t} does not exist")))?;
+                        plan.push(elementwise::prepare_add_f16(ctx, y.buffer(), r.buffer())?);
+                    }
+                }
+            }
+            ranges.push(start..plan.len());
+        }
+        Ok(GpuLite0F16 {
+            tensors,
+            plan,
+            ranges,
+            names: net.layers.iter().map(|l| l.name.clone()).collect(),
+            report,
+        })
+    }
+}
+
+impl GpuLite0F16 {
+    /// How each 1x1 layer runs, with the measured candidates.
+    pub fn report(&self) -> &F16Report {
+        &self.report
+    }
+
+    /// Writes a preprocessed image `[3, H*W]` (rounded to f16) into the input.
+    pub fn set_input(&self, ctx: &Context, x: &[f32]) -> Result<()> {
+        let t0 = &self.tensors[0];
+        let (cols, stride) = (t0.cols(), t0.stride());
+        if x.len() != t0.rows() * cols {
+            return Err(Error::Shape(format!(
+                "input has {} values, the network takes {}x{}",
+                x.len(),
+                t0.rows(),
+                cols
+            )));
+        }
+        let mut padded = vec![half::f16::ZERO; t0.rows() * stride];
+        for (dst, src) in padded.chunks_exact_mut(stride).zip(x.chunks_exact(cols.max(1))) {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = half::f16::from_f32(*s);
+            }
+        }
+        ctx.queue()
+            .write_buffer(t0.buffer().raw(), 0, bytemuck::cast_slice(&padded));
+        Ok(())
+    }
+
+    /// Runs the whole network (one submission) on the current input.
+    pub fn submit(&self, ctx: &Context) {
+        let refs: Vec<&Dispatch> = self.plan.iter().collect();
+        ctx.submit(&refs);
+    }
+
+    /// Logits (widened to f32) for a preprocessed image.
+    pub async fn forward(&self, ctx: &Context, x: &[f32]) -> Result<Vec<f32>> {
+        self.set_input(ctx, x)?;
+        self.submit(ctx);
+        Ok(self
+            .tensors
+            .last()
+            .expect("logits tensor")
+            .download(ctx)
+            .await?
+            .into_data())
+    }
+
+    /// Every tensor after a forward pass (index 0 the input), widened to f32.
+    pub async fn forward_all(&self, ctx: &Context, x: &[f32]) -> Result<Vec<Vec<f32>>> {
+        self.set_input(ctx, x)?;
+        self.submit(ctx);
+        let mut out = Vec::with_capacity(self.tensors.len());
+        for t in &self.tensors {
+            out.push(t.download(ctx).await?.into_data());
+        }
+        Ok(out)
+    }
+
+    /// GPU time of the whole forward pass (one pass per run).
+    pub async fn latency(&self, ctx: &Context, warmup: usize, runs: usize) -> Result<Timings> {
+        let refs: Vec<&Dispatch> = self.plan.iter().collect();
+        ctx.time(&refs, warmup, runs).await
+    }
+
+    /// GPU time of each layer alone: `(name, timings)`.
+    pub async fn layer_latency(&self, ctx: &Context, warmup: usize, runs: usize) -> Result<Vec<(String, Timings)>> {
+        let mut out = Vec::new();
+        for (name, r) in self.names.iter().zip(&self.ranges) {
+            let refs: Vec<&Dispatch> = self.plan[r.clone()].iter().collect();
+            out.push((name.clone(), ctx.time(&refs, warmup, runs).await?));
+        }
+        Ok(out)
+    }
+}

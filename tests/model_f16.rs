@@ -1,0 +1,143 @@
+//! EfficientNet-Lite0 in f16 storage (lavapipe in CI, the H100 by hand): the
+//! f16 model against the f32 model on the same weights, layer by layer and on
+//! the logits, dense and pruned, with the per-layer dispatch checked against
+//! its own measurements.
+
+mod common;
+
+use common::ctx_f16;
+use common::model::{fixture, image};
+use wgsparse::gpu::Context;
+use wgsparse::model::{classes, Dispatching, F16Report, GpuLite0, PruneSpec};
+use wgsparse::reference::rel_error;
+use wgsparse::Pattern;
+
+/// f16 activations and weights (f32 sums) against the f32 model, norm-wise:
+/// about 2e-3 is the rounding of 50 layers; a wrong tile or index is O(1).
+const F16_MODEL_TOL: f64 = 2e-2;
+
+fn logits(ctx: &Context, gpu: &GpuLite0, x: &[f32]) -> Vec<f32> {
+    pollster::block_on(gpu.forward(ctx, x)).unwrap()
+}
+
+/// Every measured layer runs the fastest of its candidates.
+fn check_dispatch(report: &F16Report, what: &str) {
+    for l in &report.layers {
+        assert!(
+            l.candidates.iter().any(|(k, _)| *k == "gemm_f16"),
+            "{what}: {} has no gemm_f16 candidate",
+            l.name
+        );
+        let best = l
+            .candidates
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("measured candidates");
+        assert!(best.1.is_finite() && best.1 > 0.0, "{what}: {} timed {best:?}", l.name);
+        assert_eq!(
+            l.kernel, best.0,
+            "{what}: {} does not run its fastest candidate",
+            l.name
+        );
+    }
+}
+
+#[test]
+fn dense_f16_model_tracks_the_f32_model_layer_by_layer() {
+    let ctx = ctx_f16();
+    let f = fixture();
+    let gpu = GpuLite0::new(&ctx, f.net.clone()).unwrap();
+    let f16 = pollster::block_on(gpu.to_f16(&ctx, Dispatching::Fastest)).unwrap();
+    eprintln!("{}", f16.report());
+    assert_eq!(f16.report().layers.len(), gpu.prunable_layers().len());
+    assert!(f16.report().layers.iter().all(|l| !l.pruned));
+    check_dispatch(f16.report(), "dense");
+    for img in ["chelsea.png", "coffee.png"] {
+        let x = image(img);
+        let want = pollster::block_on(gpu.forward_all(&ctx, &x)).unwrap();
+        let got = pollster::block_on(f16.forward_all(&ctx, &x)).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let err = rel_error(g, w);
+            assert!(
+                err <= F16_MODEL_TOL,
+                "{img}: tensor {i} ({}) differs from f32 by {err:e}",
+                if i == 0 { "input" } else { &f.net.layers[i - 1].name }
+            );
+        }
+        let (g, w) = (got.last().unwrap(), want.last().unwrap());
+        eprintln!("{img}: f16 logits vs f32: {:e}", rel_error(g, w));
+        assert_eq!(
+            classes::top_k(g, 1)[0].class,
+            classes::top_k(w, 1)[0].class,
+            "{img}: f16 and f32 disagree on top-1"
+        );
+    }
+    assert!(f16.set_input(&ctx, &image("chelsea.png")[..100]).is_err());
+    let t = pollster::block_on(f16.latency(&ctx, 1, 3)).unwrap();
+    assert!(t.median_ms() > 0.0);
+}
+
+#[test]
+fn pruned_f16_model_runs_the_pruned_weights_with_the_sparse_or_the_faster_kernel() {
+    let ctx = ctx_f16();
+    let f = fixture();
+    let x = image("chelsea.png");
+    let mut gpu = GpuLite0::new(&ctx, f.net.clone()).unwrap();
+    let dense = logits(&ctx, &gpu, &x);
+    for (p, sparsity) in [("block:16x16", 0.5), ("block:32x32", 0.7), ("unstructured", 0.5)] {
+        let pattern: Pattern = p.parse().unwrap();
+        let mut spec = PruneSpec::new(pattern, sparsity);
+        spec.dispatching = Dispatching::Sparse;
+        pollster::block_on(gpu.prune(&ctx, &spec)).unwrap();
+        let want = logits(&ctx, &gpu, &x);
+        assert!(rel_error(&want, &dense) > 1e-3, "{p}: pruning changed nothing");
+        let block = matches!(pattern, Pattern::Block { .. });
+        for dispatching in [Dispatching::Sparse, Dispatching::Fastest] {
+            let f16 = pollster::block_on(gpu.to_f16(&ctx, dispatching)).unwrap();
+            let what = format!("{p} {dispatching:?}");
+            let report = f16.report();
+            assert!(report.layers.iter().all(|l| l.pruned), "{what}: a layer is not pruned");
+            match dispatching {
+                Dispatching::Sparse => {
+                    for l in &report.layers {
+                        // Block layers run the f16 BSR kernels; unstructured has
+                        // no f16 sparse kernel and runs dense on its pruned weights.
+                        let ok = if block {
+                            l.kernel.starts_with("spmm_bsr")
+                        } else {
+                            l.kernel.starts_with("gemm")
+                        };
+                        assert!(ok, "{what}: {} runs {}", l.name, l.kernel);
+                        assert!(l.candidates.is_empty());
+                    }
+                }
+                Dispatching::Fastest => {
+                    eprintln!("{what}\n{report}");
+                    check_dispatch(report, &what);
+                    if block {
+                        for l in &report.layers {
+                            assert!(
+                                l.candidates.iter().any(|(k, _)| k.starts_with("spmm_bsr")),
+                                "{what}: {} has no sparse candidate",
+                                l.name
+                            );
+                        }
+                    }
+                }
+            }
+            let got = pollster::block_on(f16.forward(&ctx, &x)).unwrap();
+            let err = rel_error(&got, &want);
+            eprintln!("{what}: f16 vs f32 logits {err:e}");
+            assert!(
+                err <= F16_MODEL_TOL,
+                "{what}: f16 differs from the pruned f32 model by {err:e}"
+            );
+            assert_eq!(
+                classes::top_k(&got, 1)[0].class,
+                classes::top_k(&want, 1)[0].class,
+                "{what}"
+            );
+        }
+    }
+}
