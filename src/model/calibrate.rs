@@ -332,10 +332,10 @@ impl GpuLite0 {
                 let (rows, cols) = (p.dense.rows(), p.dense.cols());
                 let name = self.net().layers[i].name.clone();
                 let new = match &p.current {
-                    Current::MaskedDense(w) => {
+                    Current::MaskedDense(w, pattern) => {
                         let out = GpuMatrix::new(ctx, rows, cols, &name)?;
                         submit(&[prepare_scale_rows(ctx, w, &scale, &out)?]);
-                        Current::MaskedDense(out)
+                        Current::MaskedDense(out, *pattern)
                     }
                     Current::Sparse(op) => {
                         let v = GpuMatrix::new(ctx, rows, cols, &name)?;

@@ -244,8 +244,9 @@ pub(super) enum Current {
     /// The pruned weights in their sparse format, with the sparse kernel.
     Sparse(Box<SparseOperator>),
     /// The pruned weights stored dense (pruned entries zero), with the dense
-    /// kernel: chosen where dense measured faster for this layer's shape.
-    MaskedDense(GpuMatrix),
+    /// kernel: chosen where dense measured faster for this layer's shape. The
+    /// pattern they were pruned to (other precisions may pick differently).
+    MaskedDense(GpuMatrix, Pattern),
 }
 
 /// A prunable layer on the GPU: the dense weights (always kept, so un-pruning
@@ -266,7 +267,7 @@ impl Prunable {
     /// The bias the current weights run with.
     pub(super) fn bias_in_use(&self) -> &GpuBuffer {
         match (&self.calib, self.bias_corrected, &self.current) {
-            (Some(c), true, Current::Sparse(_) | Current::MaskedDense(_)) => &c.corrected,
+            (Some(c), true, Current::Sparse(_) | Current::MaskedDense(..)) => &c.corrected,
             _ => &self.bias,
         }
     }
@@ -507,7 +508,7 @@ impl GpuLite0 {
                 let main = match &p.current {
                     _ if dense => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
                     Current::Sparse(op) => op.prepare(ctx, x, y, &ep)?,
-                    Current::MaskedDense(w) => gemm::prepare(ctx, w, x, y, &ep)?,
+                    Current::MaskedDense(w, _) => gemm::prepare(ctx, w, x, y, &ep)?,
                     Current::Dense => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
                 };
                 let mut v = vec![main];
@@ -664,7 +665,7 @@ impl GpuLite0 {
         match self.layers.get(i) {
             Some(GpuLayer::Prunable(p)) => match &p.current {
                 Current::Dense => p.dense.download(ctx).await,
-                Current::MaskedDense(w) => w.download(ctx).await,
+                Current::MaskedDense(w, _) => w.download(ctx).await,
                 Current::Sparse(op) => op.to_dense(ctx).await,
             },
             Some(_) => Err(Error::Shape(format!(
@@ -1057,7 +1058,7 @@ impl GpuLite0 {
         } else {
             // Dense is faster here: run it on the PRUNED weights.
             let masked = op.to_dense(ctx).await?;
-            Current::MaskedDense(GpuMatrix::upload(ctx, &masked, &layer.name)?)
+            Current::MaskedDense(GpuMatrix::upload(ctx, &masked, &layer.name)?, pattern)
         };
         if let GpuLayer::Prunable(p) = &mut self.layers[i] {
             p.current = current;

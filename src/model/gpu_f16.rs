@@ -28,6 +28,25 @@ use crate::gpu::{
     conv, elementwise, gemm_f16, spmm_bsr_f16, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, Timings,
 };
 use crate::ops::GpuWeights;
+use crate::sparse::{Bsr, Mask, Matrix, Pattern};
+
+/// The BSR form of block-pruned weights stored dense: every `br x bc` block
+/// with a non-zero value (a kept block that is all zeros computes the same
+/// when dropped).
+fn nonzero_blocks(w: &Matrix, br: usize, bc: usize) -> Result<Bsr> {
+    let (rows, cols) = (w.rows(), w.cols());
+    let gc = cols.div_ceil(bc);
+    let mut block_kept = vec![false; rows.div_ceil(br) * gc];
+    for (i, row) in w.data().chunks_exact(cols.max(1)).enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            if *v != 0.0 {
+                block_kept[(i / br) * gc + j / bc] = true;
+            }
+        }
+    }
+    let keep = (0..rows * cols).map(|k| block_kept[(k / cols / br) * gc + (k % cols) / bc]).collect();
+    Bsr::from_dense_masked(w, &Mask::new(rows, cols, keep)?, br, bc)
+}
 
 /// How one 1x1 layer of the f16 model runs.
 #[derive(Clone, Debug)]
@@ -178,7 +197,18 @@ impl GpuLite0 {
                     // block-pruned layers also as f16 BSR sharing the indices.
                     let (dense_w, bsr, pruned) = match &p.current {
                         Current::Dense => (p.dense.download(ctx).await?, None, false),
-                        Current::MaskedDense(w) => (w.download(ctx).await?, None, true),
+                        Current::MaskedDense(w, pattern) => {
+                            // The f32 model found dense faster; in f16 the
+                            // block kernels compete again.
+                            let m = w.download(ctx).await?;
+                            let bsr = match *pattern {
+                                Pattern::Block { rows, cols } => {
+                                    Some(GpuBsrF16::upload(ctx, &nonzero_blocks(&m, rows, cols)?)?)
+                                }
+                                _ => None,
+                            };
+                            (m, bsr, true)
+                        }
                         Current::Sparse(op) => match &op.weights {
                             GpuWeights::Bsr(b) => {
                                 let cpu = b.download(ctx).await?;
@@ -330,5 +360,24 @@ impl GpuLite0F16 {
             out.push((name.clone(), ctx.time(&refs, warmup, runs).await?));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonzero_blocks_keeps_exactly_the_blocks_with_a_value() {
+        // 5x7 in 2x3 blocks (edge blocks partial): blocks (0,0), (1,2), (2,1) hold values.
+        let mut w = Matrix::new(5, 7, vec![0.0; 35]).unwrap();
+        for (r, c, v) in [(0, 0, 1.0), (1, 2, -2.0), (2, 6, 3.0), (4, 4, 0.5)] {
+            w.data_mut()[r * 7 + c] = v;
+        }
+        let b = nonzero_blocks(&w, 2, 3).unwrap();
+        assert_eq!(b.nnz_blocks(), 3);
+        assert_eq!(b.to_dense().data(), w.data());
+        let none = nonzero_blocks(&Matrix::new(4, 4, vec![0.0; 16]).unwrap(), 2, 2).unwrap();
+        assert_eq!(none.nnz_blocks(), 0);
     }
 }
