@@ -73,6 +73,62 @@ fn f16_matrix_round_trips_rounded_and_rejects_out_of_range() {
 }
 
 #[test]
+fn gemm_split_k_matches_the_reference_with_the_epilogue() {
+    let ctx = ctx_f16();
+    // Long K against few output tiles (the case split-K is for), odd shapes,
+    // and splits that leave some workgroups no K tiles at all (K = 20, 7 ways).
+    let cases = [
+        (192, 1152, 49, 0),
+        (37, 301, 29, 3),
+        (130, 517, 70, 5),
+        (19, 20, 33, 7),
+        (200, 64, 131, 16),
+    ];
+    for (s, &(m, k, n, split)) in cases.iter().enumerate() {
+        let w = random(m, k, 7 + s as u64);
+        let x = random(k, n, 70 + s as u64);
+        let (bias, gb) = bias_buffer(&ctx, m, 700 + s as u64);
+        let (gw, gx) = (up(&ctx, &w), up(&ctx, &x));
+        let tile = GemmTile::choose(&ctx, m, n);
+        let split = if split == 0 {
+            gemm_f16::choose_split(m, k, n, tile)
+        } else {
+            split
+        };
+        for act in [Activation::None, Activation::Relu6] {
+            let ep = Epilogue { bias: Some(&gb), act };
+            let y = poisoned_f16(&ctx, m, n);
+            let ds = gemm_f16::prepare_split(&ctx, &gw, &gx, &y, &ep, tile, split).unwrap();
+            assert_eq!(ds.len(), if split > 1 { 2 } else { 1 });
+            ctx.submit(&ds.iter().collect::<Vec<_>>());
+            let want = epilogue(
+                reference::gemm(&f16_rounded(&w), &f16_rounded(&x)).unwrap(),
+                Some(&bias),
+                act,
+            );
+            let got = y.download_blocking(&ctx).unwrap();
+            assert_close(
+                &got,
+                &want,
+                F16_REL_TOL,
+                &format!("gemm_f16 {m}x{k}x{n} split {split} {act:?}"),
+            );
+        }
+    }
+    // The Lite0 projection shape splits; a wide product does not.
+    assert!(gemm_f16::choose_split(192, 1152, 49, GemmTile::NARROW) > 1);
+    assert_eq!(gemm_f16::choose_split(4096, 4096, 4096, GemmTile::LARGE), 1);
+    let (gw, gx, y) = (
+        up(&ctx, &random(8, 8, 1)),
+        up(&ctx, &random(8, 8, 2)),
+        poisoned_f16(&ctx, 8, 8),
+    );
+    for bad in [0, gemm_f16::MAX_SPLIT + 1] {
+        assert!(gemm_f16::prepare_split(&ctx, &gw, &gx, &y, &Epilogue::default(), GemmTile::NARROW, bad).is_err());
+    }
+}
+
+#[test]
 fn gemm_every_tile_matches_the_reference() {
     let ctx = ctx_f16();
     let tiles: Vec<GemmTile> = GemmTile::ALL.into_iter().chain(GemmTile::EXPERIMENTAL).collect();

@@ -64,7 +64,73 @@ pub fn prepare_with(
         1,
     ];
     let key = PipelineKey::new(Kernel::GemmF16, &tile.constants(ep));
-    ctx.prepare(&key, &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias], groups)
+    let no_partials = ctx.dummy_buffer();
+    ctx.prepare(
+        &key,
+        &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias, &no_partials],
+        groups,
+    )
+}
+
+/// Most K splits [`prepare_split`] takes.
+pub const MAX_SPLIT: u32 = 16;
+
+/// The K split [`prepare_split`] would use for `W[M, K] X[K, N]` with `tile`:
+/// enough workgroups for a large GPU (about 128) while every split keeps at
+/// least 4 K stages; 1 (no split) where the tile grid is already large or K short.
+pub fn choose_split(m: usize, k: usize, n: usize, tile: GemmTile) -> u32 {
+    let groups = (m.div_ceil(tile.bm as usize) * n.div_ceil(tile.bn as usize)).max(1);
+    let stages = k.div_ceil(tile.bk as usize);
+    let by_groups = 128usize.div_ceil(groups);
+    let by_stages = stages / 4;
+    by_groups.min(by_stages).clamp(1, MAX_SPLIT as usize) as u32
+}
+
+/// Prepares `y = act(w x + bias)` in f16 storage with K split `split` ways:
+/// one dispatch computes f32 partial sums per split into a scratch buffer
+/// (`split * M * N` f32, allocated here), a second sums them, applies the
+/// epilogue and rounds to f16 once. `split == 1` is [`prepare_with`].
+pub fn prepare_split(
+    ctx: &Context,
+    w: &GpuMatrixF16,
+    x: &GpuMatrixF16,
+    y: &GpuMatrixF16,
+    ep: &Epilogue,
+    tile: GemmTile,
+    split: u32,
+) -> Result<Vec<Dispatch>> {
+    if split == 1 {
+        return Ok(vec![prepare_with(ctx, w, x, y, ep, tile)?]);
+    }
+    ctx.require_f16("the f16 GEMM")?;
+    check_product(w, x, y)?;
+    tile.validate(ctx)?;
+    if split == 0 || split > MAX_SPLIT {
+        return Err(Error::Invalid(format!("K split {split}: use 1 to {MAX_SPLIT}")));
+    }
+    let part_bytes = (split as u64)
+        .checked_mul(w.rows() as u64)
+        .and_then(|v| v.checked_mul(x.stride() as u64))
+        .and_then(|v| v.checked_mul(4))
+        .ok_or_else(|| Error::Limit("split-K scratch size overflows".into()))?;
+    let part = super::GpuBuffer::new(ctx, part_bytes.max(16), "gemm_f16 split-K partials")?;
+    let u = ctx.uniform(&params(w, x), "gemm_f16 split params");
+    let bias = ep.bias_buffer(ctx, w.rows())?;
+    let groups = [
+        (x.stride() as u32).div_ceil(tile.bn),
+        (w.rows() as u32).div_ceil(tile.bm).max(1),
+        split,
+    ];
+    let mut c = tile.constants(ep);
+    c.push(("SPLIT", split));
+    let bufs = [&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias, part.raw()];
+    let partials = ctx.prepare(&PipelineKey::new(Kernel::GemmF16, &c), &bufs, groups)?;
+    let mut rc = vec![("SPLIT", split)];
+    rc.extend(ep.constants());
+    let vec4s = (w.rows() * x.stride() / 4) as u32;
+    let rgroups = ctx.fold_groups(vec4s.div_ceil(256).max(1))?;
+    let reduce = ctx.prepare(&PipelineKey::new(Kernel::GemmF16Reduce, &rc), &bufs, rgroups)?;
+    Ok(vec![partials, reduce])
 }
 
 /// Prepares `y = act(w x + bias)` in f16 storage for an X of at most 16

@@ -52,6 +52,9 @@ pub enum Kernel {
     SpmmBsr,
     /// `gemm_f16.wgsl`: [`Kernel::Gemm`] with f16 storage, f32 accumulation.
     GemmF16,
+    /// `gemm_f16.wgsl`, entry `gemm_f16_reduce`: sums the split-K partials of
+    /// [`Kernel::GemmF16`], epilogue, f16 output.
+    GemmF16Reduce,
     /// `gemm_f16.wgsl`, entry `gemm_skinny_f16`: [`Kernel::GemmSkinny`] in f16 storage.
     GemmSkinnyF16,
     /// `spmm_bsr_f16.wgsl`: [`Kernel::SpmmBsr`] with f16 storage, f32 accumulation.
@@ -179,6 +182,7 @@ impl Kernel {
             Kernel::GemmSkinny => "gemm_skinny",
             Kernel::SpmmBsr => "spmm_bsr",
             Kernel::GemmF16 => "gemm_f16",
+            Kernel::GemmF16Reduce => "gemm_f16_reduce",
             Kernel::GemmSkinnyF16 => "gemm_skinny_f16",
             Kernel::SpmmBsrF16 => "spmm_bsr_f16",
             Kernel::Conv2d => "conv2d",
@@ -233,7 +237,9 @@ impl Kernel {
             Kernel::Fill | Kernel::Add | Kernel::AddF16 => include_str!("../../shaders/elementwise.wgsl"),
             Kernel::Gemm | Kernel::GemmSkinny => include_str!("../../shaders/gemm.wgsl"),
             Kernel::SpmmBsr => include_str!("../../shaders/spmm_bsr.wgsl"),
-            Kernel::GemmF16 | Kernel::GemmSkinnyF16 => include_str!("../../shaders/gemm_f16.wgsl"),
+            Kernel::GemmF16 | Kernel::GemmF16Reduce | Kernel::GemmSkinnyF16 => {
+                include_str!("../../shaders/gemm_f16.wgsl")
+            }
             Kernel::SpmmBsrF16 => include_str!("../../shaders/spmm_bsr_f16.wgsl"),
             Kernel::Conv2d | Kernel::Depthwise | Kernel::AvgPool => CONV_SOURCE,
             Kernel::Conv2dF16 | Kernel::DepthwiseF16 | Kernel::AvgPoolF16 => conv_f16_source(),
@@ -292,6 +298,7 @@ impl Kernel {
         matches!(
             self,
             Kernel::GemmF16
+                | Kernel::GemmF16Reduce
                 | Kernel::GemmSkinnyF16
                 | Kernel::SpmmBsrF16
                 | Kernel::GemmCoop
@@ -310,9 +317,11 @@ impl Kernel {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
             Kernel::Add | Kernel::AddF16 => &[Binding::Uniform, RW, RO],
-            Kernel::Gemm | Kernel::GemmSkinny | Kernel::GemmF16 | Kernel::GemmSkinnyF16 | Kernel::GemmCoop => {
+            Kernel::Gemm | Kernel::GemmSkinny | Kernel::GemmSkinnyF16 | Kernel::GemmCoop => {
                 &[Binding::Uniform, RO, RO, RW, RO]
             }
+            // params, w, x, y, bias, split-K partials
+            Kernel::GemmF16 | Kernel::GemmF16Reduce => &[Binding::Uniform, RO, RO, RW, RO, RW],
             Kernel::SpmmBsr | Kernel::SpmmBsrF16 | Kernel::SpmmBsrCoop => {
                 &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO]
             }

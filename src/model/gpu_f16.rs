@@ -8,7 +8,9 @@
 //!
 //! Each 1x1 layer runs the fastest of its candidate kernels, measured on this
 //! adapter for that layer's shape ([`Dispatching::Fastest`]): the dense f16
-//! GEMM on the shader cores (`gemm_f16`) and on cooperative matrices
+//! GEMM on the shader cores (`gemm_f16`, and with K split over more
+//! workgroups, `gemm_f16_splitk`, where K is long and the output small) and on
+//! cooperative matrices
 //! (`gemm_coop`, where the adapter has them), and for block-pruned layers the
 //! block-sparse kernels (`spmm_bsr_f16`, `spmm_bsr_coop`). Dense candidates of
 //! a pruned layer multiply the pruned weights stored dense, so every candidate
@@ -22,6 +24,7 @@ use std::ops::Range;
 
 use super::gpu::{Current, Dispatching, GpuLayer, GpuLite0};
 use crate::error::{Error, Result};
+use crate::gpu::gemm::GemmTile;
 use crate::gpu::gemm_coop::{self, CoopTile};
 use crate::gpu::spmm_bsr_coop;
 use crate::gpu::{
@@ -44,7 +47,9 @@ fn nonzero_blocks(w: &Matrix, br: usize, bc: usize) -> Result<Bsr> {
             }
         }
     }
-    let keep = (0..rows * cols).map(|k| block_kept[(k / cols / br) * gc + (k % cols) / bc]).collect();
+    let keep = (0..rows * cols)
+        .map(|k| block_kept[(k / cols / br) * gc + (k % cols) / bc])
+        .collect();
     Bsr::from_dense_masked(w, &Mask::new(rows, cols, keep)?, br, bc)
 }
 
@@ -101,8 +106,8 @@ pub struct GpuLite0F16 {
     report: F16Report,
 }
 
-/// A candidate kernel of one layer: its name and prepared dispatch.
-type Candidate = (&'static str, Dispatch);
+/// A candidate kernel of one layer: its name and prepared dispatches.
+type Candidate = (&'static str, Vec<Dispatch>);
 
 /// The dense candidates for `w` (f16, the layer's current weights).
 fn dense_candidates(
@@ -112,14 +117,25 @@ fn dense_candidates(
     y: &GpuMatrixF16,
     ep: &Epilogue,
 ) -> Result<Vec<Candidate>> {
-    let mut v = vec![("gemm_f16", gemm_f16::prepare(ctx, w, x, y, ep)?)];
+    let mut v = vec![("gemm_f16", vec![gemm_f16::prepare(ctx, w, x, y, ep)?])];
+    if x.cols() > 16 {
+        // Split-K for long K over few output tiles (the 1x1 projections).
+        let tile = GemmTile::choose(ctx, w.rows(), x.cols());
+        let split = gemm_f16::choose_split(w.rows(), w.cols(), x.cols(), tile);
+        if split > 1 {
+            v.push((
+                "gemm_f16_splitk",
+                gemm_f16::prepare_split(ctx, w, x, y, ep, tile, split)?,
+            ));
+        }
+    }
     if gemm_coop::coop_support(ctx).is_ok() && x.cols() > 16 {
         // The first tile this device can compile (DEFAULT needs 512 invocations).
         let coop = [CoopTile::DEFAULT, CoopTile::SMALLER]
             .into_iter()
             .find_map(|t| gemm_coop::prepare_with(ctx, w, x, y, ep, t).ok());
         if let Some(d) = coop {
-            v.push(("gemm_coop", d));
+            v.push(("gemm_coop", vec![d]));
         }
     }
     Ok(v)
@@ -127,13 +143,14 @@ fn dense_candidates(
 
 /// Median GPU ms of each candidate alone (a few untimed runs first).
 async fn measure(ctx: &Context, cands: &[Candidate]) -> Result<Vec<f64>> {
-    let refs: Vec<&Dispatch> = cands.iter().map(|(_, d)| d).collect();
+    let refs: Vec<&Dispatch> = cands.iter().flat_map(|(_, d)| d).collect();
     for _ in 0..3 {
         ctx.submit(&refs);
     }
     let mut out = Vec::with_capacity(cands.len());
     for (_, d) in cands {
-        out.push(ctx.time(&[d], 0, 15).await?.median_ms());
+        let refs: Vec<&Dispatch> = d.iter().collect();
+        out.push(ctx.time(&refs, 0, 15).await?.median_ms());
     }
     Ok(out)
 }
@@ -227,9 +244,9 @@ impl GpuLite0 {
                             "spmm_bsr_f16"
                         };
                         // The sparse kernel goes first: Dispatching::Sparse runs it.
-                        cands.insert(0, (kernel, spmm_bsr_coop::prepare(ctx, b, x, y, &ep)?));
+                        cands.insert(0, (kernel, vec![spmm_bsr_coop::prepare(ctx, b, x, y, &ep)?]));
                         if kernel == "spmm_bsr_coop" {
-                            cands.push(("spmm_bsr_f16", spmm_bsr_f16::prepare(ctx, b, x, y, &ep)?));
+                            cands.push(("spmm_bsr_f16", vec![spmm_bsr_f16::prepare(ctx, b, x, y, &ep)?]));
                         }
                     }
                     let (pick, times) = match dispatching {
@@ -266,7 +283,7 @@ impl GpuLite0 {
                         pruned,
                         candidates: cands.iter().map(|(k, _)| *k).zip(times).collect(),
                     });
-                    plan.push(cands.swap_remove(pick).1);
+                    plan.extend(cands.swap_remove(pick).1);
                     if let Some(t) = p.residual {
                         let r = tensors
                             .get(t)
