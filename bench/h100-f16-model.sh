@@ -29,5 +29,5 @@ C=.device/cache; W=./.device/wgsparse; I=${IMAGES:-$C/images}
     timeout 120 $W eval $I --cache $C --pattern $p --f16 2>&1 | grep -vE "^[a-z_0-9.]+\.(png|jpg|jpeg) " 
   done
   echo "== classify --f16 --layers, block:32x32 90%"
-  timeout 120 $W classify $I/chelsea.png --cache $C --pattern block:32x32 --sparsity 0.9 --runs 200 --f16 --layers
+  timeout 120 $W classify $I/$(ls $I | grep -m1 chelsea) --cache $C --pattern block:32x32 --sparsity 0.9 --runs 200 --f16 --layers
 } 2>&1 | tee "$OUT/f16-model.txt"

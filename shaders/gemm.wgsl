@@ -24,6 +24,13 @@ override WS_LEN: u32 = 256u; // BK * BM / 4
 override XS_LEN: u32 = 256u; // BK * BN / 4
 override HAS_BIAS: bool = false;
 override ACT: u32 = 0u;    // 0 none, 1 ReLU, 2 ReLU6
+// Split-K: workgroup z of SPLIT takes its share of the K tiles and, when
+// SPLIT > 1, writes its partial sums (no bias, no activation) to `part`
+// [SPLIT][M][x_stride4]; gemm_reduce then sums them, applies the epilogue.
+// For products with few output tiles and a long K (EfficientNet-Lite0's 1x1
+// projections: 192x1152 by 49 pixels), where a handful of workgroups would
+// walk all of K one stage at a time.
+override SPLIT: u32 = 1u;
 
 struct Params {
     m: u32,
@@ -37,6 +44,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;
 
 var<workgroup> ws: array<vec4<f32>, WS_LEN>;
 var<workgroup> xs: array<vec4<f32>, XS_LEN>;
@@ -74,12 +82,17 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
     var wreg: array<vec4<f32>, MAX_LOADS>;
     var xreg: array<vec4<f32>, MAX_LOADS>;
 
-    let ktiles = (p.k + BK - 1u) / BK;
-    // Prefetch tile 0.
+    // This workgroup's K tiles: [kt0, kt1) of split wid.z (possibly empty).
+    let ktiles_all = (p.k + BK - 1u) / BK;
+    let per_split = (ktiles_all + SPLIT - 1u) / SPLIT;
+    let kt0 = min(wid.z * per_split, ktiles_all);
+    let kt1 = min(kt0 + per_split, ktiles_all);
+    // Prefetch tile kt0.
+    let kfirst = kt0 * BK;
     for (var l = 0u; l < w_loads; l++) {
         let idx = t + l * nthreads;
         let row = m0 + idx / bk4;
-        let kv = idx % bk4;
+        let kv = kfirst / 4u + idx % bk4;
         var v = vec4<f32>(0.0);
         if (row < p.m && kv < p.w_stride4) {
             v = w[row * p.w_stride4 + kv];
@@ -88,7 +101,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
     }
     for (var l = 0u; l < x_loads; l++) {
         let idx = t + l * nthreads;
-        let kr = idx / bn4;
+        let kr = kfirst + idx / bn4;
         let c = n04 + idx % bn4;
         var v = vec4<f32>(0.0);
         if (kr < p.k && c < p.x_stride4) {
@@ -97,7 +110,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
         xreg[l] = v;
     }
 
-    for (var kt = 0u; kt < ktiles; kt++) {
+    for (var kt = kt0; kt < kt1; kt++) {
         // Registers -> workgroup memory (W transposed into Ws[k][m/4]).
         for (var l = 0u; l < w_loads; l++) {
             let idx = t + l * nthreads;
@@ -117,7 +130,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
         workgroupBarrier();
 
         // Prefetch the next tile while this one is multiplied.
-        if (kt + 1u < ktiles) {
+        if (kt + 1u < kt1) {
             let k0 = (kt + 1u) * BK;
             for (var l = 0u; l < w_loads; l++) {
                 let idx = t + l * nthreads;
@@ -166,10 +179,18 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     // Epilogue: acc[(i*4 + e)*2 + j] is row 4*(ty + i*WG_Y) + e, vec4 column tx + j*WG_X.
+    // With split-K, the partial sums instead.
     for (var i = 0u; i < TM / 4u; i++) {
         for (var e = 0u; e < 4u; e++) {
             let row = m0 + 4u * (ty + i * WG_Y) + e;
-            if (row < p.m) {
+            if (SPLIT > 1u && row < p.m) {
+                for (var j = 0u; j < TN / 4u; j++) {
+                    let c = n04 + tx + j * WG_X;
+                    if (c < p.x_stride4) {
+                        part[(wid.z * p.m + row) * p.x_stride4 + c] = acc[(i * 4u + e) * 2u + j];
+                    }
+                }
+            } else if (row < p.m) {
                 var bv = 0.0;
                 if (HAS_BIAS) {
                     bv = bias[row];
@@ -183,6 +204,28 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
+}
+
+// gemm_reduce: Y = act(sum over the SPLIT partials + bias), one thread per
+// vec4 of Y (M * x_stride4 of them; the 1-D grid may be folded into 2-D).
+@compute @workgroup_size(256)
+fn gemm_reduce(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if (i >= p.m * p.x_stride4) {
+        return;
+    }
+    let row = i / p.x_stride4;
+    var s = vec4<f32>(0.0);
+    for (var z = 0u; z < SPLIT; z++) {
+        s += part[z * p.m * p.x_stride4 + i];
+    }
+    var bv = 0.0;
+    if (HAS_BIAS) {
+        bv = bias[row];
+    }
+    y[i] = act(s + vec4<f32>(bv));
 }
 
 // ---------------------------------------------------------------------------

@@ -130,3 +130,52 @@ fn skinny_x_uses_the_split_k_kernel() {
     let y = GpuMatrix::new(&ctx, 4, 17, "y").unwrap();
     assert!(gemm::prepare_skinny(&ctx, &gw, &gx, &y, &Epilogue::default()).is_err());
 }
+
+#[test]
+fn split_k_matches_the_reference_with_the_epilogue() {
+    let ctx = ctx();
+    // Long K against few output tiles (the case split-K is for), odd shapes,
+    // and splits that leave some workgroups no K tiles at all (K = 20, 7 ways).
+    let cases = [
+        (192, 1152, 49, 0),
+        (37, 301, 29, 3),
+        (130, 517, 70, 5),
+        (19, 20, 33, 7),
+        (200, 64, 131, 16),
+    ];
+    for (s, &(m, k, n, split)) in cases.iter().enumerate() {
+        let w = random(m, k, 7 + s as u64);
+        let x = random(k, n, 70 + s as u64);
+        let (bias, gb) = bias_buffer(&ctx, m, 700 + s as u64);
+        let gw = GpuMatrix::upload(&ctx, &w, "w").unwrap();
+        let gx = GpuMatrix::upload(&ctx, &x, "x").unwrap();
+        let tile = GemmTile::choose(&ctx, m, n);
+        let split = if split == 0 {
+            gemm::choose_split(m, k, n, tile)
+        } else {
+            split
+        };
+        for act in [Activation::None, Activation::Relu6] {
+            let ep = Epilogue { bias: Some(&gb), act };
+            let y = poisoned(&ctx, m, n);
+            let ds = gemm::prepare_split(&ctx, &gw, &gx, &y, &ep, tile, split).unwrap();
+            assert_eq!(ds.len(), if split > 1 { 2 } else { 1 });
+            ctx.submit(&ds.iter().collect::<Vec<_>>());
+            let want = epilogue(reference::gemm(&w, &x).unwrap(), Some(&bias), act);
+            assert_close(
+                &y.download_blocking(&ctx).unwrap(),
+                &want,
+                F32_REL_TOL,
+                &format!("gemm {m}x{k}x{n} split {split} {act:?}"),
+            );
+        }
+    }
+    assert!(gemm::choose_split(192, 1152, 49, GemmTile::NARROW) > 1);
+    assert_eq!(gemm::choose_split(4096, 4096, 4096, GemmTile::LARGE), 1);
+    let gw = GpuMatrix::upload(&ctx, &random(8, 8, 1), "w").unwrap();
+    let gx = GpuMatrix::upload(&ctx, &random(8, 8, 2), "x").unwrap();
+    let y = poisoned(&ctx, 8, 8);
+    for bad in [0, gemm::MAX_SPLIT + 1] {
+        assert!(gemm::prepare_split(&ctx, &gw, &gx, &y, &Epilogue::default(), GemmTile::NARROW, bad).is_err());
+    }
+}

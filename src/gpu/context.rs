@@ -197,6 +197,7 @@ pub struct Context {
     pipelines: Mutex<HashMap<PipelineKey, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
     errors: Arc<Mutex<Vec<String>>>,
     dummy: wgpu::Buffer,
+    dummy_rw: wgpu::Buffer,
     checks: ShaderChecks,
 }
 
@@ -307,8 +308,17 @@ impl Context {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        // A second one for absent read-write bindings: one buffer may not be
+        // bound read-only and read-write in the same dispatch.
+        let dummy_rw = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dummy read-write"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         Ok(Context {
             dummy,
+            dummy_rw,
             checks: ShaderChecks::from_env(),
             adapter,
             device,
@@ -431,6 +441,13 @@ impl Context {
     /// A one-word storage buffer to bind where a kernel's optional input is absent.
     pub(crate) fn dummy_buffer(&self) -> wgpu::Buffer {
         self.dummy.clone()
+    }
+
+    /// A one-word storage buffer for an absent read-write binding (never the
+    /// same buffer as [`Self::dummy_buffer`], which may be bound read-only in
+    /// the same dispatch).
+    pub(crate) fn dummy_rw_buffer(&self) -> wgpu::Buffer {
+        self.dummy_rw.clone()
     }
 
     /// Splits a 1-D grid of `groups` workgroups into `[x, y, 1]` with `x * y >=

@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 
+pub use super::gemm::{choose_split, MAX_SPLIT};
 use super::gemm::{GemmTile, SKINNY_ROWS, SKINNY_THREADS};
 use super::{Context, Dispatch, Epilogue, GpuMatrixF16, Kernel, PipelineKey};
 
@@ -64,26 +65,12 @@ pub fn prepare_with(
         1,
     ];
     let key = PipelineKey::new(Kernel::GemmF16, &tile.constants(ep));
-    let no_partials = ctx.dummy_buffer();
+    let no_partials = ctx.dummy_rw_buffer();
     ctx.prepare(
         &key,
         &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias, &no_partials],
         groups,
     )
-}
-
-/// Most K splits [`prepare_split`] takes.
-pub const MAX_SPLIT: u32 = 16;
-
-/// The K split [`prepare_split`] would use for `W[M, K] X[K, N]` with `tile`:
-/// enough workgroups for a large GPU (about 128) while every split keeps at
-/// least 4 K stages; 1 (no split) where the tile grid is already large or K short.
-pub fn choose_split(m: usize, k: usize, n: usize, tile: GemmTile) -> u32 {
-    let groups = (m.div_ceil(tile.bm as usize) * n.div_ceil(tile.bn as usize)).max(1);
-    let stages = k.div_ceil(tile.bk as usize);
-    let by_groups = 128usize.div_ceil(groups);
-    let by_stages = stages / 4;
-    by_groups.min(by_stages).clamp(1, MAX_SPLIT as usize) as u32
 }
 
 /// Prepares `y = act(w x + bias)` in f16 storage with K split `split` ways:
@@ -105,32 +92,17 @@ pub fn prepare_split(
     ctx.require_f16("the f16 GEMM")?;
     check_product(w, x, y)?;
     tile.validate(ctx)?;
-    if split == 0 || split > MAX_SPLIT {
-        return Err(Error::Invalid(format!("K split {split}: use 1 to {MAX_SPLIT}")));
-    }
-    let part_bytes = (split as u64)
-        .checked_mul(w.rows() as u64)
-        .and_then(|v| v.checked_mul(x.stride() as u64))
-        .and_then(|v| v.checked_mul(4))
-        .ok_or_else(|| Error::Limit("split-K scratch size overflows".into()))?;
-    let part = super::GpuBuffer::new(ctx, part_bytes.max(16), "gemm_f16 split-K partials")?;
     let u = ctx.uniform(&params(w, x), "gemm_f16 split params");
     let bias = ep.bias_buffer(ctx, w.rows())?;
-    let groups = [
-        (x.stride() as u32).div_ceil(tile.bn),
-        (w.rows() as u32).div_ceil(tile.bm).max(1),
+    super::gemm::split_dispatches(
+        ctx,
+        (Kernel::GemmF16, Kernel::GemmF16Reduce),
+        [&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias],
+        tile.constants(ep),
+        ep,
+        (w.rows(), x.stride() / 4, tile.bm, tile.bn),
         split,
-    ];
-    let mut c = tile.constants(ep);
-    c.push(("SPLIT", split));
-    let bufs = [&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias, part.raw()];
-    let partials = ctx.prepare(&PipelineKey::new(Kernel::GemmF16, &c), &bufs, groups)?;
-    let mut rc = vec![("SPLIT", split)];
-    rc.extend(ep.constants());
-    let vec4s = (w.rows() * x.stride() / 4) as u32;
-    let rgroups = ctx.fold_groups(vec4s.div_ceil(256).max(1))?;
-    let reduce = ctx.prepare(&PipelineKey::new(Kernel::GemmF16Reduce, &rc), &bufs, rgroups)?;
-    Ok(vec![partials, reduce])
+    )
 }
 
 /// Prepares `y = act(w x + bias)` in f16 storage for an X of at most 16

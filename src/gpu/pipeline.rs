@@ -46,6 +46,9 @@ pub enum Kernel {
     AddF16,
     /// `gemm.wgsl`: dense `Y = act(W X + bias)`.
     Gemm,
+    /// `gemm.wgsl`, entry `gemm_reduce`: sums the split-K partials of
+    /// [`Kernel::Gemm`], epilogue.
+    GemmReduce,
     /// `gemm.wgsl`, entry `gemm_skinny`: the same for X with at most 16 columns.
     GemmSkinny,
     /// `spmm_bsr.wgsl`: block-sparse `Y = act(W_bsr X + bias)`.
@@ -179,6 +182,7 @@ impl Kernel {
             Kernel::Add => "add",
             Kernel::AddF16 => "add_f16",
             Kernel::Gemm => "gemm",
+            Kernel::GemmReduce => "gemm_reduce",
             Kernel::GemmSkinny => "gemm_skinny",
             Kernel::SpmmBsr => "spmm_bsr",
             Kernel::GemmF16 => "gemm_f16",
@@ -235,7 +239,7 @@ impl Kernel {
     pub fn source(self) -> &'static str {
         match self {
             Kernel::Fill | Kernel::Add | Kernel::AddF16 => include_str!("../../shaders/elementwise.wgsl"),
-            Kernel::Gemm | Kernel::GemmSkinny => include_str!("../../shaders/gemm.wgsl"),
+            Kernel::Gemm | Kernel::GemmReduce | Kernel::GemmSkinny => include_str!("../../shaders/gemm.wgsl"),
             Kernel::SpmmBsr => include_str!("../../shaders/spmm_bsr.wgsl"),
             Kernel::GemmF16 | Kernel::GemmF16Reduce | Kernel::GemmSkinnyF16 => {
                 include_str!("../../shaders/gemm_f16.wgsl")
@@ -317,11 +321,11 @@ impl Kernel {
         match self {
             Kernel::Fill => &[Binding::Uniform, RW],
             Kernel::Add | Kernel::AddF16 => &[Binding::Uniform, RW, RO],
-            Kernel::Gemm | Kernel::GemmSkinny | Kernel::GemmSkinnyF16 | Kernel::GemmCoop => {
-                &[Binding::Uniform, RO, RO, RW, RO]
-            }
+            Kernel::GemmSkinny | Kernel::GemmSkinnyF16 | Kernel::GemmCoop => &[Binding::Uniform, RO, RO, RW, RO],
             // params, w, x, y, bias, split-K partials
-            Kernel::GemmF16 | Kernel::GemmF16Reduce => &[Binding::Uniform, RO, RO, RW, RO, RW],
+            Kernel::Gemm | Kernel::GemmReduce | Kernel::GemmF16 | Kernel::GemmF16Reduce => {
+                &[Binding::Uniform, RO, RO, RW, RO, RW]
+            }
             Kernel::SpmmBsr | Kernel::SpmmBsrF16 | Kernel::SpmmBsrCoop => {
                 &[Binding::Uniform, RO, RO, RO, RO, RO, RW, RO]
             }

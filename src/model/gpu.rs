@@ -505,13 +505,14 @@ impl GpuLite0 {
                     bias: Some(if dense { &p.bias } else { p.bias_in_use() }),
                     act: if pre_activation { Activation::None } else { p.act },
                 };
-                let main = match &p.current {
-                    _ if dense => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
-                    Current::Sparse(op) => op.prepare(ctx, x, y, &ep)?,
-                    Current::MaskedDense(w, _) => gemm::prepare(ctx, w, x, y, &ep)?,
-                    Current::Dense => gemm::prepare(ctx, &p.dense, x, y, &ep)?,
+                // Dense layers run gemm::prepare_layer (K split on GPUs
+                // where the output is small and K long).
+                let mut v = match &p.current {
+                    _ if dense => gemm::prepare_layer(ctx, &p.dense, x, y, &ep)?,
+                    Current::Sparse(op) => vec![op.prepare(ctx, x, y, &ep)?],
+                    Current::MaskedDense(w, _) => gemm::prepare_layer(ctx, w, x, y, &ep)?,
+                    Current::Dense => gemm::prepare_layer(ctx, &p.dense, x, y, &ep)?,
                 };
-                let mut v = vec![main];
                 if let (Some(t), false) = (p.residual, pre_activation) {
                     let r = tensors
                         .get(t)
@@ -1076,15 +1077,18 @@ impl GpuLite0 {
             bias: Some(&p.bias),
             act: p.act,
         };
-        let dense = gemm::prepare(ctx, &p.dense, x, y, &ep)?;
+        let dense = gemm::prepare_layer(ctx, &p.dense, x, y, &ep)?;
         let sparse = op.prepare(ctx, x, y, &ep)?;
         // A few untimed runs of each, without the long warm-up of `time`: the
         // model has just run, so the GPU is at speed, and a re-prune must stay fast.
         let runs = 15;
+        let dense: Vec<&Dispatch> = dense.iter().collect();
+        let mut both = dense.clone();
+        both.push(&sparse);
         for _ in 0..3 {
-            ctx.submit(&[&dense, &sparse]);
+            ctx.submit(&both);
         }
-        let d = ctx.time(&[&dense], 0, runs).await?.median_ms();
+        let d = ctx.time(&dense, 0, runs).await?.median_ms();
         let s = ctx.time(&[&sparse], 0, runs).await?.median_ms();
         Ok((d, s))
     }

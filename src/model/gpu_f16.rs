@@ -118,16 +118,15 @@ fn dense_candidates(
     ep: &Epilogue,
 ) -> Result<Vec<Candidate>> {
     let mut v = vec![("gemm_f16", vec![gemm_f16::prepare(ctx, w, x, y, ep)?])];
-    if x.cols() > 16 {
-        // Split-K for long K over few output tiles (the 1x1 projections).
-        let tile = GemmTile::choose(ctx, w.rows(), x.cols());
-        let split = gemm_f16::choose_split(w.rows(), w.cols(), x.cols(), tile);
-        if split > 1 {
-            v.push((
-                "gemm_f16_splitk",
-                gemm_f16::prepare_split(ctx, w, x, y, ep, tile, split)?,
-            ));
-        }
+    // Split-K for long K over few output tiles (the 1x1 projections; the
+    // classifier at batch 1 against the skinny kernel).
+    let tile = GemmTile::choose(ctx, w.rows(), x.cols());
+    let split = gemm_f16::choose_split(w.rows(), w.cols(), x.cols(), tile);
+    if split > 1 {
+        v.push((
+            "gemm_f16_splitk",
+            gemm_f16::prepare_split(ctx, w, x, y, ep, tile, split)?,
+        ));
     }
     if gemm_coop::coop_support(ctx).is_ok() && x.cols() > 16 {
         // The first tile this device can compile (DEFAULT needs 512 invocations).
