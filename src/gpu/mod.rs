@@ -22,6 +22,7 @@ pub mod spmm_bsr_coop;
 pub mod spmm_bsr_f16;
 pub mod spmm_csr;
 pub mod spmm_nm;
+pub mod spmm_nm_coop;
 mod timing;
 
 pub use buffer::{

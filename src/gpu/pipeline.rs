@@ -119,6 +119,11 @@ pub enum Kernel {
     /// `spmm_bsr_coop.wgsl`: [`Kernel::SpmmBsrF16`] on cooperative matrices, 16x16
     /// and 32x32 blocks (native only).
     SpmmBsrCoop,
+    /// `spmm_nm_coop.wgsl`: 2:4 and 1:2 SpMM in f16 storage on cooperative matrices, W
+    /// expanded to dense tiles in workgroup memory (native only).
+    SpmmNmCoop,
+    /// `spmm_nm_f16.wgsl`: the same on shader cores (its fallback, portable).
+    SpmmNmF16,
     /// `train.wgsl`: general strided GEMM with split-K and epilogue (training).
     TrGemm,
     /// `train.wgsl`: sum of split-K slices.
@@ -216,6 +221,8 @@ impl Kernel {
             Kernel::ScaleRows => "scale_rows",
             Kernel::GemmCoop => "gemm_coop",
             Kernel::SpmmBsrCoop => "spmm_bsr_coop",
+            Kernel::SpmmNmCoop => "spmm_nm_coop",
+            Kernel::SpmmNmF16 => "spmm_nm_f16",
             Kernel::TrGemm => "tr_gemm",
             Kernel::TrReduce => "tr_reduce",
             Kernel::TrRowsum => "tr_rowsum",
@@ -267,6 +274,8 @@ impl Kernel {
             }
             Kernel::GemmCoop => include_str!("../../shaders/gemm_coop.wgsl"),
             Kernel::SpmmBsrCoop => include_str!("../../shaders/spmm_bsr_coop.wgsl"),
+            Kernel::SpmmNmCoop => include_str!("../../shaders/spmm_nm_coop.wgsl"),
+            Kernel::SpmmNmF16 => include_str!("../../shaders/spmm_nm_f16.wgsl"),
             Kernel::TrGemm
             | Kernel::TrReduce
             | Kernel::TrRowsum
@@ -310,12 +319,12 @@ impl Kernel {
                 | Kernel::Conv2dF16
                 | Kernel::DepthwiseF16
                 | Kernel::AvgPoolF16
-        )
+        ) || matches!(self, Kernel::SpmmNmCoop | Kernel::SpmmNmF16)
     }
     /// True for the kernels whose WGSL says `enable wgpu_cooperative_matrix;`
     /// (native only: they need the adapter's cooperative matrices and subgroups).
     pub fn needs_coop(self) -> bool {
-        matches!(self, Kernel::GemmCoop | Kernel::SpmmBsrCoop)
+        matches!(self, Kernel::GemmCoop | Kernel::SpmmBsrCoop | Kernel::SpmmNmCoop)
     }
     pub fn bindings(self) -> &'static [Binding] {
         match self {
@@ -337,6 +346,8 @@ impl Kernel {
             | Kernel::AvgPoolF16 => &[Binding::Uniform, RO, RO, RO, RW],
             // params, values, indices, x, y, bias
             Kernel::SpmmNmTiled | Kernel::SpmmNmRows | Kernel::SpmmNmSwitch => &[Binding::Uniform, RO, RO, RO, RW, RO],
+            // params, values, masks, x, y, bias
+            Kernel::SpmmNmCoop | Kernel::SpmmNmF16 => &[Binding::Uniform, RO, RO, RO, RW, RO],
             // params, row_ptr, col_idx, values, row_order, x, y, bias
             // params, keys (w or scores), values, indices, status, w
             Kernel::PruneNm => &[Binding::Uniform, RO, RW, RW, RW, RO],
