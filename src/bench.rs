@@ -7,7 +7,8 @@
 //! speedups against both the f32 and the f16 dense GEMM of the same run. Where
 //! the adapter has cooperative matrices, the f16 benchmark adds the
 //! tensor-core kernels (`gemm_coop`, `spmm_bsr_coop` for 16x16 and 32x32
-//! blocks), with speedups against the cooperative dense GEMM too.
+//! blocks, `spmm_nm_coop` for 2:4 and 1:2), with speedups against the
+//! cooperative dense GEMM too; f16 2:4 and 1:2 also run `spmm_nm_f16`.
 
 use std::fmt::Write as _;
 
@@ -15,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::gpu::gemm::GemmTile;
 use crate::gpu::spmm_bsr::BsrTile;
 use crate::gpu::{
-    f16_rounded, gemm, gemm_coop, gemm_f16, spmm_bsr, spmm_bsr_coop, spmm_bsr_f16, spmm_csr, spmm_nm, AdapterSummary,
-    Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrix, GpuMatrixF16, PrunePlan, TimingSource,
+    f16_rounded, gemm, gemm_coop, gemm_f16, spmm_bsr, spmm_bsr_coop, spmm_bsr_f16, spmm_csr, spmm_nm, spmm_nm_coop,
+    AdapterSummary, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrix, GpuMatrixF16, PrunePlan, TimingSource,
 };
 use crate::ops::{GpuWeights, SparseOperator};
 use crate::prune::{self, BlockNorm};
@@ -670,6 +671,90 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
                                 f16_dense_ms / r.median_ms
                             ));
                             rows.push(r);
+                        }
+                    }
+                }
+
+                // f16 N:M (2:4, 1:2): the shader-core kernel, then tensor cores where
+                // the adapter has them (the default tile, with coop_tiles every candidate).
+                if let (Some(sb16), SparseMatrix::Nm(nm)) = (&sb16, &sp) {
+                    if spmm_nm_coop::supports(nm.n(), nm.m()) {
+                        let (_, _, _, gx16, gy16) = f16.as_ref().expect("f16 operands with sb16");
+                        let gn16 = spmm_nm_coop::GpuNmF16::upload(ctx, nm)?;
+                        let masked16 = f16_rounded(&masked);
+                        let mut tiles = vec![None];
+                        if coop {
+                            tiles.push(Some(spmm_nm_coop::default_tile()));
+                            if cfg.coop_tiles {
+                                let rest = spmm_nm_coop::CANDIDATES.into_iter().skip(1);
+                                tiles.extend(rest.map(Some));
+                            }
+                        }
+                        for (i, tile) in tiles.into_iter().enumerate() {
+                            let (kernel, label) = match tile {
+                                Some(t) if i > 1 => ("spmm_nm_coop", format!("{pattern} {}", t.label())),
+                                Some(_) => ("spmm_nm_coop", pattern.to_string()),
+                                None => ("spmm_nm_f16", pattern.to_string()),
+                            };
+                            let case = Case {
+                                kernel,
+                                pattern: label.clone(),
+                                sparsity: s,
+                                nnz,
+                                masked: &masked16,
+                            };
+                            let d = match tile {
+                                Some(t) => spmm_nm_coop::prepare_with(ctx, &gn16, gx16, gy16, &ep, t),
+                                None => spmm_nm_coop::prepare_fallback(ctx, &gn16, gx16, gy16, &ep),
+                            };
+                            // The fallback and the default tile must work (loud failure).
+                            let mut r = match d.and_then(|d| sb16.measure(case, &d, Some(dense_ms))) {
+                                Ok((r, _)) => r,
+                                Err(e) if i > 1 => {
+                                    progress(&format!("{m}x{k}x{n} {kernel} {label}: FAILED {e}"));
+                                    continue;
+                                }
+                                Err(e) => return Err(e),
+                            };
+                            r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
+                            if coop {
+                                r.speedup_vs_coop_dense = Some(coop_dense_ms / r.median_ms);
+                            }
+                            progress(&format!(
+                                "{m}x{k}x{n} {kernel} {label}: {:.4} ms, {:.2}x coop dense, {:.2}x f16 dense",
+                                r.median_ms,
+                                coop_dense_ms / r.median_ms,
+                                f16_dense_ms / r.median_ms
+                            ));
+                            rows.push(r);
+                            // Control: the dense kernel on the same tile, where the dense
+                            // candidates above lack it (tile or compression: which wins?).
+                            let control =
+                                tile.filter(|t| cfg.coop_tiles && !gemm_coop::CoopTile::CANDIDATES.contains(t));
+                            if let (Some(t), Some((w16, _, gw16, _, _))) = (control, &f16) {
+                                let case = Case {
+                                    kernel: "gemm_coop",
+                                    pattern: format!("tile:{}", t.label()),
+                                    sparsity: 0.0,
+                                    nnz: m * k,
+                                    masked: w16,
+                                };
+                                let r = gemm_coop::prepare_with(ctx, gw16, gx16, gy16, &ep, t)
+                                    .and_then(|d| sb16.measure(case, &d, Some(dense_ms)));
+                                match r {
+                                    Ok((mut r, _)) => {
+                                        r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
+                                        r.speedup_vs_coop_dense = Some(coop_dense_ms / r.median_ms);
+                                        progress(&format!(
+                                            "{m}x{k}x{n} gemm_coop {}: {:.4} ms",
+                                            t.label(),
+                                            r.median_ms
+                                        ));
+                                        rows.push(r);
+                                    }
+                                    Err(e) => progress(&format!("{m}x{k}x{n} gemm_coop {}: FAILED {e}", t.label())),
+                                }
+                            }
                         }
                     }
                 }
