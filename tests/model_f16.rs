@@ -91,6 +91,7 @@ fn pruned_f16_model_runs_the_pruned_weights_with_the_sparse_or_the_faster_kernel
         ("block:16x16", 0.5, Dispatching::Sparse),
         ("block:32x32", 0.7, Dispatching::Fastest),
         ("unstructured", 0.5, Dispatching::Sparse),
+        ("2:4", 0.0, Dispatching::Fastest),
     ] {
         let pattern: Pattern = p.parse().unwrap();
         let mut spec = PruneSpec::new(pattern, sparsity);
@@ -98,7 +99,12 @@ fn pruned_f16_model_runs_the_pruned_weights_with_the_sparse_or_the_faster_kernel
         pollster::block_on(gpu.prune(&ctx, &spec)).unwrap();
         let want = logits(&ctx, &gpu, &x);
         assert!(rel_error(&want, &dense) > 1e-3, "{p}: pruning changed nothing");
-        let block = matches!(pattern, Pattern::Block { .. });
+        // The f16 sparse kernels of the pattern (none for unstructured).
+        let sparse_prefix = match pattern {
+            Pattern::Block { .. } => Some("spmm_bsr"),
+            Pattern::NM { .. } => Some("spmm_nm"),
+            _ => None,
+        };
         for dispatching in [Dispatching::Sparse, Dispatching::Fastest] {
             let f16 = pollster::block_on(gpu.to_f16(&ctx, dispatching)).unwrap();
             let what = format!("{p} {dispatching:?}");
@@ -107,13 +113,9 @@ fn pruned_f16_model_runs_the_pruned_weights_with_the_sparse_or_the_faster_kernel
             match dispatching {
                 Dispatching::Sparse => {
                     for l in &report.layers {
-                        // Block layers run the f16 BSR kernels; unstructured has
-                        // no f16 sparse kernel and runs dense on its pruned weights.
-                        let ok = if block {
-                            l.kernel.starts_with("spmm_bsr")
-                        } else {
-                            l.kernel.starts_with("gemm")
-                        };
+                        // Block and 2:4 layers run their f16 sparse kernels;
+                        // unstructured has none and runs dense on its pruned weights.
+                        let ok = l.kernel.starts_with(sparse_prefix.unwrap_or("gemm"));
                         assert!(ok, "{what}: {} runs {}", l.name, l.kernel);
                         assert!(l.candidates.is_empty());
                     }
@@ -121,10 +123,10 @@ fn pruned_f16_model_runs_the_pruned_weights_with_the_sparse_or_the_faster_kernel
                 Dispatching::Fastest => {
                     eprintln!("{what}\n{report}");
                     check_dispatch(report, &what);
-                    if block {
+                    if let Some(prefix) = sparse_prefix {
                         for l in &report.layers {
                             assert!(
-                                l.candidates.iter().any(|(k, _)| k.starts_with("spmm_bsr")),
+                                l.candidates.iter().any(|(k, _)| k.starts_with(prefix)),
                                 "{what}: {} has no sparse candidate",
                                 l.name
                             );

@@ -14,9 +14,10 @@
 //! (`gemm_coop`, where the adapter has them), and for block-pruned layers the
 //! block-sparse kernels (`spmm_bsr_f16`, `spmm_bsr_coop`). Dense candidates of
 //! a pruned layer multiply the pruned weights stored dense, so every candidate
-//! computes the same product. Unstructured and N:M layers have no f16 sparse
-//! kernel: they run the dense f16 kernels on their pruned weights (said in the
-//! report). Needs shader-f16 ([`Context::require_f16`]); browsers without it
+//! computes the same product. 2:4 and 1:2 layers also offer the f16 N:M
+//! kernels (`spmm_nm_f16`, `spmm_nm_coop`); unstructured and other N:M layers
+//! have no f16 sparse kernel and run the dense f16 kernels on their pruned
+//! weights. Needs shader-f16 ([`Context::require_f16`]); browsers without it
 //! keep the f32 model.
 
 use std::fmt;
@@ -27,11 +28,12 @@ use crate::error::{Error, Result};
 use crate::gpu::gemm::GemmTile;
 use crate::gpu::gemm_coop::{self, CoopTile};
 use crate::gpu::spmm_bsr_coop;
+use crate::gpu::spmm_nm_coop::{self, GpuNmF16};
 use crate::gpu::{
     conv, elementwise, gemm_f16, spmm_bsr_f16, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, Timings,
 };
 use crate::ops::GpuWeights;
-use crate::sparse::{Bsr, Mask, Matrix, Pattern};
+use crate::sparse::{Bsr, Mask, Matrix, Pattern, SparseMatrix};
 
 /// The BSR form of block-pruned weights stored dense: every `br x bc` block
 /// with a non-zero value (a kept block that is all zeros computes the same
@@ -104,6 +106,12 @@ pub struct GpuLite0F16 {
     ranges: Vec<Range<usize>>,
     names: Vec<String>,
     report: F16Report,
+}
+
+/// Pruned weights in an f16 sparse format.
+enum SparseF16 {
+    Bsr(GpuBsrF16),
+    Nm(GpuNmF16),
 }
 
 /// A candidate kernel of one layer: its name and prepared dispatches.
@@ -210,33 +218,64 @@ impl GpuLite0 {
                         act: p.act,
                     };
                     // The weights as they compute now, in f16: dense, and for
-                    // block-pruned layers also as f16 BSR sharing the indices.
-                    let (dense_w, bsr, pruned) = match &p.current {
+                    // block-pruned layers also as f16 BSR (sharing the indices),
+                    // for 2:4 and 1:2 as f16 N:M.
+                    let (dense_w, sparse, pruned) = match &p.current {
                         Current::Dense => (p.dense.download(ctx).await?, None, false),
                         Current::MaskedDense(w, pattern) => {
                             // The f32 model found dense faster; in f16 the
-                            // block kernels compete again.
+                            // sparse kernels compete again.
                             let m = w.download(ctx).await?;
-                            let bsr = match *pattern {
-                                Pattern::Block { rows, cols } => {
-                                    Some(GpuBsrF16::upload(ctx, &nonzero_blocks(&m, rows, cols)?)?)
+                            let sparse = match *pattern {
+                                Pattern::Block { rows, cols } => Some(SparseF16::Bsr(GpuBsrF16::upload(
+                                    ctx,
+                                    &nonzero_blocks(&m, rows, cols)?,
+                                )?)),
+                                Pattern::NM { n, m: group } if spmm_nm_coop::supports(n, group) => {
+                                    // At most n non-zeros per group: N:M
+                                    // pruning keeps every one of them.
+                                    match crate::prune::prune(&m, *pattern, 0.0)?.0 {
+                                        SparseMatrix::Nm(nm) => Some(SparseF16::Nm(GpuNmF16::upload(ctx, &nm)?)),
+                                        _ => None,
+                                    }
                                 }
                                 _ => None,
                             };
-                            (m, bsr, true)
+                            (m, sparse, true)
                         }
                         Current::Sparse(op) => match &op.weights {
                             GpuWeights::Bsr(b) => {
                                 let cpu = b.download(ctx).await?;
                                 let f16 = GpuBsrF16::sharing_indices(ctx, b, &cpu)?;
-                                (cpu.to_dense(), Some(f16), true)
+                                (cpu.to_dense(), Some(SparseF16::Bsr(f16)), true)
+                            }
+                            GpuWeights::Nm(g) if spmm_nm_coop::supports(g.n, g.m) => {
+                                let cpu = g.download(ctx).await?;
+                                (cpu.to_dense(), Some(SparseF16::Nm(GpuNmF16::upload(ctx, &cpu)?)), true)
                             }
                             _ => (op.to_dense(ctx).await?, None, true),
                         },
                     };
                     let w16 = GpuMatrixF16::upload(ctx, &dense_w, name)?;
                     let mut cands = dense_candidates(ctx, &w16, x, y, &ep)?;
-                    if let Some(b) = &bsr {
+                    if let Some(SparseF16::Nm(nm)) = &sparse {
+                        // The sparse kernel goes first: Dispatching::Sparse runs it.
+                        let coop = match spmm_nm_coop::choose(ctx, nm.rows, nm.cols, x.cols()) {
+                            spmm_nm_coop::NmF16Kernel::Coop(tile) => {
+                                Some(spmm_nm_coop::prepare_with(ctx, nm, x, y, &ep, tile)?)
+                            }
+                            spmm_nm_coop::NmF16Kernel::Fallback => None,
+                        };
+                        let fallback = spmm_nm_coop::prepare_fallback(ctx, nm, x, y, &ep)?;
+                        match coop {
+                            Some(d) => {
+                                cands.insert(0, ("spmm_nm_coop", vec![d]));
+                                cands.push(("spmm_nm_f16", vec![fallback]));
+                            }
+                            None => cands.insert(0, ("spmm_nm_f16", vec![fallback])),
+                        }
+                    }
+                    if let Some(SparseF16::Bsr(b)) = &sparse {
                         let kernel = if spmm_bsr_coop::uses_coop(ctx, b, x.cols()) {
                             "spmm_bsr_coop"
                         } else {
@@ -252,7 +291,7 @@ impl GpuLite0 {
                         Dispatching::Sparse => {
                             // The sparse kernel if there is one, else the dense
                             // kernel gemm_coop::prepare picks.
-                            let pick = if bsr.is_some() {
+                            let pick = if sparse.is_some() {
                                 0
                             } else {
                                 let coop = matches!(
