@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use wgsparse::gpu::conv::{self, ConvShape};
-use wgsparse::gpu::{elementwise, f16_rounded, Activation, GpuBuffer, GpuMatrix, GpuMatrixF16};
-use wgsparse::reference;
+use wgsparse::gpu::{elementwise, f16_rounded, Activation, Context, GpuBuffer, GpuMatrix, GpuMatrixF16, GpuTensor};
+use wgsparse::{reference, Matrix};
 
 fn shapes() -> Vec<ConvShape> {
     let mut v = vec![
@@ -23,63 +23,102 @@ fn shapes() -> Vec<ConvShape> {
     v
 }
 
-#[test]
-fn conv2d_and_depthwise_match_the_reference() {
-    let ctx = ctx();
+/// An activation storage type under test: upload (the reference sees the
+/// values the GPU holds), a NaN-poisoned output, read-back, tolerance.
+trait Storage: GpuTensor + Sized {
+    const TOL: f64;
+    fn rounded(m: &Matrix) -> Matrix;
+    fn up(ctx: &Context, m: &Matrix) -> Self;
+    fn poisoned(ctx: &Context, rows: usize, cols: usize) -> Self;
+    fn down(&self, ctx: &Context) -> Matrix;
+}
+
+impl Storage for GpuMatrix {
+    const TOL: f64 = F32_REL_TOL;
+    fn rounded(m: &Matrix) -> Matrix {
+        m.clone()
+    }
+    fn up(ctx: &Context, m: &Matrix) -> Self {
+        GpuMatrix::upload(ctx, m, "x").unwrap()
+    }
+    fn poisoned(ctx: &Context, rows: usize, cols: usize) -> Self {
+        poisoned(ctx, rows, cols)
+    }
+    fn down(&self, ctx: &Context) -> Matrix {
+        self.download_blocking(ctx).unwrap()
+    }
+}
+
+impl Storage for GpuMatrixF16 {
+    const TOL: f64 = F16_REL_TOL;
+    fn rounded(m: &Matrix) -> Matrix {
+        f16_rounded(m)
+    }
+    fn up(ctx: &Context, m: &Matrix) -> Self {
+        GpuMatrixF16::upload(ctx, m, "x").unwrap()
+    }
+    fn poisoned(ctx: &Context, rows: usize, cols: usize) -> Self {
+        poisoned_f16(ctx, rows, cols)
+    }
+    fn down(&self, ctx: &Context) -> Matrix {
+        self.download_blocking(ctx).unwrap()
+    }
+}
+
+fn check_convolutions<T: Storage>(ctx: &Context) {
+    let what = if T::F16 { "f16" } else { "f32" };
     for (i, s) in shapes().into_iter().enumerate() {
         let (oh, ow) = s.out_hw().unwrap();
-        let x = random(s.cin, s.h * s.w, i as u64);
-        let gx = GpuMatrix::upload(&ctx, &x, "x").unwrap();
+        let x = T::rounded(&random(s.cin, s.h * s.w, i as u64));
+        let gx = T::up(ctx, &x);
         let bias = random(1, s.cout, 100 + i as u64).into_data();
-        let gb = GpuBuffer::from_slice(&ctx, &bias, "b").unwrap();
+        let gb = GpuBuffer::from_slice(ctx, &bias, "b").unwrap();
         for act in [Activation::None, Activation::Relu6] {
             let w = random(1, s.cout * s.cin * s.k * s.k, 200 + i as u64).into_data();
-            let gw = GpuBuffer::from_slice(&ctx, &w, "w").unwrap();
-            let y = poisoned(&ctx, s.cout, oh * ow);
-            let d = conv::prepare_conv2d(&ctx, &s, &gx, &gw, &gb, &y, act).unwrap();
+            let gw = GpuBuffer::from_slice(ctx, &w, "w").unwrap();
+            let y = T::poisoned(ctx, s.cout, oh * ow);
+            let d = conv::prepare_conv2d(ctx, &s, &gx, &gw, &gb, &y, act).unwrap();
             ctx.submit(&[&d]);
             let want = reference::conv2d(&x, &s, &w, &bias, act).unwrap();
-            assert_close(
-                &y.download_blocking(&ctx).unwrap(),
-                &want,
-                F32_REL_TOL,
-                &format!("conv2d {s:?}"),
-            );
+            assert_close(&y.down(ctx), &want, T::TOL, &format!("conv2d {what} {s:?}"));
             if s.cin == s.cout {
                 let w = random(1, s.cout * s.k * s.k, 300 + i as u64).into_data();
-                let gw = GpuBuffer::from_slice(&ctx, &w, "w").unwrap();
-                let y = poisoned(&ctx, s.cout, oh * ow);
-                let d = conv::prepare_depthwise(&ctx, &s, &gx, &gw, &gb, &y, act).unwrap();
+                let gw = GpuBuffer::from_slice(ctx, &w, "w").unwrap();
+                let y = T::poisoned(ctx, s.cout, oh * ow);
+                let d = conv::prepare_depthwise(ctx, &s, &gx, &gw, &gb, &y, act).unwrap();
                 ctx.submit(&[&d]);
                 let want = reference::depthwise(&x, &s, &w, &bias, act).unwrap();
-                assert_close(
-                    &y.download_blocking(&ctx).unwrap(),
-                    &want,
-                    F32_REL_TOL,
-                    &format!("depthwise {s:?}"),
-                );
+                assert_close(&y.down(ctx), &want, T::TOL, &format!("depthwise {what} {s:?}"));
             }
         }
     }
 }
 
-#[test]
-fn avgpool_matches_the_reference() {
-    let ctx = ctx();
+fn check_avgpool<T: Storage>(ctx: &Context) {
     for (c, h, w) in [(1280, 7, 7), (3, 1, 1), (5, 23, 19)] {
-        let x = random(c, h * w, c as u64);
-        let gx = GpuMatrix::upload(&ctx, &x, "x").unwrap();
-        let y = poisoned(&ctx, c, 1);
-        let d = conv::prepare_avgpool(&ctx, &gx, h, w, &y).unwrap();
+        let x = T::rounded(&random(c, h * w, c as u64));
+        let gx = T::up(ctx, &x);
+        let y = T::poisoned(ctx, c, 1);
+        let d = conv::prepare_avgpool(ctx, &gx, h, w, &y).unwrap();
         ctx.submit(&[&d]);
         let want = reference::avgpool(&x).unwrap();
         assert_close(
-            &y.download_blocking(&ctx).unwrap(),
+            &y.down(ctx),
             &want,
-            F32_REL_TOL,
-            &format!("avgpool {c}x{h}x{w}"),
+            T::TOL,
+            &format!("avgpool f16={} {c}x{h}x{w}", T::F16),
         );
     }
+}
+
+#[test]
+fn conv2d_and_depthwise_match_the_reference() {
+    check_convolutions::<GpuMatrix>(&ctx());
+}
+
+#[test]
+fn avgpool_matches_the_reference() {
+    check_avgpool::<GpuMatrix>(&ctx());
 }
 
 #[test]
@@ -101,56 +140,8 @@ fn wrong_shapes_are_errors() {
 #[test]
 fn f16_activations_match_the_reference() {
     let ctx = ctx_f16();
-    for (i, s) in shapes().into_iter().enumerate() {
-        let (oh, ow) = s.out_hw().unwrap();
-        // The reference sees the input the GPU sees: rounded to f16.
-        let x = f16_rounded(&random(s.cin, s.h * s.w, i as u64));
-        let gx = GpuMatrixF16::upload(&ctx, &x, "x").unwrap();
-        let bias = random(1, s.cout, 100 + i as u64).into_data();
-        let gb = GpuBuffer::from_slice(&ctx, &bias, "b").unwrap();
-        for act in [Activation::None, Activation::Relu6] {
-            let w = random(1, s.cout * s.cin * s.k * s.k, 200 + i as u64).into_data();
-            let gw = GpuBuffer::from_slice(&ctx, &w, "w").unwrap();
-            let y = poisoned_f16(&ctx, s.cout, oh * ow);
-            let d = conv::prepare_conv2d(&ctx, &s, &gx, &gw, &gb, &y, act).unwrap();
-            ctx.submit(&[&d]);
-            let want = reference::conv2d(&x, &s, &w, &bias, act).unwrap();
-            assert_close(
-                &y.download_blocking(&ctx).unwrap(),
-                &want,
-                F16_REL_TOL,
-                &format!("conv2d f16 {s:?}"),
-            );
-            if s.cin == s.cout {
-                let w = random(1, s.cout * s.k * s.k, 300 + i as u64).into_data();
-                let gw = GpuBuffer::from_slice(&ctx, &w, "w").unwrap();
-                let y = poisoned_f16(&ctx, s.cout, oh * ow);
-                let d = conv::prepare_depthwise(&ctx, &s, &gx, &gw, &gb, &y, act).unwrap();
-                ctx.submit(&[&d]);
-                let want = reference::depthwise(&x, &s, &w, &bias, act).unwrap();
-                assert_close(
-                    &y.download_blocking(&ctx).unwrap(),
-                    &want,
-                    F16_REL_TOL,
-                    &format!("depthwise f16 {s:?}"),
-                );
-            }
-        }
-    }
-    for (c, h, w) in [(1280, 7, 7), (3, 1, 1), (5, 23, 19)] {
-        let x = f16_rounded(&random(c, h * w, c as u64));
-        let gx = GpuMatrixF16::upload(&ctx, &x, "x").unwrap();
-        let y = poisoned_f16(&ctx, c, 1);
-        let d = conv::prepare_avgpool(&ctx, &gx, h, w, &y).unwrap();
-        ctx.submit(&[&d]);
-        let want = reference::avgpool(&x).unwrap();
-        assert_close(
-            &y.download_blocking(&ctx).unwrap(),
-            &want,
-            F16_REL_TOL,
-            &format!("avgpool f16 {c}x{h}x{w}"),
-        );
-    }
+    check_convolutions::<GpuMatrixF16>(&ctx);
+    check_avgpool::<GpuMatrixF16>(&ctx);
 }
 
 #[test]

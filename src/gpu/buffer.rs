@@ -428,34 +428,24 @@ pub trait GpuTensor {
     fn buffer(&self) -> &GpuBuffer;
 }
 
-impl GpuTensor for GpuMatrix {
-    const F16: bool = false;
-    fn rows(&self) -> usize {
-        self.rows
-    }
-    fn cols(&self) -> usize {
-        self.cols
-    }
-    fn stride(&self) -> usize {
-        self.stride
-    }
-    fn buffer(&self) -> &GpuBuffer {
-        &self.buf
-    }
+macro_rules! impl_gpu_tensor {
+    ($t:ty, $f16:expr) => {
+        impl GpuTensor for $t {
+            const F16: bool = $f16;
+            fn rows(&self) -> usize {
+                self.rows
+            }
+            fn cols(&self) -> usize {
+                self.cols
+            }
+            fn stride(&self) -> usize {
+                self.stride
+            }
+            fn buffer(&self) -> &GpuBuffer {
+                &self.buf
+            }
+        }
+    };
 }
-
-impl GpuTensor for GpuMatrixF16 {
-    const F16: bool = true;
-    fn rows(&self) -> usize {
-        self.rows
-    }
-    fn cols(&self) -> usize {
-        self.cols
-    }
-    fn stride(&self) -> usize {
-        self.stride
-    }
-    fn buffer(&self) -> &GpuBuffer {
-        &self.buf
-    }
-}
+impl_gpu_tensor!(GpuMatrix, false);
+impl_gpu_tensor!(GpuMatrixF16, true);
