@@ -172,6 +172,15 @@ struct Params {
     x_stride4: u32,
 }
 
+fn params(w: &GpuMatrix, x: &GpuMatrix) -> Params {
+    Params {
+        m: w.rows() as u32,
+        k: w.cols() as u32,
+        w_stride4: (w.stride() / 4) as u32,
+        x_stride4: (x.stride() / 4) as u32,
+    }
+}
+
 pub(crate) fn check_product(w_rows: usize, w_cols: usize, x: &GpuMatrix, y: &GpuMatrix) -> Result<()> {
     if w_cols != x.rows() || y.rows() != w_rows || y.cols() != x.cols() {
         return Err(Error::Shape(format!(
@@ -196,12 +205,7 @@ pub fn prepare_with(
 ) -> Result<Dispatch> {
     check_product(w.rows(), w.cols(), x, y)?;
     tile.validate(ctx)?;
-    let params = Params {
-        m: w.rows() as u32,
-        k: w.cols() as u32,
-        w_stride4: (w.stride() / 4) as u32,
-        x_stride4: (x.stride() / 4) as u32,
-    };
+    let params = params(w, x);
     let u = ctx.uniform(&params, "gemm params");
     let bias = ep.bias_buffer(ctx, w.rows())?;
     let groups = [
@@ -291,12 +295,7 @@ pub fn prepare_split(
     }
     check_product(w.rows(), w.cols(), x, y)?;
     tile.validate(ctx)?;
-    let params = Params {
-        m: w.rows() as u32,
-        k: w.cols() as u32,
-        w_stride4: (w.stride() / 4) as u32,
-        x_stride4: (x.stride() / 4) as u32,
-    };
+    let params = params(w, x);
     let u = ctx.uniform(&params, "gemm split params");
     let bias = ep.bias_buffer(ctx, w.rows())?;
     split_dispatches(
@@ -344,12 +343,7 @@ pub fn prepare_skinny(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix
             x.cols()
         )));
     }
-    let params = Params {
-        m: w.rows() as u32,
-        k: w.cols() as u32,
-        w_stride4: (w.stride() / 4) as u32,
-        x_stride4: (x.stride() / 4) as u32,
-    };
+    let params = params(w, x);
     let u = ctx.uniform(&params, "gemm_skinny params");
     let bias = ep.bias_buffer(ctx, w.rows())?;
     let mut c = vec![
