@@ -1,24 +1,23 @@
 //! EfficientNet-Lite0 in f16 storage (issue 10, item 5): every activation is
-//! f16, the 1x1 convolutions and the classifier multiply f16 weights (dense, or
-//! the pruned weights as f16 BSR) with f32 accumulation, the stem and depthwise
-//! convolutions read and write f16 activations with their f32 weights and f32
-//! sums. Built from a [`GpuLite0`] as it currently computes (pruned or dense,
-//! re-normalized convolutions and corrected biases included), so f16 and f32
-//! run the same network and their predictions can be compared.
+//! f16, the 1x1 convolutions and the classifier multiply f16 weights (dense,
+//! or the pruned weights in an f16 sparse format) with f32 accumulation, the
+//! stem and depthwise convolutions read and write f16 activations with their
+//! f32 weights and f32 sums. Built from a [`GpuLite0`] as it currently computes
+//! (pruned or dense, re-normalized convolutions and corrected biases included),
+//! so f16 and f32 run the same network and their predictions can be compared.
 //!
 //! Each 1x1 layer runs the fastest of its candidate kernels, measured on this
 //! adapter for that layer's shape ([`Dispatching::Fastest`]): the dense f16
-//! GEMM on the shader cores (`gemm_f16`, and with K split over more
-//! workgroups, `gemm_f16_splitk`, where K is long and the output small) and on
-//! cooperative matrices
-//! (`gemm_coop`, where the adapter has them), and for block-pruned layers the
-//! block-sparse kernels (`spmm_bsr_f16`, `spmm_bsr_coop`). Dense candidates of
-//! a pruned layer multiply the pruned weights stored dense, so every candidate
-//! computes the same product. 2:4 and 1:2 layers also offer the f16 N:M
-//! kernels (`spmm_nm_f16`, `spmm_nm_coop`); unstructured and other N:M layers
-//! have no f16 sparse kernel and run the dense f16 kernels on their pruned
-//! weights. Needs shader-f16 ([`Context::require_f16`]); browsers without it
-//! keep the f32 model.
+//! GEMM on the shader cores (`gemm_f16`, and `gemm_f16_splitk` with K split
+//! over more workgroups where K is long and the output small) and on
+//! cooperative matrices (`gemm_coop`, where the adapter has them); for
+//! block-pruned layers the block-sparse kernels (`spmm_bsr_f16`,
+//! `spmm_bsr_coop`), for 2:4 and 1:2 layers the N:M ones (`spmm_nm_f16`,
+//! `spmm_nm_coop`). Dense candidates of a pruned layer multiply the pruned
+//! weights stored dense, so every candidate computes the same product.
+//! Unstructured and other N:M layers have no f16 sparse kernel and run the
+//! dense f16 kernels on their pruned weights. Needs shader-f16
+//! ([`Context::require_f16`]); browsers without it keep the f32 model.
 
 use std::fmt;
 use std::ops::Range;
