@@ -13,11 +13,16 @@
 use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
+use crate::gpu::gemm::coop as gemm_coop;
+use crate::gpu::gemm::f16 as gemm_f16;
 use crate::gpu::gemm::GemmTile;
+use crate::gpu::spmm_bsr::coop as spmm_bsr_coop;
+use crate::gpu::spmm_bsr::f16 as spmm_bsr_f16;
 use crate::gpu::spmm_bsr::BsrTile;
+use crate::gpu::spmm_nm::coop as spmm_nm_coop;
 use crate::gpu::{
-    f16_rounded, gemm, gemm_coop, gemm_f16, spmm_bsr, spmm_bsr_coop, spmm_bsr_f16, spmm_csr, spmm_nm, spmm_nm_coop,
-    AdapterSummary, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrix, GpuMatrixF16, PrunePlan, TimingSource,
+    f16_rounded, gemm, spmm_bsr, spmm_csr, spmm_nm, AdapterSummary, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrix,
+    GpuMatrixF16, PrunePlan, TimingSource,
 };
 use crate::ops::{GpuWeights, SparseOperator};
 use crate::prune::{self, BlockNorm};

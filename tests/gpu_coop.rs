@@ -13,8 +13,8 @@
 mod common;
 
 use common::*;
-use wgsparse::gpu::gemm_coop::{self, coop_support, CoopTile, DenseF16Kernel};
-use wgsparse::gpu::spmm_bsr_coop::{self, BsrCoopTile};
+use wgsparse::gpu::gemm::coop::{self as gemm_coop, coop_support, CoopTile, DenseF16Kernel};
+use wgsparse::gpu::spmm_bsr::coop::{self as spmm_bsr_coop, BsrCoopTile};
 use wgsparse::gpu::{f16_rounded, Activation, Context, Epilogue, FeatureSet, GpuBsrF16, GpuMatrixF16};
 use wgsparse::prune::{self, BlockNorm};
 use wgsparse::{reference, Bsr, Matrix};

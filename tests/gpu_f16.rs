@@ -8,11 +8,11 @@
 mod common;
 
 use common::*;
+use wgsparse::gpu::gemm::f16 as gemm_f16;
 use wgsparse::gpu::gemm::GemmTile;
+use wgsparse::gpu::spmm_bsr::f16 as spmm_bsr_f16;
 use wgsparse::gpu::spmm_bsr::BsrTile;
-use wgsparse::gpu::{
-    f16_rounded, gemm_f16, spmm_bsr_f16, Activation, Context, Epilogue, FeatureSet, GpuBsr, GpuBsrF16, GpuMatrixF16,
-};
+use wgsparse::gpu::{f16_rounded, Activation, Context, Epilogue, FeatureSet, GpuBsr, GpuBsrF16, GpuMatrixF16};
 use wgsparse::prune::{self, BlockNorm};
 use wgsparse::{reference, Bsr, Matrix};
 

@@ -1,27 +1,20 @@
-//! Every WGSL file is validated by naga with WebGPU's capabilities and translated
-//! to SPIR-V, MSL and HLSL, so the Vulkan, Metal and DX12 paths are compiled
-//! without that hardware. Fails when it finds no shader, so a moved folder
-//! cannot pass silently. The cooperative-matrix shaders (`enable
-//! wgpu_cooperative_matrix;`, native only) must instead FAIL validation with
-//! WebGPU's capabilities (browsers can never get them) and validate with native
-//! ones, then translate to SPIR-V with every override set their Rust side uses.
+//! Every kernel of the registry (`wgsparse::gpu::registry`), with every
+//! specialisation its host code can build, is validated by naga and translated:
+//! kernels without cooperative matrices with WebGPU's capabilities to SPIR-V,
+//! MSL and HLSL (so the Vulkan, Metal and DX12 paths are compiled without that
+//! hardware); the cooperative-matrix kernels (`enable wgpu_cooperative_matrix;`,
+//! native only) must instead FAIL validation with WebGPU's capabilities
+//! (browsers can never get them) and validate natively, then translate to
+//! SPIR-V. Each descriptor's bindings and needs are checked against its WGSL,
+//! and every `.wgsl` file in the tree must be the source of a registered
+//! kernel, so a moved or forgotten file cannot pass silently.
 
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use naga::back::{hlsl, msl, spv};
-use naga::valid::{Capabilities, ValidationFlags, Validator};
-
-fn shader_files() -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no .wgsl files under {}", dir.display());
-    files
-}
+use naga::valid::{Capabilities, GlobalUse, ModuleInfo, ValidationFlags, Validator};
+use wgsparse::gpu::{registry, Binding, KernelDef, WgslSource};
 
 /// Capabilities a browser's WebGPU offers (f16 is an optional WebGPU feature,
 /// enabled per shader with `enable f16;`).
@@ -29,167 +22,212 @@ fn webgpu_caps() -> Capabilities {
     Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32
 }
 
-fn is_coop(src: &str) -> bool {
-    src.contains("enable wgpu_cooperative_matrix;")
-}
-
-#[test]
-fn every_shader_validates_for_webgpu_and_translates() {
-    for path in shader_files() {
-        if is_coop(&std::fs::read_to_string(&path).unwrap()) {
-            continue;
-        }
-        let name = path.display().to_string();
-        let src = std::fs::read_to_string(&path).unwrap();
-        let module =
-            naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
-        let info = Validator::new(ValidationFlags::all(), webgpu_caps())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
-        // Overrides must be resolved before the backends run; use their defaults.
-        let (module, info) =
-            naga::back::pipeline_constants::process_overrides(&module, &info, None, &Default::default())
-                .unwrap_or_else(|e| panic!("{name}: overrides: {e}"));
-        for ep in &module.entry_points {
-            let pipeline = spv::PipelineOptions {
-                shader_stage: ep.stage,
-                entry_point: ep.name.clone(),
-            };
-            spv::write_vec(&module, &info, &spv::Options::default(), Some(&pipeline))
-                .unwrap_or_else(|e| panic!("{name}: SPIR-V ({}): {e}", ep.name));
-        }
-        let pipeline = msl::PipelineOptions::default();
-        msl::write_string(&module, &info, &msl::Options::default(), &pipeline)
-            .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
-        let mut out = String::new();
-        hlsl::Writer::new(&mut out, &hlsl::Options::default(), &hlsl::PipelineOptions::default())
-            .write(&module, &info, None)
-            .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
-    }
-}
-
 /// Native capabilities the cooperative-matrix kernels need.
 fn coop_caps() -> Capabilities {
     webgpu_caps() | Capabilities::COOPERATIVE_MATRIX | Capabilities::SUBGROUP
 }
 
-fn coop_sources() -> Vec<(String, String)> {
-    let found: Vec<_> = shader_files()
-        .into_iter()
-        .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).unwrap()))
-        .filter(|(_, src)| is_coop(src))
-        .collect();
-    assert!(found.len() >= 2, "expected gemm_coop.wgsl and spmm_bsr_coop.wgsl");
-    found
+fn caps(k: &KernelDef) -> Capabilities {
+    if k.needs.coop {
+        coop_caps()
+    } else {
+        webgpu_caps()
+    }
 }
 
-#[test]
-fn coop_shaders_are_rejected_for_webgpu() {
-    for (name, src) in coop_sources() {
-        // The parser may already refuse the extension; if not, the validator must.
-        if let Ok(module) = naga::front::wgsl::parse_str(&src) {
-            let r = Validator::new(ValidationFlags::all(), webgpu_caps()).validate(&module);
-            assert!(r.is_err(), "{name} validates with WebGPU's capabilities");
+fn wgsl_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            wgsl_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "wgsl") {
+            out.push(p);
         }
     }
 }
 
-/// Validates `src` natively, resolves the overrides to `constants` and writes SPIR-V.
-fn coop_spirv(name: &str, src: &str, constants: &[(&'static str, u32)]) {
-    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-    let info = Validator::new(ValidationFlags::all(), coop_caps())
+fn parse_and_validate(k: &KernelDef) -> (naga::Module, ModuleInfo) {
+    let src = k.source();
+    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}: {}", k.name, e.emit_to_string(src)));
+    let info = Validator::new(ValidationFlags::all(), caps(k))
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-    let consts: naga::back::PipelineConstants = constants.iter().map(|(k, v)| (k.to_string(), *v as f64)).collect();
-    let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, None, &consts)
-        .unwrap_or_else(|e| panic!("{name} {constants:?}: overrides: {e}"));
-    let opts = spv::Options {
-        lang_version: (1, 3),
-        ..Default::default()
-    };
-    for ep in &module.entry_points {
-        let pipeline = spv::PipelineOptions {
-            shader_stage: ep.stage,
-            entry_point: ep.name.clone(),
-        };
-        spv::write_vec(&module, &info, &opts, Some(&pipeline))
-            .unwrap_or_else(|e| panic!("{name} {constants:?}: SPIR-V ({}): {e}", ep.name));
-    }
+        .unwrap_or_else(|e| panic!("{}: {}", k.name, e.emit_to_string(src)));
+    (module, info)
 }
 
 #[test]
-fn coop_shaders_validate_natively_and_translate_with_every_tile() {
-    use wgsparse::gpu::gemm_coop::CoopTile;
-    use wgsparse::gpu::spmm_bsr_coop::BsrCoopTile;
-    use wgsparse::gpu::{Activation, Epilogue};
-    for (name, src) in coop_sources() {
-        coop_spirv(&name, &src, &[]);
+fn registry_is_complete_with_unique_names() {
+    let reg = registry();
+    assert!(reg.len() >= 50, "the registry lists only {} kernels", reg.len());
+    let mut names = HashSet::new();
+    for k in &reg {
+        assert!(names.insert(k.name), "two kernels are named {}", k.name);
+        assert!(!k.bindings.is_empty(), "{} has no bindings", k.name);
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let gemm = std::fs::read_to_string(dir.join("gemm_coop.wgsl")).unwrap();
-    let bsr = std::fs::read_to_string(dir.join("spmm_bsr_coop.wgsl")).unwrap();
-    let eps = [
-        Epilogue::default(),
-        Epilogue {
-            bias: None,
-            act: Activation::Relu6,
-        },
-    ];
-    let mut translated = 0;
-    for ep in &eps {
-        for sg in [32, 64] {
-            for tile in CoopTile::CANDIDATES {
-                if let Ok(c) = tile.constants(sg, 48 * 1024, ep) {
-                    coop_spirv("gemm_coop.wgsl", &gemm, &c);
-                    translated += 1;
-                }
-            }
-            for block in [16, 32] {
-                for tile in BsrCoopTile::candidates(block) {
-                    if let Ok(c) = tile.constants(block, sg, 48 * 1024, ep) {
-                        coop_spirv("spmm_bsr_coop.wgsl", &bsr, &c);
-                        translated += 1;
-                    }
-                }
-            }
-        }
-    }
-    // Every candidate fits with subgroups of 32 (more are refused at 64).
-    assert!(translated >= 2 * (10 + 7 + 7), "only {translated} tile sets translated");
-}
-
-/// Kernels whose source is not a file as it stands: `conv.wgsl` compiled with
-/// f16 activations. Validated for WebGPU (shader-f16 is a WebGPU feature) and
-/// translated like the files, and their entry points exist.
-#[test]
-fn generated_f16_convolutions_validate_for_webgpu_and_translate() {
-    use wgsparse::gpu::Kernel;
-    for k in [Kernel::Conv2dF16, Kernel::DepthwiseF16, Kernel::AvgPoolF16] {
-        let src = k.source();
+    // Every .wgsl file of the tree is the source of a registered kernel.
+    let mut files = Vec::new();
+    wgsl_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    assert!(files.len() >= 15, "found only {} .wgsl files under src/", files.len());
+    let sources: HashSet<&str> = reg
+        .iter()
+        .filter_map(|k| match k.source {
+            WgslSource::File(s) => Some(s),
+            WgslSource::Generated(_) => None,
+        })
+        .collect();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
         assert!(
-            src.contains("enable f16;") && src.contains("alias T = f16;"),
-            "{}",
-            k.name()
+            sources.contains(text.as_str()),
+            "{} is the source of no registered kernel",
+            f.display()
         );
-        assert!(k.needs_f16(), "{}", k.name());
-        let module =
-            naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}: {}", k.name(), e.emit_to_string(src)));
-        let info = Validator::new(ValidationFlags::all(), webgpu_caps())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{}: {}", k.name(), e.emit_to_string(src)));
-        let (module, info) =
-            naga::back::pipeline_constants::process_overrides(&module, &info, None, &Default::default())
-                .unwrap_or_else(|e| panic!("{}: overrides: {e}", k.name()));
-        let ep = module
+    }
+}
+
+#[test]
+fn needs_match_the_enables_of_each_source() {
+    for k in registry() {
+        let enables = |what: &str| k.source().lines().any(|l| l.trim() == what);
+        assert_eq!(
+            k.needs.f16,
+            enables("enable f16;"),
+            "{}: needs.f16 disagrees with its WGSL",
+            k.name
+        );
+        assert_eq!(
+            k.needs.coop,
+            enables("enable wgpu_cooperative_matrix;"),
+            "{}: needs.coop disagrees with its WGSL",
+            k.name
+        );
+    }
+}
+
+/// The bind-group layout a descriptor declares is the one its entry point
+/// uses: every resource the entry point touches is declared with the same
+/// kind (uniform, read-only or read-write storage), and every declared
+/// binding exists in the module.
+#[test]
+fn bindings_match_each_entry_point() {
+    for k in registry() {
+        let (module, info) = parse_and_validate(k);
+        let (ep_index, _) = module
             .entry_points
             .iter()
-            .find(|e| e.name == k.entry_point())
-            .unwrap_or_else(|| panic!("{}: no entry point {}", k.name(), k.entry_point()));
-        let pipeline = spv::PipelineOptions {
-            shader_stage: ep.stage,
-            entry_point: ep.name.clone(),
-        };
-        spv::write_vec(&module, &info, &spv::Options::default(), Some(&pipeline))
-            .unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", k.name()));
+            .enumerate()
+            .find(|(_, e)| e.name == k.entry)
+            .unwrap_or_else(|| panic!("{}: no entry point {}", k.name, k.entry));
+        let uses = info.get_entry_point(ep_index);
+        // Files with several entry points declare one global per (entry
+        // point, binding): check the ones this entry point uses.
+        let mut used = HashMap::new();
+        let mut declared = HashSet::new();
+        for (h, g) in module.global_variables.iter() {
+            let Some(rb) = &g.binding else { continue };
+            assert_eq!(rb.group, 0, "{}: binding in group {}", k.name, rb.group);
+            declared.insert(rb.binding);
+            if uses[h] == GlobalUse::empty() {
+                continue;
+            }
+            let kind = match g.space {
+                naga::AddressSpace::Uniform => Binding::Uniform,
+                naga::AddressSpace::Storage { access } => Binding::Storage {
+                    read_only: !access.contains(naga::StorageAccess::STORE),
+                },
+                other => panic!("{}: binding {} in address space {other:?}", k.name, rb.binding),
+            };
+            assert!(
+                used.insert(rb.binding, kind).is_none(),
+                "{}: entry point uses two globals at binding {}",
+                k.name,
+                rb.binding
+            );
+        }
+        for (&i, kind) in &used {
+            let want = k.bindings.get(i as usize).unwrap_or_else(|| {
+                panic!(
+                    "{}: entry point uses binding {i} beyond the {} declared",
+                    k.name,
+                    k.bindings.len()
+                )
+            });
+            assert_eq!(want, kind, "{}: binding {i} kind", k.name);
+        }
+        for i in 0..k.bindings.len() as u32 {
+            assert!(
+                declared.contains(&i),
+                "{}: binding {i} is not declared in its WGSL",
+                k.name
+            );
+        }
     }
+}
+
+#[test]
+fn coop_kernels_are_rejected_for_webgpu() {
+    let mut coop = 0;
+    for k in registry().into_iter().filter(|k| k.needs.coop) {
+        coop += 1;
+        let src = k.source();
+        // The parser may already refuse the extension; if not, the validator must.
+        if let Ok(module) = naga::front::wgsl::parse_str(src) {
+            let r = Validator::new(ValidationFlags::all(), webgpu_caps()).validate(&module);
+            assert!(r.is_err(), "{} validates with WebGPU's capabilities", k.name);
+        }
+    }
+    assert!(
+        coop >= 3,
+        "expected gemm_coop, spmm_bsr_coop and spmm_nm_coop, found {coop}"
+    );
+}
+
+/// Every kernel x every specialisation: overrides resolved, the entry point
+/// written as SPIR-V; kernels browsers can run also as MSL and HLSL.
+#[test]
+fn every_specialisation_validates_and_translates() {
+    let mut translated = 0;
+    for k in registry() {
+        let (module, info) = parse_and_validate(k);
+        let specs = (k.specialisations)();
+        assert!(!specs.is_empty(), "{} lists no specialisation", k.name);
+        let mut seen = HashSet::new();
+        for c in specs {
+            assert!(seen.insert(c.clone()), "{}: specialisation {c:?} listed twice", k.name);
+            let consts: naga::back::PipelineConstants = c.iter().map(|(n, v)| (n.to_string(), *v as f64)).collect();
+            let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, None, &consts)
+                .unwrap_or_else(|e| panic!("{} {c:?}: overrides: {e}", k.name));
+            let ep = module
+                .entry_points
+                .iter()
+                .find(|e| e.name == k.entry)
+                .unwrap_or_else(|| panic!("{}: no entry point {}", k.name, k.entry));
+            let opts = spv::Options {
+                lang_version: if k.needs.coop { (1, 3) } else { (1, 0) },
+                ..Default::default()
+            };
+            let pipeline = spv::PipelineOptions {
+                shader_stage: ep.stage,
+                entry_point: ep.name.clone(),
+            };
+            spv::write_vec(&module, &info, &opts, Some(&pipeline))
+                .unwrap_or_else(|e| panic!("{} {c:?}: SPIR-V: {e}", k.name));
+            if !k.needs.coop {
+                msl::write_string(
+                    &module,
+                    &info,
+                    &msl::Options::default(),
+                    &msl::PipelineOptions::default(),
+                )
+                .unwrap_or_else(|e| panic!("{} {c:?}: MSL: {e}", k.name));
+                let mut out = String::new();
+                hlsl::Writer::new(&mut out, &hlsl::Options::default(), &hlsl::PipelineOptions::default())
+                    .write(&module, &info, None)
+                    .unwrap_or_else(|e| panic!("{} {c:?}: HLSL: {e}", k.name));
+            }
+            translated += 1;
+        }
+    }
+    println!("{translated} (kernel, specialisation) pairs translated");
+    assert!(translated >= 500, "only {translated} specialisations translated");
 }

@@ -3,7 +3,7 @@
 //! - [`pack`]: the compressed layout and its CPU reference (always built).
 //! - With the `cuda` feature: [`CudaRuntime`] (cudarc, libraries loaded at run
 //!   time), our `mma.sp` SpMM and GPU compression compiled by NVRTC from
-//!   `shaders/cuda/sparse24.cu`, cuBLAS dense, and cuSPARSELt for comparison.
+//!   `src/cuda/sparse24.cu`, cuBLAS dense, and cuSPARSELt for comparison.
 
 pub mod pack;
 #[cfg(feature = "cuda")]

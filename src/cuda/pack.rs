@@ -1,6 +1,6 @@
 //! 2:4 compression for the sparse tensor cores, on the CPU: the reference for the
 //! GPU compression kernel and the definition of the storage layout the CUDA SpMM
-//! reads (`shaders/cuda/sparse24.cu`). Pure Rust: built and tested without CUDA.
+//! reads (`src/cuda/sparse24.cu`). Pure Rust: built and tested without CUDA.
 //!
 //! Layout of a compressed `rows x cols` matrix A (2:4 along the columns = K):
 //! - `kp = cols` rounded up to 64, `mp = rows` rounded up to 16; padding is zeros.

@@ -12,7 +12,7 @@ use super::pack::{self, Compressed24, Half, MetaLayout};
 use crate::error::{Error, Result};
 
 /// The CUDA C++ source of every kernel of this backend.
-pub const SOURCE: &str = include_str!("../../shaders/cuda/sparse24.cu");
+pub const SOURCE: &str = include_str!("sparse24.cu");
 
 fn cuda<E: std::fmt::Debug>(what: &str) -> impl Fn(E) -> Error + '_ {
     move |e| Error::Cuda(format!("{what}: {e:?}"))
@@ -343,7 +343,7 @@ impl CudaRuntime {
             ..Default::default()
         };
         let ptx = nvrtc::compile_ptx_with_opts(SOURCE, opts)
-            .map_err(|e| Error::Cuda(format!("NVRTC could not compile shaders/cuda/sparse24.cu: {e:?}")))?;
+            .map_err(|e| Error::Cuda(format!("NVRTC could not compile src/cuda/sparse24.cu: {e:?}")))?;
         let module = ctx.load_module(ptx).map_err(cuda("loading the PTX module"))?;
         let mut funcs = HashMap::new();
         for n in [

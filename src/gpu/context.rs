@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
-use super::pipeline::{PipelineKey, ShaderChecks};
+use super::kernel::{PipelineKey, ShaderChecks};
 
 /// A kernel with its bindings and grid, ready to record into a compute pass.
 #[derive(Clone, Debug)]
@@ -392,15 +392,13 @@ impl Context {
     /// The pipeline and bind-group layout for `key`, compiled once and cached.
     /// An f16 kernel on a device without shader-f16 is an [`Error::Gpu`].
     pub fn pipeline(&self, key: &PipelineKey) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
-        if key.kernel.needs_f16() {
-            self.require_f16(key.kernel.name())?;
+        if key.kernel.needs.f16 {
+            self.require_f16(key.kernel.name)?;
         }
-        if key.kernel.needs_coop() && !(self.features().coop_matrix && self.features().subgroups) {
+        if key.kernel.needs.coop && !(self.features().coop_matrix && self.features().subgroups) {
             return Err(Error::Gpu(format!(
                 "{} needs cooperative matrices and subgroups, which the adapter '{}' ({:?}) does not offer",
-                key.kernel.name(),
-                self.summary.info.name,
-                self.summary.info.backend
+                key.kernel.name, self.summary.info.name, self.summary.info.backend
             )));
         }
         let mut cache = self
@@ -467,7 +465,7 @@ impl Context {
     pub fn prepare(&self, key: &PipelineKey, resources: &[&wgpu::Buffer], groups: [u32; 3]) -> Result<Dispatch> {
         let groups = self.check_dispatch(groups)?;
         let (pipeline, layout) = self.pipeline(key)?;
-        let name = key.kernel.name();
+        let name = key.kernel.name;
         let entries: Vec<wgpu::BindGroupEntry> = resources
             .iter()
             .enumerate()

@@ -1,6 +1,8 @@
 //! The GPU side: one [`Context`] owning adapter, device and queue; a pipeline
-//! cache keyed by kernel and specialisation; matrices on the GPU; one file per
-//! kernel family (the `.wgsl` of the same name lives in `shaders/`).
+//! cache keyed by kernel descriptor and specialisation; matrices on the GPU;
+//! one folder per kernel family (`gemm/`, `spmm_bsr/`, `spmm_nm/`,
+//! `spmm_csr/`, `conv/`, `prune/`, `elementwise/`, `calibrate/`) holding its
+//! host code, its kernel descriptors ([`KernelDef`]) and its WGSL.
 
 mod buffer;
 pub mod calibrate;
@@ -8,21 +10,12 @@ mod context;
 pub mod conv;
 pub mod elementwise;
 mod epilogue;
-mod formats;
 pub mod gemm;
-pub mod gemm_coop;
-pub mod gemm_f16;
-mod pipeline;
+mod kernel;
 pub mod prune;
-mod prune_block;
-mod prune_nm;
-mod prune_select;
 pub mod spmm_bsr;
-pub mod spmm_bsr_coop;
-pub mod spmm_bsr_f16;
 pub mod spmm_csr;
 pub mod spmm_nm;
-pub mod spmm_nm_coop;
 mod timing;
 
 pub use buffer::{
@@ -30,9 +23,15 @@ pub use buffer::{
 };
 pub use context::{AdapterSummary, Context, CoopConfig, Dispatch, FeatureSet};
 pub use epilogue::{Activation, Epilogue};
-pub use formats::{longest_first, GpuBsr, GpuBsrF16, GpuCsr, GpuNm};
-pub use pipeline::{Binding, Kernel, PipelineKey, ShaderChecks};
+pub use kernel::{
+    across_epilogues, defaults_only, epilogue_variants, epilogues_only, registry, Binding, Constants, KernelDef, Needs,
+    PipelineKey, ShaderChecks, WgslSource,
+};
+pub(crate) use kernel::{RO, RW, UNIFORM};
 pub use prune::{prune_block, prune_global, prune_nm, prune_unstructured, PrunePlan};
 #[cfg(not(target_arch = "wasm32"))]
 pub use prune::{prune_block_blocking, prune_global_blocking, prune_nm_blocking, prune_unstructured_blocking};
+pub use spmm_bsr::{longest_first, GpuBsr, GpuBsrF16};
+pub use spmm_csr::GpuCsr;
+pub use spmm_nm::GpuNm;
 pub use timing::{TimingSource, Timings};

@@ -24,13 +24,13 @@ use std::ops::Range;
 
 use super::gpu::{Current, Dispatching, GpuLayer, GpuLite0};
 use crate::error::{Error, Result};
+use crate::gpu::gemm::coop::{self as gemm_coop, CoopTile};
+use crate::gpu::gemm::f16 as gemm_f16;
 use crate::gpu::gemm::GemmTile;
-use crate::gpu::gemm_coop::{self, CoopTile};
-use crate::gpu::spmm_bsr_coop;
-use crate::gpu::spmm_nm_coop::{self, GpuNmF16};
-use crate::gpu::{
-    conv, elementwise, gemm_f16, spmm_bsr_f16, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, Timings,
-};
+use crate::gpu::spmm_bsr::coop as spmm_bsr_coop;
+use crate::gpu::spmm_bsr::f16 as spmm_bsr_f16;
+use crate::gpu::spmm_nm::coop::{self as spmm_nm_coop, GpuNmF16};
+use crate::gpu::{conv, elementwise, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, Timings};
 use crate::ops::GpuWeights;
 use crate::sparse::{Bsr, Mask, Matrix, Pattern, SparseMatrix};
 

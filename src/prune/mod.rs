@@ -293,7 +293,7 @@ pub fn prune(w: &Matrix, pattern: Pattern, sparsity: f64) -> Result<(SparseMatri
 /// The activation-aware score of every weight: `|w[r, c]| * norm[c]`, where
 /// `norm[c]` is the L2 norm of input channel `c`'s activations over some
 /// calibration data (the criterion of Wanda, Sun et al. 2023). The f32 product
-/// is the one the GPU computes (`shaders/calibrate.wgsl`), so both rank alike.
+/// is the one the GPU computes (`calibrate.wgsl`), so both rank alike.
 pub fn activation_scores(w: &Matrix, norm: &[f32]) -> Result<Matrix> {
     if norm.len() != w.cols() {
         return Err(Error::Shape(format!(

@@ -1,9 +1,9 @@
 //! Thin, shape-checked wrappers over the training kernels of
-//! `shaders/train.wgsl`: each returns prepared [`Dispatch`]es (bind groups
+//! `train.wgsl`: each returns prepared [`Dispatch`]es (bind groups
 //! made once) that a training step records again and again.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Dispatch, GpuBsr, GpuBuffer, GpuCsr, GpuNm, Kernel, PipelineKey};
+use crate::gpu::{Context, Dispatch, GpuBsr, GpuBuffer, GpuCsr, GpuNm, PipelineKey};
 
 pub const F_BIAS: u32 = 1;
 pub const F_RELU6: u32 = 2;
@@ -39,8 +39,8 @@ fn need(b: &GpuBuffer, len: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn prep(ctx: &Context, kernel: Kernel, p: &P, res: &[&wgpu::Buffer], groups: [u32; 3]) -> Result<Dispatch> {
-    let u = ctx.uniform(p, kernel.name());
+fn prep(ctx: &Context, kernel: &'static KernelDef, p: &P, res: &[&wgpu::Buffer], groups: [u32; 3]) -> Result<Dispatch> {
+    let u = ctx.uniform(p, kernel.name);
     let mut all: Vec<&wgpu::Buffer> = vec![&u];
     all.extend_from_slice(res);
     ctx.prepare(&PipelineKey::new(kernel, &[]), &all, groups)
@@ -170,7 +170,7 @@ pub fn gemm(
     ])?;
     let mut list = vec![prep(
         ctx,
-        Kernel::TrGemm,
+        &TR_GEMM,
         &p,
         &[
             a.buf.raw(),
@@ -202,7 +202,7 @@ pub fn reduce(
     p.u[0] = u32_of(len, "len")?;
     p.u[1] = u32_of(slices, "slices")?;
     p.u[3] = if accumulate { F_ACC } else { 0 };
-    prep(ctx, Kernel::TrReduce, &p, &[part.raw(), out.raw()], grid(ctx, len)?)
+    prep(ctx, &TR_REDUCE, &p, &[part.raw(), out.raw()], grid(ctx, len)?)
 }
 
 /// `out[r] (+)= scale * sum_c x[r, c]` over a row-major `rows x cols` matrix.
@@ -223,7 +223,7 @@ pub fn rowsum(
     p.u[3] = if accumulate { F_ACC } else { 0 };
     p.f[0] = scale;
     let groups = ctx.fold_groups(u32_of(rows.max(1), "rows")?)?;
-    prep(ctx, Kernel::TrRowsum, &p, &[x.raw(), out.raw()], groups)
+    prep(ctx, &TR_ROWSUM, &p, &[x.raw(), out.raw()], groups)
 }
 
 /// `dst[r, c] = scale * src[r]` (times the ReLU6 gate of `gate_y` if given).
@@ -249,7 +249,7 @@ pub fn bcast(
     let dummy = ctx.dummy_buffer();
     prep(
         ctx,
-        Kernel::TrBcast,
+        &TR_BCAST,
         &p,
         &[src.raw(), dst.raw(), gate_y.map(|b| b.raw()).unwrap_or(&dummy)],
         grid(ctx, rows * cols)?,
@@ -262,7 +262,7 @@ pub fn gate(ctx: &Context, d: &GpuBuffer, y: &GpuBuffer, len: usize) -> Result<D
     need(y, len, "gate output")?;
     let mut p = P::default();
     p.u[0] = u32_of(len, "len")?;
-    prep(ctx, Kernel::TrGate, &p, &[d.raw(), y.raw()], grid(ctx, len)?)
+    prep(ctx, &TR_GATE, &p, &[d.raw(), y.raw()], grid(ctx, len)?)
 }
 
 /// A batched spatial convolution's geometry.
@@ -374,7 +374,7 @@ pub fn conv(
     need(y, g.output_len(), "conv output")?;
     prep(
         ctx,
-        Kernel::TrConv,
+        &TR_CONV,
         &p,
         &[x.raw(), w.raw(), y.raw(), bias.raw()],
         grid(ctx, g.output_len())?,
@@ -401,7 +401,7 @@ pub fn dw_bwd_x(
     need(dx, g.input_len(), "dw_bwd_x dx")?;
     prep(
         ctx,
-        Kernel::TrDwBwdX,
+        &TR_DW_BWD_X,
         &p,
         &[dz.raw(), w.raw(), dx.raw()],
         grid(ctx, g.input_len())?,
@@ -443,12 +443,9 @@ pub fn conv_bwd_w(
     let slices = total.div_ceil(2048).min(words(scratch) / per.max(1)).clamp(1, 65535);
     need(scratch, slices * per, "conv_bwd_w scratch")?;
     let ci = if g.depthwise { 1 } else { g.cin };
-    let u = ctx.uniform(&p, Kernel::TrConvBwdW.name());
+    let u = ctx.uniform(&p, TR_CONV_BWD_W.name);
     let d1 = ctx.prepare(
-        &PipelineKey::new(
-            Kernel::TrConvBwdW,
-            &[("KS", u32_of(g.k, "k")?), ("CI", u32_of(ci, "cin")?)],
-        ),
+        &PipelineKey::new(&TR_CONV_BWD_W, &[("KS", u32_of(g.k, "k")?), ("CI", u32_of(ci, "cin")?)]),
         &[&u, dz.raw(), x.raw(), scratch.raw()],
         ctx.check_dispatch([u32_of(slices, "slices")?, u32_of(g.cout, "cout")?, 1])?,
     )?;
@@ -459,7 +456,7 @@ pub fn conv_bwd_w(
     q.u[3] = if accumulate { F_ACC } else { 0 };
     let d2 = prep(
         ctx,
-        Kernel::TrConvReduce,
+        &TR_CONV_REDUCE,
         &q,
         &[scratch.raw(), dw.raw(), db.raw()],
         grid(ctx, per)?,
@@ -498,13 +495,7 @@ pub fn kd(
     p.f[0] = temperature;
     p.f[1] = weight / batch as f32;
     let groups = ctx.check_dispatch([u32_of(batch, "batch")?, 1, 1])?;
-    prep(
-        ctx,
-        Kernel::TrKd,
-        &p,
-        &[s.raw(), t.raw(), ds.raw(), metrics.raw()],
-        groups,
-    )
+    prep(ctx, &TR_KD, &p, &[s.raw(), t.raw(), ds.raw(), metrics.raw()], groups)
 }
 
 /// Workgroups of [`feat`]: its partial sums take this many metrics words.
@@ -533,7 +524,7 @@ pub fn feat(
     p.f[0] = 2.0 * weight / len.max(1) as f32;
     prep(
         ctx,
-        Kernel::TrFeat,
+        &TR_FEAT,
         &p,
         &[fs.raw(), ft.raw(), g.raw(), metrics.raw()],
         [FEAT_GROUPS as u32, 1, 1],
@@ -567,7 +558,7 @@ pub fn adam(
     let dummy = ctx.dummy_buffer();
     prep(
         ctx,
-        Kernel::TrAdam,
+        &TR_ADAM,
         &p,
         &[
             w.raw(),
@@ -597,7 +588,7 @@ pub fn mask_apply(
     p.u[0] = u32_of(len, "len")?;
     prep(
         ctx,
-        Kernel::TrMaskApply,
+        &TR_MASK_APPLY,
         &p,
         &[mask.raw(), w.raw(), m.raw(), v.raw()],
         grid(ctx, len)?,
@@ -623,7 +614,7 @@ pub fn mask_from(ctx: &Context, sparse: Pruned, mask: &GpuBuffer) -> Result<Vec<
             p.u[1] = u32_of(c.cols, "cols")?;
             prep(
                 ctx,
-                Kernel::TrMaskCsr,
+                &TR_MASK_CSR,
                 &p,
                 &[c.row_ptr.raw(), c.col_idx.raw(), &dummy, mask.raw()],
                 grid(ctx, c.rows)?,
@@ -638,7 +629,7 @@ pub fn mask_from(ctx: &Context, sparse: Pruned, mask: &GpuBuffer) -> Result<Vec<
             let threads = b.rows.div_ceil(b.block_rows) * b.block_rows * b.block_cols;
             prep(
                 ctx,
-                Kernel::TrMaskBsr,
+                &TR_MASK_BSR,
                 &p,
                 &[b.row_ptr.raw(), b.col_idx.raw(), &dummy, mask.raw()],
                 grid(ctx, threads)?,
@@ -660,7 +651,7 @@ pub fn mask_from(ctx: &Context, sparse: Pruned, mask: &GpuBuffer) -> Result<Vec<
             p.u[7] = u32_of(groups, "groups")?;
             prep(
                 ctx,
-                Kernel::TrMaskNm,
+                &TR_MASK_NM,
                 &p,
                 &[&dummy, nm.indices.raw(), nm.values.raw(), mask.raw()],
                 grid(ctx, nm.rows * groups)?,
@@ -702,9 +693,170 @@ pub fn augment(
     p.f[3..6].copy_from_slice(&std);
     prep(
         ctx,
-        Kernel::TrAugment,
+        &TR_AUGMENT,
         &p,
         &[sources.raw(), aug.raw(), out.raw()],
         grid(ctx, batch * r * r)?,
     )
 }
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const TRAIN_WGSL: &str = include_str!("train.wgsl");
+pub static TR_GEMM: KernelDef = KernelDef {
+    name: "tr_gemm",
+    entry: "tr_gemm",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RO, RO],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_REDUCE: KernelDef = KernelDef {
+    name: "tr_reduce",
+    entry: "tr_reduce",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_ROWSUM: KernelDef = KernelDef {
+    name: "tr_rowsum",
+    entry: "tr_rowsum",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_BCAST: KernelDef = KernelDef {
+    name: "tr_bcast",
+    entry: "tr_bcast",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RW, RO],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_GATE: KernelDef = KernelDef {
+    name: "tr_gate",
+    entry: "tr_gate",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RW, RO],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_CONV: KernelDef = KernelDef {
+    name: "tr_conv",
+    entry: "tr_conv",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RO],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_DW_BWD_X: KernelDef = KernelDef {
+    name: "tr_dw_bwd_x",
+    entry: "tr_dw_bwd_x",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_CONV_BWD_W: KernelDef = KernelDef {
+    name: "tr_conv_bwd_w",
+    entry: "tr_conv_bwd_w",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_CONV_REDUCE: KernelDef = KernelDef {
+    name: "tr_conv_reduce",
+    entry: "tr_conv_reduce",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RW, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_KD: KernelDef = KernelDef {
+    name: "tr_kd",
+    entry: "tr_kd",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_FEAT: KernelDef = KernelDef {
+    name: "tr_feat",
+    entry: "tr_feat",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_ADAM: KernelDef = KernelDef {
+    name: "tr_adam",
+    entry: "tr_adam",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RW, RO, RW, RW, RO, RO],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_MASK_CSR: KernelDef = KernelDef {
+    name: "tr_mask_csr",
+    entry: "tr_mask_csr",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_MASK_BSR: KernelDef = KernelDef {
+    name: "tr_mask_bsr",
+    entry: "tr_mask_bsr",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_MASK_NM: KernelDef = KernelDef {
+    name: "tr_mask_nm",
+    entry: "tr_mask_nm",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_MASK_APPLY: KernelDef = KernelDef {
+    name: "tr_mask_apply",
+    entry: "tr_mask_apply",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RW, RW, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static TR_AUGMENT: KernelDef = KernelDef {
+    name: "tr_augment",
+    entry: "tr_augment",
+    source: WgslSource::File(TRAIN_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub const KERNELS: &[&KernelDef] = &[
+    &TR_GEMM,
+    &TR_REDUCE,
+    &TR_ROWSUM,
+    &TR_BCAST,
+    &TR_GATE,
+    &TR_CONV,
+    &TR_DW_BWD_X,
+    &TR_CONV_BWD_W,
+    &TR_CONV_REDUCE,
+    &TR_KD,
+    &TR_FEAT,
+    &TR_ADAM,
+    &TR_MASK_CSR,
+    &TR_MASK_BSR,
+    &TR_MASK_NM,
+    &TR_MASK_APPLY,
+    &TR_AUGMENT,
+];

@@ -1,4 +1,4 @@
-//! N:M SpMM (`shaders/spmm_nm.wgsl`): `Y = epilogue(W X)` with W in N:M along K
+//! N:M SpMM (`spmm_nm.wgsl`): `Y = epilogue(W X)` with W in N:M along K
 //! ([`GpuNm`]) and X, Y dense ([`GpuMatrix`]).
 //!
 //! Three kernels share the bindings; [`Tiling::auto`] picks one from the shape
@@ -14,10 +14,15 @@
 //!
 //! The shader header says what each workgroup and thread owns.
 
+pub mod coop;
+mod format;
+
+pub use format::GpuNm;
+
 use crate::error::{Error, Result};
 use crate::sparse::Pattern;
 
-use super::{Context, Dispatch, Epilogue, GpuMatrix, GpuNm, Kernel, PipelineKey};
+use super::{Context, Dispatch, Epilogue, GpuMatrix, PipelineKey};
 
 /// Most rows one thread of [`Tiling::Tiled`] owns (`MAX_RM` in the shader).
 pub const MAX_ROWS_PER_THREAD: u32 = 8;
@@ -493,7 +498,7 @@ pub fn prepare_with(
                 ("RM", rows_per_thread),
             ]);
             (
-                Kernel::SpmmNmTiled,
+                &SPMM_NM_TILED,
                 rows.div_ceil(row_threads * rows_per_thread),
                 n4.div_ceil(col_threads),
                 s.groups.div_ceil(groups_per_chunk),
@@ -505,7 +510,7 @@ pub fn prepare_with(
             rows: rpw,
         } => {
             constants.extend([("R_CT", col_threads), ("R_KS", split), ("R_RPW", rpw)]);
-            (Kernel::SpmmNmRows, rows.div_ceil(rpw), n4.div_ceil(col_threads), 0)
+            (&SPMM_NM_ROWS, rows.div_ceil(rpw), n4.div_ceil(col_threads), 0)
         }
         Tiling::Switch {
             col_threads,
@@ -522,7 +527,7 @@ pub fn prepare_with(
                 ("S_GPC", groups_per_chunk),
             ]);
             (
-                Kernel::SpmmNmSwitch,
+                &SPMM_NM_SWITCH,
                 rows.div_ceil(row_threads * rows_per_thread),
                 n4.div_ceil(col_threads * vec4s),
                 0,
@@ -557,3 +562,46 @@ pub fn run(ctx: &Context, w: &GpuNm, x: &GpuMatrix, y: &GpuMatrix, epi: &Epilogu
     ctx.submit(&[&d]);
     Ok(())
 }
+
+/// The pattern constants of every kernel here, for N:M patterns the crate
+/// prunes to (1:2, 2:4, 4:8, 1:4, 2:8), each with every epilogue; the tiling
+/// constants keep their WGSL defaults (they only size loops and arrays).
+fn nm_specialisations() -> Vec<Constants> {
+    let mut v = Vec::new();
+    for (n, m) in [(1u32, 2u32), (2, 4), (4, 8), (1, 4), (2, 8)] {
+        let bits = u32::BITS - (m - 1).leading_zeros();
+        v.extend(across_epilogues(vec![("N_KEEP", n), ("M_GROUP", m), ("BITS", bits)]));
+    }
+    v
+}
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const SPMM_NM_WGSL: &str = include_str!("spmm_nm.wgsl");
+pub static SPMM_NM_TILED: KernelDef = KernelDef {
+    name: "spmm_nm_tiled",
+    entry: "spmm_nm_tiled",
+    source: WgslSource::File(SPMM_NM_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW, RO],
+    needs: Needs::NONE,
+    specialisations: nm_specialisations,
+};
+pub static SPMM_NM_ROWS: KernelDef = KernelDef {
+    name: "spmm_nm_rows",
+    entry: "spmm_nm_rows",
+    source: WgslSource::File(SPMM_NM_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW, RO],
+    needs: Needs::NONE,
+    specialisations: nm_specialisations,
+};
+pub static SPMM_NM_SWITCH: KernelDef = KernelDef {
+    name: "spmm_nm_switch",
+    entry: "spmm_nm_switch",
+    source: WgslSource::File(SPMM_NM_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW, RO],
+    needs: Needs::NONE,
+    specialisations: nm_specialisations,
+};
+pub const KERNELS: &[&KernelDef] = &[&SPMM_NM_TILED, &SPMM_NM_ROWS, &SPMM_NM_SWITCH];

@@ -1,23 +1,11 @@
-//! The sparse formats resident on the GPU, with the same layouts as their CPU
-//! twins in [`crate::sparse`] (see there for the exact layouts). Buffers of
-//! indices are `u32`, values `f32` ([`GpuBsrF16`]: `f16`).
+//! BSR resident on the GPU, f32 and f16 values: the layout of
+//! [`crate::sparse::Bsr`].
 
 use crate::error::{Error, Result};
-use crate::sparse::{Bsr, Csr, NmMatrix};
+use crate::sparse::Bsr;
 
-use super::buffer::to_f16;
-use super::{Context, GpuBuffer};
-
-/// CSR on the GPU: `row_ptr` (rows + 1), `col_idx` and `values` (nnz each).
-#[derive(Clone, Debug)]
-pub struct GpuCsr {
-    pub rows: usize,
-    pub cols: usize,
-    pub nnz: usize,
-    pub row_ptr: GpuBuffer,
-    pub col_idx: GpuBuffer,
-    pub values: GpuBuffer,
-}
+use crate::gpu::buffer::to_f16;
+use crate::gpu::{Context, GpuBuffer};
 
 /// BSR on the GPU. `row_order` lists the block rows longest first (most blocks
 /// first), the order in which SpMM schedules them, so the heaviest rows start
@@ -53,49 +41,11 @@ pub struct GpuBsrF16 {
     pub row_order: GpuBuffer,
 }
 
-/// N:M on the GPU: `values` and packed `indices` as in [`NmMatrix`].
-#[derive(Clone, Debug)]
-pub struct GpuNm {
-    pub rows: usize,
-    pub cols: usize,
-    pub n: usize,
-    pub m: usize,
-    pub values: GpuBuffer,
-    pub indices: GpuBuffer,
-}
-
 /// Block rows sorted by decreasing block count (ties: lower index first).
 pub fn longest_first(row_ptr: &[u32]) -> Vec<u32> {
     let mut order: Vec<u32> = (0..row_ptr.len().saturating_sub(1) as u32).collect();
     order.sort_by_key(|&r| std::cmp::Reverse(row_ptr[r as usize + 1] - row_ptr[r as usize]));
     order
-}
-
-impl GpuCsr {
-    pub fn upload(ctx: &Context, m: &Csr) -> Result<Self> {
-        Ok(GpuCsr {
-            rows: m.rows(),
-            cols: m.cols(),
-            nnz: m.nnz(),
-            row_ptr: GpuBuffer::from_slice(ctx, m.row_ptr(), "csr row_ptr")?,
-            col_idx: GpuBuffer::from_slice(ctx, m.col_idx(), "csr col_idx")?,
-            values: GpuBuffer::from_slice(ctx, m.values(), "csr values")?,
-        })
-    }
-    /// Reads the arrays back and re-validates them.
-    pub async fn download(&self, ctx: &Context) -> Result<Csr> {
-        Csr::new(
-            self.rows,
-            self.cols,
-            self.row_ptr.read(ctx).await?,
-            self.col_idx.read(ctx).await?,
-            self.values.read(ctx).await?,
-        )
-    }
-    /// Bytes of the three arrays.
-    pub fn bytes(&self) -> u64 {
-        self.row_ptr.bytes() + self.col_idx.bytes() + self.values.bytes()
-    }
 }
 
 impl GpuBsr {
@@ -213,32 +163,5 @@ impl GpuBsrF16 {
     /// Bytes of the arrays (without the schedule).
     pub fn bytes(&self) -> u64 {
         self.row_ptr.bytes() + self.col_idx.bytes() + self.values.bytes()
-    }
-}
-
-impl GpuNm {
-    pub fn upload(ctx: &Context, m: &NmMatrix) -> Result<Self> {
-        Ok(GpuNm {
-            rows: m.rows(),
-            cols: m.cols(),
-            n: m.n(),
-            m: m.m(),
-            values: GpuBuffer::from_slice(ctx, m.values(), "nm values")?,
-            indices: GpuBuffer::from_slice(ctx, m.indices(), "nm indices")?,
-        })
-    }
-    /// Reads the arrays back and re-validates them.
-    pub async fn download(&self, ctx: &Context) -> Result<NmMatrix> {
-        NmMatrix::new(
-            self.rows,
-            self.cols,
-            self.n,
-            self.m,
-            self.values.read(ctx).await?,
-            self.indices.read(ctx).await?,
-        )
-    }
-    pub fn bytes(&self) -> u64 {
-        self.values.bytes() + self.indices.bytes()
     }
 }

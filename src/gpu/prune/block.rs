@@ -1,17 +1,17 @@
-//! Block pruning on the GPU (`shaders/prune_block.wgsl`): block scores, the
+//! Block pruning on the GPU (`prune_block.wgsl`): block scores, the
 //! exact selection of the lowest-scoring blocks and the BSR row pointers and
-//! block columns (the selection of [`super::prune_select`] run over the score
+//! block columns (the selection of [`crate::gpu::prune::select`] run over the score
 //! matrix, one "element" per block), the kept blocks' values, and the
 //! longest-first block-row schedule ([`GpuBsr::row_order`], equal to
-//! [`super::longest_first`] of the row pointers), all without a CPU round trip.
+//! [`crate::gpu::longest_first`] of the row pointers), all without a CPU round trip.
 
 use crate::error::{check_sparsity, checked_mul, Error, Result};
 use crate::prune::{prune_count, BlockNorm};
 use crate::sparse::Pattern;
 
-use super::prune::{Builder, PrunePlan};
-use super::prune_select::{build_select, Source, Target};
-use super::{Context, GpuBsr, GpuBuffer, GpuMatrix, Kernel};
+use crate::gpu::prune::select::{build_select, Source, Target};
+use crate::gpu::prune::{Builder, PrunePlan};
+use crate::gpu::{Context, GpuBsr, GpuBuffer, GpuMatrix};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -138,7 +138,7 @@ fn push_scores(b: &mut Builder<'_>, w: &GpuMatrix, g: &Grid, u: &wgpu::Buffer, n
     if g.nblocks > 0 {
         let status = b.status.clone();
         b.push(
-            Kernel::BlockScores,
+            &BLOCK_SCORES,
             &[("NORM", norm_code(norm))],
             &[u, w.buffer().raw(), g.scores.buffer().raw(), status.raw()],
             (g.nblocks as u64).div_ceil(256),
@@ -205,7 +205,7 @@ impl PrunePlan<GpuBsr> {
     ) -> Result<Self> {
         check_sparsity(sparsity)?;
         if let Some(sc) = score {
-            super::prune_select::check_score(w, sc)?;
+            crate::gpu::prune::select::check_score(w, sc)?;
         }
         let keys = score.unwrap_or(w);
         let mut k = 0;
@@ -240,7 +240,7 @@ impl PrunePlan<GpuBsr> {
         build_select(&mut b, &[source], &[target], k, false)?;
         if total > 0 {
             b.push(
-                Kernel::BlockValues,
+                &BLOCK_VALUES,
                 &[],
                 &[&u, w.buffer().raw(), col_idx.raw(), block_row.raw(), values.raw()],
                 (total as u64).div_ceil(256),
@@ -248,7 +248,7 @@ impl PrunePlan<GpuBsr> {
         }
         if gr > 0 {
             b.push(
-                Kernel::BlockRowOrder,
+                &BLOCK_ROW_ORDER,
                 &[],
                 &[&u, row_ptr.raw(), row_order.raw()],
                 (gr as u64).div_ceil(256),
@@ -331,3 +331,33 @@ mod tests {
         }
     }
 }
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const PRUNE_BLOCK_WGSL: &str = include_str!("prune_block.wgsl");
+pub static BLOCK_SCORES: KernelDef = KernelDef {
+    name: "block_scores",
+    entry: "block_scores",
+    source: WgslSource::File(PRUNE_BLOCK_WGSL),
+    bindings: &[UNIFORM, RO, RW, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static BLOCK_VALUES: KernelDef = KernelDef {
+    name: "block_values",
+    entry: "block_values",
+    source: WgslSource::File(PRUNE_BLOCK_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static BLOCK_ROW_ORDER: KernelDef = KernelDef {
+    name: "block_row_order",
+    entry: "block_row_order",
+    source: WgslSource::File(PRUNE_BLOCK_WGSL),
+    bindings: &[UNIFORM, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};

@@ -1,4 +1,4 @@
-//! Exact selection by magnitude and CSR compaction (`shaders/prune_select.wgsl`):
+//! Exact selection by magnitude and CSR compaction (`prune_select.wgsl`):
 //! unstructured pruning of one tensor, global pruning across tensors, and the
 //! block selection of block pruning (over the score matrix).
 //!
@@ -19,8 +19,8 @@
 use crate::error::{check_sparsity, checked_mul, Error, Result};
 use crate::prune::prune_count;
 
-use super::prune::{Builder, PrunePlan};
-use super::{Context, GpuBuffer, GpuCsr, GpuMatrix, Kernel};
+use crate::gpu::prune::{Builder, PrunePlan};
+use crate::gpu::{Context, GpuBuffer, GpuCsr, GpuMatrix};
 
 /// vec4s per workgroup in `select_count` / `select_scatter` (`CHUNK` in WGSL).
 const CHUNK_VEC4: u64 = 1024;
@@ -133,14 +133,14 @@ pub(crate) fn build_select(
                 }
                 let groups = ((s.rows * s.stride / 4) as u64).div_ceil(256 * HIST_ITEMS as u64);
                 b.push(
-                    Kernel::RadixHistogram,
+                    &RADIX_HISTOGRAM,
                     &[("PASS", pass), ("HIST_ITEMS", HIST_ITEMS)],
                     &[u, s.buffer, state.raw(), hist.raw()],
                     groups,
                 )?;
             }
             b.push(
-                Kernel::RadixScan,
+                &RADIX_SCAN,
                 &[("PASS", pass)],
                 &[&uniforms[0], hist.raw(), state.raw()],
                 1,
@@ -151,7 +151,7 @@ pub(crate) fn build_select(
     for ((s, u), p) in sources.iter().zip(&uniforms).zip(&params) {
         if p.nchunks > 0 {
             b.push(
-                Kernel::SelectCount,
+                &SELECT_COUNT,
                 &check,
                 &[u, s.buffer, state.raw(), counts.raw(), status.raw()],
                 p.nchunks as u64,
@@ -160,7 +160,7 @@ pub(crate) fn build_select(
     }
     if total_chunks > 0 {
         b.push(
-            Kernel::SelectChunkScan,
+            &SELECT_CHUNK_SCAN,
             &[],
             &[&uniforms[0], counts.raw(), state.raw(), bases.raw()],
             1,
@@ -170,7 +170,7 @@ pub(crate) fn build_select(
     for (((s, t), u), p) in sources.iter().zip(targets).zip(&uniforms).zip(&params) {
         if p.nchunks > 0 {
             b.push(
-                Kernel::SelectScatter,
+                &SELECT_SCATTER,
                 &write_row,
                 &[
                     u,
@@ -338,3 +338,49 @@ impl PrunePlan<Vec<GpuCsr>> {
         Ok(b.finish(outs))
     }
 }
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const PRUNE_SELECT_WGSL: &str = include_str!("prune_select.wgsl");
+pub static RADIX_HISTOGRAM: KernelDef = KernelDef {
+    name: "radix_histogram",
+    entry: "radix_histogram",
+    source: WgslSource::File(PRUNE_SELECT_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static RADIX_SCAN: KernelDef = KernelDef {
+    name: "radix_scan",
+    entry: "radix_scan",
+    source: WgslSource::File(PRUNE_SELECT_WGSL),
+    bindings: &[UNIFORM, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static SELECT_COUNT: KernelDef = KernelDef {
+    name: "select_count",
+    entry: "select_count",
+    source: WgslSource::File(PRUNE_SELECT_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static SELECT_CHUNK_SCAN: KernelDef = KernelDef {
+    name: "select_chunk_scan",
+    entry: "select_chunk_scan",
+    source: WgslSource::File(PRUNE_SELECT_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static SELECT_SCATTER: KernelDef = KernelDef {
+    name: "select_scatter",
+    entry: "select_scatter",
+    source: WgslSource::File(PRUNE_SELECT_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW, RW, RW, RW, RO],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};

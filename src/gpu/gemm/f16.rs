@@ -1,15 +1,17 @@
 //! Dense GEMM `Y = act(W X + bias)` with f16 storage and f32 accumulation
-//! (`shaders/gemm_f16.wgsl`): W, X and Y are [`GpuMatrixF16`], the bias stays
+//! (`gemm_f16.wgsl`): W, X and Y are [`GpuMatrixF16`], the bias stays
 //! f32 (the [`Epilogue`] of the f32 kernels). Same tiles ([`GemmTile`]) and the
-//! same skinny split-K kernel for narrow X as [`super::gemm`]. Needs the
+//! same skinny split-K kernel for narrow X as [`crate::gpu::gemm`]. Needs the
 //! adapter's shader-f16 feature: without it every function here returns
 //! [`Error::Gpu`].
 
 use crate::error::{Error, Result};
 
-pub use super::gemm::{choose_split, MAX_SPLIT};
-use super::gemm::{GemmTile, SKINNY_ROWS, SKINNY_THREADS};
-use super::{Context, Dispatch, Epilogue, GpuMatrixF16, Kernel, PipelineKey};
+pub use crate::gpu::gemm::{choose_split, MAX_SPLIT};
+use crate::gpu::gemm::{
+    reduce_specialisations, skinny_constants, skinny_specialisations, tiled_specialisations, GemmTile, SKINNY_ROWS,
+};
+use crate::gpu::{Context, Dispatch, Epilogue, GpuMatrixF16, PipelineKey};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -64,7 +66,7 @@ pub fn prepare_with(
         (w.rows() as u32).div_ceil(tile.bm).max(1),
         1,
     ];
-    let key = PipelineKey::new(Kernel::GemmF16, &tile.constants(ep));
+    let key = PipelineKey::new(&GEMM_F16, &tile.constants(ep));
     let no_partials = ctx.dummy_rw_buffer();
     ctx.prepare(
         &key,
@@ -94,9 +96,9 @@ pub fn prepare_split(
     tile.validate(ctx)?;
     let u = ctx.uniform(&params(w, x), "gemm_f16 split params");
     let bias = ep.bias_buffer(ctx, w.rows())?;
-    super::gemm::split_dispatches(
+    crate::gpu::gemm::split_dispatches(
         ctx,
-        (Kernel::GemmF16, Kernel::GemmF16Reduce),
+        (&GEMM_F16, &GEMM_F16_REDUCE),
         [&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias],
         tile.constants(ep),
         ep,
@@ -125,14 +127,9 @@ pub fn prepare_skinny(
     }
     let u = ctx.uniform(&params(w, x), "gemm_skinny_f16 params");
     let bias = ep.bias_buffer(ctx, w.rows())?;
-    let mut c = vec![
-        ("SK_ROWS", SKINNY_ROWS),
-        ("SK_THREADS", SKINNY_THREADS),
-        ("RED_LEN", SKINNY_ROWS * SKINNY_THREADS),
-    ];
-    c.extend(ep.constants());
+    let c = skinny_constants(ep);
     let groups = ctx.fold_groups((w.rows() as u32).div_ceil(SKINNY_ROWS))?;
-    let key = PipelineKey::new(Kernel::GemmSkinnyF16, &c);
+    let key = PipelineKey::new(&GEMM_SKINNY_F16, &c);
     ctx.prepare(&key, &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias], groups)
 }
 
@@ -151,3 +148,34 @@ pub fn run(ctx: &Context, w: &GpuMatrixF16, x: &GpuMatrixF16, y: &GpuMatrixF16, 
     ctx.submit(&[&d]);
     Ok(())
 }
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const GEMM_F16_WGSL: &str = include_str!("gemm_f16.wgsl");
+pub static GEMM_F16: KernelDef = KernelDef {
+    name: "gemm_f16",
+    entry: "gemm_f16",
+    source: WgslSource::File(GEMM_F16_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RO, RW],
+    needs: Needs::F16,
+    specialisations: tiled_specialisations,
+};
+pub static GEMM_F16_REDUCE: KernelDef = KernelDef {
+    name: "gemm_f16_reduce",
+    entry: "gemm_f16_reduce",
+    source: WgslSource::File(GEMM_F16_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RO, RW],
+    needs: Needs::F16,
+    specialisations: reduce_specialisations,
+};
+pub static GEMM_SKINNY_F16: KernelDef = KernelDef {
+    name: "gemm_skinny_f16",
+    entry: "gemm_skinny_f16",
+    source: WgslSource::File(GEMM_F16_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RO],
+    needs: Needs::F16,
+    specialisations: skinny_specialisations,
+};
+pub const KERNELS: &[&KernelDef] = &[&GEMM_F16, &GEMM_F16_REDUCE, &GEMM_SKINNY_F16];

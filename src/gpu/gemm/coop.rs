@@ -1,17 +1,18 @@
 //! Dense GEMM `Y = act(W X + bias)` on cooperative matrices (tensor cores) with
-//! f16 storage and f32 accumulation (`shaders/gemm_coop.wgsl`). W, X and Y are
+//! f16 storage and f32 accumulation (`gemm_coop.wgsl`). W, X and Y are
 //! [`GpuMatrixF16`], the bias stays f32 (the [`Epilogue`] of the other kernels).
 //!
 //! Native only: it needs wgpu's `EXPERIMENTAL_COOPERATIVE_MATRIX` with a
 //! 16x16x16 f16 -> f32 configuration, shader-f16, subgroups and a fixed subgroup
-//! size ([`coop_support`]). [`prepare`] falls back to [`super::gemm_f16`]
+//! size ([`coop_support`]). [`prepare`] falls back to [`crate::gpu::gemm::f16`]
 //! wherever that is missing (browsers, lavapipe, ...) and for X of at most 16
 //! columns; [`prepare_with`] is the cooperative kernel itself and returns
 //! [`Error::Gpu`] without support.
 
 use crate::error::{Error, Result};
 
-use super::{gemm_f16, Context, Dispatch, Epilogue, GpuMatrixF16, Kernel, PipelineKey};
+use crate::gpu::gemm::f16 as gemm_f16;
+use crate::gpu::{Context, Dispatch, Epilogue, GpuMatrixF16, PipelineKey};
 
 /// Why the cooperative-matrix kernels cannot run on `ctx`, or the subgroup
 /// size they are compiled for.
@@ -294,7 +295,7 @@ pub fn prepare_with(
         (w.rows() as u32).div_ceil(tile.bm()).max(1),
         1,
     ];
-    let key = PipelineKey::new(Kernel::GemmCoop, &c);
+    let key = PipelineKey::new(&GEMM_COOP, &c);
     ctx.prepare(&key, &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias], groups)
 }
 
@@ -313,3 +314,36 @@ pub fn run(ctx: &Context, w: &GpuMatrixF16, x: &GpuMatrixF16, y: &GpuMatrixF16, 
     ctx.submit(&[&d]);
     Ok(())
 }
+
+/// Subgroup sizes the cooperative kernels are built for (NVIDIA, AMD wave64).
+pub(crate) const SUBGROUP_SIZES: [u32; 2] = [32, 64];
+/// Workgroup memory the shader tests assume (the H100's Vulkan limit is larger).
+pub(crate) const TEST_WG_BYTES: u32 = 48 * 1024;
+
+/// Every candidate tile that fits, for each subgroup size and epilogue.
+fn coop_specialisations() -> Vec<Constants> {
+    let mut v = Vec::new();
+    for sg in SUBGROUP_SIZES {
+        for tile in CoopTile::CANDIDATES {
+            if let Ok(c) = tile.constants(sg, TEST_WG_BYTES, &Epilogue::default()) {
+                v.extend(across_epilogues(c));
+            }
+        }
+    }
+    v
+}
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const GEMM_COOP_WGSL: &str = include_str!("gemm_coop.wgsl");
+pub static GEMM_COOP: KernelDef = KernelDef {
+    name: "gemm_coop",
+    entry: "gemm_coop",
+    source: WgslSource::File(GEMM_COOP_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RO],
+    needs: Needs::COOP,
+    specialisations: coop_specialisations,
+};
+pub const KERNELS: &[&KernelDef] = &[&GEMM_COOP];

@@ -1,13 +1,13 @@
 //! N:M SpMM `Y = act(W_nm X + bias)` in f16 storage with f32 accumulation for
 //! the half-density patterns 2:4 and 1:2, on cooperative matrices (tensor
-//! cores, `shaders/spmm_nm_coop.wgsl`) or, as the fallback, on shader cores
-//! (`shaders/spmm_nm_f16.wgsl`). W is a [`GpuNmF16`], X and Y are
+//! cores, `spmm_nm_coop.wgsl`) or, as the fallback, on shader cores
+//! (`spmm_nm_f16.wgsl`). W is a [`GpuNmF16`], X and Y are
 //! [`GpuMatrixF16`], the bias stays f32 (the [`Epilogue`] of the other kernels).
 //!
 //! wgpu's cooperative matrices have no sparse MMA, and every row of a 2:4
 //! matrix picks its own columns, so the rows of a 16-row tile share no rows of
 //! X that could be gathered into dense K tiles. The cooperative kernel is
-//! therefore the dense one ([`super::gemm_coop`]) with W read compressed (20
+//! therefore the dense one ([`crate::gpu::gemm::coop`]) with W read compressed (20
 //! bytes per row and 16 columns instead of 32) and expanded to dense f16 tiles
 //! in workgroup memory; the MMAs are the dense kernel's. Measured on the H100
 //! (BENCHMARKS.md, "2:4 on cooperative matrices"): 1.13x the dense
@@ -24,9 +24,9 @@ use half::f16;
 use crate::error::{checked_mul, Error, Result};
 use crate::sparse::NmMatrix;
 
-use super::buffer::to_f16;
-use super::gemm_coop::{coop_support, CoopTile, COOP_MIN_MACS};
-use super::{Context, Dispatch, Epilogue, GpuBuffer, GpuMatrixF16, Kernel, PipelineKey};
+use crate::gpu::buffer::to_f16;
+use crate::gpu::gemm::coop::{coop_support, CoopTile, COOP_MIN_MACS};
+use crate::gpu::{Context, Dispatch, Epilogue, GpuBuffer, GpuMatrixF16, PipelineKey};
 
 /// Columns of W per chunk of the format (one vec4<u32> of values, 16 mask bits).
 pub const CHUNK: usize = 16;
@@ -273,7 +273,7 @@ pub fn prepare_with(
         (w.rows as u32).div_ceil(tile.bm()),
         1,
     ];
-    let key = PipelineKey::new(Kernel::SpmmNmCoop, &c);
+    let key = PipelineKey::new(&SPMM_NM_COOP, &c);
     ctx.prepare(
         &key,
         &[&u, w.values.raw(), w.masks.raw(), x.buf.raw(), y.buf.raw(), &bias],
@@ -283,6 +283,12 @@ pub fn prepare_with(
 
 /// Workgroup of the shader-core kernel: 16 vec4 columns by 4 rows.
 const FALLBACK_WG: (u32, u32) = (16, 4);
+
+fn fallback_constants(ep: &Epilogue) -> Vec<(&'static str, u32)> {
+    let mut c = vec![("WX", FALLBACK_WG.0), ("WY", FALLBACK_WG.1)];
+    c.extend(ep.constants());
+    c
+}
 
 /// Prepares `y = act(w x + bias)` on shader cores (`spmm_nm_f16`, portable:
 /// needs shader-f16 only).
@@ -296,12 +302,11 @@ pub fn prepare_fallback(
     ctx.require_f16("the f16 N:M SpMM")?;
     check_shapes(w, x, y)?;
     let (wx, wy) = FALLBACK_WG;
-    let mut c = vec![("WX", wx), ("WY", wy)];
-    c.extend(ep.constants());
+    let c = fallback_constants(ep);
     let u = params(ctx, w, x);
     let bias = ep.bias_buffer(ctx, w.rows)?;
     let groups = [((x.stride() / 4) as u32).div_ceil(wx), (w.rows as u32).div_ceil(wy), 1];
-    let key = PipelineKey::new(Kernel::SpmmNmF16, &c);
+    let key = PipelineKey::new(&SPMM_NM_F16, &c);
     ctx.prepare(
         &key,
         &[&u, w.values.raw(), w.masks.raw(), x.buf.raw(), y.buf.raw(), &bias],
@@ -323,3 +328,45 @@ pub fn run(ctx: &Context, w: &GpuNmF16, x: &GpuMatrixF16, y: &GpuMatrixF16, ep: 
     ctx.submit(&[&d]);
     Ok(())
 }
+
+/// Every candidate tile that fits, for each subgroup size and epilogue.
+fn nm_coop_specialisations() -> Vec<Constants> {
+    let mut v = Vec::new();
+    for sg in SUBGROUP_SIZES {
+        for tile in CANDIDATES {
+            if let Ok(c) = constants(&tile, sg, TEST_WG_BYTES, &Epilogue::default()) {
+                v.extend(across_epilogues(c));
+            }
+        }
+    }
+    v
+}
+
+fn nm_f16_specialisations() -> Vec<Constants> {
+    across_epilogues(fallback_constants(&Epilogue::default()))
+}
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::gemm::coop::{SUBGROUP_SIZES, TEST_WG_BYTES};
+use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const SPMM_NM_COOP_WGSL: &str = include_str!("spmm_nm_coop.wgsl");
+pub static SPMM_NM_COOP: KernelDef = KernelDef {
+    name: "spmm_nm_coop",
+    entry: "spmm_nm_coop",
+    source: WgslSource::File(SPMM_NM_COOP_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW, RO],
+    needs: Needs::COOP,
+    specialisations: nm_coop_specialisations,
+};
+const SPMM_NM_F16_WGSL: &str = include_str!("spmm_nm_f16.wgsl");
+pub static SPMM_NM_F16: KernelDef = KernelDef {
+    name: "spmm_nm_f16",
+    entry: "spmm_nm_f16",
+    source: WgslSource::File(SPMM_NM_F16_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW, RO],
+    needs: Needs::F16,
+    specialisations: nm_f16_specialisations,
+};
+pub const KERNELS: &[&KernelDef] = &[&SPMM_NM_COOP, &SPMM_NM_F16];

@@ -2,12 +2,12 @@
 //! GPU-resident sparse format, with exactly the mask of the CPU reference
 //! ([`crate::prune`], whose tie rule every kernel follows).
 //!
-//! - N:M ([`prune_nm`], `shaders/prune_nm.wgsl`, [`super::prune_nm`]): one pass.
-//! - Block ([`prune_block`], `shaders/prune_block.wgsl`, [`super::prune_block`]):
+//! - N:M ([`prune_nm`], `prune_nm.wgsl`, [`super::prune_nm`]): one pass.
+//! - Block ([`prune_block`], `prune_block.wgsl`, [`super::prune_block`]):
 //!   scores, exact selection of the k lowest, BSR compaction, longest-first
 //!   block-row schedule.
 //! - Unstructured per tensor ([`prune_unstructured`]) and global across tensors
-//!   ([`prune_global`]) (`shaders/prune_select.wgsl`, [`super::prune_select`]):
+//!   ([`prune_global`]) (`prune_select.wgsl`, [`super::prune_select`]):
 //!   exact k-th |w| by a 3-pass radix select over `bits(|w|)`, the tie rule among
 //!   the elements equal to the threshold, CSR compaction.
 //!
@@ -24,12 +24,16 @@
 //! [`Error::NonFinite`]. Outputs of a plan whose input was not finite are well
 //! formed but meaningless.
 
+mod block;
+mod nm;
+mod select;
+
 use crate::error::{Error, Result};
 use crate::prune::BlockNorm;
 
 use super::buffer::map_read;
 use super::elementwise::prepare_fill;
-use super::{Context, Dispatch, GpuBsr, GpuBuffer, GpuCsr, GpuMatrix, GpuNm, Kernel, PipelineKey};
+use super::{Context, Dispatch, GpuBsr, GpuBuffer, GpuCsr, GpuMatrix, GpuNm, KernelDef, PipelineKey};
 
 /// A prepared pruning: its output buffers and the dispatches that fill them.
 ///
@@ -100,13 +104,13 @@ impl<'a> Builder<'a> {
     /// Adds a dispatch of `groups` workgroups (folded into 2-D when needed).
     pub(crate) fn push(
         &mut self,
-        kernel: Kernel,
+        kernel: &'static KernelDef,
         constants: &[(&'static str, u32)],
         resources: &[&wgpu::Buffer],
         groups: u64,
     ) -> Result<()> {
         let groups =
-            u32::try_from(groups).map_err(|_| Error::Limit(format!("{} needs {groups} workgroups", kernel.name())))?;
+            u32::try_from(groups).map_err(|_| Error::Limit(format!("{} needs {groups} workgroups", kernel.name)))?;
         let grid = self.ctx.fold_groups(groups)?;
         let d = self
             .ctx
@@ -370,3 +374,16 @@ pub fn prune_unstructured_blocking(ctx: &Context, w: &GpuMatrix, sparsity: f64) 
 pub fn prune_global_blocking(ctx: &Context, ws: &[&GpuMatrix], sparsity: f64) -> Result<Vec<GpuCsr>> {
     pollster::block_on(prune_global(ctx, ws, sparsity))
 }
+
+/// The kernels of the pruning family (N:M, block, exact selection).
+pub const KERNELS: &[&KernelDef] = &[
+    &nm::PRUNE_NM,
+    &block::BLOCK_SCORES,
+    &block::BLOCK_VALUES,
+    &block::BLOCK_ROW_ORDER,
+    &select::RADIX_HISTOGRAM,
+    &select::RADIX_SCAN,
+    &select::SELECT_COUNT,
+    &select::SELECT_CHUNK_SCAN,
+    &select::SELECT_SCATTER,
+];

@@ -1,4 +1,4 @@
-//! Calibration and pruning criteria on the GPU (`shaders/calibrate.wgsl`):
+//! Calibration and pruning criteria on the GPU (`calibrate.wgsl`):
 //! per-row statistics of activations, activation-aware scores (`|w|` times the
 //! norm of the input channel, the idea behind Wanda), and bias correction
 //! (`b + W * mean - W' * mean`, so each output keeps its mean when weights are
@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 
-use super::{Context, Dispatch, GpuBuffer, GpuMatrix, Kernel, PipelineKey};
+use super::{Context, Dispatch, GpuBuffer, GpuMatrix, PipelineKey};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -41,7 +41,7 @@ pub fn prepare_row_stats(ctx: &Context, x: &GpuMatrix, stats: &GpuBuffer, offset
     let u = ctx.uniform(&p, "row_stats params");
     let grid = ctx.fold_groups(p.rows.max(1))?;
     ctx.prepare(
-        &PipelineKey::new(Kernel::RowStats, &[]),
+        &PipelineKey::new(&ROW_STATS, &[]),
         &[&u, x.buffer().raw(), stats.raw()],
         grid,
     )
@@ -75,7 +75,7 @@ pub fn prepare_score_cols(ctx: &Context, w: &GpuMatrix, norm: &GpuBuffer, score:
     let u = ctx.uniform(&p, "score_cols params");
     let grid = ctx.fold_groups(len.div_ceil(256).max(1))?;
     ctx.prepare(
-        &PipelineKey::new(Kernel::ScoreCols, &[]),
+        &PipelineKey::new(&SCORE_COLS, &[]),
         &[&u, w.buffer().raw(), norm.raw(), score.buffer().raw()],
         grid,
     )
@@ -113,7 +113,7 @@ pub fn prepare_bias_correct(
     let u = ctx.uniform(&p, "bias_correct params");
     let grid = ctx.fold_groups(p.rows.div_ceil(256).max(1))?;
     ctx.prepare(
-        &PipelineKey::new(Kernel::BiasCorrect, &[]),
+        &PipelineKey::new(&BIAS_CORRECT, &[]),
         &[&u, bias.raw(), yd.buffer().raw(), yp.buffer().raw(), out.raw()],
         grid,
     )
@@ -142,8 +142,47 @@ pub fn prepare_scale_rows(ctx: &Context, w: &GpuMatrix, scale: &GpuBuffer, out: 
     let u = ctx.uniform(&p, "scale_rows params");
     let grid = ctx.fold_groups(len.div_ceil(256).max(1))?;
     ctx.prepare(
-        &PipelineKey::new(Kernel::ScaleRows, &[]),
+        &PipelineKey::new(&SCALE_ROWS, &[]),
         &[&u, w.buffer().raw(), scale.raw(), out.buffer().raw()],
         grid,
     )
 }
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const CALIBRATE_WGSL: &str = include_str!("calibrate.wgsl");
+pub static ROW_STATS: KernelDef = KernelDef {
+    name: "row_stats",
+    entry: "row_stats",
+    source: WgslSource::File(CALIBRATE_WGSL),
+    bindings: &[UNIFORM, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static SCORE_COLS: KernelDef = KernelDef {
+    name: "score_cols",
+    entry: "score_cols",
+    source: WgslSource::File(CALIBRATE_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static BIAS_CORRECT: KernelDef = KernelDef {
+    name: "bias_correct",
+    entry: "bias_correct",
+    source: WgslSource::File(CALIBRATE_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static SCALE_ROWS: KernelDef = KernelDef {
+    name: "scale_rows",
+    entry: "scale_rows",
+    source: WgslSource::File(CALIBRATE_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub const KERNELS: &[&KernelDef] = &[&ROW_STATS, &SCORE_COLS, &BIAS_CORRECT, &SCALE_ROWS];

@@ -1,13 +1,13 @@
 //! Block-sparse SpMM `Y = act(W_bsr X + bias)` with f16 storage and f32
-//! accumulation (`shaders/spmm_bsr_f16.wgsl`): W is a [`GpuBsrF16`], X and Y
+//! accumulation (`spmm_bsr_f16.wgsl`): W is a [`GpuBsrF16`], X and Y
 //! are [`GpuMatrixF16`], the bias stays f32. Same schedule and thread layouts
-//! ([`BsrTile`]) as [`super::spmm_bsr`]. Needs the adapter's shader-f16
+//! ([`BsrTile`]) as [`crate::gpu::spmm_bsr`]. Needs the adapter's shader-f16
 //! feature: without it every function here returns [`Error::Gpu`].
 
 use crate::error::{Error, Result};
 
-use super::spmm_bsr::BsrTile;
-use super::{Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, Kernel, PipelineKey};
+use crate::gpu::spmm_bsr::BsrTile;
+use crate::gpu::{Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, PipelineKey};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -56,7 +56,7 @@ pub fn prepare_with(
     let groups = [params.x_stride4.div_ceil(tile.wg_x * tile.tn4), grid_rows, 1];
     let mut c = tile.constants(w.block_rows, w.block_cols, ep);
     c.push(("VEC_W", w.block_cols.is_multiple_of(4) as u32));
-    let key = PipelineKey::new(Kernel::SpmmBsrF16, &c);
+    let key = PipelineKey::new(&SPMM_BSR_F16, &c);
     let (values, col_idx) = if w.nnz_blocks == 0 {
         (ctx.dummy_buffer(), ctx.dummy_buffer())
     } else {
@@ -91,3 +91,28 @@ pub fn run(ctx: &Context, w: &GpuBsrF16, x: &GpuMatrixF16, y: &GpuMatrixF16, ep:
     ctx.submit(&[&d]);
     Ok(())
 }
+
+fn bsr_f16_specialisations() -> Vec<Constants> {
+    let mut v = Vec::new();
+    for ((br, bc), t) in crate::gpu::spmm_bsr::test_tiles() {
+        let mut c = t.constants(br, bc, &Epilogue::default());
+        c.push(("VEC_W", bc.is_multiple_of(4) as u32));
+        v.extend(across_epilogues(c));
+    }
+    v
+}
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const SPMM_BSR_F16_WGSL: &str = include_str!("spmm_bsr_f16.wgsl");
+pub static SPMM_BSR_F16: KernelDef = KernelDef {
+    name: "spmm_bsr_f16",
+    entry: "spmm_bsr_f16",
+    source: WgslSource::File(SPMM_BSR_F16_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
+    needs: Needs::F16,
+    specialisations: bsr_f16_specialisations,
+};
+pub const KERNELS: &[&KernelDef] = &[&SPMM_BSR_F16];

@@ -1,8 +1,8 @@
-//! Elementwise kernels (`shaders/elementwise.wgsl`).
+//! Elementwise kernels (`elementwise.wgsl`).
 
 use crate::error::Result;
 
-use super::{Context, Dispatch, GpuBuffer, Kernel, PipelineKey};
+use super::{Context, Dispatch, GpuBuffer, PipelineKey};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -22,7 +22,7 @@ pub fn encode_fill(ctx: &Context, enc: &mut wgpu::CommandEncoder, buf: &GpuBuffe
     };
     let u = ctx.uniform(&params, "fill params");
     let groups = ctx.fold_groups(len.div_ceil(256))?;
-    ctx.encode(enc, &PipelineKey::new(Kernel::Fill, &[]), &[&u, buf.raw()], groups)
+    ctx.encode(enc, &PipelineKey::new(&FILL, &[]), &[&u, buf.raw()], groups)
 }
 
 /// A prepared fill of every 32-bit word of `buf` with `bits`, to record among
@@ -36,7 +36,7 @@ pub(crate) fn prepare_fill(ctx: &Context, buf: &GpuBuffer, bits: u32) -> Result<
     };
     let u = ctx.uniform(&params, "fill params");
     let groups = ctx.fold_groups(len.div_ceil(256))?;
-    ctx.prepare(&PipelineKey::new(Kernel::Fill, &[]), &[&u, buf.raw()], groups)
+    ctx.prepare(&PipelineKey::new(&FILL, &[]), &[&u, buf.raw()], groups)
 }
 
 /// Fills `buf` with the f32 `value` (e.g. NaN to poison an output).
@@ -51,16 +51,16 @@ pub fn fill_f32(ctx: &Context, buf: &GpuBuffer, value: f32) -> Result<()> {
 
 /// Prepares `dst += src` over the whole of `dst` (both the same size, f32).
 pub fn prepare_add(ctx: &Context, dst: &GpuBuffer, src: &GpuBuffer) -> Result<super::Dispatch> {
-    add(ctx, dst, src, Kernel::Add)
+    add(ctx, dst, src, &ADD)
 }
 
 /// Prepares `dst += src` over two buffers of f16 values (both the same size, a
 /// whole number of 32-bit words: [`super::GpuMatrixF16`] buffers are).
 pub fn prepare_add_f16(ctx: &Context, dst: &GpuBuffer, src: &GpuBuffer) -> Result<super::Dispatch> {
-    add(ctx, dst, src, Kernel::AddF16)
+    add(ctx, dst, src, &ADD_F16)
 }
 
-fn add(ctx: &Context, dst: &GpuBuffer, src: &GpuBuffer, kernel: Kernel) -> Result<super::Dispatch> {
+fn add(ctx: &Context, dst: &GpuBuffer, src: &GpuBuffer, kernel: &'static KernelDef) -> Result<super::Dispatch> {
     if src.bytes() != dst.bytes() {
         return Err(crate::Error::Shape(format!(
             "add: {} bytes into {} bytes",
@@ -90,3 +90,34 @@ pub fn fill_f16(ctx: &Context, buf: &GpuBuffer, value: half::f16) -> Result<()> 
     ctx.queue().submit([enc.finish()]);
     Ok(())
 }
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const ELEMENTWISE_WGSL: &str = include_str!("elementwise.wgsl");
+pub static FILL: KernelDef = KernelDef {
+    name: "fill",
+    entry: "fill",
+    source: WgslSource::File(ELEMENTWISE_WGSL),
+    bindings: &[UNIFORM, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static ADD: KernelDef = KernelDef {
+    name: "add",
+    entry: "add",
+    source: WgslSource::File(ELEMENTWISE_WGSL),
+    bindings: &[UNIFORM, RW, RO],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub static ADD_F16: KernelDef = KernelDef {
+    name: "add_f16",
+    entry: "add_f16",
+    source: WgslSource::File(ELEMENTWISE_WGSL),
+    bindings: &[UNIFORM, RW, RO],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub const KERNELS: &[&KernelDef] = &[&FILL, &ADD, &ADD_F16];

@@ -1,9 +1,15 @@
-//! Block-sparse SpMM `Y = act(W_bsr X + bias)` (`shaders/spmm_bsr.wgsl`).
+//! Block-sparse SpMM `Y = act(W_bsr X + bias)` (`spmm_bsr.wgsl`).
+
+pub mod coop;
+pub mod f16;
+mod format;
+
+pub use format::{longest_first, GpuBsr, GpuBsrF16};
 
 use crate::error::{Error, Result};
 
 use super::gemm::check_product;
-use super::{Context, Dispatch, Epilogue, GpuBsr, GpuMatrix, Kernel, PipelineKey};
+use super::{Context, Dispatch, Epilogue, GpuMatrix, PipelineKey};
 
 /// The thread layout of the BSR kernel for one block shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,8 +27,13 @@ impl BsrTile {
     /// 128 threads (64 on CPU adapters), no more columns than X has, and about
     /// 8 KiB of X staged per chunk.
     pub fn choose(ctx: &Context, br: usize, bc: usize, x_stride4: usize) -> BsrTile {
+        Self::choose_for(ctx.is_cpu(), br, bc, x_stride4)
+    }
+
+    /// [`BsrTile::choose`] for a CPU adapter or not.
+    pub fn choose_for(cpu: bool, br: usize, bc: usize, x_stride4: usize) -> BsrTile {
         let wg_y = br.div_ceil(4) as u32;
-        let (threads, tn4) = if ctx.is_cpu() { (64u32, 2u32) } else { (128, 4) };
+        let (threads, tn4) = if cpu { (64u32, 2u32) } else { (128, 4) };
         let mut wg_x = (threads / wg_y).max(1).next_power_of_two();
         let need = (x_stride4 as u32).div_ceil(tn4).next_power_of_two();
         while wg_x > 1 && wg_x / 2 >= need {
@@ -108,7 +119,7 @@ pub fn prepare_with(
     let bias = ep.bias_buffer(ctx, w.rows)?;
     let grid_rows = w.rows.div_ceil(w.block_rows) as u32;
     let groups = [params.x_stride4.div_ceil(tile.wg_x * tile.tn4), grid_rows.max(1), 1];
-    let key = PipelineKey::new(Kernel::SpmmBsr, &tile.constants(w.block_rows, w.block_cols, ep));
+    let key = PipelineKey::new(&SPMM_BSR, &tile.constants(w.block_rows, w.block_cols, ep));
     let values = if w.nnz_blocks == 0 {
         ctx.dummy_buffer()
     } else {
@@ -150,3 +161,46 @@ pub fn run(ctx: &Context, w: &GpuBsr, x: &GpuMatrix, y: &GpuMatrix, ep: &Epilogu
     ctx.submit(&[&d]);
     Ok(())
 }
+
+/// Block shapes the shader tests compile the BSR kernels for: the patterns
+/// the CLI offers, and odd ones.
+pub(crate) const TEST_BLOCKS: [(usize, usize); 7] = [(4, 4), (8, 8), (16, 16), (32, 32), (1, 4), (2, 8), (32, 16)];
+
+/// (block shape, tile) pairs the host may build: the tile [`BsrTile::choose`]
+/// picks on CPU adapters and GPUs, for narrow and wide X.
+pub(crate) fn test_tiles() -> Vec<((usize, usize), BsrTile)> {
+    let mut v = Vec::new();
+    for (br, bc) in TEST_BLOCKS {
+        for cpu in [false, true] {
+            for x4 in [1, 13, 1024] {
+                let t = BsrTile::choose_for(cpu, br, bc, x4);
+                if !v.contains(&((br, bc), t)) {
+                    v.push(((br, bc), t));
+                }
+            }
+        }
+    }
+    v
+}
+
+fn bsr_specialisations() -> Vec<Constants> {
+    test_tiles()
+        .into_iter()
+        .flat_map(|((br, bc), t)| across_epilogues(t.constants(br, bc, &Epilogue::default())))
+        .collect()
+}
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const SPMM_BSR_WGSL: &str = include_str!("spmm_bsr.wgsl");
+pub static SPMM_BSR: KernelDef = KernelDef {
+    name: "spmm_bsr",
+    entry: "spmm_bsr",
+    source: WgslSource::File(SPMM_BSR_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
+    needs: Needs::NONE,
+    specialisations: bsr_specialisations,
+};
+pub const KERNELS: &[&KernelDef] = &[&SPMM_BSR];

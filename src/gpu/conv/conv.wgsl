@@ -22,7 +22,7 @@
 // Grids over 65535 workgroups are folded into 2-D.
 //
 // Storage type: activations are arrays of T. This file says T = f32; the f16
-// kernels (Kernel::Conv2dF16, ...) compile it with that line replaced by
+// kernels (CONV2D_F16, ... in conv/mod.rs) compile it with that line replaced by
 // `enable f16; alias T = f16;` (f16 activations, f32 weights and bias, every
 // sum in f32, one rounding per output). Loads widen with f32(), stores narrow
 // with T().

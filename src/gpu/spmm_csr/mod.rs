@@ -2,19 +2,23 @@
 //! the [`GpuCsr`] arrays plus a row schedule) and X, Y dense ([`GpuMatrix`]).
 //!
 //! Two kernels; [`Tiling::auto`] picks one from the shape and the mean row
-//! length: [`Tiling::Rowwise`] (`shaders/spmm_csr_rowwise.wgsl`, N of a few
-//! dozen and up) and [`Tiling::Rows`] (`shaders/spmm_csr.wgsl`, N = 1..~28).
+//! length: [`Tiling::Rowwise`] (`spmm_csr_rowwise.wgsl`, N of a few
+//! dozen and up) and [`Tiling::Rows`] (`spmm_csr_rows.wgsl`, N = 1..~28).
 //! Both read X rows straight from memory (measured on an H100, that beat
 //! staging X in workgroup memory at every sparsity, see the shader headers)
 //! and take rows in the order of [`CsrWeights::row_order`] (longest first)
 //! for load balance; the shader headers say what each workgroup and thread
 //! owns.
 
+mod format;
+
+pub use format::GpuCsr;
+
 use crate::error::{Error, Result};
 use crate::sparse::Csr;
 
 use super::spmm_nm::check_product;
-use super::{longest_first, Context, Dispatch, Epilogue, GpuBuffer, GpuCsr, GpuMatrix, Kernel, PipelineKey};
+use super::{longest_first, Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix, PipelineKey};
 
 /// Most rows one thread of [`Tiling::Rowwise`] owns (`MAX_RM` in the shader).
 pub const MAX_ROWS_PER_THREAD: u32 = 8;
@@ -419,7 +423,7 @@ pub fn prepare_with(
             };
             let u = ctx.uniform(&params, "spmm_csr params");
             ctx.prepare(
-                &PipelineKey::new(Kernel::SpmmCsrRows, &constants),
+                &PipelineKey::new(&SPMM_CSR_ROWS, &constants),
                 &[
                     &u,
                     c.row_ptr.raw(),
@@ -466,7 +470,7 @@ pub fn prepare_with(
             };
             let u = ctx.uniform(&params, "spmm_csr rowwise params");
             ctx.prepare(
-                &PipelineKey::new(Kernel::SpmmCsrRowwise, &constants),
+                &PipelineKey::new(&SPMM_CSR_ROWWISE, &constants),
                 &[
                     &u,
                     c.row_ptr.raw(),
@@ -503,7 +507,7 @@ fn pack_nonzeros(ctx: &Context, w: &CsrWeights, n4: u32) -> Result<GpuBuffer> {
         "spmm_csr pack params",
     );
     let d = ctx.prepare(
-        &PipelineKey::new(Kernel::SpmmCsrPack, &[]),
+        &PipelineKey::new(&SPMM_CSR_PACK, &[]),
         &[&u, c.col_idx.raw(), c.values.raw(), wp.raw()],
         ctx.fold_groups((c.nnz as u32).div_ceil(256))?,
     )?;
@@ -517,3 +521,36 @@ pub fn run(ctx: &Context, w: &CsrWeights, x: &GpuMatrix, y: &GpuMatrix, epi: &Ep
     ctx.submit(&[&d]);
     Ok(())
 }
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{defaults_only, epilogues_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const SPMM_CSR_ROWS_WGSL: &str = include_str!("spmm_csr_rows.wgsl");
+pub static SPMM_CSR_ROWS: KernelDef = KernelDef {
+    name: "spmm_csr_rows",
+    entry: "spmm_csr_rows",
+    source: WgslSource::File(SPMM_CSR_ROWS_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
+    needs: Needs::NONE,
+    specialisations: epilogues_only,
+};
+const SPMM_CSR_ROWWISE_WGSL: &str = include_str!("spmm_csr_rowwise.wgsl");
+pub static SPMM_CSR_ROWWISE: KernelDef = KernelDef {
+    name: "spmm_csr_rowwise",
+    entry: "spmm_csr_rowwise",
+    source: WgslSource::File(SPMM_CSR_ROWWISE_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RO, RW, RO],
+    needs: Needs::NONE,
+    specialisations: epilogues_only,
+};
+const SPMM_CSR_PACK_WGSL: &str = include_str!("spmm_csr_pack.wgsl");
+pub static SPMM_CSR_PACK: KernelDef = KernelDef {
+    name: "spmm_csr_pack",
+    entry: "spmm_csr_pack",
+    source: WgslSource::File(SPMM_CSR_PACK_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};
+pub const KERNELS: &[&KernelDef] = &[&SPMM_CSR_ROWS, &SPMM_CSR_ROWWISE, &SPMM_CSR_PACK];

@@ -1,17 +1,18 @@
 //! Block-sparse SpMM `Y = act(W_bsr X + bias)` on cooperative matrices (tensor
-//! cores) with f16 storage and f32 accumulation (`shaders/spmm_bsr_coop.wgsl`),
+//! cores) with f16 storage and f32 accumulation (`spmm_bsr_coop.wgsl`),
 //! for square blocks of 16 or 32: one block of 16x16 is one 16x16x16 tile, one
 //! of 32x32 is 2x2 tiles. W is a [`GpuBsrF16`], X and Y are [`GpuMatrixF16`].
 //!
-//! Native only, like [`super::gemm_coop`] ([`coop_support`]): [`prepare`] falls
-//! back to [`super::spmm_bsr_f16`] where cooperative matrices are missing, for
+//! Native only, like [`crate::gpu::gemm::coop`] ([`coop_support`]): [`prepare`] falls
+//! back to [`crate::gpu::spmm_bsr::f16`] where cooperative matrices are missing, for
 //! other block shapes and for X of at most 16 columns; [`prepare_with`] is the
 //! cooperative kernel itself and returns [`Error::Gpu`] without support.
 
 use crate::error::{Error, Result};
 
-use super::gemm_coop::{coop_support, CoopTile};
-use super::{spmm_bsr_f16, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, Kernel, PipelineKey};
+use crate::gpu::gemm::coop::{coop_support, CoopTile};
+use crate::gpu::spmm_bsr::f16 as spmm_bsr_f16;
+use crate::gpu::{Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, PipelineKey};
 
 /// Block sizes the cooperative SpMM takes (square blocks).
 pub const COOP_BLOCKS: [usize; 2] = [16, 32];
@@ -204,7 +205,7 @@ pub fn prepare_with(
     let u = ctx.uniform(&params, "spmm_bsr_coop params");
     let bias = ep.bias_buffer(ctx, w.rows)?;
     let groups = [(x.stride() as u32).div_ceil(dense.bn()), grid_rows, 1];
-    let key = PipelineKey::new(Kernel::SpmmBsrCoop, &c);
+    let key = PipelineKey::new(&SPMM_BSR_COOP, &c);
     let (values, col_idx) = if w.nnz_blocks == 0 {
         (ctx.dummy_buffer(), ctx.dummy_buffer())
     } else {
@@ -242,3 +243,34 @@ pub fn run(ctx: &Context, w: &GpuBsrF16, x: &GpuMatrixF16, y: &GpuMatrixF16, ep:
     ctx.submit(&[&d]);
     Ok(())
 }
+
+/// Every candidate tile that fits, for each block size, subgroup size and epilogue.
+fn bsr_coop_specialisations() -> Vec<Constants> {
+    let mut v = Vec::new();
+    for block in COOP_BLOCKS {
+        for sg in SUBGROUP_SIZES {
+            for tile in BsrCoopTile::candidates(block) {
+                if let Ok(c) = tile.constants(block, sg, TEST_WG_BYTES, &Epilogue::default()) {
+                    v.extend(across_epilogues(c));
+                }
+            }
+        }
+    }
+    v
+}
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::gemm::coop::{SUBGROUP_SIZES, TEST_WG_BYTES};
+use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const SPMM_BSR_COOP_WGSL: &str = include_str!("spmm_bsr_coop.wgsl");
+pub static SPMM_BSR_COOP: KernelDef = KernelDef {
+    name: "spmm_bsr_coop",
+    entry: "spmm_bsr_coop",
+    source: WgslSource::File(SPMM_BSR_COOP_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
+    needs: Needs::COOP,
+    specialisations: bsr_coop_specialisations,
+};
+pub const KERNELS: &[&KernelDef] = &[&SPMM_BSR_COOP];

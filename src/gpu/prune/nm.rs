@@ -1,11 +1,11 @@
-//! N:M pruning on the GPU (`shaders/prune_nm.wgsl`): one pass from the dense
+//! N:M pruning on the GPU (`prune_nm.wgsl`): one pass from the dense
 //! matrix to the packed [`GpuNm`] layout of [`crate::NmMatrix`].
 
 use crate::error::{checked_mul, Error, Result};
 use crate::sparse::Pattern;
 
-use super::prune::{Builder, PrunePlan};
-use super::{Context, GpuBuffer, GpuMatrix, GpuNm, Kernel};
+use crate::gpu::prune::{Builder, PrunePlan};
+use crate::gpu::{Context, GpuBuffer, GpuMatrix, GpuNm};
 
 /// Slot indices one workgroup packs (`TILE_SLOTS` in WGSL).
 const TILE_SLOTS: usize = 2048;
@@ -40,7 +40,7 @@ impl PrunePlan<GpuNm> {
     pub fn nm_scored(ctx: &Context, w: &GpuMatrix, score: Option<&GpuMatrix>, n: usize, m: usize) -> Result<Self> {
         Pattern::NM { n, m }.validate()?;
         if let Some(sc) = score {
-            super::prune_select::check_score(w, sc)?;
+            crate::gpu::prune::select::check_score(w, sc)?;
         }
         let keys = score.unwrap_or(w);
         let (rows, cols) = (w.rows(), w.cols());
@@ -70,7 +70,7 @@ impl PrunePlan<GpuNm> {
             let u = ctx.uniform(&params, "prune_nm params");
             let status = b.status.clone();
             b.push(
-                Kernel::PruneNm,
+                &PRUNE_NM,
                 &[("N", n as u32), ("M", m as u32)],
                 &[
                     &u,
@@ -93,3 +93,17 @@ impl PrunePlan<GpuNm> {
         }))
     }
 }
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const PRUNE_NM_WGSL: &str = include_str!("prune_nm.wgsl");
+pub static PRUNE_NM: KernelDef = KernelDef {
+    name: "prune_nm",
+    entry: "prune_nm",
+    source: WgslSource::File(PRUNE_NM_WGSL),
+    bindings: &[UNIFORM, RO, RW, RW, RW, RO],
+    needs: Needs::NONE,
+    specialisations: defaults_only,
+};

@@ -1,4 +1,4 @@
-// Packing for spmm_csr_rowwise (shaders/spmm_csr_rowwise.wgsl), run once when
+// Packing for spmm_csr_rowwise (spmm_csr_rowwise.wgsl), run once when
 // a product is prepared: wp[q] = (col_idx[q] * n4, bits of values[q]), the
 // pre-scaled X offset of non-zero q next to its value, so the kernel fetches
 // both with one 8-byte load (Sputnik's pre-scaled indices).

@@ -1,10 +1,10 @@
-//! Convolutions and pooling on channel-major activations (`shaders/conv.wgsl`):
+//! Convolutions and pooling on channel-major activations (`conv.wgsl`):
 //! the stem convolution, depthwise convolutions and global average pooling of
 //! a CNN, around the 1x1 convolutions that the GEMM/SpMM kernels compute.
 
 use crate::error::{Error, Result};
 
-use super::{Activation, Context, Dispatch, GpuBuffer, GpuTensor, Kernel, PipelineKey};
+use super::{Activation, Context, Dispatch, GpuBuffer, GpuTensor, PipelineKey};
 
 /// Geometry of a 2-D convolution over `[cin, h*w]` activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -160,7 +160,7 @@ pub fn prepare_conv2d<T: GpuTensor>(
     check_len(bias, s.cout, "conv bias")?;
     let u = ctx.uniform(&p, "conv2d params");
     let groups = conv_groups(ctx, s, &p, 8)?;
-    let kernel = if T::F16 { Kernel::Conv2dF16 } else { Kernel::Conv2d };
+    let kernel = if T::F16 { &CONV2D_F16 } else { &CONV2D };
     let key = PipelineKey::new(kernel, &conv_consts(act, s));
     ctx.prepare(
         &key,
@@ -191,11 +191,7 @@ pub fn prepare_depthwise<T: GpuTensor>(
     check_len(bias, s.cout, "depthwise bias")?;
     let u = ctx.uniform(&p, "depthwise params");
     let groups = conv_groups(ctx, s, &p, 1)?;
-    let kernel = if T::F16 {
-        Kernel::DepthwiseF16
-    } else {
-        Kernel::Depthwise
-    };
+    let kernel = if T::F16 { &DEPTHWISE_F16 } else { &DEPTHWISE };
     let key = PipelineKey::new(kernel, &conv_consts(act, s));
     ctx.prepare(
         &key,
@@ -232,8 +228,98 @@ pub fn prepare_avgpool<T: GpuTensor>(ctx: &Context, x: &T, h: usize, w: usize, y
     };
     let u = ctx.uniform(&p, "avgpool params");
     let groups = ctx.fold_groups((x.rows() as u32).div_ceil(64))?;
-    let kernel = if T::F16 { Kernel::AvgPoolF16 } else { Kernel::AvgPool };
+    let kernel = if T::F16 { &AVGPOOL_F16 } else { &AVGPOOL };
     let key = PipelineKey::new(kernel, &consts(Activation::None, false));
     let dummy = ctx.dummy_buffer();
     ctx.prepare(&key, &[&u, x.buffer().raw(), &dummy, &dummy, y.buffer().raw()], groups)
 }
+
+/// Every activation with the kernel sizes and strides of the networks here
+/// (and 7x7), as [`conv_consts`] builds them.
+fn conv_specialisations() -> Vec<Constants> {
+    let mut v = Vec::new();
+    for act in [Activation::None, Activation::Relu, Activation::Relu6] {
+        for k in [1u32, 3, 5, 7] {
+            for stride in [1u32, 2] {
+                let [b, a] = consts(act, true);
+                v.push(vec![b, a, ("K", k), ("STRIDE", stride)]);
+            }
+        }
+    }
+    v
+}
+
+fn avgpool_specialisations() -> Vec<Constants> {
+    vec![consts(Activation::None, false).to_vec()]
+}
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const CONV_WGSL: &str = include_str!("conv.wgsl");
+/// The line of `conv.wgsl` that makes its activations f32.
+const CONV_F32_LINE: &str = "alias T = f32;";
+
+/// `conv.wgsl` with f16 activations: its storage-type line replaced (the
+/// first declaration of the file, so the `enable` stays in front).
+fn conv_f16_source() -> &'static str {
+    static SRC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SRC.get_or_init(|| {
+        assert!(
+            CONV_WGSL.contains(CONV_F32_LINE),
+            "conv.wgsl lost its storage-type line {CONV_F32_LINE:?}"
+        );
+        CONV_WGSL.replacen(CONV_F32_LINE, "enable f16;\nalias T = f16;", 1)
+    })
+}
+
+pub static CONV2D: KernelDef = KernelDef {
+    name: "conv2d",
+    entry: "conv2d",
+    source: WgslSource::File(CONV_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: conv_specialisations,
+};
+pub static DEPTHWISE: KernelDef = KernelDef {
+    name: "depthwise",
+    entry: "depthwise",
+    source: WgslSource::File(CONV_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: conv_specialisations,
+};
+pub static AVGPOOL: KernelDef = KernelDef {
+    name: "avgpool",
+    entry: "avgpool",
+    source: WgslSource::File(CONV_WGSL),
+    bindings: &[UNIFORM, RO, RO, RO, RW],
+    needs: Needs::NONE,
+    specialisations: avgpool_specialisations,
+};
+pub static CONV2D_F16: KernelDef = KernelDef {
+    name: "conv2d_f16",
+    entry: "conv2d",
+    source: WgslSource::Generated(conv_f16_source),
+    bindings: &[UNIFORM, RO, RO, RO, RW],
+    needs: Needs::F16,
+    specialisations: conv_specialisations,
+};
+pub static DEPTHWISE_F16: KernelDef = KernelDef {
+    name: "depthwise_f16",
+    entry: "depthwise",
+    source: WgslSource::Generated(conv_f16_source),
+    bindings: &[UNIFORM, RO, RO, RO, RW],
+    needs: Needs::F16,
+    specialisations: conv_specialisations,
+};
+pub static AVGPOOL_F16: KernelDef = KernelDef {
+    name: "avgpool_f16",
+    entry: "avgpool",
+    source: WgslSource::Generated(conv_f16_source),
+    bindings: &[UNIFORM, RO, RO, RO, RW],
+    needs: Needs::F16,
+    specialisations: avgpool_specialisations,
+};
+pub const KERNELS: &[&KernelDef] = &[&CONV2D, &DEPTHWISE, &AVGPOOL, &CONV2D_F16, &DEPTHWISE_F16, &AVGPOOL_F16];

@@ -1,10 +1,13 @@
-//! Dense GEMM `Y = act(W X + bias)` (`shaders/gemm.wgsl`): the baseline every
+//! Dense GEMM `Y = act(W X + bias)` (`gemm.wgsl`): the baseline every
 //! sparse kernel must beat, and the fallback the runtime picks when sparse is
 //! not faster.
 
+pub mod coop;
+pub mod f16;
+
 use crate::error::{Error, Result};
 
-use super::{Context, Dispatch, Epilogue, GpuMatrix, Kernel, PipelineKey};
+use super::{Context, Dispatch, Epilogue, GpuMatrix, PipelineKey};
 
 /// A tile shape of the GEMM kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -213,7 +216,7 @@ pub fn prepare_with(
         (w.rows() as u32).div_ceil(tile.bm).max(1),
         1,
     ];
-    let key = PipelineKey::new(Kernel::Gemm, &tile.constants(ep));
+    let key = PipelineKey::new(&GEMM, &tile.constants(ep));
     let no_partials = ctx.dummy_rw_buffer();
     ctx.prepare(
         &key,
@@ -245,7 +248,7 @@ pub fn choose_split(m: usize, k: usize, n: usize, tile: GemmTile) -> u32 {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn split_dispatches(
     ctx: &Context,
-    (main, reduce): (Kernel, Kernel),
+    (main, reduce): (&'static KernelDef, &'static KernelDef),
     bufs: [&wgpu::Buffer; 5],
     mut c: Vec<(&'static str, u32)>,
     ep: &Epilogue,
@@ -300,7 +303,7 @@ pub fn prepare_split(
     let bias = ep.bias_buffer(ctx, w.rows())?;
     split_dispatches(
         ctx,
-        (Kernel::Gemm, Kernel::GemmReduce),
+        (&GEMM, &GEMM_REDUCE),
         [&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias],
         tile.constants(ep),
         ep,
@@ -329,6 +332,44 @@ pub fn prepare_layer(
     Ok(vec![prepare(ctx, w, x, y, ep)?])
 }
 
+/// The override constants of the skinny kernels (both storage types).
+pub(crate) fn skinny_constants(ep: &Epilogue) -> Vec<(&'static str, u32)> {
+    let mut c = vec![
+        ("SK_ROWS", SKINNY_ROWS),
+        ("SK_THREADS", SKINNY_THREADS),
+        ("RED_LEN", SKINNY_ROWS * SKINNY_THREADS),
+    ];
+    c.extend(ep.constants());
+    c
+}
+
+/// Specialisations of the tiled GEMMs (both storage types): every tile, whole
+/// K with every epilogue and split-K partials.
+pub(crate) fn tiled_specialisations() -> Vec<Constants> {
+    let mut v = Vec::new();
+    for tile in GemmTile::ALL.into_iter().chain(GemmTile::EXPERIMENTAL) {
+        let base = tile.constants(&Epilogue::default());
+        v.extend(across_epilogues(base.clone()));
+        let mut split = base;
+        split.push(("SPLIT", MAX_SPLIT));
+        v.push(split);
+    }
+    v
+}
+
+/// Specialisations of the split-K reductions (both storage types).
+pub(crate) fn reduce_specialisations() -> Vec<Constants> {
+    [2, MAX_SPLIT]
+        .into_iter()
+        .flat_map(|s| across_epilogues(vec![("SPLIT", s)]))
+        .collect()
+}
+
+/// Specialisations of the skinny kernels (both storage types).
+pub(crate) fn skinny_specialisations() -> Vec<Constants> {
+    across_epilogues(skinny_constants(&Epilogue::default()))
+}
+
 /// Rows per workgroup and threads of the skinny kernel.
 pub(crate) const SKINNY_ROWS: u32 = 4;
 pub(crate) const SKINNY_THREADS: u32 = 64;
@@ -346,14 +387,9 @@ pub fn prepare_skinny(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix
     let params = params(w, x);
     let u = ctx.uniform(&params, "gemm_skinny params");
     let bias = ep.bias_buffer(ctx, w.rows())?;
-    let mut c = vec![
-        ("SK_ROWS", SKINNY_ROWS),
-        ("SK_THREADS", SKINNY_THREADS),
-        ("RED_LEN", SKINNY_ROWS * SKINNY_THREADS),
-    ];
-    c.extend(ep.constants());
+    let c = skinny_constants(ep);
     let groups = ctx.fold_groups((w.rows() as u32).div_ceil(SKINNY_ROWS))?;
-    let key = PipelineKey::new(Kernel::GemmSkinny, &c);
+    let key = PipelineKey::new(&GEMM_SKINNY, &c);
     ctx.prepare(&key, &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias], groups)
 }
 
@@ -372,3 +408,34 @@ pub fn run(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix, ep: &Epil
     ctx.submit(&[&d]);
     Ok(())
 }
+
+// Kernel descriptors (see `gpu::KernelDef`).
+
+use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+
+const GEMM_WGSL: &str = include_str!("gemm.wgsl");
+pub static GEMM: KernelDef = KernelDef {
+    name: "gemm",
+    entry: "gemm",
+    source: WgslSource::File(GEMM_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RO, RW],
+    needs: Needs::NONE,
+    specialisations: tiled_specialisations,
+};
+pub static GEMM_REDUCE: KernelDef = KernelDef {
+    name: "gemm_reduce",
+    entry: "gemm_reduce",
+    source: WgslSource::File(GEMM_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RO, RW],
+    needs: Needs::NONE,
+    specialisations: reduce_specialisations,
+};
+pub static GEMM_SKINNY: KernelDef = KernelDef {
+    name: "gemm_skinny",
+    entry: "gemm_skinny",
+    source: WgslSource::File(GEMM_WGSL),
+    bindings: &[UNIFORM, RO, RO, RW, RO],
+    needs: Needs::NONE,
+    specialisations: skinny_specialisations,
+};
+pub const KERNELS: &[&KernelDef] = &[&GEMM, &GEMM_REDUCE, &GEMM_SKINNY];
