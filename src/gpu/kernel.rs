@@ -132,6 +132,36 @@ pub fn across_epilogues(base: Constants) -> Vec<Constants> {
 }
 
 impl KernelDef {
+    /// A kernel whose entry point is `name`, compiled with its defaults only,
+    /// needing no optional feature; the builder methods below say otherwise.
+    pub const fn new(name: &'static str, source: WgslSource, bindings: &'static [Binding]) -> Self {
+        KernelDef {
+            name,
+            entry: name,
+            source,
+            bindings,
+            needs: Needs::NONE,
+            specialisations: defaults_only,
+        }
+    }
+
+    /// The entry point, where it is not the kernel's name.
+    pub const fn entry(mut self, entry: &'static str) -> Self {
+        self.entry = entry;
+        self
+    }
+
+    pub const fn needs(mut self, needs: Needs) -> Self {
+        self.needs = needs;
+        self
+    }
+
+    /// Every specialisation the host code builds (see [`KernelDef::specialisations`]).
+    pub const fn specialised(mut self, specialisations: fn() -> Vec<Constants>) -> Self {
+        self.specialisations = specialisations;
+        self
+    }
+
     /// The WGSL text compiled for this kernel.
     pub fn source(&self) -> &'static str {
         match self.source {

@@ -24,8 +24,8 @@ pub use buffer::{
 pub use context::{AdapterSummary, Context, CoopConfig, Dispatch, FeatureSet};
 pub use epilogue::{Activation, Epilogue};
 pub use kernel::{
-    across_epilogues, defaults_only, epilogue_variants, epilogues_only, registry, Binding, Constants, KernelDef, Needs,
-    PipelineKey, ShaderChecks, WgslSource,
+    across_epilogues, epilogue_variants, epilogues_only, registry, Binding, Constants, KernelDef, Needs, PipelineKey,
+    ShaderChecks, WgslSource,
 };
 pub(crate) use kernel::{RO, RW, UNIFORM};
 pub use prune::{prune_block, prune_global, prune_nm, prune_unstructured, PrunePlan};

@@ -702,145 +702,39 @@ pub fn augment(
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const TRAIN_WGSL: &str = include_str!("train.wgsl");
-pub static TR_GEMM: KernelDef = KernelDef {
-    name: "tr_gemm",
-    entry: "tr_gemm",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RO, RO],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_REDUCE: KernelDef = KernelDef {
-    name: "tr_reduce",
-    entry: "tr_reduce",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_ROWSUM: KernelDef = KernelDef {
-    name: "tr_rowsum",
-    entry: "tr_rowsum",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_BCAST: KernelDef = KernelDef {
-    name: "tr_bcast",
-    entry: "tr_bcast",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RW, RO],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_GATE: KernelDef = KernelDef {
-    name: "tr_gate",
-    entry: "tr_gate",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RW, RO],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_CONV: KernelDef = KernelDef {
-    name: "tr_conv",
-    entry: "tr_conv",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RO],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_DW_BWD_X: KernelDef = KernelDef {
-    name: "tr_dw_bwd_x",
-    entry: "tr_dw_bwd_x",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_CONV_BWD_W: KernelDef = KernelDef {
-    name: "tr_conv_bwd_w",
-    entry: "tr_conv_bwd_w",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_CONV_REDUCE: KernelDef = KernelDef {
-    name: "tr_conv_reduce",
-    entry: "tr_conv_reduce",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RW, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_KD: KernelDef = KernelDef {
-    name: "tr_kd",
-    entry: "tr_kd",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_FEAT: KernelDef = KernelDef {
-    name: "tr_feat",
-    entry: "tr_feat",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_ADAM: KernelDef = KernelDef {
-    name: "tr_adam",
-    entry: "tr_adam",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RW, RO, RW, RW, RO, RO],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_MASK_CSR: KernelDef = KernelDef {
-    name: "tr_mask_csr",
-    entry: "tr_mask_csr",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_MASK_BSR: KernelDef = KernelDef {
-    name: "tr_mask_bsr",
-    entry: "tr_mask_bsr",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_MASK_NM: KernelDef = KernelDef {
-    name: "tr_mask_nm",
-    entry: "tr_mask_nm",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_MASK_APPLY: KernelDef = KernelDef {
-    name: "tr_mask_apply",
-    entry: "tr_mask_apply",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RW, RW, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static TR_AUGMENT: KernelDef = KernelDef {
-    name: "tr_augment",
-    entry: "tr_augment",
-    source: WgslSource::File(TRAIN_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
+pub static TR_GEMM: KernelDef = KernelDef::new("tr_gemm", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW, RO, RO]);
+pub static TR_REDUCE: KernelDef = KernelDef::new("tr_reduce", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RW]);
+pub static TR_ROWSUM: KernelDef = KernelDef::new("tr_rowsum", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RW]);
+pub static TR_BCAST: KernelDef = KernelDef::new("tr_bcast", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RW, RO]);
+pub static TR_GATE: KernelDef = KernelDef::new("tr_gate", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RW, RO]);
+pub static TR_CONV: KernelDef = KernelDef::new("tr_conv", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW, RO]);
+pub static TR_DW_BWD_X: KernelDef = KernelDef::new("tr_dw_bwd_x", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW]);
+pub static TR_CONV_BWD_W: KernelDef =
+    KernelDef::new("tr_conv_bwd_w", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW]);
+pub static TR_CONV_REDUCE: KernelDef =
+    KernelDef::new("tr_conv_reduce", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RW, RW]);
+pub static TR_KD: KernelDef = KernelDef::new("tr_kd", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW, RW]);
+pub static TR_FEAT: KernelDef = KernelDef::new("tr_feat", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW, RW]);
+pub static TR_ADAM: KernelDef = KernelDef::new(
+    "tr_adam",
+    WgslSource::File(TRAIN_WGSL),
+    &[UNIFORM, RW, RO, RW, RW, RO, RO],
+);
+pub static TR_MASK_CSR: KernelDef =
+    KernelDef::new("tr_mask_csr", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RO, RW]);
+pub static TR_MASK_BSR: KernelDef =
+    KernelDef::new("tr_mask_bsr", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RO, RW]);
+pub static TR_MASK_NM: KernelDef =
+    KernelDef::new("tr_mask_nm", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RO, RW]);
+pub static TR_MASK_APPLY: KernelDef = KernelDef::new(
+    "tr_mask_apply",
+    WgslSource::File(TRAIN_WGSL),
+    &[UNIFORM, RO, RW, RW, RW],
+);
+pub static TR_AUGMENT: KernelDef = KernelDef::new("tr_augment", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW]);
 pub const KERNELS: &[&KernelDef] = &[
     &TR_GEMM,
     &TR_REDUCE,

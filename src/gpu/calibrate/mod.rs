@@ -150,39 +150,17 @@ pub fn prepare_scale_rows(ctx: &Context, w: &GpuMatrix, scale: &GpuBuffer, out: 
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const CALIBRATE_WGSL: &str = include_str!("calibrate.wgsl");
-pub static ROW_STATS: KernelDef = KernelDef {
-    name: "row_stats",
-    entry: "row_stats",
-    source: WgslSource::File(CALIBRATE_WGSL),
-    bindings: &[UNIFORM, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static SCORE_COLS: KernelDef = KernelDef {
-    name: "score_cols",
-    entry: "score_cols",
-    source: WgslSource::File(CALIBRATE_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static BIAS_CORRECT: KernelDef = KernelDef {
-    name: "bias_correct",
-    entry: "bias_correct",
-    source: WgslSource::File(CALIBRATE_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static SCALE_ROWS: KernelDef = KernelDef {
-    name: "scale_rows",
-    entry: "scale_rows",
-    source: WgslSource::File(CALIBRATE_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
+pub static ROW_STATS: KernelDef = KernelDef::new("row_stats", WgslSource::File(CALIBRATE_WGSL), &[UNIFORM, RO, RW]);
+pub static SCORE_COLS: KernelDef =
+    KernelDef::new("score_cols", WgslSource::File(CALIBRATE_WGSL), &[UNIFORM, RO, RO, RW]);
+pub static BIAS_CORRECT: KernelDef = KernelDef::new(
+    "bias_correct",
+    WgslSource::File(CALIBRATE_WGSL),
+    &[UNIFORM, RO, RO, RO, RW],
+);
+pub static SCALE_ROWS: KernelDef =
+    KernelDef::new("scale_rows", WgslSource::File(CALIBRATE_WGSL), &[UNIFORM, RO, RO, RW]);
 pub const KERNELS: &[&KernelDef] = &[&ROW_STATS, &SCORE_COLS, &BIAS_CORRECT, &SCALE_ROWS];

@@ -274,52 +274,34 @@ fn conv_f16_source() -> &'static str {
     })
 }
 
-pub static CONV2D: KernelDef = KernelDef {
-    name: "conv2d",
-    entry: "conv2d",
-    source: WgslSource::File(CONV_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: conv_specialisations,
-};
-pub static DEPTHWISE: KernelDef = KernelDef {
-    name: "depthwise",
-    entry: "depthwise",
-    source: WgslSource::File(CONV_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: conv_specialisations,
-};
-pub static AVGPOOL: KernelDef = KernelDef {
-    name: "avgpool",
-    entry: "avgpool",
-    source: WgslSource::File(CONV_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: avgpool_specialisations,
-};
-pub static CONV2D_F16: KernelDef = KernelDef {
-    name: "conv2d_f16",
-    entry: "conv2d",
-    source: WgslSource::Generated(conv_f16_source),
-    bindings: &[UNIFORM, RO, RO, RO, RW],
-    needs: Needs::F16,
-    specialisations: conv_specialisations,
-};
-pub static DEPTHWISE_F16: KernelDef = KernelDef {
-    name: "depthwise_f16",
-    entry: "depthwise",
-    source: WgslSource::Generated(conv_f16_source),
-    bindings: &[UNIFORM, RO, RO, RO, RW],
-    needs: Needs::F16,
-    specialisations: conv_specialisations,
-};
-pub static AVGPOOL_F16: KernelDef = KernelDef {
-    name: "avgpool_f16",
-    entry: "avgpool",
-    source: WgslSource::Generated(conv_f16_source),
-    bindings: &[UNIFORM, RO, RO, RO, RW],
-    needs: Needs::F16,
-    specialisations: avgpool_specialisations,
-};
+pub static CONV2D: KernelDef =
+    KernelDef::new("conv2d", WgslSource::File(CONV_WGSL), &[UNIFORM, RO, RO, RO, RW]).specialised(conv_specialisations);
+pub static DEPTHWISE: KernelDef = KernelDef::new("depthwise", WgslSource::File(CONV_WGSL), &[UNIFORM, RO, RO, RO, RW])
+    .specialised(conv_specialisations);
+pub static AVGPOOL: KernelDef = KernelDef::new("avgpool", WgslSource::File(CONV_WGSL), &[UNIFORM, RO, RO, RO, RW])
+    .specialised(avgpool_specialisations);
+pub static CONV2D_F16: KernelDef = KernelDef::new(
+    "conv2d_f16",
+    WgslSource::Generated(conv_f16_source),
+    &[UNIFORM, RO, RO, RO, RW],
+)
+.entry("conv2d")
+.needs(Needs::F16)
+.specialised(conv_specialisations);
+pub static DEPTHWISE_F16: KernelDef = KernelDef::new(
+    "depthwise_f16",
+    WgslSource::Generated(conv_f16_source),
+    &[UNIFORM, RO, RO, RO, RW],
+)
+.entry("depthwise")
+.needs(Needs::F16)
+.specialised(conv_specialisations);
+pub static AVGPOOL_F16: KernelDef = KernelDef::new(
+    "avgpool_f16",
+    WgslSource::Generated(conv_f16_source),
+    &[UNIFORM, RO, RO, RO, RW],
+)
+.entry("avgpool")
+.needs(Needs::F16)
+.specialised(avgpool_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&CONV2D, &DEPTHWISE, &AVGPOOL, &CONV2D_F16, &DEPTHWISE_F16, &AVGPOOL_F16];

@@ -93,31 +93,10 @@ pub fn fill_f16(ctx: &Context, buf: &GpuBuffer, value: half::f16) -> Result<()> 
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const ELEMENTWISE_WGSL: &str = include_str!("elementwise.wgsl");
-pub static FILL: KernelDef = KernelDef {
-    name: "fill",
-    entry: "fill",
-    source: WgslSource::File(ELEMENTWISE_WGSL),
-    bindings: &[UNIFORM, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static ADD: KernelDef = KernelDef {
-    name: "add",
-    entry: "add",
-    source: WgslSource::File(ELEMENTWISE_WGSL),
-    bindings: &[UNIFORM, RW, RO],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static ADD_F16: KernelDef = KernelDef {
-    name: "add_f16",
-    entry: "add_f16",
-    source: WgslSource::File(ELEMENTWISE_WGSL),
-    bindings: &[UNIFORM, RW, RO],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
+pub static FILL: KernelDef = KernelDef::new("fill", WgslSource::File(ELEMENTWISE_WGSL), &[UNIFORM, RW]);
+pub static ADD: KernelDef = KernelDef::new("add", WgslSource::File(ELEMENTWISE_WGSL), &[UNIFORM, RW, RO]);
+pub static ADD_F16: KernelDef = KernelDef::new("add_f16", WgslSource::File(ELEMENTWISE_WGSL), &[UNIFORM, RW, RO]);
 pub const KERNELS: &[&KernelDef] = &[&FILL, &ADD, &ADD_F16];

@@ -338,12 +338,11 @@ fn coop_specialisations() -> Vec<Constants> {
 use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
 
 const GEMM_COOP_WGSL: &str = include_str!("gemm_coop.wgsl");
-pub static GEMM_COOP: KernelDef = KernelDef {
-    name: "gemm_coop",
-    entry: "gemm_coop",
-    source: WgslSource::File(GEMM_COOP_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RO],
-    needs: Needs::COOP,
-    specialisations: coop_specialisations,
-};
+pub static GEMM_COOP: KernelDef = KernelDef::new(
+    "gemm_coop",
+    WgslSource::File(GEMM_COOP_WGSL),
+    &[UNIFORM, RO, RO, RW, RO],
+)
+.needs(Needs::COOP)
+.specialised(coop_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&GEMM_COOP];

@@ -154,28 +154,25 @@ pub fn run(ctx: &Context, w: &GpuMatrixF16, x: &GpuMatrixF16, y: &GpuMatrixF16, 
 use crate::gpu::{KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
 
 const GEMM_F16_WGSL: &str = include_str!("gemm_f16.wgsl");
-pub static GEMM_F16: KernelDef = KernelDef {
-    name: "gemm_f16",
-    entry: "gemm_f16",
-    source: WgslSource::File(GEMM_F16_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RO, RW],
-    needs: Needs::F16,
-    specialisations: tiled_specialisations,
-};
-pub static GEMM_F16_REDUCE: KernelDef = KernelDef {
-    name: "gemm_f16_reduce",
-    entry: "gemm_f16_reduce",
-    source: WgslSource::File(GEMM_F16_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RO, RW],
-    needs: Needs::F16,
-    specialisations: reduce_specialisations,
-};
-pub static GEMM_SKINNY_F16: KernelDef = KernelDef {
-    name: "gemm_skinny_f16",
-    entry: "gemm_skinny_f16",
-    source: WgslSource::File(GEMM_F16_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RO],
-    needs: Needs::F16,
-    specialisations: skinny_specialisations,
-};
+pub static GEMM_F16: KernelDef = KernelDef::new(
+    "gemm_f16",
+    WgslSource::File(GEMM_F16_WGSL),
+    &[UNIFORM, RO, RO, RW, RO, RW],
+)
+.needs(Needs::F16)
+.specialised(tiled_specialisations);
+pub static GEMM_F16_REDUCE: KernelDef = KernelDef::new(
+    "gemm_f16_reduce",
+    WgslSource::File(GEMM_F16_WGSL),
+    &[UNIFORM, RO, RO, RW, RO, RW],
+)
+.needs(Needs::F16)
+.specialised(reduce_specialisations);
+pub static GEMM_SKINNY_F16: KernelDef = KernelDef::new(
+    "gemm_skinny_f16",
+    WgslSource::File(GEMM_F16_WGSL),
+    &[UNIFORM, RO, RO, RW, RO],
+)
+.needs(Needs::F16)
+.specialised(skinny_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&GEMM_F16, &GEMM_F16_REDUCE, &GEMM_SKINNY_F16];

@@ -411,31 +411,18 @@ pub fn run(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix, ep: &Epil
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{across_epilogues, Constants, KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const GEMM_WGSL: &str = include_str!("gemm.wgsl");
-pub static GEMM: KernelDef = KernelDef {
-    name: "gemm",
-    entry: "gemm",
-    source: WgslSource::File(GEMM_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RO, RW],
-    needs: Needs::NONE,
-    specialisations: tiled_specialisations,
-};
-pub static GEMM_REDUCE: KernelDef = KernelDef {
-    name: "gemm_reduce",
-    entry: "gemm_reduce",
-    source: WgslSource::File(GEMM_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RO, RW],
-    needs: Needs::NONE,
-    specialisations: reduce_specialisations,
-};
-pub static GEMM_SKINNY: KernelDef = KernelDef {
-    name: "gemm_skinny",
-    entry: "gemm_skinny",
-    source: WgslSource::File(GEMM_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RO],
-    needs: Needs::NONE,
-    specialisations: skinny_specialisations,
-};
+pub static GEMM: KernelDef = KernelDef::new("gemm", WgslSource::File(GEMM_WGSL), &[UNIFORM, RO, RO, RW, RO, RW])
+    .specialised(tiled_specialisations);
+pub static GEMM_REDUCE: KernelDef = KernelDef::new(
+    "gemm_reduce",
+    WgslSource::File(GEMM_WGSL),
+    &[UNIFORM, RO, RO, RW, RO, RW],
+)
+.specialised(reduce_specialisations);
+pub static GEMM_SKINNY: KernelDef =
+    KernelDef::new("gemm_skinny", WgslSource::File(GEMM_WGSL), &[UNIFORM, RO, RO, RW, RO])
+        .specialised(skinny_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&GEMM, &GEMM_REDUCE, &GEMM_SKINNY];

@@ -334,30 +334,21 @@ mod tests {
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const PRUNE_BLOCK_WGSL: &str = include_str!("prune_block.wgsl");
-pub static BLOCK_SCORES: KernelDef = KernelDef {
-    name: "block_scores",
-    entry: "block_scores",
-    source: WgslSource::File(PRUNE_BLOCK_WGSL),
-    bindings: &[UNIFORM, RO, RW, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static BLOCK_VALUES: KernelDef = KernelDef {
-    name: "block_values",
-    entry: "block_values",
-    source: WgslSource::File(PRUNE_BLOCK_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static BLOCK_ROW_ORDER: KernelDef = KernelDef {
-    name: "block_row_order",
-    entry: "block_row_order",
-    source: WgslSource::File(PRUNE_BLOCK_WGSL),
-    bindings: &[UNIFORM, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
+pub static BLOCK_SCORES: KernelDef = KernelDef::new(
+    "block_scores",
+    WgslSource::File(PRUNE_BLOCK_WGSL),
+    &[UNIFORM, RO, RW, RW],
+);
+pub static BLOCK_VALUES: KernelDef = KernelDef::new(
+    "block_values",
+    WgslSource::File(PRUNE_BLOCK_WGSL),
+    &[UNIFORM, RO, RO, RO, RW],
+);
+pub static BLOCK_ROW_ORDER: KernelDef = KernelDef::new(
+    "block_row_order",
+    WgslSource::File(PRUNE_BLOCK_WGSL),
+    &[UNIFORM, RO, RW],
+);

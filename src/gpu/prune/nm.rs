@@ -96,14 +96,11 @@ impl PrunePlan<GpuNm> {
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const PRUNE_NM_WGSL: &str = include_str!("prune_nm.wgsl");
-pub static PRUNE_NM: KernelDef = KernelDef {
-    name: "prune_nm",
-    entry: "prune_nm",
-    source: WgslSource::File(PRUNE_NM_WGSL),
-    bindings: &[UNIFORM, RO, RW, RW, RW, RO],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
+pub static PRUNE_NM: KernelDef = KernelDef::new(
+    "prune_nm",
+    WgslSource::File(PRUNE_NM_WGSL),
+    &[UNIFORM, RO, RW, RW, RW, RO],
+);

@@ -341,46 +341,28 @@ impl PrunePlan<Vec<GpuCsr>> {
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{defaults_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const PRUNE_SELECT_WGSL: &str = include_str!("prune_select.wgsl");
-pub static RADIX_HISTOGRAM: KernelDef = KernelDef {
-    name: "radix_histogram",
-    entry: "radix_histogram",
-    source: WgslSource::File(PRUNE_SELECT_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static RADIX_SCAN: KernelDef = KernelDef {
-    name: "radix_scan",
-    entry: "radix_scan",
-    source: WgslSource::File(PRUNE_SELECT_WGSL),
-    bindings: &[UNIFORM, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static SELECT_COUNT: KernelDef = KernelDef {
-    name: "select_count",
-    entry: "select_count",
-    source: WgslSource::File(PRUNE_SELECT_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static SELECT_CHUNK_SCAN: KernelDef = KernelDef {
-    name: "select_chunk_scan",
-    entry: "select_chunk_scan",
-    source: WgslSource::File(PRUNE_SELECT_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
-pub static SELECT_SCATTER: KernelDef = KernelDef {
-    name: "select_scatter",
-    entry: "select_scatter",
-    source: WgslSource::File(PRUNE_SELECT_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW, RW, RW, RW, RO],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
+pub static RADIX_HISTOGRAM: KernelDef = KernelDef::new(
+    "radix_histogram",
+    WgslSource::File(PRUNE_SELECT_WGSL),
+    &[UNIFORM, RO, RO, RW],
+);
+pub static RADIX_SCAN: KernelDef =
+    KernelDef::new("radix_scan", WgslSource::File(PRUNE_SELECT_WGSL), &[UNIFORM, RO, RW]);
+pub static SELECT_COUNT: KernelDef = KernelDef::new(
+    "select_count",
+    WgslSource::File(PRUNE_SELECT_WGSL),
+    &[UNIFORM, RO, RO, RW, RW],
+);
+pub static SELECT_CHUNK_SCAN: KernelDef = KernelDef::new(
+    "select_chunk_scan",
+    WgslSource::File(PRUNE_SELECT_WGSL),
+    &[UNIFORM, RO, RO, RW],
+);
+pub static SELECT_SCATTER: KernelDef = KernelDef::new(
+    "select_scatter",
+    WgslSource::File(PRUNE_SELECT_WGSL),
+    &[UNIFORM, RO, RO, RO, RW, RW, RW, RW, RO],
+);

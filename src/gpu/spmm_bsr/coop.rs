@@ -265,12 +265,11 @@ use crate::gpu::gemm::coop::{SUBGROUP_SIZES, TEST_WG_BYTES};
 use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
 
 const SPMM_BSR_COOP_WGSL: &str = include_str!("spmm_bsr_coop.wgsl");
-pub static SPMM_BSR_COOP: KernelDef = KernelDef {
-    name: "spmm_bsr_coop",
-    entry: "spmm_bsr_coop",
-    source: WgslSource::File(SPMM_BSR_COOP_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
-    needs: Needs::COOP,
-    specialisations: bsr_coop_specialisations,
-};
+pub static SPMM_BSR_COOP: KernelDef = KernelDef::new(
+    "spmm_bsr_coop",
+    WgslSource::File(SPMM_BSR_COOP_WGSL),
+    &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
+)
+.needs(Needs::COOP)
+.specialised(bsr_coop_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&SPMM_BSR_COOP];

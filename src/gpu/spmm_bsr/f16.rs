@@ -107,12 +107,11 @@ fn bsr_f16_specialisations() -> Vec<Constants> {
 use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
 
 const SPMM_BSR_F16_WGSL: &str = include_str!("spmm_bsr_f16.wgsl");
-pub static SPMM_BSR_F16: KernelDef = KernelDef {
-    name: "spmm_bsr_f16",
-    entry: "spmm_bsr_f16",
-    source: WgslSource::File(SPMM_BSR_F16_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
-    needs: Needs::F16,
-    specialisations: bsr_f16_specialisations,
-};
+pub static SPMM_BSR_F16: KernelDef = KernelDef::new(
+    "spmm_bsr_f16",
+    WgslSource::File(SPMM_BSR_F16_WGSL),
+    &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
+)
+.needs(Needs::F16)
+.specialised(bsr_f16_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&SPMM_BSR_F16];

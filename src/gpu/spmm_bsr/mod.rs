@@ -192,15 +192,13 @@ fn bsr_specialisations() -> Vec<Constants> {
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{across_epilogues, Constants, KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const SPMM_BSR_WGSL: &str = include_str!("spmm_bsr.wgsl");
-pub static SPMM_BSR: KernelDef = KernelDef {
-    name: "spmm_bsr",
-    entry: "spmm_bsr",
-    source: WgslSource::File(SPMM_BSR_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
-    needs: Needs::NONE,
-    specialisations: bsr_specialisations,
-};
+pub static SPMM_BSR: KernelDef = KernelDef::new(
+    "spmm_bsr",
+    WgslSource::File(SPMM_BSR_WGSL),
+    &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
+)
+.specialised(bsr_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&SPMM_BSR];

@@ -524,33 +524,26 @@ pub fn run(ctx: &Context, w: &CsrWeights, x: &GpuMatrix, y: &GpuMatrix, epi: &Ep
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{defaults_only, epilogues_only, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{epilogues_only, KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const SPMM_CSR_ROWS_WGSL: &str = include_str!("spmm_csr_rows.wgsl");
-pub static SPMM_CSR_ROWS: KernelDef = KernelDef {
-    name: "spmm_csr_rows",
-    entry: "spmm_csr_rows",
-    source: WgslSource::File(SPMM_CSR_ROWS_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
-    needs: Needs::NONE,
-    specialisations: epilogues_only,
-};
+pub static SPMM_CSR_ROWS: KernelDef = KernelDef::new(
+    "spmm_csr_rows",
+    WgslSource::File(SPMM_CSR_ROWS_WGSL),
+    &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
+)
+.specialised(epilogues_only);
 const SPMM_CSR_ROWWISE_WGSL: &str = include_str!("spmm_csr_rowwise.wgsl");
-pub static SPMM_CSR_ROWWISE: KernelDef = KernelDef {
-    name: "spmm_csr_rowwise",
-    entry: "spmm_csr_rowwise",
-    source: WgslSource::File(SPMM_CSR_ROWWISE_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RO, RW, RO],
-    needs: Needs::NONE,
-    specialisations: epilogues_only,
-};
+pub static SPMM_CSR_ROWWISE: KernelDef = KernelDef::new(
+    "spmm_csr_rowwise",
+    WgslSource::File(SPMM_CSR_ROWWISE_WGSL),
+    &[UNIFORM, RO, RO, RO, RO, RW, RO],
+)
+.specialised(epilogues_only);
 const SPMM_CSR_PACK_WGSL: &str = include_str!("spmm_csr_pack.wgsl");
-pub static SPMM_CSR_PACK: KernelDef = KernelDef {
-    name: "spmm_csr_pack",
-    entry: "spmm_csr_pack",
-    source: WgslSource::File(SPMM_CSR_PACK_WGSL),
-    bindings: &[UNIFORM, RO, RO, RW],
-    needs: Needs::NONE,
-    specialisations: defaults_only,
-};
+pub static SPMM_CSR_PACK: KernelDef = KernelDef::new(
+    "spmm_csr_pack",
+    WgslSource::File(SPMM_CSR_PACK_WGSL),
+    &[UNIFORM, RO, RO, RW],
+);
 pub const KERNELS: &[&KernelDef] = &[&SPMM_CSR_ROWS, &SPMM_CSR_ROWWISE, &SPMM_CSR_PACK];

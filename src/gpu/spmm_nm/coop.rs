@@ -352,21 +352,19 @@ use crate::gpu::gemm::coop::{SUBGROUP_SIZES, TEST_WG_BYTES};
 use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
 
 const SPMM_NM_COOP_WGSL: &str = include_str!("spmm_nm_coop.wgsl");
-pub static SPMM_NM_COOP: KernelDef = KernelDef {
-    name: "spmm_nm_coop",
-    entry: "spmm_nm_coop",
-    source: WgslSource::File(SPMM_NM_COOP_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW, RO],
-    needs: Needs::COOP,
-    specialisations: nm_coop_specialisations,
-};
+pub static SPMM_NM_COOP: KernelDef = KernelDef::new(
+    "spmm_nm_coop",
+    WgslSource::File(SPMM_NM_COOP_WGSL),
+    &[UNIFORM, RO, RO, RO, RW, RO],
+)
+.needs(Needs::COOP)
+.specialised(nm_coop_specialisations);
 const SPMM_NM_F16_WGSL: &str = include_str!("spmm_nm_f16.wgsl");
-pub static SPMM_NM_F16: KernelDef = KernelDef {
-    name: "spmm_nm_f16",
-    entry: "spmm_nm_f16",
-    source: WgslSource::File(SPMM_NM_F16_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW, RO],
-    needs: Needs::F16,
-    specialisations: nm_f16_specialisations,
-};
+pub static SPMM_NM_F16: KernelDef = KernelDef::new(
+    "spmm_nm_f16",
+    WgslSource::File(SPMM_NM_F16_WGSL),
+    &[UNIFORM, RO, RO, RO, RW, RO],
+)
+.needs(Needs::F16)
+.specialised(nm_f16_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&SPMM_NM_COOP, &SPMM_NM_F16];

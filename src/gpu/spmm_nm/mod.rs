@@ -577,31 +577,25 @@ fn nm_specialisations() -> Vec<Constants> {
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{across_epilogues, Constants, KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const SPMM_NM_WGSL: &str = include_str!("spmm_nm.wgsl");
-pub static SPMM_NM_TILED: KernelDef = KernelDef {
-    name: "spmm_nm_tiled",
-    entry: "spmm_nm_tiled",
-    source: WgslSource::File(SPMM_NM_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW, RO],
-    needs: Needs::NONE,
-    specialisations: nm_specialisations,
-};
-pub static SPMM_NM_ROWS: KernelDef = KernelDef {
-    name: "spmm_nm_rows",
-    entry: "spmm_nm_rows",
-    source: WgslSource::File(SPMM_NM_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW, RO],
-    needs: Needs::NONE,
-    specialisations: nm_specialisations,
-};
-pub static SPMM_NM_SWITCH: KernelDef = KernelDef {
-    name: "spmm_nm_switch",
-    entry: "spmm_nm_switch",
-    source: WgslSource::File(SPMM_NM_WGSL),
-    bindings: &[UNIFORM, RO, RO, RO, RW, RO],
-    needs: Needs::NONE,
-    specialisations: nm_specialisations,
-};
+pub static SPMM_NM_TILED: KernelDef = KernelDef::new(
+    "spmm_nm_tiled",
+    WgslSource::File(SPMM_NM_WGSL),
+    &[UNIFORM, RO, RO, RO, RW, RO],
+)
+.specialised(nm_specialisations);
+pub static SPMM_NM_ROWS: KernelDef = KernelDef::new(
+    "spmm_nm_rows",
+    WgslSource::File(SPMM_NM_WGSL),
+    &[UNIFORM, RO, RO, RO, RW, RO],
+)
+.specialised(nm_specialisations);
+pub static SPMM_NM_SWITCH: KernelDef = KernelDef::new(
+    "spmm_nm_switch",
+    WgslSource::File(SPMM_NM_WGSL),
+    &[UNIFORM, RO, RO, RO, RW, RO],
+)
+.specialised(nm_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&SPMM_NM_TILED, &SPMM_NM_ROWS, &SPMM_NM_SWITCH];
