@@ -298,6 +298,7 @@ pub fn registry() -> Vec<&'static KernelDef> {
         spmm_nm::coop::KERNELS,
         spmm_csr::KERNELS,
         conv::KERNELS,
+        conv_gemm::KERNELS,
         prune::KERNELS,
         calibrate::KERNELS,
         crate::train::kernels::KERNELS,

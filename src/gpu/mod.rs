@@ -1,13 +1,14 @@
 //! The GPU side: one [`Context`] owning adapter, device and queue; a pipeline
 //! cache keyed by kernel descriptor and specialisation; matrices on the GPU;
 //! one folder per kernel family (`gemm/`, `spmm_bsr/`, `spmm_nm/`,
-//! `spmm_csr/`, `conv/`, `prune/`, `elementwise/`, `calibrate/`) holding its
+//! `spmm_csr/`, `conv/`, `conv_gemm/`, `prune/`, `elementwise/`, `calibrate/`) holding its
 //! host code, its kernel descriptors ([`KernelDef`]) and its WGSL.
 
 mod buffer;
 pub mod calibrate;
 mod context;
 pub mod conv;
+pub mod conv_gemm;
 pub mod elementwise;
 mod epilogue;
 pub mod gemm;
