@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use wgsparse::gpu::conv_gemm::{self, ConvGeometry, ConvTile};
-use wgsparse::gpu::{Activation, Epilogue, GpuMatrix};
-use wgsparse::Matrix;
+use wgsparse::gpu::{Activation, Epilogue, GpuCsr, GpuMatrix};
+use wgsparse::{Csr, Mask, Matrix};
 
 /// ONNX Conv, NCHW, written independently of the kernel: for every output
 /// (n, co, oy, ox) the sum over the group's input channels and kernel taps of
@@ -180,4 +180,62 @@ fn bad_geometry_and_shapes_are_clear_errors() {
     // And the good one runs.
     conv_gemm::run(&ctx, &ok, &w, &x, &y, &Epilogue::default()).unwrap();
     ctx.take_errors().unwrap();
+}
+
+/// `w` with a deterministic ~`zeros` fraction of its entries set to zero, and
+/// the same as CSR.
+fn sparse(w: &Matrix, zeros: f64, seed: u64) -> (Matrix, Csr) {
+    let r = random(w.rows(), w.cols(), seed);
+    let keep: Vec<bool> = r.data().iter().map(|v| ((*v as f64) + 1.0) / 2.0 >= zeros).collect();
+    let mask = Mask::new(w.rows(), w.cols(), keep).unwrap();
+    (w.masked(&mask).unwrap(), Csr::from_dense_masked(w, &mask).unwrap())
+}
+
+#[test]
+fn csr_weights_match_the_reference() {
+    let ctx = ctx();
+    for (s, g) in cases().iter().enumerate() {
+        let (oh, ow) = g.output_hw().unwrap();
+        let x = random(g.cin, g.batch * g.h * g.w, 60 + s as u64);
+        let gx = GpuMatrix::upload(&ctx, &x, "x").unwrap();
+        let (b, gb) = bias_buffer(&ctx, g.cout, 70 + s as u64);
+        let w = random(g.cout, g.k(), 80 + s as u64);
+        // Dense as CSR, 70% and 95% zeros, and no non-zero at all.
+        for zeros in [0.0, 0.7, 0.95, 1.01] {
+            let (wm, csr) = sparse(&w, zeros, 90 + s as u64);
+            let gw = GpuCsr::upload(&ctx, &csr).unwrap();
+            for (bias, act) in [(false, Activation::None), (true, Activation::Relu6)] {
+                let want = epilogue(reference_conv(g, &wm, &x), bias.then_some(&b[..]), act);
+                let y = poisoned(&ctx, g.cout, g.batch * oh * ow);
+                let ep = Epilogue {
+                    bias: bias.then_some(&gb),
+                    act,
+                };
+                let d = conv_gemm::prepare_csr(&ctx, g, &gw, &gx, &y, &ep).unwrap();
+                ctx.submit(&[&d]);
+                let got = y.download_blocking(&ctx).unwrap();
+                let what = format!("conv_csr {g:?} {} nnz {act:?}", csr.nnz());
+                if csr.nnz() == 0 && !bias {
+                    // All zeros: the exact result, not a relative error of nothing.
+                    assert!(got.data().iter().all(|v| *v == 0.0), "{what}: {:?}", &got.data()[..4]);
+                } else {
+                    assert_close(&got, &want, F32_REL_TOL, &what);
+                }
+            }
+        }
+    }
+    ctx.take_errors().unwrap();
+}
+
+#[test]
+fn csr_weight_of_the_wrong_shape_is_refused() {
+    let ctx = ctx();
+    let g = geom((1, 4, 5, 5), (6, 3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1);
+    let (oh, ow) = g.output_hw().unwrap();
+    let (_, csr) = sparse(&random(6, 35, 1), 0.5, 2);
+    let gw = GpuCsr::upload(&ctx, &csr).unwrap();
+    let x = GpuMatrix::upload(&ctx, &random(4, 25, 3), "x").unwrap();
+    let y = poisoned(&ctx, 6, oh * ow);
+    let e = conv_gemm::prepare_csr(&ctx, &g, &gw, &x, &y, &Epilogue::default()).unwrap_err();
+    assert!(e.to_string().contains("weight is 6x35"), "{e}");
 }

@@ -53,7 +53,7 @@ struct ConvParams {
     w_stride: u32, // floats per W row
     x_stride: u32, // floats per X row
     y_stride: u32, // floats per Y row
-    _pad: u32,
+    cout: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;

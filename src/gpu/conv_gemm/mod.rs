@@ -6,10 +6,13 @@
 //! Layouts (the graph runtime's feature-major activations): X is a
 //! [`GpuMatrix`] `[Cin, N*H*W]`, Y `[Cout, N*OH*OW]`, W `[Cout, Cin/groups *
 //! KH * KW]` (an ONNX/PyTorch weight `[Cout, Cin/groups, KH, KW]` flattened).
+//!
+//! Pruned weights run through [`prepare_csr`] (`conv_csr.wgsl`): the same
+//! addressing, one pass over each output channel's non-zeros.
 
 use crate::error::{Error, Result};
 
-use super::{Context, Dispatch, Epilogue, GpuMatrix, PipelineKey};
+use super::{Context, Dispatch, Epilogue, GpuCsr, GpuMatrix, PipelineKey};
 
 /// The geometry of one convolution (ONNX `Conv` semantics, NCHW).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,23 +195,23 @@ struct Params {
     w_stride: u32,
     x_stride: u32,
     y_stride: u32,
-    _pad: u32,
+    cout: u32,
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Limit(format!("convolution {what} {v} exceeds u32 indexing")))
 }
 
-/// Checks the matrices against `g` and returns the kernel's parameters.
-fn params(g: &ConvGeometry, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix) -> Result<Params> {
+/// Checks the matrices against `g` and returns the kernels' parameters (`w`:
+/// the weight's rows, columns and floats per row).
+fn params(g: &ConvGeometry, w: (usize, usize, usize), x: &GpuMatrix, y: &GpuMatrix) -> Result<Params> {
     let (oh, ow) = g.output_hw()?;
     let cols = g.batch * oh * ow;
     let k = g.k();
-    if w.rows() != g.cout || w.cols() != k {
+    let (w_rows, w_cols, w_stride) = w;
+    if w_rows != g.cout || w_cols != k {
         return Err(Error::Shape(format!(
-            "convolution weight is {}x{}, the geometry needs {}x{k} (Cout x Cin/groups*KH*KW)",
-            w.rows(),
-            w.cols(),
+            "convolution weight is {w_rows}x{w_cols}, the geometry needs {}x{k} (Cout x Cin/groups*KH*KW)",
             g.cout
         )));
     }
@@ -232,7 +235,7 @@ fn params(g: &ConvGeometry, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix) -> Resu
     // The largest flat index each buffer is read at must fit u32.
     u32_of(g.cin * x.stride(), "input size")?;
     u32_of(g.cout * y.stride(), "output size")?;
-    u32_of(g.cout * w.stride(), "weight size")?;
+    u32_of(g.cout * w_stride, "weight size")?;
     Ok(Params {
         cin_g: u32_of(g.cin / g.groups, "channels")?,
         cout_g: u32_of(g.cout / g.groups, "channels")?,
@@ -250,10 +253,10 @@ fn params(g: &ConvGeometry, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix) -> Resu
         dw: u32_of(g.dilation.1, "dilation")?,
         pt: u32_of(g.pads[0], "padding")?,
         pl: u32_of(g.pads[1], "padding")?,
-        w_stride: u32_of(w.stride(), "weight stride")?,
+        w_stride: u32_of(w_stride, "weight stride")?,
         x_stride: u32_of(x.stride(), "input stride")?,
         y_stride: u32_of(y.stride(), "output stride")?,
-        _pad: 0,
+        cout: u32_of(g.cout, "channels")?,
     })
 }
 
@@ -267,7 +270,7 @@ pub fn prepare_with(
     ep: &Epilogue,
     tile: ConvTile,
 ) -> Result<Dispatch> {
-    let p = params(g, w, x, y)?;
+    let p = params(g, (w.rows(), w.cols(), w.stride()), x, y)?;
     tile.validate(ctx)?;
     let u = ctx.uniform(&p, "conv_gemm params");
     let bias = ep.bias_buffer(ctx, g.cout)?;
@@ -301,6 +304,46 @@ pub fn run(ctx: &Context, g: &ConvGeometry, w: &GpuMatrix, x: &GpuMatrix, y: &Gp
     Ok(())
 }
 
+/// Columns per thread and the workgroup of the CSR kernel.
+const CSR_TN: u32 = 4;
+const CSR_WG: (u32, u32) = (16, 4);
+
+fn csr_constants(ep: &Epilogue) -> Vec<(&'static str, u32)> {
+    let mut c = vec![("TN", CSR_TN), ("WG_X", CSR_WG.0), ("WG_Y", CSR_WG.1)];
+    c.extend(ep.constants());
+    c
+}
+
+/// Prepares `y = act(conv(x, w) + bias)` with a CSR weight `[Cout,
+/// Cin/groups*KH*KW]` (any sparsity pattern; work proportional to the
+/// non-zeros).
+pub fn prepare_csr(
+    ctx: &Context,
+    g: &ConvGeometry,
+    w: &GpuCsr,
+    x: &GpuMatrix,
+    y: &GpuMatrix,
+    ep: &Epilogue,
+) -> Result<Dispatch> {
+    let p = params(g, (w.rows, w.cols, w.cols), x, y)?;
+    u32_of(w.nnz, "non-zeros")?;
+    let u = ctx.uniform(&p, "conv_csr params");
+    let bias = ep.bias_buffer(ctx, g.cout)?;
+    let groups = [p.cols.div_ceil(CSR_WG.0 * CSR_TN), p.cout.div_ceil(CSR_WG.1), 1];
+    // An all-zero weight has empty index arrays: bind dummies (never read).
+    let (col_idx, values) = if w.nnz == 0 {
+        (ctx.dummy_buffer(), ctx.dummy_buffer())
+    } else {
+        (w.col_idx.raw().clone(), w.values.raw().clone())
+    };
+    let key = PipelineKey::new(&CONV_CSR, &csr_constants(ep));
+    ctx.prepare(
+        &key,
+        &[&u, w.row_ptr.raw(), &col_idx, &values, x.buf.raw(), y.buf.raw(), &bias],
+        groups,
+    )
+}
+
 /// Every tile with every epilogue, for the shader tests.
 fn conv_gemm_specialisations() -> Vec<Constants> {
     ConvTile::ALL
@@ -320,4 +363,11 @@ pub static CONV_GEMM: KernelDef = KernelDef::new(
     &[UNIFORM, RO, RO, RW, RO],
 )
 .specialised(conv_gemm_specialisations);
-pub const KERNELS: &[&KernelDef] = &[&CONV_GEMM];
+const CONV_CSR_WGSL: &str = include_str!("conv_csr.wgsl");
+pub static CONV_CSR: KernelDef = KernelDef::new(
+    "conv_csr",
+    WgslSource::File(CONV_CSR_WGSL),
+    &[UNIFORM, RO, RO, RO, RO, RW, RO],
+)
+.specialised(|| across_epilogues(csr_constants(&Epilogue::default())));
+pub const KERNELS: &[&KernelDef] = &[&CONV_GEMM, &CONV_CSR];
