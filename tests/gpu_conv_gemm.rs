@@ -2,14 +2,15 @@
 //! `Conv` definition (plain loops, f64 sums): odd sizes, strides, dilations,
 //! asymmetric padding, 1x1 and 7x7 kernels, grouped and depthwise, batches,
 //! every tile, with and without the fused epilogue; outputs poisoned with NaN.
-//! Bad geometry is a clear error, never a dispatch.
+//! Pruned weights through the CSR and N:M kernels against the same reference
+//! on the masked dense weight. Bad geometry is a clear error, never a dispatch.
 
 mod common;
 
 use common::*;
 use wgsparse::gpu::conv_gemm::{self, ConvGeometry, ConvTile};
-use wgsparse::gpu::{Activation, Epilogue, GpuCsr, GpuMatrix};
-use wgsparse::{Csr, Mask, Matrix};
+use wgsparse::gpu::{Activation, Epilogue, GpuCsr, GpuMatrix, GpuNm};
+use wgsparse::{Csr, Mask, Matrix, NmMatrix};
 
 /// ONNX Conv, NCHW, written independently of the kernel: for every output
 /// (n, co, oy, ox) the sum over the group's input channels and kernel taps of
@@ -238,4 +239,36 @@ fn csr_weight_of_the_wrong_shape_is_refused() {
     let y = poisoned(&ctx, 6, oh * ow);
     let e = conv_gemm::prepare_csr(&ctx, &g, &gw, &x, &y, &Epilogue::default()).unwrap_err();
     assert!(e.to_string().contains("weight is 6x35"), "{e}");
+}
+
+#[test]
+fn nm_weights_match_the_reference() {
+    let ctx = ctx();
+    for (s, g) in cases().iter().enumerate() {
+        let (oh, ow) = g.output_hw().unwrap();
+        let x = random(g.cin, g.batch * g.h * g.w, 100 + s as u64);
+        let gx = GpuMatrix::upload(&ctx, &x, "x").unwrap();
+        let (b, gb) = bias_buffer(&ctx, g.cout, 110 + s as u64);
+        let w = random(g.cout, g.k(), 120 + s as u64);
+        // K is odd in most cases: short last groups and padded slots.
+        for (n, m) in [(2, 4), (1, 2), (4, 8), (1, 4)] {
+            let pruned = wgsparse::prune::nm(&w, n, m).unwrap();
+            let nm = NmMatrix::from_dense_masked(&w, &pruned.mask, n, m).unwrap();
+            let wm = nm.to_dense();
+            let gw = GpuNm::upload(&ctx, &nm).unwrap();
+            for (bias, act) in [(false, Activation::None), (true, Activation::Relu)] {
+                let want = epilogue(reference_conv(g, &wm, &x), bias.then_some(&b[..]), act);
+                let y = poisoned(&ctx, g.cout, g.batch * oh * ow);
+                let ep = Epilogue {
+                    bias: bias.then_some(&gb),
+                    act,
+                };
+                let d = conv_gemm::prepare_nm(&ctx, g, &gw, &gx, &y, &ep).unwrap();
+                ctx.submit(&[&d]);
+                let got = y.download_blocking(&ctx).unwrap();
+                assert_close(&got, &want, F32_REL_TOL, &format!("conv_nm {n}:{m} {g:?} {act:?}"));
+            }
+        }
+    }
+    ctx.take_errors().unwrap();
 }

@@ -8,11 +8,13 @@
 //! KH * KW]` (an ONNX/PyTorch weight `[Cout, Cin/groups, KH, KW]` flattened).
 //!
 //! Pruned weights run through [`prepare_csr`] (`conv_csr.wgsl`): the same
-//! addressing, one pass over each output channel's non-zeros.
+//! addressing, one pass over each output channel's non-zeros; N:M weights
+//! (2:4 along `Cin/groups*KH*KW`) through [`prepare_nm`] (`conv_nm.wgsl`).
 
 use crate::error::{Error, Result};
 
-use super::{Context, Dispatch, Epilogue, GpuCsr, GpuMatrix, PipelineKey};
+use super::{Context, Dispatch, Epilogue, GpuCsr, GpuMatrix, GpuNm, PipelineKey};
+use crate::sparse::Pattern;
 
 /// The geometry of one convolution (ONNX `Conv` semantics, NCHW).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +198,13 @@ struct Params {
     x_stride: u32,
     y_stride: u32,
     cout: u32,
+    // N:M weights only (conv_nm.wgsl).
+    nm_n: u32,
+    nm_m: u32,
+    bits: u32,
+    vpr: u32,
+    wpr: u32,
+    _pad: [u32; 3],
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
@@ -257,6 +266,12 @@ fn params(g: &ConvGeometry, w: (usize, usize, usize), x: &GpuMatrix, y: &GpuMatr
         x_stride: u32_of(x.stride(), "input stride")?,
         y_stride: u32_of(y.stride(), "output stride")?,
         cout: u32_of(g.cout, "channels")?,
+        nm_n: 0,
+        nm_m: 0,
+        bits: 0,
+        vpr: 0,
+        wpr: 0,
+        _pad: [0; 3],
     })
 }
 
@@ -344,6 +359,50 @@ pub fn prepare_csr(
     )
 }
 
+/// Prepares `y = act(conv(x, w) + bias)` with an N:M weight along K =
+/// Cin/groups*KH*KW (`[Cout, K]`; 2:4 and any other N:M the crate prunes to).
+pub fn prepare_nm(
+    ctx: &Context,
+    g: &ConvGeometry,
+    w: &GpuNm,
+    x: &GpuMatrix,
+    y: &GpuMatrix,
+    ep: &Epilogue,
+) -> Result<Dispatch> {
+    Pattern::NM { n: w.n, m: w.m }.validate()?;
+    let mut p = params(g, (w.rows, w.cols, w.cols), x, y)?;
+    let bits = usize::BITS - (w.m - 1).leading_zeros();
+    let vpr = w.cols.div_ceil(w.m) * w.n;
+    let wpr = vpr.div_ceil(32 / bits as usize);
+    let (values, words) = (w.rows as u64 * vpr as u64, w.rows as u64 * wpr as u64);
+    if w.values.bytes() < 4 * values || w.indices.bytes() < 4 * words {
+        return Err(Error::InvalidFormat(format!(
+            "N:M {}:{} {}x{} needs {values} values and {words} index words, the GPU buffers hold {} and {}",
+            w.n,
+            w.m,
+            w.rows,
+            w.cols,
+            w.values.bytes() / 4,
+            w.indices.bytes() / 4
+        )));
+    }
+    u32_of(values as usize, "N:M values")?;
+    p.nm_n = w.n as u32;
+    p.nm_m = w.m as u32;
+    p.bits = bits;
+    p.vpr = u32_of(vpr, "N:M slots per row")?;
+    p.wpr = u32_of(wpr, "N:M index words per row")?;
+    let u = ctx.uniform(&p, "conv_nm params");
+    let bias = ep.bias_buffer(ctx, g.cout)?;
+    let groups = [p.cols.div_ceil(CSR_WG.0 * CSR_TN), p.cout.div_ceil(CSR_WG.1), 1];
+    let key = PipelineKey::new(&CONV_NM, &csr_constants(ep));
+    ctx.prepare(
+        &key,
+        &[&u, w.values.raw(), w.indices.raw(), x.buf.raw(), y.buf.raw(), &bias],
+        groups,
+    )
+}
+
 /// Every tile with every epilogue, for the shader tests.
 fn conv_gemm_specialisations() -> Vec<Constants> {
     ConvTile::ALL
@@ -370,4 +429,11 @@ pub static CONV_CSR: KernelDef = KernelDef::new(
     &[UNIFORM, RO, RO, RO, RO, RW, RO],
 )
 .specialised(|| across_epilogues(csr_constants(&Epilogue::default())));
-pub const KERNELS: &[&KernelDef] = &[&CONV_GEMM, &CONV_CSR];
+const CONV_NM_WGSL: &str = include_str!("conv_nm.wgsl");
+pub static CONV_NM: KernelDef = KernelDef::new(
+    "conv_nm",
+    WgslSource::File(CONV_NM_WGSL),
+    &[UNIFORM, RO, RO, RO, RW, RO],
+)
+.specialised(|| across_epilogues(csr_constants(&Epilogue::default())));
+pub const KERNELS: &[&KernelDef] = &[&CONV_GEMM, &CONV_CSR, &CONV_NM];
