@@ -52,6 +52,15 @@ fn dense_f16_model_tracks_the_f32_model_layer_by_layer() {
     assert_eq!(f16.report().layers.len(), gpu.prunable_layers().len());
     assert!(f16.report().layers.iter().all(|l| !l.pruned));
     check_dispatch(f16.report(), "dense");
+    // Built again, every layer's decision comes from the tuner: nothing is
+    // measured and every layer runs what it ran.
+    let measured = gpu.tuner().measurements();
+    assert!(measured > 0 && measured <= f16.report().layers.len());
+    let again = pollster::block_on(gpu.to_f16(&ctx, Dispatching::Fastest)).unwrap();
+    assert_eq!(gpu.tuner().measurements(), measured, "a decision was measured twice");
+    for (a, b) in again.report().layers.iter().zip(&f16.report().layers) {
+        assert_eq!((a.kernel, &a.candidates), (b.kernel, &b.candidates), "{}", a.name);
+    }
     for img in ["chelsea.png", "coffee.png"] {
         let x = image(img);
         let want = pollster::block_on(gpu.forward_all(&ctx, &x)).unwrap();

@@ -114,6 +114,20 @@ fn zero_sparsity_changes_nothing_and_30_percent_keeps_a_cat() {
     );
     let top = classes::top_k(&got, 5);
     assert!(cat(top[0].class), "30% unstructured: top-1 {top:?}");
+    // The same prune again: every layer's choice comes from the tuner, none
+    // is measured twice.
+    let measured = gpu.tuner().measurements();
+    assert!(measured > 0);
+    let again = pollster::block_on(gpu.prune(&ctx, &PruneSpec::new(Pattern::Unstructured, 0.3))).unwrap();
+    assert_eq!(gpu.tuner().measurements(), measured, "a layer was measured twice");
+    for (a, b) in again.layers.iter().zip(&report.layers) {
+        assert_eq!(
+            (a.kernel, a.dense_ms, a.sparse_ms),
+            (b.kernel, b.dense_ms, b.sparse_ms),
+            "{}",
+            a.name
+        );
+    }
     // Global scope: one threshold, the total pruned is exact.
     let mut spec = PruneSpec::new(Pattern::Unstructured, 0.5);
     spec.scope = Scope::Global;

@@ -8,11 +8,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::lite0::{self, Lite0, Op};
 use crate::error::{Error, Result};
 use crate::gpu::calibrate::prepare_bias_correct;
 use crate::gpu::conv::{self, ConvShape};
+use crate::gpu::tune::{Family, TuneKey, Tuner};
 use crate::gpu::{elementwise, gemm, Activation, Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix, Timings};
 use crate::ops::{LayerPlan, SparseOperator};
 use crate::sparse::Pattern;
@@ -339,15 +341,6 @@ pub fn now_ms() -> f64 {
     }
 }
 
-/// (cout, cin, pixels, pattern, achieved sparsity in 1/MEASURE_BUCKETS): a
-/// layer shape whose dense and sparse kernels were timed on this adapter.
-type MeasureKey = (usize, usize, usize, String, u32);
-
-/// Sparsities within 1/40 of each other share one measurement, so moving the
-/// demo's slider by a percent re-uses the dense-or-sparse choice instead of
-/// timing every layer again.
-const MEASURE_BUCKETS: f64 = 20.0;
-
 /// EfficientNet-Lite0 resident on the GPU.
 pub struct GpuLite0 {
     net: Lite0,
@@ -357,7 +350,10 @@ pub struct GpuLite0 {
     /// The plan of the unpruned model, kept so the dense model can run beside a pruned one.
     dense_plan: Vec<Dispatch>,
     ranges: Vec<Range<usize>>,
-    measured: HashMap<MeasureKey, (f64, f64)>,
+    /// Measured kernel choices (dense or sparse per layer shape, and the f16
+    /// model's candidates), shared with other models on the same adapter
+    /// through [`GpuLite0::set_tuner`].
+    tuner: Arc<Tuner>,
     /// Calibration images the statistics of the prunable layers come from (0: none).
     pub(super) calibrated_on: usize,
     /// The calibration images (preprocessed), for re-normalization.
@@ -430,7 +426,7 @@ impl GpuLite0 {
             plan: Vec::new(),
             dense_plan: Vec::new(),
             ranges: Vec::new(),
-            measured: HashMap::new(),
+            tuner: Arc::new(Tuner::for_context(ctx)),
             calibrated_on: 0,
             calib_images: Vec::new(),
             renorm_sets: Vec::new(),
@@ -440,6 +436,31 @@ impl GpuLite0 {
         me.rebuild(ctx)?;
         me.dense_plan = me.plan.clone();
         Ok(me)
+    }
+
+    /// The measured kernel choices this model dispatches by.
+    pub fn tuner(&self) -> &Tuner {
+        &self.tuner
+    }
+
+    /// The tuner, to share with another model on the same adapter.
+    pub fn shared_tuner(&self) -> Arc<Tuner> {
+        Arc::clone(&self.tuner)
+    }
+
+    /// Dispatches by `tuner`'s choices from now on (one loaded from disk, or
+    /// another model's): layers it already holds a decision for are not
+    /// measured again. A tuner of another adapter is an error.
+    pub fn set_tuner(&mut self, ctx: &Context, tuner: Arc<Tuner>) -> Result<()> {
+        let here = crate::gpu::tune::adapter_id(ctx);
+        if tuner.adapter() != here {
+            return Err(Error::Invalid(format!(
+                "the tuner was measured on {:?}, this model runs on {here:?}",
+                tuner.adapter()
+            )));
+        }
+        self.tuner = tuner;
+        Ok(())
     }
 
     pub fn net(&self) -> &Lite0 {
@@ -1024,22 +1045,17 @@ impl GpuLite0 {
         let (dense_ms, sparse_ms, use_sparse) = match dispatching {
             Dispatching::Sparse => (None, None, true),
             Dispatching::Fastest => {
-                let key = (
-                    cout,
-                    cin,
-                    px,
-                    pattern.to_string(),
-                    (op.report.achieved * MEASURE_BUCKETS).round() as u32,
-                );
-                let (d, s) = match self.measured.get(&key) {
-                    Some(&v) => v,
-                    None => {
-                        let v = self.measure_layer(ctx, i, &op).await?;
-                        self.measured.insert(key, v);
-                        v
-                    }
-                };
-                (Some(d), Some(s), s < d)
+                // Dense first: it runs on a tie.
+                let key = TuneKey::new(Family::ModelLayer, cout, cin, px, pattern, op.report.achieved);
+                let candidates = ["gemm", op.weights.kernel_name()];
+                let c = self
+                    .tuner
+                    .choose(key, &candidates, || async {
+                        let (d, s) = self.measure_layer(ctx, i, &op).await?;
+                        Ok(vec![d, s])
+                    })
+                    .await?;
+                (c.ms(0), c.ms(1), c.pick == 1)
             }
         };
         let report = LayerReport {

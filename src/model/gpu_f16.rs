@@ -30,6 +30,7 @@ use crate::gpu::gemm::GemmTile;
 use crate::gpu::spmm_bsr::coop as spmm_bsr_coop;
 use crate::gpu::spmm_bsr::f16 as spmm_bsr_f16;
 use crate::gpu::spmm_nm::coop::{self as spmm_nm_coop, GpuNmF16};
+use crate::gpu::tune::{Family, TuneKey};
 use crate::gpu::{conv, elementwise, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, Timings};
 use crate::ops::GpuWeights;
 use crate::sparse::{Bsr, Mask, Matrix, Pattern, SparseMatrix};
@@ -161,6 +162,12 @@ async fn measure(ctx: &Context, cands: &[Candidate]) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// Fraction of zeros in `w` (the pruned weights as they compute).
+fn zero_fraction(w: &Matrix) -> f64 {
+    let zeros = w.data().iter().filter(|v| **v == 0.0).count();
+    zeros as f64 / w.data().len().max(1) as f64
+}
+
 impl GpuLite0 {
     /// This model as it currently computes, in f16 storage (see
     /// [`GpuLite0F16`]); `dispatching` picks each 1x1 layer's kernel.
@@ -219,6 +226,11 @@ impl GpuLite0 {
                     // The weights as they compute now, in f16: dense, and for
                     // block-pruned layers also as f16 BSR (sharing the indices),
                     // for 2:4 and 1:2 as f16 N:M.
+                    let pattern = match &p.current {
+                        Current::Dense => Pattern::Dense,
+                        Current::MaskedDense(_, pattern) => *pattern,
+                        Current::Sparse(op) => op.report.pattern,
+                    };
                     let (dense_w, sparse, pruned) = match &p.current {
                         Current::Dense => (p.dense.download(ctx).await?, None, false),
                         Current::MaskedDense(w, pattern) => {
@@ -305,12 +317,25 @@ impl GpuLite0 {
                             (pick, Vec::new())
                         }
                         Dispatching::Fastest => {
-                            // The layers before this one compute its input.
-                            let refs: Vec<&Dispatch> = plan.iter().collect();
-                            ctx.submit(&refs);
-                            let t = measure(ctx, &cands).await?;
-                            let pick = (0..t.len()).min_by(|&a, &b| t[a].total_cmp(&t[b])).unwrap_or(0);
-                            (pick, t)
+                            let key = TuneKey::new(
+                                Family::ModelLayerF16,
+                                w16.rows(),
+                                w16.cols(),
+                                x.cols(),
+                                pattern,
+                                zero_fraction(&dense_w),
+                            );
+                            let names: Vec<&str> = cands.iter().map(|(k, _)| *k).collect();
+                            let c = self
+                                .tuner()
+                                .choose(key, &names, || async {
+                                    // The layers before this one compute its input.
+                                    let refs: Vec<&Dispatch> = plan.iter().collect();
+                                    ctx.submit(&refs);
+                                    measure(ctx, &cands).await
+                                })
+                                .await?;
+                            (c.pick, c.times.into_iter().map(|(_, t)| t).collect())
                         }
                     };
                     report.layers.push(F16LayerReport {
