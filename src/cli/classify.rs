@@ -54,7 +54,7 @@ pub(super) struct GpuClassifyArgs {
 }
 
 pub(super) fn classify_cpu(a: ClassifyArgs) -> wgsparse::Result<()> {
-    use wgsparse::model::{classes, preprocess, reference, Lite0, INPUT_SIZE};
+    use wgsparse::model::{classes, cpu_forward, preprocess, Lite0, INPUT_SIZE};
     let weights = a.cache.join(wgsparse::model::fetch::WEIGHTS_FILE);
     if !weights.is_file() {
         return Err(wgsparse::Error::Weights(format!(
@@ -69,7 +69,7 @@ pub(super) fn classify_cpu(a: ClassifyArgs) -> wgsparse::Result<()> {
     }
     let x = preprocess::preprocess(&read(&a.image)?, INPUT_SIZE)?;
     let t = std::time::Instant::now();
-    let logits = reference::forward(&net, &x)?;
+    let logits = cpu_forward::forward(&net, &x)?;
     eprintln!("CPU reference forward: {:.2} s", t.elapsed().as_secs_f64());
     for p in classes::top_k(&logits, a.top) {
         println!("{:>6.2}%  {:>3}  {}", p.prob * 100.0, p.class, p.name);
@@ -85,13 +85,13 @@ fn print_top(title: &str, logits: &[f32], ms: f64, source: wgsparse::gpu::Timing
 }
 
 pub(super) fn run(a: GpuClassifyArgs) -> wgsparse::Result<()> {
-    use wgsparse::model::{preprocess, Dispatching, GpuLite0, Scope, INPUT_SIZE};
+    use wgsparse::model::{preprocess, GpuLite0, KernelPolicy, Scope, INPUT_SIZE};
     let pattern: wgsparse::Pattern = a.pattern.parse()?;
     let bytes = read(&weights_path(&a.cache, a.weights.as_deref())?)?;
     let x = preprocess::preprocess(&read(&a.image)?, INPUT_SIZE)?;
     let ctx = wgsparse::gpu::Context::new_blocking()?;
     println!("adapter: {} ({:?})", ctx.info().name, ctx.info().backend);
-    let (mut gpu, loaded) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, Dispatching::Fastest))?;
+    let (mut gpu, loaded) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, KernelPolicy::Fastest))?;
     if let Some(report) = loaded {
         if pattern != wgsparse::Pattern::Dense {
             return Err(wgsparse::Error::Invalid(
@@ -188,7 +188,7 @@ fn classify_f16(
     runs: usize,
     layers: bool,
 ) -> wgsparse::Result<()> {
-    let m = pollster::block_on(gpu.to_f16(ctx, wgsparse::model::Dispatching::Fastest))?;
+    let m = pollster::block_on(gpu.to_f16(ctx, wgsparse::model::KernelPolicy::Fastest))?;
     let logits = pollster::block_on(m.forward(ctx, x))?;
     let t = pollster::block_on(m.latency(ctx, 5, runs))?;
     print_top(&format!("{what}, f16"), &logits, t.median_ms(), t.source);

@@ -32,7 +32,7 @@ pub(super) struct EvalArgs {
 }
 
 pub(super) fn run(a: EvalArgs) -> wgsparse::Result<()> {
-    use wgsparse::model::{classes, preprocess, Dispatching, GpuLite0, INPUT_SIZE};
+    use wgsparse::model::{classes, preprocess, GpuLite0, KernelPolicy, INPUT_SIZE};
     let pattern: wgsparse::Pattern = a.pattern.parse()?;
     let files = wgsparse::train::data::image_files(&a.dir)?;
     if files.is_empty() {
@@ -43,10 +43,10 @@ pub(super) fn run(a: EvalArgs) -> wgsparse::Result<()> {
     }
     let ctx = wgsparse::gpu::Context::new_blocking()?;
     let dense_bytes = read(&weights_path(&a.cache, None)?)?;
-    let (mut dense, _) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &dense_bytes, Dispatching::Fastest))?;
+    let (mut dense, _) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &dense_bytes, KernelPolicy::Fastest))?;
     let (mut model, loaded) = match &a.weights {
         Some(w) => {
-            let (m, r) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &read(w)?, Dispatching::Fastest))?;
+            let (m, r) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &read(w)?, KernelPolicy::Fastest))?;
             (Some(m), r)
         }
         None => (None, None),
@@ -84,7 +84,7 @@ pub(super) fn run(a: EvalArgs) -> wgsparse::Result<()> {
     let evaluated = model.as_ref().unwrap_or(&dense);
     // The evaluated model in f16, with its latency beside f32's.
     let f16 = if a.f16 {
-        let m = pollster::block_on(evaluated.to_f16(&ctx, Dispatching::Fastest))?;
+        let m = pollster::block_on(evaluated.to_f16(&ctx, KernelPolicy::Fastest))?;
         let t32 = pollster::block_on(evaluated.latency(&ctx, 5, 100))?.median_ms();
         let t16 = pollster::block_on(m.latency(&ctx, 5, 100))?.median_ms();
         Some((m, t32, t16))

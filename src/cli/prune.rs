@@ -24,12 +24,12 @@ pub(super) struct PruneArgs {
 }
 
 pub(super) fn run(a: PruneArgs) -> wgsparse::Result<()> {
-    use wgsparse::model::{sparse_file, Dispatching, GpuLite0};
+    use wgsparse::model::{sparse_file, GpuLite0, KernelPolicy};
     let src = weights_path(&a.cache, a.weights.as_deref())?;
     let bytes = read(&src)?;
     let meta = wgsparse::model::Weights::from_bytes(&bytes)?.metadata().clone();
     let ctx = wgsparse::gpu::Context::new_blocking()?;
-    let (mut gpu, loaded) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, Dispatching::Sparse))?;
+    let (mut gpu, loaded) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, KernelPolicy::Sparse))?;
     if loaded.is_some() {
         return Err(wgsparse::Error::Invalid(format!(
             "{} is already a pruned sparse file: prune the original checkpoint",
@@ -37,7 +37,7 @@ pub(super) fn run(a: PruneArgs) -> wgsparse::Result<()> {
         )));
     }
     let mut spec = a.method.spec(a.pattern.parse()?, a.sparsity)?;
-    spec.dispatching = Dispatching::Sparse;
+    spec.dispatching = KernelPolicy::Sparse;
     a.method.prepare(&ctx, &mut gpu, &mut spec, &a.cache, None)?;
     let report = pollster::block_on(gpu.prune(&ctx, &spec))?;
     if report.layers.is_empty() {

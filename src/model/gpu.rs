@@ -19,13 +19,6 @@ use crate::gpu::{elementwise, gemm, Activation, Context, Dispatch, Epilogue, Gpu
 use crate::ops::{LayerPlan, SparseOperator};
 use crate::sparse::Pattern;
 
-fn act(a: lite0::Activation) -> Activation {
-    match a {
-        lite0::Activation::None => Activation::None,
-        lite0::Activation::Relu6 => Activation::Relu6,
-    }
-}
-
 fn conv_shape(
     cin: usize,
     cout: usize,
@@ -58,25 +51,29 @@ pub enum Scope {
     Global,
 }
 
-/// How a pruned layer is executed.
+/// How a pruned layer's kernel is chosen (a policy; a [`Dispatch`] is one
+/// recorded kernel launch).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Dispatching {
+pub enum KernelPolicy {
     /// Measure dense and sparse for the layer's shape on this adapter (once,
-    /// cached) and run the faster.
+    /// kept by the model's [`Tuner`]) and run the faster.
     #[default]
     Fastest,
     /// Always the sparse kernel (tests, benchmarks of the kernels themselves).
     Sparse,
 }
 
-impl std::str::FromStr for Dispatching {
+/// The former name of [`KernelPolicy`], kept while `wasm.rs` still spells it so.
+pub type Dispatching = KernelPolicy;
+
+impl std::str::FromStr for KernelPolicy {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
-            "fastest" => Ok(Dispatching::Fastest),
-            "sparse" => Ok(Dispatching::Sparse),
+            "fastest" => Ok(KernelPolicy::Fastest),
+            "sparse" => Ok(KernelPolicy::Sparse),
             _ => Err(Error::Invalid(format!(
-                "unknown dispatching {s:?}: use \"fastest\" or \"sparse\""
+                "unknown kernel policy {s:?}: use \"fastest\" or \"sparse\""
             ))),
         }
     }
@@ -122,7 +119,7 @@ pub struct PruneSpec {
     /// Ignored for N:M (fixed by the pattern).
     pub sparsity: f64,
     pub scope: Scope,
-    pub dispatching: Dispatching,
+    pub dispatching: KernelPolicy,
     pub criterion: Criterion,
     /// After pruning, add `(W - W') * mean(input)` to each layer's bias so its
     /// outputs keep their mean over the calibration images: needs
@@ -148,7 +145,7 @@ impl PruneSpec {
             pattern,
             sparsity,
             scope: Scope::PerLayer,
-            dispatching: Dispatching::Fastest,
+            dispatching: KernelPolicy::Fastest,
             criterion: Criterion::Magnitude,
             bias_correction: false,
             renorm: false,
@@ -385,20 +382,20 @@ impl GpuLite0 {
                     shape: conv_shape(c.cin, c.cout, c.k, c.stride, &c.pad, &l.input),
                     w: GpuBuffer::from_slice(ctx, c.weight.data(), &l.name)?,
                     b: GpuBuffer::from_slice(ctx, &c.bias, &l.name)?,
-                    act: act(c.act),
+                    act: c.act,
                     renormed: None,
                 },
                 Op::Depthwise(d) => GpuLayer::Depthwise {
                     shape: conv_shape(d.c, d.c, d.k, d.stride, &d.pad, &l.input),
                     w: GpuBuffer::from_slice(ctx, d.weight.data(), &l.name)?,
                     b: GpuBuffer::from_slice(ctx, &d.bias, &l.name)?,
-                    act: act(d.act),
+                    act: d.act,
                     renormed: None,
                 },
                 Op::Pointwise(p) => GpuLayer::Prunable(Box::new(Prunable {
                     dense: GpuMatrix::upload(ctx, &p.weight, &l.name)?,
                     bias: GpuBuffer::from_slice(ctx, &p.bias, &l.name)?,
-                    act: act(p.act),
+                    act: p.act,
                     residual: p.residual_from,
                     current: Current::Dense,
                     calib: None,
@@ -709,7 +706,7 @@ impl GpuLite0 {
     pub async fn from_safetensors(
         ctx: &Context,
         bytes: &[u8],
-        dispatching: Dispatching,
+        dispatching: KernelPolicy,
     ) -> Result<(Self, Option<ModelReport>)> {
         let t0 = now_ms();
         let weights = super::Weights::from_bytes(bytes)?;
@@ -1035,7 +1032,7 @@ impl GpuLite0 {
         i: usize,
         op: SparseOperator,
         pattern: Pattern,
-        dispatching: Dispatching,
+        dispatching: KernelPolicy,
     ) -> Result<LayerReport> {
         let GpuLayer::Prunable(p) = &self.layers[i] else {
             return Err(Error::Invalid(format!("layer {i} is not prunable")));
@@ -1043,8 +1040,8 @@ impl GpuLite0 {
         let layer = &self.net.layers[i];
         let (cout, cin, px) = (p.dense.rows(), p.dense.cols(), layer.output.hw());
         let (dense_ms, sparse_ms, use_sparse) = match dispatching {
-            Dispatching::Sparse => (None, None, true),
-            Dispatching::Fastest => {
+            KernelPolicy::Sparse => (None, None, true),
+            KernelPolicy::Fastest => {
                 // Dense first: it runs on a tie.
                 let key = TuneKey::new(Family::ModelLayer, cout, cin, px, pattern, op.report.achieved);
                 let candidates = ["gemm", op.weights.kernel_name()];

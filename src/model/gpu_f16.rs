@@ -7,7 +7,9 @@
 //! so f16 and f32 run the same network and their predictions can be compared.
 //!
 //! Each 1x1 layer runs the fastest of its candidate kernels, measured on this
-//! adapter for that layer's shape ([`Dispatching::Fastest`]): the dense f16
+//! adapter for that layer's shape ([`KernelPolicy::Fastest`]; the decisions
+//! are the model's [`Tuner`](crate::gpu::tune::Tuner)'s, family
+//! `model_layer_f16`, so layers of one shape bucket share one): the dense f16
 //! GEMM on the shader cores (`gemm_f16`, and `gemm_f16_splitk` with K split
 //! over more workgroups where K is long and the output small) and on
 //! cooperative matrices (`gemm_coop`, where the adapter has them); for
@@ -22,7 +24,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use super::gpu::{Current, Dispatching, GpuLayer, GpuLite0};
+use super::gpu::{Current, GpuLayer, GpuLite0, KernelPolicy};
 use crate::error::{Error, Result};
 use crate::gpu::gemm::coop::{self as gemm_coop, CoopTile};
 use crate::gpu::gemm::f16 as gemm_f16;
@@ -66,7 +68,7 @@ pub struct F16LayerReport {
     /// The weights are pruned (the kernel multiplies the pruned weights).
     pub pruned: bool,
     /// Every candidate with its median GPU ms on this adapter (empty when not
-    /// measured: [`Dispatching::Sparse`]).
+    /// measured: [`KernelPolicy::Sparse`]).
     pub candidates: Vec<(&'static str, f64)>,
 }
 
@@ -171,7 +173,7 @@ fn zero_fraction(w: &Matrix) -> f64 {
 impl GpuLite0 {
     /// This model as it currently computes, in f16 storage (see
     /// [`GpuLite0F16`]); `dispatching` picks each 1x1 layer's kernel.
-    pub async fn to_f16(&self, ctx: &Context, dispatching: Dispatching) -> Result<GpuLite0F16> {
+    pub async fn to_f16(&self, ctx: &Context, dispatching: KernelPolicy) -> Result<GpuLite0F16> {
         ctx.require_f16("the f16 model")?;
         let net = self.net();
         let mut tensors = vec![GpuMatrixF16::new(ctx, net.input.c, net.input.hw(), "f16 tensor 0")?];
@@ -270,7 +272,7 @@ impl GpuLite0 {
                     let w16 = GpuMatrixF16::upload(ctx, &dense_w, name)?;
                     let mut cands = dense_candidates(ctx, &w16, x, y, &ep)?;
                     if let Some(SparseF16::Nm(nm)) = &sparse {
-                        // The sparse kernel goes first: Dispatching::Sparse runs it.
+                        // The sparse kernel goes first: KernelPolicy::Sparse runs it.
                         let coop = match spmm_nm_coop::choose(ctx, nm.rows, nm.cols, x.cols()) {
                             spmm_nm_coop::NmF16Kernel::Coop(tile) => {
                                 Some(spmm_nm_coop::prepare_with(ctx, nm, x, y, &ep, tile)?)
@@ -292,14 +294,14 @@ impl GpuLite0 {
                         } else {
                             "spmm_bsr_f16"
                         };
-                        // The sparse kernel goes first: Dispatching::Sparse runs it.
+                        // The sparse kernel goes first: KernelPolicy::Sparse runs it.
                         cands.insert(0, (kernel, vec![spmm_bsr_coop::prepare(ctx, b, x, y, &ep)?]));
                         if kernel == "spmm_bsr_coop" {
                             cands.push(("spmm_bsr_f16", vec![spmm_bsr_f16::prepare(ctx, b, x, y, &ep)?]));
                         }
                     }
                     let (pick, times) = match dispatching {
-                        Dispatching::Sparse => {
+                        KernelPolicy::Sparse => {
                             // The sparse kernel if there is one, else the dense
                             // kernel gemm_coop::prepare picks.
                             let pick = if sparse.is_some() {
@@ -316,7 +318,7 @@ impl GpuLite0 {
                             };
                             (pick, Vec::new())
                         }
-                        Dispatching::Fastest => {
+                        KernelPolicy::Fastest => {
                             let key = TuneKey::new(
                                 Family::ModelLayerF16,
                                 w16.rows(),
