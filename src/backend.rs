@@ -36,7 +36,10 @@
 //! `N` is seen, our `mma.sp` SpMM and cuBLAS dense GEMM (on an f16 copy of the
 //! masked `W` that stays on the GPU) are both timed (CUDA graphs, 10 calls x 5
 //! replays) and the one with the lower median is used for that `N` from then
-//! on ([`Sparse24Gemm::choices`] lists the measurements).
+//! on ([`Sparse24Gemm::choices`] lists the measurements). The two are
+//! candidates of the crate's tuner ([`crate::gpu::tune`], family
+//! `sparse24_cuda`), so batch widths in one of its buckets (N up to 16 exact,
+//! above within ~6%) share one measurement.
 //!
 //! Native only (it blocks on the GPU), like [`crate::cuda`].
 #![cfg(not(target_arch = "wasm32"))]
@@ -53,6 +56,8 @@ use crate::sparse::{Matrix, Pattern};
 use crate::cuda::pack::Half;
 #[cfg(feature = "cuda")]
 use crate::cuda::{CudaRuntime, Device24, DeviceHalf};
+#[cfg(feature = "cuda")]
+use crate::gpu::tune::{Family, TuneKey, Tuner};
 #[cfg(feature = "cuda")]
 use std::collections::HashMap;
 
@@ -155,7 +160,9 @@ struct CudaEngine {
     a: Device24,
     /// The same masked weights, dense f16, for cuBLAS.
     dense: DeviceHalf,
-    /// The measured choice per batch width N.
+    /// Measured choices between `mma.sp` and cuBLAS, per bucket of N.
+    tuner: Tuner,
+    /// The choice each batch width N seen so far runs.
     choices: HashMap<usize, KernelChoice>,
 }
 
@@ -268,6 +275,7 @@ impl Sparse24Gemm {
                 rt,
                 a,
                 dense,
+                tuner: Tuner::new(format!("cuda: {device}")),
                 choices: HashMap::new(),
             })),
             rows,
@@ -402,9 +410,23 @@ impl CudaEngine {
         let kernel = match self.choices.get(&n) {
             Some(c) => c.kernel,
             None => {
-                let c = self.measure(&xh, &mut y)?;
-                self.choices.insert(n, c);
-                c.kernel
+                // Our kernel first: it runs on a tie, and when neither has a time.
+                let key = TuneKey::new(Family::Sparse24Cuda, m, k, n, Pattern::NM { n: 2, m: 4 }, 0.5);
+                let c = self
+                    .tuner
+                    .choose_blocking(key, &[KERNEL_MMA_SP, KERNEL_CUBLAS_DENSE], || self.measure(&xh, &mut y))?;
+                let choice = KernelChoice {
+                    n,
+                    kernel: if c.pick == 1 {
+                        KERNEL_CUBLAS_DENSE
+                    } else {
+                        KERNEL_MMA_SP
+                    },
+                    spmm_ms: c.ms(0),
+                    dense_ms: c.ms(1),
+                };
+                self.choices.insert(n, choice);
+                choice.kernel
             }
         };
         if kernel == KERNEL_MMA_SP {
@@ -426,26 +448,18 @@ impl CudaEngine {
         Ok((Matrix::new(m, n, data)?, kernel))
     }
 
-    /// Times both kernels on this `X` and picks the faster; a kernel that cannot
-    /// run the shape loses (both failing is the SpMM's error).
-    fn measure(&self, xh: &DeviceHalf, y: &mut DeviceHalf) -> Result<KernelChoice> {
+    /// Median ms of both kernels on this `X`, `[mma.sp, cuBLAS]`, infinite
+    /// for one that cannot run the shape (both failing is the SpMM's error).
+    fn measure(&self, xh: &DeviceHalf, y: &mut DeviceHalf) -> Result<Vec<f64>> {
         let rt = &self.rt;
         let sparse = rt.time(10, 5, || rt.spmm(&self.a, xh, y, None));
         let dense = rt.time(10, 5, || rt.dense_gemm(&self.dense, xh, y));
-        let (spmm_ms, dense_ms) = match (sparse, dense) {
-            (Err(e), Err(_)) => return Err(e),
-            (s, d) => (s.ok().and_then(|(t, _)| median(t)), d.ok().and_then(|(t, _)| median(t))),
-        };
-        let kernel = match (spmm_ms, dense_ms) {
-            (Some(s), Some(d)) if d < s => KERNEL_CUBLAS_DENSE,
-            (None, Some(_)) => KERNEL_CUBLAS_DENSE,
-            _ => KERNEL_MMA_SP,
-        };
-        Ok(KernelChoice {
-            n: xh.cols,
-            kernel,
-            spmm_ms,
-            dense_ms,
-        })
+        match (sparse, dense) {
+            (Err(e), Err(_)) => Err(e),
+            (s, d) => Ok([s, d]
+                .into_iter()
+                .map(|t| t.ok().and_then(|(t, _)| median(t)).unwrap_or(f64::INFINITY))
+                .collect()),
+        }
     }
 }

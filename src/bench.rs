@@ -304,11 +304,166 @@ impl ShapeBench<'_> {
     }
 }
 
+/// What a candidate that fails does to the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnFail {
+    /// The kernel every shape must run (a dense GEMM, a format's default
+    /// kernel): its error ends the benchmark.
+    Stop,
+    /// A tuning candidate: its failure is reported (`FAILED`) and the run goes on.
+    Report,
+    /// A tile grid point the kernel cannot build is left out silently; one
+    /// that builds must compute the right product.
+    SkipUnbuilt,
+}
+
+/// One candidate kernel of a family on one shape: its row, how to build its
+/// dispatch, and what its failure means.
+struct Candidate<'a> {
+    case: Case<'a>,
+    on_fail: OnFail,
+    prepare: Box<dyn FnOnce() -> Result<Dispatch> + 'a>,
+}
+
+impl<'a> Candidate<'a> {
+    fn new(case: Case<'a>, on_fail: OnFail, prepare: impl FnOnce() -> Result<Dispatch> + 'a) -> Self {
+        Candidate {
+            case,
+            on_fail,
+            prepare: Box::new(prepare),
+        }
+    }
+}
+
+/// A dense-GEMM case of W (`masked` is W itself, or its f16 rounding).
+fn dense_case<'a>(kernel: &'static str, pattern: String, masked: &'a Matrix) -> Case<'a> {
+    Case {
+        kernel,
+        pattern,
+        sparsity: 0.0,
+        nnz: masked.rows() * masked.cols(),
+        masked,
+    }
+}
+
+/// The `pattern` column of a GEMM tile.
+fn gemm_tile_label(tile: GemmTile) -> String {
+    let GemmTile { bm, bn, bk, tm, tn } = tile;
+    format!("tile:{bm}x{bn}x{bk}/{tm}x{tn}")
+}
+
+/// The grid of BSR tiles `--bsr-tiles` times (the depth capped at the block width).
+fn bsr_tile_grid(block_cols: usize) -> Vec<BsrTile> {
+    let mut v = Vec::new();
+    for wg_x in [8, 16, 32] {
+        for tn4 in [2, 4] {
+            for kc in [4, 8, 16] {
+                v.push(BsrTile {
+                    wg_x,
+                    tn4,
+                    kc: kc.min(block_cols as u32),
+                });
+            }
+        }
+    }
+    v
+}
+
+fn bsr_tile_label(pattern: Pattern, t: BsrTile) -> String {
+    format!("{pattern} wg{} tn{} kc{}", t.wg_x, t.tn4, t.kc)
+}
+
+impl ShapeBench<'_> {
+    /// Times every candidate in order, as its [`OnFail`] says; returns the
+    /// rows of those that ran, each with its index in `cands`.
+    fn measure_all(
+        &self,
+        cands: Vec<Candidate>,
+        dense_ms: Option<f64>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Vec<(usize, BenchRow, TimingSource)>> {
+        let mut out = Vec::with_capacity(cands.len());
+        for (i, c) in cands.into_iter().enumerate() {
+            let what = format!(
+                "{}x{}x{} {} {}",
+                c.case.masked.rows(),
+                c.case.masked.cols(),
+                self.x.cols(),
+                c.case.kernel,
+                c.case.pattern
+            );
+            let d = match ((c.prepare)(), c.on_fail) {
+                (Ok(d), _) => d,
+                (Err(_), OnFail::SkipUnbuilt) => continue,
+                (Err(e), OnFail::Report) => {
+                    progress(&format!("{what}: FAILED {e}"));
+                    continue;
+                }
+                (Err(e), OnFail::Stop) => return Err(e),
+            };
+            match (self.measure(c.case, &d, dense_ms), c.on_fail) {
+                (Ok((r, source)), _) => out.push((i, r, source)),
+                (Err(e), OnFail::Report) => progress(&format!("{what}: FAILED {e}")),
+                (Err(e), _) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Everything one shape is measured with: W and X on the CPU and the GPU, in
+/// f32 and (with `--f16`) f16, and the dense times the sparse kernels are
+/// compared with (NaN until measured).
+struct Shape<'a> {
+    ctx: &'a Context,
+    cfg: &'a BenchConfig,
+    w: &'a Matrix,
+    gw: &'a GpuMatrix,
+    gx: &'a GpuMatrix,
+    gy: &'a GpuMatrix,
+    sb: ShapeBench<'a>,
+    f16: Option<F16Shape<'a>>,
+    /// The adapter has cooperative matrices and `--f16` is on.
+    coop: bool,
+    /// Median of the f32 dense GEMM.
+    dense_ms: f64,
+    /// Median of the f16 dense GEMM on the shader cores.
+    f16_dense_ms: f64,
+    /// Median of the cooperative dense GEMM (default tile).
+    coop_dense_ms: f64,
+}
+
+/// The f16 operands of a shape (W rounded on the CPU too, for the check).
+struct F16Shape<'a> {
+    w16: &'a Matrix,
+    gw16: &'a GpuMatrixF16,
+    gx16: &'a GpuMatrixF16,
+    gy16: &'a GpuMatrixF16,
+    sb16: ShapeBench<'a>,
+}
+
+impl Shape<'_> {
+    /// `M x K x N` as the progress lines start.
+    fn dims(&self) -> String {
+        format!("{}x{}x{}", self.w.rows(), self.w.cols(), self.sb.x.cols())
+    }
+
+    /// The f16 speedups of a row: against the f16 dense GEMM, and against the
+    /// cooperative one where `coop`.
+    fn f16_speedups(&self, r: &mut BenchRow, coop: bool) {
+        r.speedup_vs_f16_dense = Some(self.f16_dense_ms / r.median_ms);
+        if coop {
+            r.speedup_vs_coop_dense = Some(self.coop_dense_ms / r.median_ms);
+        }
+    }
+}
+
 /// Runs the benchmark. `progress` gets one line per measurement.
 pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
     if cfg.f16 {
         ctx.require_f16("the f16 benchmark (--f16)")?;
     }
+    let progress: &mut dyn FnMut(&str) = &mut progress;
     let mut rows = Vec::new();
     let mut prune_rows = Vec::new();
     let mut timing = TimingSource::WallClock;
@@ -319,72 +474,6 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
         let gw = GpuMatrix::upload(ctx, &w, "bench w")?;
         let gx = GpuMatrix::upload(ctx, &x, "bench x")?;
         let gy = GpuMatrix::new(ctx, m, n, "bench y")?;
-        let ep = Epilogue::default();
-        let sb = ShapeBench {
-            ctx,
-            cfg,
-            x: &x,
-            gy: Output::F32(&gy),
-            seed: seed + 2,
-            tol: SAMPLE_REL_TOL,
-        };
-
-        let d = gemm::prepare(ctx, &gw, &gx, &gy, &ep)?;
-        let case = Case {
-            kernel: "gemm",
-            pattern: "dense".into(),
-            sparsity: 0.0,
-            nnz: m * k,
-            masked: &w,
-        };
-        let (r, source) = sb.measure(case, &d, None)?;
-        timing = source;
-        let dense_ms = r.median_ms;
-        progress(&format!(
-            "{m}x{k}x{n} dense: {:.4} ms, {:.0} GFLOP/s",
-            r.median_ms, r.gflops_dense_equiv
-        ));
-        rows.push(r);
-
-        if cfg.gemm_tiles {
-            for tile in GemmTile::ALL.into_iter().chain(GemmTile::EXPERIMENTAL) {
-                if tile.validate(ctx).is_err() {
-                    continue;
-                }
-                let d = gemm::prepare_with(ctx, &gw, &gx, &gy, &ep, tile)?;
-                let GemmTile { bm, bn, bk, tm, tn } = tile;
-                let case = Case {
-                    kernel: "gemm",
-                    pattern: format!("tile:{bm}x{bn}x{bk}/{tm}x{tn}"),
-                    sparsity: 0.0,
-                    nnz: m * k,
-                    masked: &w,
-                };
-                let (r, _) = sb.measure(case, &d, Some(dense_ms))?;
-                progress(&format!("{m}x{k}x{n} {}: {:.4} ms", r.pattern, r.median_ms));
-                rows.push(r);
-            }
-        }
-
-        if cfg.prune && m == k && m == n {
-            for &pattern in &cfg.patterns {
-                let s = match pattern {
-                    Pattern::NM { n, m } => 1.0 - n as f64 / m as f64, // implied; prune ignores it
-                    Pattern::Dense => 0.0,
-                    _ => 0.9,
-                };
-                let ms = time_prune(ctx, cfg, &w, &gw, pattern, s)?;
-                progress(&format!("prune {m}x{k} {pattern} at {s}: {ms:.4} ms"));
-                prune_rows.push(PruneRow {
-                    rows: m,
-                    cols: k,
-                    pattern: pattern.to_string(),
-                    sparsity: s,
-                    median_ms: ms,
-                });
-            }
-        }
-
         // The f16 operands (rounded on the CPU too, for the float64 check).
         let f16 = if cfg.f16 {
             let (w16, x16) = (f16_rounded(&w), f16_rounded(&x));
@@ -395,100 +484,61 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
         } else {
             None
         };
-        let sb16 = f16.as_ref().map(|(_, x16, _, _, gy16)| ShapeBench {
+        let mut s = Shape {
             ctx,
             cfg,
-            x: x16,
-            gy: Output::F16(gy16),
-            seed: seed + 2,
-            tol: F16_SAMPLE_REL_TOL,
-        });
-        let mut f16_dense_ms = f64::NAN;
-        if let (Some((w16, _, gw16, gx16, gy16)), Some(sb16)) = (&f16, &sb16) {
-            let d = gemm_f16::prepare(ctx, gw16, gx16, gy16, &ep)?;
-            let case = Case {
-                kernel: "gemm_f16",
-                pattern: "dense".into(),
-                sparsity: 0.0,
-                nnz: m * k,
-                masked: w16,
-            };
-            let (mut r, _) = sb16.measure(case, &d, Some(dense_ms))?;
-            f16_dense_ms = r.median_ms;
-            r.speedup_vs_f16_dense = Some(1.0);
-            progress(&format!(
-                "{m}x{k}x{n} dense f16: {:.4} ms, {:.0} GFLOP/s, {:.2}x f32 dense",
-                r.median_ms, r.gflops_dense_equiv, r.speedup
-            ));
-            rows.push(r);
-            if cfg.gemm_tiles {
-                for tile in GemmTile::ALL.into_iter().chain(GemmTile::EXPERIMENTAL) {
-                    if tile.validate(ctx).is_err() {
-                        continue;
-                    }
-                    let d = gemm_f16::prepare_with(ctx, gw16, gx16, gy16, &ep, tile)?;
-                    let GemmTile { bm, bn, bk, tm, tn } = tile;
-                    let case = Case {
-                        kernel: "gemm_f16",
-                        pattern: format!("tile:{bm}x{bn}x{bk}/{tm}x{tn}"),
-                        sparsity: 0.0,
-                        nnz: m * k,
-                        masked: w16,
-                    };
-                    let (mut r, _) = sb16.measure(case, &d, Some(dense_ms))?;
-                    r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
-                    progress(&format!("{m}x{k}x{n} f16 {}: {:.4} ms", r.pattern, r.median_ms));
-                    rows.push(r);
-                }
+            w: &w,
+            gw: &gw,
+            gx: &gx,
+            gy: &gy,
+            sb: ShapeBench {
+                ctx,
+                cfg,
+                x: &x,
+                gy: Output::F32(&gy),
+                seed: seed + 2,
+                tol: SAMPLE_REL_TOL,
+            },
+            f16: f16.as_ref().map(|(w16, x16, gw16, gx16, gy16)| F16Shape {
+                w16,
+                gw16,
+                gx16,
+                gy16,
+                sb16: ShapeBench {
+                    ctx,
+                    cfg,
+                    x: x16,
+                    gy: Output::F16(gy16),
+                    seed: seed + 2,
+                    tol: F16_SAMPLE_REL_TOL,
+                },
+            }),
+            coop: cfg.f16 && gemm_coop::coop_support(ctx).is_ok(),
+            dense_ms: f64::NAN,
+            f16_dense_ms: f64::NAN,
+            coop_dense_ms: f64::NAN,
+        };
+        timing = dense_f32(&mut s, &mut rows, progress)?;
+        if cfg.prune && m == k && m == n {
+            for &pattern in &cfg.patterns {
+                let sp = match pattern {
+                    Pattern::NM { n, m } => 1.0 - n as f64 / m as f64, // implied; prune ignores it
+                    Pattern::Dense => 0.0,
+                    _ => 0.9,
+                };
+                let ms = time_prune(ctx, cfg, &w, &gw, pattern, sp)?;
+                progress(&format!("prune {m}x{k} {pattern} at {sp}: {ms:.4} ms"));
+                prune_rows.push(PruneRow {
+                    rows: m,
+                    cols: k,
+                    pattern: pattern.to_string(),
+                    sparsity: sp,
+                    median_ms: ms,
+                });
             }
         }
-        // The cooperative dense GEMM (tensor cores), where the adapter has them.
-        let coop = cfg.f16 && gemm_coop::coop_support(ctx).is_ok();
-        let mut coop_dense_ms = f64::NAN;
-        if let (true, Some((w16, _, gw16, gx16, gy16)), Some(sb16)) = (coop, &f16, &sb16) {
-            let mut tiles = vec![gemm_coop::CoopTile::DEFAULT];
-            if cfg.coop_tiles {
-                tiles.extend(gemm_coop::CoopTile::CANDIDATES.into_iter().skip(1));
-            }
-            for (i, tile) in tiles.into_iter().enumerate() {
-                let case = Case {
-                    kernel: "gemm_coop",
-                    pattern: if i == 0 {
-                        "dense".into()
-                    } else {
-                        format!("tile:{}", tile.label())
-                    },
-                    sparsity: 0.0,
-                    nnz: m * k,
-                    masked: w16,
-                };
-                // The default tile must work (loud failure); candidates are reported and skipped.
-                let r = gemm_coop::prepare_with(ctx, gw16, gx16, gy16, &ep, tile)
-                    .and_then(|d| sb16.measure(case, &d, Some(dense_ms)));
-                let mut r = match r {
-                    Ok((r, _)) => r,
-                    Err(e) if i > 0 => {
-                        progress(&format!("{m}x{k}x{n} gemm_coop {}: FAILED {e}", tile.label()));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                if i == 0 {
-                    coop_dense_ms = r.median_ms;
-                }
-                r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
-                r.speedup_vs_coop_dense = Some(coop_dense_ms / r.median_ms);
-                progress(&format!(
-                    "{m}x{k}x{n} gemm_coop {}: {:.4} ms, {:.1} TFLOP/s, {:.2}x f16 dense",
-                    tile.label(),
-                    r.median_ms,
-                    r.gflops_dense_equiv / 1e3,
-                    f16_dense_ms / r.median_ms
-                ));
-                rows.push(r);
-            }
-        }
-
+        dense_f16(&mut s, &mut rows, progress)?;
+        dense_coop(&mut s, &mut rows, progress)?;
         for &pattern in &cfg.patterns {
             // N:M fixes its own sparsity: one measurement.
             let sparsities: Vec<f64> = match pattern {
@@ -496,273 +546,8 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
                 Pattern::Dense => vec![],
                 _ => cfg.sparsities.clone(),
             };
-            for s in sparsities {
-                let (sp, report) = prune::prune(&w, pattern, s)?;
-                let masked = sp.to_dense();
-                let op = SparseOperator::from_sparse(ctx, &sp, report)?;
-                let d = op.prepare(ctx, &gx, &gy, &ep)?;
-                let nnz = op.report.kept;
-                let case = Case {
-                    kernel: op.weights.kernel_name(),
-                    pattern: pattern.to_string(),
-                    sparsity: s,
-                    nnz,
-                    masked: &masked,
-                };
-                let (r, _) = sb.measure(case, &d, Some(dense_ms))?;
-                if let (true, GpuWeights::Bsr(gb)) = (cfg.bsr_tiles, &op.weights) {
-                    for wg_x in [8, 16, 32] {
-                        for tn4 in [2, 4] {
-                            for kc in [4, 8, 16] {
-                                let tile = BsrTile {
-                                    wg_x,
-                                    tn4,
-                                    kc: kc.min(gb.block_cols as u32),
-                                };
-                                let Ok(d) = spmm_bsr::prepare_with(ctx, gb, &gx, &gy, &ep, tile) else {
-                                    continue;
-                                };
-                                let case = Case {
-                                    kernel: "spmm_bsr",
-                                    pattern: format!("{pattern} wg{wg_x} tn{tn4} kc{}", tile.kc),
-                                    sparsity: s,
-                                    nnz,
-                                    masked: &masked,
-                                };
-                                let (t, _) = sb.measure(case, &d, Some(dense_ms))?;
-                                rows.push(t);
-                            }
-                        }
-                    }
-                }
-                if cfg.variants {
-                    let tilings: Vec<(String, Result<Dispatch>)> = match &op.weights {
-                        GpuWeights::Csr(cw) => spmm_csr::Tiling::candidates(ctx, cw, n)
-                            .into_iter()
-                            .map(|t| (t.label(), spmm_csr::prepare_with(ctx, cw, &gx, &gy, &ep, t)))
-                            .collect(),
-                        GpuWeights::Nm(gn) => spmm_nm::Tiling::candidates(ctx, gn, n)
-                            .into_iter()
-                            .map(|t| (t.label(), spmm_nm::prepare_with(ctx, gn, &gx, &gy, &ep, t)))
-                            .collect(),
-                        _ => Vec::new(),
-                    };
-                    // A candidate that fails (limits, wrong samples) is reported
-                    // and skipped: tuning goes on with the others.
-                    for (label, d) in tilings {
-                        let case = Case {
-                            kernel: op.weights.kernel_name(),
-                            pattern: format!("{pattern} {label}"),
-                            sparsity: s,
-                            nnz,
-                            masked: &masked,
-                        };
-                        let t = match d.and_then(|d| sb.measure(case, &d, Some(dense_ms))) {
-                            Ok((t, _)) => t,
-                            Err(e) => {
-                                progress(&format!("{m}x{k}x{n} {pattern} {label}: FAILED {e}"));
-                                continue;
-                            }
-                        };
-                        progress(&format!(
-                            "{m}x{k}x{n} {} {:.0}%: {:.4} ms, {:.2}x dense",
-                            t.pattern,
-                            100.0 * s,
-                            t.median_ms,
-                            t.speedup
-                        ));
-                        rows.push(t);
-                    }
-                }
-                progress(&format!(
-                    "{m}x{k}x{n} {pattern} {:.0}%: {:.4} ms, {:.2}x dense",
-                    100.0 * s,
-                    r.median_ms,
-                    r.speedup
-                ));
-                rows.push(r);
-
-                if let (Some(sb16), SparseMatrix::Bsr(bsr), GpuWeights::Bsr(gb)) = (&sb16, &sp, &op.weights) {
-                    let (_, _, _, gx16, gy16) = f16.as_ref().expect("f16 operands with sb16");
-                    let gb16 = GpuBsrF16::sharing_indices(ctx, gb, bsr)?;
-                    let masked16 = f16_rounded(&masked);
-                    let mut tiles = vec![None];
-                    if cfg.bsr_tiles {
-                        for wg_x in [8, 16, 32] {
-                            for tn4 in [2, 4] {
-                                for kc in [4, 8, 16] {
-                                    tiles.push(Some(BsrTile {
-                                        wg_x,
-                                        tn4,
-                                        kc: kc.min(gb.block_cols as u32),
-                                    }));
-                                }
-                            }
-                        }
-                    }
-                    for tile in tiles {
-                        let (d, label) = match tile {
-                            None => (spmm_bsr_f16::prepare(ctx, &gb16, gx16, gy16, &ep)?, pattern.to_string()),
-                            Some(t) => match spmm_bsr_f16::prepare_with(ctx, &gb16, gx16, gy16, &ep, t) {
-                                Ok(d) => (d, format!("{pattern} wg{} tn{} kc{}", t.wg_x, t.tn4, t.kc)),
-                                Err(_) => continue,
-                            },
-                        };
-                        let case = Case {
-                            kernel: "spmm_bsr_f16",
-                            pattern: label,
-                            sparsity: s,
-                            nnz,
-                            masked: &masked16,
-                        };
-                        let (mut r, _) = sb16.measure(case, &d, Some(dense_ms))?;
-                        r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
-                        if tile.is_none() {
-                            progress(&format!(
-                                "{m}x{k}x{n} {pattern} {:.0}% f16: {:.4} ms, {:.2}x f32 dense, {:.2}x f16 dense",
-                                100.0 * s,
-                                r.median_ms,
-                                r.speedup,
-                                f16_dense_ms / r.median_ms
-                            ));
-                        }
-                        rows.push(r);
-                    }
-                    // Tensor cores for 16x16 and 32x32 blocks.
-                    if coop && spmm_bsr_coop::uses_coop(ctx, &gb16, n) {
-                        // The default tile first (labelled with the pattern alone).
-                        let first = spmm_bsr_coop::default_tile(&gb16);
-                        let mut tiles = vec![first];
-                        if cfg.coop_tiles {
-                            tiles.extend(
-                                spmm_bsr_coop::BsrCoopTile::candidates(gb.block_rows)
-                                    .into_iter()
-                                    .filter(|t| *t != first),
-                            );
-                        }
-                        for (i, tile) in tiles.into_iter().enumerate() {
-                            let case = Case {
-                                kernel: "spmm_bsr_coop",
-                                pattern: if i == 0 {
-                                    pattern.to_string()
-                                } else {
-                                    format!("{pattern} {}", tile.label(gb.block_rows))
-                                },
-                                sparsity: s,
-                                nnz,
-                                masked: &masked16,
-                            };
-                            let r = spmm_bsr_coop::prepare_with(ctx, &gb16, gx16, gy16, &ep, tile)
-                                .and_then(|d| sb16.measure(case, &d, Some(dense_ms)));
-                            let mut r = match r {
-                                Ok((r, _)) => r,
-                                Err(e) if i > 0 => {
-                                    progress(&format!(
-                                        "{m}x{k}x{n} spmm_bsr_coop {pattern} {}: FAILED {e}",
-                                        tile.label(gb.block_rows)
-                                    ));
-                                    continue;
-                                }
-                                Err(e) => return Err(e),
-                            };
-                            r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
-                            r.speedup_vs_coop_dense = Some(coop_dense_ms / r.median_ms);
-                            progress(&format!(
-                                "{m}x{k}x{n} {pattern} {:.0}% coop {}: {:.4} ms, {:.2}x coop dense, {:.2}x f16 dense",
-                                100.0 * s,
-                                tile.label(gb.block_rows),
-                                r.median_ms,
-                                coop_dense_ms / r.median_ms,
-                                f16_dense_ms / r.median_ms
-                            ));
-                            rows.push(r);
-                        }
-                    }
-                }
-
-                // f16 N:M (2:4, 1:2): the shader-core kernel, then tensor cores where
-                // the adapter has them (the default tile, with coop_tiles every candidate).
-                if let (Some(sb16), SparseMatrix::Nm(nm)) = (&sb16, &sp) {
-                    if spmm_nm_coop::supports(nm.n(), nm.m()) {
-                        let (_, _, _, gx16, gy16) = f16.as_ref().expect("f16 operands with sb16");
-                        let gn16 = spmm_nm_coop::GpuNmF16::upload(ctx, nm)?;
-                        let masked16 = f16_rounded(&masked);
-                        let mut tiles = vec![None];
-                        if coop {
-                            tiles.push(Some(spmm_nm_coop::default_tile()));
-                            if cfg.coop_tiles {
-                                let rest = spmm_nm_coop::CANDIDATES.into_iter().skip(1);
-                                tiles.extend(rest.map(Some));
-                            }
-                        }
-                        for (i, tile) in tiles.into_iter().enumerate() {
-                            let (kernel, label) = match tile {
-                                Some(t) if i > 1 => ("spmm_nm_coop", format!("{pattern} {}", t.label())),
-                                Some(_) => ("spmm_nm_coop", pattern.to_string()),
-                                None => ("spmm_nm_f16", pattern.to_string()),
-                            };
-                            let case = Case {
-                                kernel,
-                                pattern: label.clone(),
-                                sparsity: s,
-                                nnz,
-                                masked: &masked16,
-                            };
-                            let d = match tile {
-                                Some(t) => spmm_nm_coop::prepare_with(ctx, &gn16, gx16, gy16, &ep, t),
-                                None => spmm_nm_coop::prepare_fallback(ctx, &gn16, gx16, gy16, &ep),
-                            };
-                            // The fallback and the default tile must work (loud failure).
-                            let mut r = match d.and_then(|d| sb16.measure(case, &d, Some(dense_ms))) {
-                                Ok((r, _)) => r,
-                                Err(e) if i > 1 => {
-                                    progress(&format!("{m}x{k}x{n} {kernel} {label}: FAILED {e}"));
-                                    continue;
-                                }
-                                Err(e) => return Err(e),
-                            };
-                            r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
-                            if coop {
-                                r.speedup_vs_coop_dense = Some(coop_dense_ms / r.median_ms);
-                            }
-                            progress(&format!(
-                                "{m}x{k}x{n} {kernel} {label}: {:.4} ms, {:.2}x coop dense, {:.2}x f16 dense",
-                                r.median_ms,
-                                coop_dense_ms / r.median_ms,
-                                f16_dense_ms / r.median_ms
-                            ));
-                            rows.push(r);
-                            // Control: the dense kernel on the same tile, where the dense
-                            // candidates above lack it (tile or compression: which wins?).
-                            let control =
-                                tile.filter(|t| cfg.coop_tiles && !gemm_coop::CoopTile::CANDIDATES.contains(t));
-                            if let (Some(t), Some((w16, _, gw16, _, _))) = (control, &f16) {
-                                let case = Case {
-                                    kernel: "gemm_coop",
-                                    pattern: format!("tile:{}", t.label()),
-                                    sparsity: 0.0,
-                                    nnz: m * k,
-                                    masked: w16,
-                                };
-                                let r = gemm_coop::prepare_with(ctx, gw16, gx16, gy16, &ep, t)
-                                    .and_then(|d| sb16.measure(case, &d, Some(dense_ms)));
-                                match r {
-                                    Ok((mut r, _)) => {
-                                        r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
-                                        r.speedup_vs_coop_dense = Some(coop_dense_ms / r.median_ms);
-                                        progress(&format!(
-                                            "{m}x{k}x{n} gemm_coop {}: {:.4} ms",
-                                            t.label(),
-                                            r.median_ms
-                                        ));
-                                        rows.push(r);
-                                    }
-                                    Err(e) => progress(&format!("{m}x{k}x{n} gemm_coop {}: FAILED {e}", t.label())),
-                                }
-                            }
-                        }
-                    }
-                }
+            for sparsity in sparsities {
+                sparse(&s, pattern, sparsity, &mut rows, progress)?;
             }
         }
     }
@@ -773,6 +558,422 @@ pub fn run(ctx: &Context, cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> 
         rows,
         prune_rows,
     })
+}
+
+/// Family `gemm`: the dense GEMM (the baseline of every speedup), then with
+/// `--gemm-tiles` each tile this adapter can build. Returns the timing source.
+fn dense_f32(s: &mut Shape, rows: &mut Vec<BenchRow>, progress: &mut dyn FnMut(&str)) -> Result<TimingSource> {
+    let (ctx, ep) = (s.ctx, Epilogue::default());
+    let (gw, gx, gy) = (s.gw, s.gx, s.gy);
+    let d = gemm::prepare(ctx, gw, gx, gy, &ep)?;
+    let (r, source) = s.sb.measure(dense_case("gemm", "dense".into(), s.w), &d, None)?;
+    s.dense_ms = r.median_ms;
+    progress(&format!(
+        "{} dense: {:.4} ms, {:.0} GFLOP/s",
+        s.dims(),
+        r.median_ms,
+        r.gflops_dense_equiv
+    ));
+    rows.push(r);
+    if !s.cfg.gemm_tiles {
+        return Ok(source);
+    }
+    let tiles = GemmTile::ALL.into_iter().chain(GemmTile::EXPERIMENTAL);
+    let cands = tiles
+        .filter(|t| t.validate(ctx).is_ok())
+        .map(|tile| {
+            Candidate::new(
+                dense_case("gemm", gemm_tile_label(tile), s.w),
+                OnFail::Stop,
+                move || gemm::prepare_with(ctx, gw, gx, gy, &ep, tile),
+            )
+        })
+        .collect();
+    for (_, r, _) in s.sb.measure_all(cands, Some(s.dense_ms), progress)? {
+        progress(&format!("{} {}: {:.4} ms", s.dims(), r.pattern, r.median_ms));
+        rows.push(r);
+    }
+    Ok(source)
+}
+
+/// Family `gemm_f16` (with `--f16`): the f16 dense GEMM on the shader cores,
+/// then with `--gemm-tiles` its tiles.
+fn dense_f16(s: &mut Shape, rows: &mut Vec<BenchRow>, progress: &mut dyn FnMut(&str)) -> Result<()> {
+    let Some(f) = &s.f16 else {
+        return Ok(());
+    };
+    let (ctx, ep) = (s.ctx, Epilogue::default());
+    let (gw, gx, gy) = (f.gw16, f.gx16, f.gy16);
+    let d = gemm_f16::prepare(ctx, gw, gx, gy, &ep)?;
+    let (mut r, _) = f
+        .sb16
+        .measure(dense_case("gemm_f16", "dense".into(), f.w16), &d, Some(s.dense_ms))?;
+    let f16_dense_ms = r.median_ms;
+    r.speedup_vs_f16_dense = Some(1.0);
+    progress(&format!(
+        "{} dense f16: {:.4} ms, {:.0} GFLOP/s, {:.2}x f32 dense",
+        s.dims(),
+        r.median_ms,
+        r.gflops_dense_equiv,
+        r.speedup
+    ));
+    rows.push(r);
+    let mut cands = Vec::new();
+    if s.cfg.gemm_tiles {
+        for tile in GemmTile::ALL.into_iter().chain(GemmTile::EXPERIMENTAL) {
+            if tile.validate(ctx).is_ok() {
+                cands.push(Candidate::new(
+                    dense_case("gemm_f16", gemm_tile_label(tile), f.w16),
+                    OnFail::Stop,
+                    move || gemm_f16::prepare_with(ctx, gw, gx, gy, &ep, tile),
+                ));
+            }
+        }
+    }
+    let measured = f.sb16.measure_all(cands, Some(s.dense_ms), progress)?;
+    s.f16_dense_ms = f16_dense_ms;
+    for (_, mut r, _) in measured {
+        r.speedup_vs_f16_dense = Some(f16_dense_ms / r.median_ms);
+        progress(&format!("{} f16 {}: {:.4} ms", s.dims(), r.pattern, r.median_ms));
+        rows.push(r);
+    }
+    Ok(())
+}
+
+/// Family `gemm_coop` (with `--f16`, where the adapter has cooperative
+/// matrices): the default tile (a failure ends the run), then with
+/// `--coop-tiles` every candidate tile (failures reported and skipped).
+fn dense_coop(s: &mut Shape, rows: &mut Vec<BenchRow>, progress: &mut dyn FnMut(&str)) -> Result<()> {
+    let (true, Some(f)) = (s.coop, &s.f16) else {
+        return Ok(());
+    };
+    let (ctx, ep) = (s.ctx, Epilogue::default());
+    let (gw, gx, gy) = (f.gw16, f.gx16, f.gy16);
+    let mut tiles = vec![gemm_coop::CoopTile::DEFAULT];
+    if s.cfg.coop_tiles {
+        tiles.extend(gemm_coop::CoopTile::CANDIDATES.into_iter().skip(1));
+    }
+    let cands = tiles
+        .iter()
+        .enumerate()
+        .map(|(i, &tile)| {
+            let (label, on_fail) = match i {
+                0 => ("dense".to_string(), OnFail::Stop),
+                _ => (format!("tile:{}", tile.label()), OnFail::Report),
+            };
+            Candidate::new(dense_case("gemm_coop", label, f.w16), on_fail, move || {
+                gemm_coop::prepare_with(ctx, gw, gx, gy, &ep, tile)
+            })
+        })
+        .collect();
+    let measured = f.sb16.measure_all(cands, Some(s.dense_ms), progress)?;
+    if let Some((0, r, _)) = measured.first() {
+        s.coop_dense_ms = r.median_ms;
+    }
+    for (i, mut r, _) in measured {
+        s.f16_speedups(&mut r, true);
+        progress(&format!(
+            "{} gemm_coop {}: {:.4} ms, {:.1} TFLOP/s, {:.2}x f16 dense",
+            s.dims(),
+            tiles[i].label(),
+            r.median_ms,
+            r.gflops_dense_equiv / 1e3,
+            s.f16_dense_ms / r.median_ms
+        ));
+        rows.push(r);
+    }
+    Ok(())
+}
+
+/// W pruned to `pattern` at `sparsity`, through every sparse family that runs
+/// the format: the f32 kernel, then its f16 and cooperative forms.
+fn sparse(
+    s: &Shape,
+    pattern: Pattern,
+    sparsity: f64,
+    rows: &mut Vec<BenchRow>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let (sp, report) = prune::prune(s.w, pattern, sparsity)?;
+    let masked = sp.to_dense();
+    let op = SparseOperator::from_sparse(s.ctx, &sp, report)?;
+    let case = |kernel: &'static str, label: String, masked| Case {
+        kernel,
+        pattern: label,
+        sparsity,
+        nnz: op.report.kept,
+        masked,
+    };
+    sparse_f32(s, pattern, &op, &|k, l| case(k, l, &masked), rows, progress)?;
+    let Some(f) = &s.f16 else {
+        return Ok(());
+    };
+    let masked16 = f16_rounded(&masked);
+    if let (SparseMatrix::Bsr(bsr), GpuWeights::Bsr(gb)) = (&sp, &op.weights) {
+        let gb16 = GpuBsrF16::sharing_indices(s.ctx, gb, bsr)?;
+        bsr_f16(s, f, pattern, &gb16, &|k, l| case(k, l, &masked16), rows, progress)?;
+        bsr_coop(s, f, pattern, &gb16, &|k, l| case(k, l, &masked16), rows, progress)?;
+    }
+    if let SparseMatrix::Nm(nm) = &sp {
+        if spmm_nm_coop::supports(nm.n(), nm.m()) {
+            let gn16 = spmm_nm_coop::GpuNmF16::upload(s.ctx, nm)?;
+            nm_f16(s, f, pattern, &gn16, &|k, l| case(k, l, &masked16), rows, progress)?;
+        }
+    }
+    Ok(())
+}
+
+/// A row of one sparse format at one sparsity: the kernel and the `pattern`
+/// column, W masked as the kernel stores it.
+type CaseOf<'c, 'a> = &'c dyn Fn(&'static str, String) -> Case<'a>;
+
+/// The format's f32 kernel (`spmm_bsr`, `spmm_nm`, `spmm_csr`), with
+/// `--bsr-tiles` its grid of BSR tiles, with `--variants` the candidate
+/// tilings of the CSR and N:M kernels (rows before the format's own, as
+/// they always came).
+fn sparse_f32(
+    s: &Shape,
+    pattern: Pattern,
+    op: &SparseOperator,
+    case: CaseOf,
+    rows: &mut Vec<BenchRow>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let (ctx, ep) = (s.ctx, Epilogue::default());
+    let (gx, gy, n) = (s.gx, s.gy, s.sb.x.cols());
+    let kernel = op.weights.kernel_name();
+    let main = case(kernel, pattern.to_string());
+    let sparsity = main.sparsity;
+    let d = op.prepare(ctx, gx, gy, &ep)?;
+    let (r, _) = s.sb.measure(main, &d, Some(s.dense_ms))?;
+    let mut cands = Vec::new();
+    if let (true, GpuWeights::Bsr(gb)) = (s.cfg.bsr_tiles, &op.weights) {
+        for tile in bsr_tile_grid(gb.block_cols) {
+            cands.push(Candidate::new(
+                case("spmm_bsr", bsr_tile_label(pattern, tile)),
+                OnFail::SkipUnbuilt,
+                move || spmm_bsr::prepare_with(ctx, gb, gx, gy, &ep, tile),
+            ));
+        }
+    }
+    let tiles = cands.len();
+    if s.cfg.variants {
+        match &op.weights {
+            GpuWeights::Csr(cw) => cands.extend(spmm_csr::Tiling::candidates(ctx, cw, n).into_iter().map(|t| {
+                Candidate::new(
+                    case(kernel, format!("{pattern} {}", t.label())),
+                    OnFail::Report,
+                    move || spmm_csr::prepare_with(ctx, cw, gx, gy, &ep, t),
+                )
+            })),
+            GpuWeights::Nm(gn) => cands.extend(spmm_nm::Tiling::candidates(ctx, gn, n).into_iter().map(|t| {
+                Candidate::new(
+                    case(kernel, format!("{pattern} {}", t.label())),
+                    OnFail::Report,
+                    move || spmm_nm::prepare_with(ctx, gn, gx, gy, &ep, t),
+                )
+            })),
+            _ => {}
+        }
+    }
+    for (i, t, _) in s.sb.measure_all(cands, Some(s.dense_ms), progress)? {
+        if i >= tiles {
+            progress(&format!(
+                "{} {} {:.0}%: {:.4} ms, {:.2}x dense",
+                s.dims(),
+                t.pattern,
+                100.0 * sparsity,
+                t.median_ms,
+                t.speedup
+            ));
+        }
+        rows.push(t);
+    }
+    progress(&format!(
+        "{} {pattern} {:.0}%: {:.4} ms, {:.2}x dense",
+        s.dims(),
+        100.0 * sparsity,
+        r.median_ms,
+        r.speedup
+    ));
+    rows.push(r);
+    Ok(())
+}
+
+/// Family `spmm_bsr_f16`: the f16 BSR kernel on the shader cores, with
+/// `--bsr-tiles` its tile grid.
+#[allow(clippy::too_many_arguments)]
+fn bsr_f16(
+    s: &Shape,
+    f: &F16Shape,
+    pattern: Pattern,
+    gb16: &GpuBsrF16,
+    case: CaseOf,
+    rows: &mut Vec<BenchRow>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let (ctx, ep) = (s.ctx, Epilogue::default());
+    let (gx, gy) = (f.gx16, f.gy16);
+    let mut cands = vec![Candidate::new(
+        case("spmm_bsr_f16", pattern.to_string()),
+        OnFail::Stop,
+        move || spmm_bsr_f16::prepare(ctx, gb16, gx, gy, &ep),
+    )];
+    if s.cfg.bsr_tiles {
+        for tile in bsr_tile_grid(gb16.block_cols) {
+            cands.push(Candidate::new(
+                case("spmm_bsr_f16", bsr_tile_label(pattern, tile)),
+                OnFail::SkipUnbuilt,
+                move || spmm_bsr_f16::prepare_with(ctx, gb16, gx, gy, &ep, tile),
+            ));
+        }
+    }
+    for (i, mut r, _) in f.sb16.measure_all(cands, Some(s.dense_ms), progress)? {
+        s.f16_speedups(&mut r, false);
+        if i == 0 {
+            progress(&format!(
+                "{} {pattern} {:.0}% f16: {:.4} ms, {:.2}x f32 dense, {:.2}x f16 dense",
+                s.dims(),
+                100.0 * r.sparsity,
+                r.median_ms,
+                r.speedup,
+                s.f16_dense_ms / r.median_ms
+            ));
+        }
+        rows.push(r);
+    }
+    Ok(())
+}
+
+/// Family `spmm_bsr_coop` (16x16 and 32x32 blocks, where the adapter has
+/// cooperative matrices): the default tile, with `--coop-tiles` the others.
+#[allow(clippy::too_many_arguments)]
+fn bsr_coop(
+    s: &Shape,
+    f: &F16Shape,
+    pattern: Pattern,
+    gb16: &GpuBsrF16,
+    case: CaseOf,
+    rows: &mut Vec<BenchRow>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let (ctx, ep) = (s.ctx, Epilogue::default());
+    let (gx, gy, n) = (f.gx16, f.gy16, s.sb.x.cols());
+    if !(s.coop && spmm_bsr_coop::uses_coop(ctx, gb16, n)) {
+        return Ok(());
+    }
+    let block = gb16.block_rows;
+    // The default tile first (labelled with the pattern alone).
+    let first = spmm_bsr_coop::default_tile(gb16);
+    let mut tiles = vec![first];
+    if s.cfg.coop_tiles {
+        tiles.extend(
+            spmm_bsr_coop::BsrCoopTile::candidates(block)
+                .into_iter()
+                .filter(|t| *t != first),
+        );
+    }
+    let cands = tiles
+        .iter()
+        .enumerate()
+        .map(|(i, &tile)| {
+            let (label, on_fail) = match i {
+                0 => (pattern.to_string(), OnFail::Stop),
+                _ => (format!("{pattern} {}", tile.label(block)), OnFail::Report),
+            };
+            Candidate::new(case("spmm_bsr_coop", label), on_fail, move || {
+                spmm_bsr_coop::prepare_with(ctx, gb16, gx, gy, &ep, tile)
+            })
+        })
+        .collect();
+    for (i, mut r, _) in f.sb16.measure_all(cands, Some(s.dense_ms), progress)? {
+        s.f16_speedups(&mut r, true);
+        progress(&format!(
+            "{} {pattern} {:.0}% coop {}: {:.4} ms, {:.2}x coop dense, {:.2}x f16 dense",
+            s.dims(),
+            100.0 * r.sparsity,
+            tiles[i].label(block),
+            r.median_ms,
+            s.coop_dense_ms / r.median_ms,
+            s.f16_dense_ms / r.median_ms
+        ));
+        rows.push(r);
+    }
+    Ok(())
+}
+
+/// Families `spmm_nm_f16` and `spmm_nm_coop` (2:4 and 1:2): the shader-core
+/// kernel, then tensor cores where the adapter has them (the default tile,
+/// with `--coop-tiles` every candidate, each followed by the dense
+/// cooperative GEMM on the same tile where the dense candidates lack it:
+/// tile or compression, which wins?).
+#[allow(clippy::too_many_arguments)]
+fn nm_f16(
+    s: &Shape,
+    f: &F16Shape,
+    pattern: Pattern,
+    gn16: &spmm_nm_coop::GpuNmF16,
+    case: CaseOf,
+    rows: &mut Vec<BenchRow>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let (ctx, ep) = (s.ctx, Epilogue::default());
+    let (gw, gx, gy) = (f.gw16, f.gx16, f.gy16);
+    let mut tiles = vec![None];
+    if s.coop {
+        tiles.push(Some(spmm_nm_coop::default_tile()));
+        if s.cfg.coop_tiles {
+            tiles.extend(spmm_nm_coop::CANDIDATES.into_iter().skip(1).map(Some));
+        }
+    }
+    let mut cands = Vec::new();
+    let mut control = Vec::new();
+    for (i, &tile) in tiles.iter().enumerate() {
+        let (kernel, label) = match tile {
+            Some(t) if i > 1 => ("spmm_nm_coop", format!("{pattern} {}", t.label())),
+            Some(_) => ("spmm_nm_coop", pattern.to_string()),
+            None => ("spmm_nm_f16", pattern.to_string()),
+        };
+        // The fallback and the default tile must work (loud failure).
+        let on_fail = if i > 1 { OnFail::Report } else { OnFail::Stop };
+        cands.push(Candidate::new(case(kernel, label), on_fail, move || match tile {
+            Some(t) => spmm_nm_coop::prepare_with(ctx, gn16, gx, gy, &ep, t),
+            None => spmm_nm_coop::prepare_fallback(ctx, gn16, gx, gy, &ep),
+        }));
+        control.push(false);
+        if let Some(t) = tile.filter(|t| s.cfg.coop_tiles && !gemm_coop::CoopTile::CANDIDATES.contains(t)) {
+            cands.push(Candidate::new(
+                dense_case("gemm_coop", format!("tile:{}", t.label()), f.w16),
+                OnFail::Report,
+                move || gemm_coop::prepare_with(ctx, gw, gx, gy, &ep, t),
+            ));
+            control.push(true);
+        }
+    }
+    for (i, mut r, _) in f.sb16.measure_all(cands, Some(s.dense_ms), progress)? {
+        if control[i] {
+            s.f16_speedups(&mut r, true);
+            progress(&format!(
+                "{} gemm_coop {}: {:.4} ms",
+                s.dims(),
+                r.pattern.trim_start_matches("tile:"),
+                r.median_ms
+            ));
+        } else {
+            s.f16_speedups(&mut r, s.coop);
+            progress(&format!(
+                "{} {} {}: {:.4} ms, {:.2}x coop dense, {:.2}x f16 dense",
+                s.dims(),
+                r.kernel,
+                r.pattern,
+                r.median_ms,
+                s.coop_dense_ms / r.median_ms,
+                s.f16_dense_ms / r.median_ms
+            ));
+        }
+        rows.push(r);
+    }
+    Ok(())
 }
 
 fn check_err(r: &BenchRow, tol: f64) -> Result<()> {

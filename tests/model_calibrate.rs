@@ -8,7 +8,7 @@ mod common;
 use common::ctx;
 use common::model::{fixture, image};
 use wgsparse::model::calibrate::RENORM_MAX_SCALE;
-use wgsparse::model::{reference, Criterion, Dispatching, GpuLite0, Lite0, Op, PruneSpec};
+use wgsparse::model::{cpu_forward, Criterion, GpuLite0, KernelPolicy, Lite0, Op, PruneSpec};
 use wgsparse::reference::rel_error;
 use wgsparse::{Error, Matrix, Pattern};
 
@@ -63,7 +63,7 @@ fn calibration_statistics_match_the_cpu_activations() {
     assert_eq!(gpu.calibrated_on(), 2);
     let acts: Vec<Vec<Vec<f32>>> = imgs
         .iter()
-        .map(|x| reference::forward_all(&f.net, x).unwrap())
+        .map(|x| cpu_forward::forward_all(&f.net, x).unwrap())
         .collect();
     let prunable = gpu.prunable_layers();
     // The first expand conv, a project conv with a residual, the head and the classifier.
@@ -142,7 +142,7 @@ fn activation_criterion_and_bias_correction_match_the_cpu() {
     let dense = pollster::block_on(gpu.forward(&ctx, &x)).unwrap();
     let mut spec = PruneSpec::new(Pattern::Unstructured, 0.5);
     spec.criterion = Criterion::Activation;
-    spec.dispatching = Dispatching::Sparse;
+    spec.dispatching = KernelPolicy::Sparse;
     // Before calibration: a clear error, for both options.
     match pollster::block_on(gpu.prune(&ctx, &spec)) {
         Err(Error::Invalid(m)) => assert!(m.contains("calibrat"), "{m}"),
@@ -168,7 +168,7 @@ fn activation_criterion_and_bias_correction_match_the_cpu() {
         let mut spec = PruneSpec::new(pattern, s);
         spec.criterion = Criterion::Activation;
         spec.bias_correction = correct;
-        spec.dispatching = Dispatching::Sparse;
+        spec.dispatching = KernelPolicy::Sparse;
         let report = pollster::block_on(gpu.prune(&ctx, &spec)).unwrap();
         assert_eq!(report.calibration_images, 2);
         let cpu = scored_cpu(&f.net, &gpu, pattern, s, correct);
@@ -195,7 +195,7 @@ fn activation_criterion_and_bias_correction_match_the_cpu() {
             "{p}: the activation criterion chose the magnitude mask"
         );
         let got = pollster::block_on(gpu.forward(&ctx, &x)).unwrap();
-        let want = reference::forward(&cpu, &x).unwrap();
+        let want = cpu_forward::forward(&cpu, &x).unwrap();
         let err = rel_error(&got, &want);
         assert!(
             err <= LOGITS_REL_TOL,
@@ -217,7 +217,7 @@ fn pre_activation_stats(net: &Lite0, i: usize, imgs: &[Vec<f32>]) -> (Vec<f32>, 
     let (cout, cin, px) = (w.rows(), w.cols(), layer.input.hw());
     let (mut s, mut q) = (vec![0f64; cout], vec![0f64; cout]);
     for x in imgs {
-        let a = &reference::forward_all(net, x).unwrap()[i];
+        let a = &cpu_forward::forward_all(net, x).unwrap()[i];
         for r in 0..cout {
             for p in 0..px {
                 let z: f64 = bias[r] as f64
@@ -265,7 +265,7 @@ fn renormalization_restores_the_dense_channel_statistics() {
     for p in ["unstructured", "2:4", "block:4x4"] {
         let pattern: Pattern = p.parse().unwrap();
         let mut plain = PruneSpec::new(pattern, 0.5);
-        plain.dispatching = Dispatching::Sparse;
+        plain.dispatching = KernelPolicy::Sparse;
         pollster::block_on(gpu.prune(&ctx, &plain)).unwrap();
         let before = pollster::block_on(gpu.current_net(&ctx)).unwrap();
         let mut spec = plain.clone();
@@ -293,7 +293,7 @@ fn renormalization_restores_the_dense_channel_statistics() {
         }
         // The GPU model equals the CPU reference of its own weights.
         let got = pollster::block_on(gpu.forward(&ctx, &x)).unwrap();
-        let want = reference::forward(&after, &x).unwrap();
+        let want = cpu_forward::forward(&after, &x).unwrap();
         assert!(rel_error(&got, &want) <= 1e-4, "{p}: {:e}", rel_error(&got, &want));
         assert!(rel_error(&got, &dense) > 1e-3);
         // Channel statistics back to the dense model's (the first pruned
@@ -373,7 +373,7 @@ fn sensitivity_budgets_prune_a_chosen_subset_of_layers() {
     let per = allocate(&s, 0.25, Cost::Weights).unwrap();
     let mut spec = PruneSpec::new(nm, 0.5);
     spec.layer_sparsity = Some(per.clone());
-    spec.dispatching = Dispatching::Sparse;
+    spec.dispatching = KernelPolicy::Sparse;
     let report = pollster::block_on(gpu.prune(&ctx, &spec)).unwrap();
     let pruned: usize = report.layers.iter().map(|l| l.shape.0 * l.shape.1).sum();
     let total: usize = s.layers.iter().map(|l| l.weights).sum();
@@ -395,7 +395,7 @@ fn sensitivity_budgets_prune_a_chosen_subset_of_layers() {
     let x = image("chelsea.png");
     let got = pollster::block_on(gpu.forward(&ctx, &x)).unwrap();
     let net = pollster::block_on(gpu.current_net(&ctx)).unwrap();
-    let want = reference::forward(&net, &x).unwrap();
+    let want = cpu_forward::forward(&net, &x).unwrap();
     assert!(rel_error(&got, &want) <= LOGITS_REL_TOL);
     // A wrong number of per-layer sparsities is an error.
     spec.layer_sparsity = Some(vec![0.5; 3]);

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use wgsparse::model::fetch;
 use wgsparse::model::pth::PthTensor;
-use wgsparse::model::{classes, preprocess, reference, weights, Lite0, Op, Padding, Shape, Weights, INPUT_SIZE};
+use wgsparse::model::{classes, cpu_forward, preprocess, weights, Lite0, Op, Padding, Shape, Weights, INPUT_SIZE};
 use wgsparse::Error;
 
 mod common;
@@ -21,7 +21,7 @@ fn top5(name: &str) -> Vec<classes::Prediction> {
     let path = f.fetched.images_dir.join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let x = preprocess::preprocess(&bytes, INPUT_SIZE).unwrap();
-    let logits = reference::forward(&f.net, &x).unwrap();
+    let logits = cpu_forward::forward(&f.net, &x).unwrap();
     assert_eq!(logits.len(), 1000);
     assert!(logits.iter().all(|v| v.is_finite()));
     let t = classes::top_k(&logits, 5);
@@ -116,12 +116,12 @@ fn layer_list_is_lite0() {
 fn forward_all_gives_every_tensor() {
     let f = fixture();
     let x = preprocess::preprocess(&std::fs::read(f.fetched.images_dir.join("coffee.png")).unwrap(), 224).unwrap();
-    let all = reference::forward_all(&f.net, &x).unwrap();
+    let all = cpu_forward::forward_all(&f.net, &x).unwrap();
     assert_eq!(all.len(), f.net.layers.len() + 1);
     for (t, v) in all.iter().enumerate() {
         assert_eq!(v.len(), f.net.tensor_shape(t).unwrap().len(), "tensor {t}");
     }
-    assert_eq!(all.last().unwrap(), &reference::forward(&f.net, &x).unwrap());
+    assert_eq!(all.last().unwrap(), &cpu_forward::forward(&f.net, &x).unwrap());
     // ReLU6 outputs stay in [0, 6].
     let head = f.net.layer_index("head").unwrap();
     assert!(all[head + 1].iter().all(|&v| (0.0..=6.0).contains(&v)));
@@ -137,7 +137,7 @@ fn builds_for_other_input_sizes() {
     );
     assert!(matches!(Lite0::from_weights(&w, 8, 8), Err(Error::Shape(_))));
     let x = vec![0.0; 5];
-    assert!(matches!(reference::forward(&fixture().net, &x), Err(Error::Shape(_))));
+    assert!(matches!(cpu_forward::forward(&fixture().net, &x), Err(Error::Shape(_))));
 }
 
 #[test]

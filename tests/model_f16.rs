@@ -8,7 +8,7 @@ mod common;
 use common::ctx_f16;
 use common::model::{fixture, image};
 use wgsparse::gpu::Context;
-use wgsparse::model::{classes, Dispatching, F16Report, GpuLite0, PruneSpec};
+use wgsparse::model::{classes, F16Report, GpuLite0, KernelPolicy, PruneSpec};
 use wgsparse::reference::rel_error;
 use wgsparse::Pattern;
 
@@ -47,11 +47,20 @@ fn dense_f16_model_tracks_the_f32_model_layer_by_layer() {
     let ctx = ctx_f16();
     let f = fixture();
     let gpu = GpuLite0::new(&ctx, f.net.clone()).unwrap();
-    let f16 = pollster::block_on(gpu.to_f16(&ctx, Dispatching::Fastest)).unwrap();
+    let f16 = pollster::block_on(gpu.to_f16(&ctx, KernelPolicy::Fastest)).unwrap();
     eprintln!("{}", f16.report());
     assert_eq!(f16.report().layers.len(), gpu.prunable_layers().len());
     assert!(f16.report().layers.iter().all(|l| !l.pruned));
     check_dispatch(f16.report(), "dense");
+    // Built again, every layer's decision comes from the tuner: nothing is
+    // measured and every layer runs what it ran.
+    let measured = gpu.tuner().measurements();
+    assert!(measured > 0 && measured <= f16.report().layers.len());
+    let again = pollster::block_on(gpu.to_f16(&ctx, KernelPolicy::Fastest)).unwrap();
+    assert_eq!(gpu.tuner().measurements(), measured, "a decision was measured twice");
+    for (a, b) in again.report().layers.iter().zip(&f16.report().layers) {
+        assert_eq!((a.kernel, &a.candidates), (b.kernel, &b.candidates), "{}", a.name);
+    }
     for img in ["chelsea.png", "coffee.png"] {
         let x = image(img);
         let want = pollster::block_on(gpu.forward_all(&ctx, &x)).unwrap();
@@ -88,10 +97,10 @@ fn pruned_f16_model_runs_the_pruned_weights_with_the_sparse_or_the_faster_kernel
     // block:32x32 is pruned with the f32 model's measured dispatch, so layers
     // where dense f32 won hold masked dense weights: f16 must still offer BSR.
     for (p, sparsity, f32_dispatch) in [
-        ("block:16x16", 0.5, Dispatching::Sparse),
-        ("block:32x32", 0.7, Dispatching::Fastest),
-        ("unstructured", 0.5, Dispatching::Sparse),
-        ("2:4", 0.0, Dispatching::Fastest),
+        ("block:16x16", 0.5, KernelPolicy::Sparse),
+        ("block:32x32", 0.7, KernelPolicy::Fastest),
+        ("unstructured", 0.5, KernelPolicy::Sparse),
+        ("2:4", 0.0, KernelPolicy::Fastest),
     ] {
         let pattern: Pattern = p.parse().unwrap();
         let mut spec = PruneSpec::new(pattern, sparsity);
@@ -105,13 +114,13 @@ fn pruned_f16_model_runs_the_pruned_weights_with_the_sparse_or_the_faster_kernel
             Pattern::NM { .. } => Some("spmm_nm"),
             _ => None,
         };
-        for dispatching in [Dispatching::Sparse, Dispatching::Fastest] {
+        for dispatching in [KernelPolicy::Sparse, KernelPolicy::Fastest] {
             let f16 = pollster::block_on(gpu.to_f16(&ctx, dispatching)).unwrap();
             let what = format!("{p} {dispatching:?}");
             let report = f16.report();
             assert!(report.layers.iter().all(|l| l.pruned), "{what}: a layer is not pruned");
             match dispatching {
-                Dispatching::Sparse => {
+                KernelPolicy::Sparse => {
                     for l in &report.layers {
                         // Block and 2:4 layers run their f16 sparse kernels;
                         // unstructured has none and runs dense on its pruned weights.
@@ -120,7 +129,7 @@ fn pruned_f16_model_runs_the_pruned_weights_with_the_sparse_or_the_faster_kernel
                         assert!(l.candidates.is_empty());
                     }
                 }
-                Dispatching::Fastest => {
+                KernelPolicy::Fastest => {
                     eprintln!("{what}\n{report}");
                     check_dispatch(report, &what);
                     if let Some(prefix) = sparse_prefix {

@@ -6,7 +6,7 @@ mod common;
 
 use common::ctx;
 use common::model::{fixture, image};
-use wgsparse::model::{classes, reference, Dispatching, GpuLite0, Lite0, Op, PruneSpec, Scope};
+use wgsparse::model::{classes, cpu_forward, GpuLite0, KernelPolicy, Lite0, Op, PruneSpec, Scope};
 use wgsparse::reference::rel_error;
 use wgsparse::Pattern;
 
@@ -40,7 +40,7 @@ fn dense_gpu_matches_the_cpu_reference_and_classifies() {
     ] {
         let x = image(img);
         let got = pollster::block_on(gpu.forward(&ctx, &x)).unwrap();
-        let want = reference::forward(&f.net, &x).unwrap();
+        let want = cpu_forward::forward(&f.net, &x).unwrap();
         let err = rel_error(&got, &want);
         assert!(
             err <= LOGITS_REL_TOL,
@@ -65,7 +65,7 @@ fn every_pattern_at_50_percent_runs_its_sparse_kernel_and_matches_the_cpu() {
     for p in ["unstructured", "block:16x16", "block:4x4", "2:4"] {
         let pattern: Pattern = p.parse().unwrap();
         let mut spec = PruneSpec::new(pattern, 0.5);
-        spec.dispatching = Dispatching::Sparse;
+        spec.dispatching = KernelPolicy::Sparse;
         let report = pollster::block_on(gpu.prune(&ctx, &spec)).unwrap();
         let pointwise = f.net.layers.iter().filter(|l| l.prunable_weight().is_some()).count();
         assert_eq!(report.layers.len(), pointwise, "{p}: every prunable layer reported");
@@ -80,7 +80,7 @@ fn every_pattern_at_50_percent_runs_its_sparse_kernel_and_matches_the_cpu() {
         let got = pollster::block_on(gpu.forward(&ctx, &x)).unwrap();
         assert!(got.iter().all(|v| v.is_finite()), "{p}: non-finite logits");
         assert!(rel_error(&got, &dense) > 1e-3, "{p}: pruning changed nothing");
-        let want = reference::forward(&pruned_cpu(&f.net, pattern, 0.5), &x).unwrap();
+        let want = cpu_forward::forward(&pruned_cpu(&f.net, pattern, 0.5), &x).unwrap();
         let err = rel_error(&got, &want);
         assert!(
             err <= LOGITS_REL_TOL,
@@ -106,7 +106,7 @@ fn zero_sparsity_changes_nothing_and_30_percent_keeps_a_cat() {
     let report = pollster::block_on(gpu.prune(&ctx, &PruneSpec::new(Pattern::Unstructured, 0.3))).unwrap();
     eprintln!("{report}");
     let got = pollster::block_on(gpu.forward(&ctx, &x)).unwrap();
-    let want = reference::forward(&pruned_cpu(&f.net, Pattern::Unstructured, 0.3), &x).unwrap();
+    let want = cpu_forward::forward(&pruned_cpu(&f.net, Pattern::Unstructured, 0.3), &x).unwrap();
     let err = rel_error(&got, &want);
     assert!(
         err <= LOGITS_REL_TOL,
@@ -114,10 +114,24 @@ fn zero_sparsity_changes_nothing_and_30_percent_keeps_a_cat() {
     );
     let top = classes::top_k(&got, 5);
     assert!(cat(top[0].class), "30% unstructured: top-1 {top:?}");
+    // The same prune again: every layer's choice comes from the tuner, none
+    // is measured twice.
+    let measured = gpu.tuner().measurements();
+    assert!(measured > 0);
+    let again = pollster::block_on(gpu.prune(&ctx, &PruneSpec::new(Pattern::Unstructured, 0.3))).unwrap();
+    assert_eq!(gpu.tuner().measurements(), measured, "a layer was measured twice");
+    for (a, b) in again.layers.iter().zip(&report.layers) {
+        assert_eq!(
+            (a.kernel, a.dense_ms, a.sparse_ms),
+            (b.kernel, b.dense_ms, b.sparse_ms),
+            "{}",
+            a.name
+        );
+    }
     // Global scope: one threshold, the total pruned is exact.
     let mut spec = PruneSpec::new(Pattern::Unstructured, 0.5);
     spec.scope = Scope::Global;
-    spec.dispatching = Dispatching::Sparse;
+    spec.dispatching = KernelPolicy::Sparse;
     let report = pollster::block_on(gpu.prune(&ctx, &spec)).unwrap();
     let (total, kept): (usize, usize) = f
         .net

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use common::ctx;
 use common::model::{fixture, image};
 use wgsparse::model::sparse_file::{self, PruneInfo};
-use wgsparse::model::{reference, Criterion, Dispatching, GpuLite0, Lite0, PruneSpec};
+use wgsparse::model::{cpu_forward, Criterion, GpuLite0, KernelPolicy, Lite0, PruneSpec};
 use wgsparse::reference::rel_error;
 use wgsparse::{Error, Pattern};
 
@@ -19,7 +19,7 @@ fn written_sparse_files_load_and_compute_the_same_logits() {
     let f = fixture();
     let x = image("chelsea.png");
     let (mut gpu, loaded) =
-        pollster::block_on(GpuLite0::from_safetensors(&ctx, &f.bytes, Dispatching::Sparse)).unwrap();
+        pollster::block_on(GpuLite0::from_safetensors(&ctx, &f.bytes, KernelPolicy::Sparse)).unwrap();
     assert!(loaded.is_none(), "the checkpoint is not a sparse file");
     pollster::block_on(gpu.calibrate(&ctx, &[image("coffee.png")])).unwrap();
     for (p, s, criterion, bc) in [
@@ -31,7 +31,7 @@ fn written_sparse_files_load_and_compute_the_same_logits() {
         let mut spec = PruneSpec::new(pattern, s);
         spec.criterion = criterion;
         spec.bias_correction = bc;
-        spec.dispatching = Dispatching::Sparse;
+        spec.dispatching = KernelPolicy::Sparse;
         pollster::block_on(gpu.prune(&ctx, &spec)).unwrap();
         let want = pollster::block_on(gpu.forward(&ctx, &x)).unwrap();
         let net = pollster::block_on(gpu.current_net(&ctx)).unwrap();
@@ -46,7 +46,7 @@ fn written_sparse_files_load_and_compute_the_same_logits() {
         let bytes = sparse_file::write(&net, &info, &HashMap::new()).unwrap();
         assert!(bytes.len() < f.bytes.len(), "{p}: {} bytes", bytes.len());
         let (loaded, report) =
-            pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, Dispatching::Sparse)).unwrap();
+            pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, KernelPolicy::Sparse)).unwrap();
         let report = report.expect("a sparse file reports its layers");
         assert_eq!(report.layers.len(), gpu.prunable_layers().len(), "{p}");
         assert!(
@@ -62,7 +62,7 @@ fn written_sparse_files_load_and_compute_the_same_logits() {
         );
         // The CPU reads the same file to the same network.
         let cpu: Lite0 = Lite0::from_safetensors(&bytes).unwrap();
-        let r = reference::forward(&cpu, &x).unwrap();
+        let r = cpu_forward::forward(&cpu, &x).unwrap();
         assert!(rel_error(&got, &r) <= 1e-4, "{p}: CPU reference of the file differs");
     }
 

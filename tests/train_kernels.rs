@@ -284,7 +284,10 @@ fn pooling_gating_and_row_sums_match_the_cpu() {
     let d = rand(rows, 4);
     let db = upload(&ctx, &d);
     let dst = poisoned(&ctx, rows * cols);
-    run(&ctx, &[k::bcast(&ctx, &db, &dst, rows, cols, 0.25, Some(&xb)).unwrap()]);
+    run(
+        &ctx,
+        &[k::pool_backward(&ctx, &db, &dst, rows, cols, 0.25, Some(&xb)).unwrap()],
+    );
     let gate = |y: f32| if y > 0.0 && y < 6.0 { 1.0 } else { 0.0 };
     let want: Vec<f64> = (0..rows * cols)
         .map(|i| 0.25 * d[i / cols] as f64 * gate(x[i]))
@@ -292,7 +295,7 @@ fn pooling_gating_and_row_sums_match_the_cpu() {
     assert_rel(&read(&ctx, &dst, rows * cols), &want, "bcast");
     let g = rand(rows * cols, 5);
     let gb = upload(&ctx, &g);
-    run(&ctx, &[k::gate(&ctx, &gb, &xb, rows * cols).unwrap()]);
+    run(&ctx, &[k::relu6_backward(&ctx, &gb, &xb, rows * cols).unwrap()]);
     let want: Vec<f64> = (0..rows * cols).map(|i| g[i] as f64 * gate(x[i])).collect();
     assert_rel(&read(&ctx, &gb, rows * cols), &want, "gate");
 }
@@ -309,7 +312,7 @@ fn distillation_and_feature_losses_match_the_cpu() {
         let metrics = poisoned(&ctx, 3 + 2 * batch);
         run(
             &ctx,
-            &[k::kd(&ctx, &sb, &tb, &ds, &metrics, 3, classes, batch, temp, 0.7).unwrap()],
+            &[k::kd_loss(&ctx, &sb, &tb, &ds, &metrics, 3, classes, batch, temp, 0.7).unwrap()],
         );
         let (loss, want) = reference::kd(&s, &t, classes, batch, temp as f64, 0.7);
         let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
@@ -339,7 +342,7 @@ fn distillation_and_feature_losses_match_the_cpu() {
     let metrics = poisoned(&ctx, 2 * batch);
     run(
         &ctx,
-        &[k::kd(&ctx, &tb, &tb, &ds, &metrics, 0, classes, batch, 1.0, 1.0).unwrap()],
+        &[k::kd_loss(&ctx, &tb, &tb, &ds, &metrics, 0, classes, batch, 1.0, 1.0).unwrap()],
     );
     let m = read(&ctx, &metrics, 2 * batch);
     for b in 0..batch {
@@ -352,13 +355,16 @@ fn distillation_and_feature_losses_match_the_cpu() {
     let len = 70_001;
     let (fs, ft, g0) = (rand(len, 7), rand(len, 8), rand(len, 9));
     let (fsb, ftb, gb) = (upload(&ctx, &fs), upload(&ctx, &ft), upload(&ctx, &g0));
-    let metrics = poisoned(&ctx, 10 + k::FEAT_GROUPS);
-    run(&ctx, &[k::feat(&ctx, &fsb, &ftb, &gb, &metrics, 10, len, 0.3).unwrap()]);
+    let metrics = poisoned(&ctx, 10 + k::FEATURE_LOSS_GROUPS);
+    run(
+        &ctx,
+        &[k::feature_loss(&ctx, &fsb, &ftb, &gb, &metrics, 10, len, 0.3).unwrap()],
+    );
     let want: Vec<f64> = (0..len)
         .map(|i| g0[i] as f64 + 2.0 * 0.3 / len as f64 * (fs[i] as f64 - ft[i] as f64))
         .collect();
     assert_rel(&read(&ctx, &gb, len), &want, "feature gradient");
-    let sq: f64 = read(&ctx, &metrics, 10 + k::FEAT_GROUPS)[10..]
+    let sq: f64 = read(&ctx, &metrics, 10 + k::FEATURE_LOSS_GROUPS)[10..]
         .iter()
         .map(|&v| v as f64)
         .sum();

@@ -18,6 +18,7 @@ pub mod spmm_bsr;
 pub mod spmm_csr;
 pub mod spmm_nm;
 mod timing;
+pub mod tune;
 
 pub use buffer::{
     f16_rounded, padded_stride, padded_stride_f16, read_many, GpuBuffer, GpuMatrix, GpuMatrixF16, GpuTensor,

@@ -6,7 +6,7 @@
 //! multiply-accumulates) at the least summed loss.
 
 use super::classes::softmax;
-use super::gpu::{Criterion, Dispatching, GpuLite0, PruneSpec};
+use super::gpu::{Criterion, GpuLite0, KernelPolicy, PruneSpec};
 use super::sweep::kl;
 use crate::error::{Error, Result};
 use crate::gpu::Context;
@@ -158,7 +158,7 @@ impl GpuLite0 {
                 per[k] = level;
                 let mut spec = PruneSpec::new(pattern, level);
                 spec.criterion = criterion;
-                spec.dispatching = Dispatching::Sparse;
+                spec.dispatching = KernelPolicy::Sparse;
                 spec.layer_sparsity = Some(per);
                 self.prune(ctx, &spec).await?;
                 let mut sum = 0.0;

@@ -8,21 +8,16 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::lite0::{self, Lite0, Op};
 use crate::error::{Error, Result};
 use crate::gpu::calibrate::prepare_bias_correct;
 use crate::gpu::conv::{self, ConvShape};
+use crate::gpu::tune::{Family, TuneKey, Tuner};
 use crate::gpu::{elementwise, gemm, Activation, Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix, Timings};
 use crate::ops::{LayerPlan, SparseOperator};
 use crate::sparse::Pattern;
-
-fn act(a: lite0::Activation) -> Activation {
-    match a {
-        lite0::Activation::None => Activation::None,
-        lite0::Activation::Relu6 => Activation::Relu6,
-    }
-}
 
 fn conv_shape(
     cin: usize,
@@ -56,25 +51,29 @@ pub enum Scope {
     Global,
 }
 
-/// How a pruned layer is executed.
+/// How a pruned layer's kernel is chosen (a policy; a [`Dispatch`] is one
+/// recorded kernel launch).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Dispatching {
+pub enum KernelPolicy {
     /// Measure dense and sparse for the layer's shape on this adapter (once,
-    /// cached) and run the faster.
+    /// kept by the model's [`Tuner`]) and run the faster.
     #[default]
     Fastest,
     /// Always the sparse kernel (tests, benchmarks of the kernels themselves).
     Sparse,
 }
 
-impl std::str::FromStr for Dispatching {
+/// The former name of [`KernelPolicy`], kept while `wasm.rs` still spells it so.
+pub type Dispatching = KernelPolicy;
+
+impl std::str::FromStr for KernelPolicy {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
-            "fastest" => Ok(Dispatching::Fastest),
-            "sparse" => Ok(Dispatching::Sparse),
+            "fastest" => Ok(KernelPolicy::Fastest),
+            "sparse" => Ok(KernelPolicy::Sparse),
             _ => Err(Error::Invalid(format!(
-                "unknown dispatching {s:?}: use \"fastest\" or \"sparse\""
+                "unknown kernel policy {s:?}: use \"fastest\" or \"sparse\""
             ))),
         }
     }
@@ -120,7 +119,7 @@ pub struct PruneSpec {
     /// Ignored for N:M (fixed by the pattern).
     pub sparsity: f64,
     pub scope: Scope,
-    pub dispatching: Dispatching,
+    pub dispatching: KernelPolicy,
     pub criterion: Criterion,
     /// After pruning, add `(W - W') * mean(input)` to each layer's bias so its
     /// outputs keep their mean over the calibration images: needs
@@ -146,7 +145,7 @@ impl PruneSpec {
             pattern,
             sparsity,
             scope: Scope::PerLayer,
-            dispatching: Dispatching::Fastest,
+            dispatching: KernelPolicy::Fastest,
             criterion: Criterion::Magnitude,
             bias_correction: false,
             renorm: false,
@@ -339,15 +338,6 @@ pub fn now_ms() -> f64 {
     }
 }
 
-/// (cout, cin, pixels, pattern, achieved sparsity in 1/MEASURE_BUCKETS): a
-/// layer shape whose dense and sparse kernels were timed on this adapter.
-type MeasureKey = (usize, usize, usize, String, u32);
-
-/// Sparsities within 1/40 of each other share one measurement, so moving the
-/// demo's slider by a percent re-uses the dense-or-sparse choice instead of
-/// timing every layer again.
-const MEASURE_BUCKETS: f64 = 20.0;
-
 /// EfficientNet-Lite0 resident on the GPU.
 pub struct GpuLite0 {
     net: Lite0,
@@ -357,7 +347,10 @@ pub struct GpuLite0 {
     /// The plan of the unpruned model, kept so the dense model can run beside a pruned one.
     dense_plan: Vec<Dispatch>,
     ranges: Vec<Range<usize>>,
-    measured: HashMap<MeasureKey, (f64, f64)>,
+    /// Measured kernel choices (dense or sparse per layer shape, and the f16
+    /// model's candidates), shared with other models on the same adapter
+    /// through [`GpuLite0::set_tuner`].
+    tuner: Arc<Tuner>,
     /// Calibration images the statistics of the prunable layers come from (0: none).
     pub(super) calibrated_on: usize,
     /// The calibration images (preprocessed), for re-normalization.
@@ -389,20 +382,20 @@ impl GpuLite0 {
                     shape: conv_shape(c.cin, c.cout, c.k, c.stride, &c.pad, &l.input),
                     w: GpuBuffer::from_slice(ctx, c.weight.data(), &l.name)?,
                     b: GpuBuffer::from_slice(ctx, &c.bias, &l.name)?,
-                    act: act(c.act),
+                    act: c.act,
                     renormed: None,
                 },
                 Op::Depthwise(d) => GpuLayer::Depthwise {
                     shape: conv_shape(d.c, d.c, d.k, d.stride, &d.pad, &l.input),
                     w: GpuBuffer::from_slice(ctx, d.weight.data(), &l.name)?,
                     b: GpuBuffer::from_slice(ctx, &d.bias, &l.name)?,
-                    act: act(d.act),
+                    act: d.act,
                     renormed: None,
                 },
                 Op::Pointwise(p) => GpuLayer::Prunable(Box::new(Prunable {
                     dense: GpuMatrix::upload(ctx, &p.weight, &l.name)?,
                     bias: GpuBuffer::from_slice(ctx, &p.bias, &l.name)?,
-                    act: act(p.act),
+                    act: p.act,
                     residual: p.residual_from,
                     current: Current::Dense,
                     calib: None,
@@ -430,7 +423,7 @@ impl GpuLite0 {
             plan: Vec::new(),
             dense_plan: Vec::new(),
             ranges: Vec::new(),
-            measured: HashMap::new(),
+            tuner: Arc::new(Tuner::for_context(ctx)),
             calibrated_on: 0,
             calib_images: Vec::new(),
             renorm_sets: Vec::new(),
@@ -440,6 +433,31 @@ impl GpuLite0 {
         me.rebuild(ctx)?;
         me.dense_plan = me.plan.clone();
         Ok(me)
+    }
+
+    /// The measured kernel choices this model dispatches by.
+    pub fn tuner(&self) -> &Tuner {
+        &self.tuner
+    }
+
+    /// The tuner, to share with another model on the same adapter.
+    pub fn shared_tuner(&self) -> Arc<Tuner> {
+        Arc::clone(&self.tuner)
+    }
+
+    /// Dispatches by `tuner`'s choices from now on (one loaded from disk, or
+    /// another model's): layers it already holds a decision for are not
+    /// measured again. A tuner of another adapter is an error.
+    pub fn set_tuner(&mut self, ctx: &Context, tuner: Arc<Tuner>) -> Result<()> {
+        let here = crate::gpu::tune::adapter_id(ctx);
+        if tuner.adapter() != here {
+            return Err(Error::Invalid(format!(
+                "the tuner was measured on {:?}, this model runs on {here:?}",
+                tuner.adapter()
+            )));
+        }
+        self.tuner = tuner;
+        Ok(())
     }
 
     pub fn net(&self) -> &Lite0 {
@@ -688,7 +706,7 @@ impl GpuLite0 {
     pub async fn from_safetensors(
         ctx: &Context,
         bytes: &[u8],
-        dispatching: Dispatching,
+        dispatching: KernelPolicy,
     ) -> Result<(Self, Option<ModelReport>)> {
         let t0 = now_ms();
         let weights = super::Weights::from_bytes(bytes)?;
@@ -1014,7 +1032,7 @@ impl GpuLite0 {
         i: usize,
         op: SparseOperator,
         pattern: Pattern,
-        dispatching: Dispatching,
+        dispatching: KernelPolicy,
     ) -> Result<LayerReport> {
         let GpuLayer::Prunable(p) = &self.layers[i] else {
             return Err(Error::Invalid(format!("layer {i} is not prunable")));
@@ -1022,24 +1040,19 @@ impl GpuLite0 {
         let layer = &self.net.layers[i];
         let (cout, cin, px) = (p.dense.rows(), p.dense.cols(), layer.output.hw());
         let (dense_ms, sparse_ms, use_sparse) = match dispatching {
-            Dispatching::Sparse => (None, None, true),
-            Dispatching::Fastest => {
-                let key = (
-                    cout,
-                    cin,
-                    px,
-                    pattern.to_string(),
-                    (op.report.achieved * MEASURE_BUCKETS).round() as u32,
-                );
-                let (d, s) = match self.measured.get(&key) {
-                    Some(&v) => v,
-                    None => {
-                        let v = self.measure_layer(ctx, i, &op).await?;
-                        self.measured.insert(key, v);
-                        v
-                    }
-                };
-                (Some(d), Some(s), s < d)
+            KernelPolicy::Sparse => (None, None, true),
+            KernelPolicy::Fastest => {
+                // Dense first: it runs on a tie.
+                let key = TuneKey::new(Family::ModelLayer, cout, cin, px, pattern, op.report.achieved);
+                let candidates = ["gemm", op.weights.kernel_name()];
+                let c = self
+                    .tuner
+                    .choose(key, &candidates, || async {
+                        let (d, s) = self.measure_layer(ctx, i, &op).await?;
+                        Ok(vec![d, s])
+                    })
+                    .await?;
+                (c.ms(0), c.ms(1), c.pick == 1)
             }
         };
         let report = LayerReport {

@@ -7,7 +7,9 @@
 //! so f16 and f32 run the same network and their predictions can be compared.
 //!
 //! Each 1x1 layer runs the fastest of its candidate kernels, measured on this
-//! adapter for that layer's shape ([`Dispatching::Fastest`]): the dense f16
+//! adapter for that layer's shape ([`KernelPolicy::Fastest`]; the decisions
+//! are the model's [`Tuner`](crate::gpu::tune::Tuner)'s, family
+//! `model_layer_f16`, so layers of one shape bucket share one): the dense f16
 //! GEMM on the shader cores (`gemm_f16`, and `gemm_f16_splitk` with K split
 //! over more workgroups where K is long and the output small) and on
 //! cooperative matrices (`gemm_coop`, where the adapter has them); for
@@ -22,7 +24,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use super::gpu::{Current, Dispatching, GpuLayer, GpuLite0};
+use super::gpu::{Current, GpuLayer, GpuLite0, KernelPolicy};
 use crate::error::{Error, Result};
 use crate::gpu::gemm::coop::{self as gemm_coop, CoopTile};
 use crate::gpu::gemm::f16 as gemm_f16;
@@ -30,6 +32,7 @@ use crate::gpu::gemm::GemmTile;
 use crate::gpu::spmm_bsr::coop as spmm_bsr_coop;
 use crate::gpu::spmm_bsr::f16 as spmm_bsr_f16;
 use crate::gpu::spmm_nm::coop::{self as spmm_nm_coop, GpuNmF16};
+use crate::gpu::tune::{Family, TuneKey};
 use crate::gpu::{conv, elementwise, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, Timings};
 use crate::ops::GpuWeights;
 use crate::sparse::{Bsr, Mask, Matrix, Pattern, SparseMatrix};
@@ -65,7 +68,7 @@ pub struct F16LayerReport {
     /// The weights are pruned (the kernel multiplies the pruned weights).
     pub pruned: bool,
     /// Every candidate with its median GPU ms on this adapter (empty when not
-    /// measured: [`Dispatching::Sparse`]).
+    /// measured: [`KernelPolicy::Sparse`]).
     pub candidates: Vec<(&'static str, f64)>,
 }
 
@@ -161,10 +164,16 @@ async fn measure(ctx: &Context, cands: &[Candidate]) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// Fraction of zeros in `w` (the pruned weights as they compute).
+fn zero_fraction(w: &Matrix) -> f64 {
+    let zeros = w.data().iter().filter(|v| **v == 0.0).count();
+    zeros as f64 / w.data().len().max(1) as f64
+}
+
 impl GpuLite0 {
     /// This model as it currently computes, in f16 storage (see
     /// [`GpuLite0F16`]); `dispatching` picks each 1x1 layer's kernel.
-    pub async fn to_f16(&self, ctx: &Context, dispatching: Dispatching) -> Result<GpuLite0F16> {
+    pub async fn to_f16(&self, ctx: &Context, dispatching: KernelPolicy) -> Result<GpuLite0F16> {
         ctx.require_f16("the f16 model")?;
         let net = self.net();
         let mut tensors = vec![GpuMatrixF16::new(ctx, net.input.c, net.input.hw(), "f16 tensor 0")?];
@@ -219,6 +228,11 @@ impl GpuLite0 {
                     // The weights as they compute now, in f16: dense, and for
                     // block-pruned layers also as f16 BSR (sharing the indices),
                     // for 2:4 and 1:2 as f16 N:M.
+                    let pattern = match &p.current {
+                        Current::Dense => Pattern::Dense,
+                        Current::MaskedDense(_, pattern) => *pattern,
+                        Current::Sparse(op) => op.report.pattern,
+                    };
                     let (dense_w, sparse, pruned) = match &p.current {
                         Current::Dense => (p.dense.download(ctx).await?, None, false),
                         Current::MaskedDense(w, pattern) => {
@@ -258,7 +272,7 @@ impl GpuLite0 {
                     let w16 = GpuMatrixF16::upload(ctx, &dense_w, name)?;
                     let mut cands = dense_candidates(ctx, &w16, x, y, &ep)?;
                     if let Some(SparseF16::Nm(nm)) = &sparse {
-                        // The sparse kernel goes first: Dispatching::Sparse runs it.
+                        // The sparse kernel goes first: KernelPolicy::Sparse runs it.
                         let coop = match spmm_nm_coop::choose(ctx, nm.rows, nm.cols, x.cols()) {
                             spmm_nm_coop::NmF16Kernel::Coop(tile) => {
                                 Some(spmm_nm_coop::prepare_with(ctx, nm, x, y, &ep, tile)?)
@@ -280,14 +294,14 @@ impl GpuLite0 {
                         } else {
                             "spmm_bsr_f16"
                         };
-                        // The sparse kernel goes first: Dispatching::Sparse runs it.
+                        // The sparse kernel goes first: KernelPolicy::Sparse runs it.
                         cands.insert(0, (kernel, vec![spmm_bsr_coop::prepare(ctx, b, x, y, &ep)?]));
                         if kernel == "spmm_bsr_coop" {
                             cands.push(("spmm_bsr_f16", vec![spmm_bsr_f16::prepare(ctx, b, x, y, &ep)?]));
                         }
                     }
                     let (pick, times) = match dispatching {
-                        Dispatching::Sparse => {
+                        KernelPolicy::Sparse => {
                             // The sparse kernel if there is one, else the dense
                             // kernel gemm_coop::prepare picks.
                             let pick = if sparse.is_some() {
@@ -304,13 +318,26 @@ impl GpuLite0 {
                             };
                             (pick, Vec::new())
                         }
-                        Dispatching::Fastest => {
-                            // The layers before this one compute its input.
-                            let refs: Vec<&Dispatch> = plan.iter().collect();
-                            ctx.submit(&refs);
-                            let t = measure(ctx, &cands).await?;
-                            let pick = (0..t.len()).min_by(|&a, &b| t[a].total_cmp(&t[b])).unwrap_or(0);
-                            (pick, t)
+                        KernelPolicy::Fastest => {
+                            let key = TuneKey::new(
+                                Family::ModelLayerF16,
+                                w16.rows(),
+                                w16.cols(),
+                                x.cols(),
+                                pattern,
+                                zero_fraction(&dense_w),
+                            );
+                            let names: Vec<&str> = cands.iter().map(|(k, _)| *k).collect();
+                            let c = self
+                                .tuner()
+                                .choose(key, &names, || async {
+                                    // The layers before this one compute its input.
+                                    let refs: Vec<&Dispatch> = plan.iter().collect();
+                                    ctx.submit(&refs);
+                                    measure(ctx, &cands).await
+                                })
+                                .await?;
+                            (c.pick, c.times.into_iter().map(|(_, t)| t).collect())
                         }
                     };
                     report.layers.push(F16LayerReport {

@@ -113,23 +113,9 @@ impl Padding {
     }
 }
 
-/// The activation applied after the bias.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    None,
-    /// `min(max(x, 0), 6)`.
-    Relu6,
-}
-
-impl Activation {
-    #[inline]
-    pub fn apply(self, x: f32) -> f32 {
-        match self {
-            Activation::None => x,
-            Activation::Relu6 => x.clamp(0.0, 6.0),
-        }
-    }
-}
+/// The activation applied after the bias: the kernels' own type (the
+/// network uses `None` and `Relu6`), so the GPU plan takes it as it is.
+pub use crate::gpu::Activation;
 
 /// A dense spatial convolution (the stem).
 #[derive(Clone, Debug)]

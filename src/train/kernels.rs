@@ -227,7 +227,7 @@ pub fn rowsum(
 }
 
 /// `dst[r, c] = scale * src[r]` (times the ReLU6 gate of `gate_y` if given).
-pub fn bcast(
+pub fn pool_backward(
     ctx: &Context,
     src: &GpuBuffer,
     dst: &GpuBuffer,
@@ -236,10 +236,10 @@ pub fn bcast(
     scale: f32,
     gate_y: Option<&GpuBuffer>,
 ) -> Result<Dispatch> {
-    need(src, rows, "bcast source")?;
-    need(dst, rows * cols, "bcast destination")?;
+    need(src, rows, "pool backward source")?;
+    need(dst, rows * cols, "pool backward destination")?;
     if let Some(y) = gate_y {
-        need(y, rows * cols, "bcast gate")?;
+        need(y, rows * cols, "pool backward gate")?;
     }
     let mut p = P::default();
     p.u[0] = u32_of(rows, "rows")?;
@@ -249,7 +249,7 @@ pub fn bcast(
     let dummy = ctx.dummy_buffer();
     prep(
         ctx,
-        &TR_BCAST,
+        &TR_POOL_BACKWARD,
         &p,
         &[src.raw(), dst.raw(), gate_y.map(|b| b.raw()).unwrap_or(&dummy)],
         grid(ctx, rows * cols)?,
@@ -257,12 +257,12 @@ pub fn bcast(
 }
 
 /// `d[i] *= (0 < y[i] < 6)` over `len` elements.
-pub fn gate(ctx: &Context, d: &GpuBuffer, y: &GpuBuffer, len: usize) -> Result<Dispatch> {
-    need(d, len, "gate gradient")?;
-    need(y, len, "gate output")?;
+pub fn relu6_backward(ctx: &Context, d: &GpuBuffer, y: &GpuBuffer, len: usize) -> Result<Dispatch> {
+    need(d, len, "relu6 backward gradient")?;
+    need(y, len, "relu6 backward output")?;
     let mut p = P::default();
     p.u[0] = u32_of(len, "len")?;
-    prep(ctx, &TR_GATE, &p, &[d.raw(), y.raw()], grid(ctx, len)?)
+    prep(ctx, &TR_RELU6_BACKWARD, &p, &[d.raw(), y.raw()], grid(ctx, len)?)
 }
 
 /// A batched spatial convolution's geometry.
@@ -467,7 +467,7 @@ pub fn conv_bwd_w(
 /// Distillation: student logits `s`, teacher logits `t` (`[classes, batch]`),
 /// gradient into `ds`, per-sample loss and agreement into `metrics` from `offset`.
 #[allow(clippy::too_many_arguments)]
-pub fn kd(
+pub fn kd_loss(
     ctx: &Context,
     s: &GpuBuffer,
     t: &GpuBuffer,
@@ -484,10 +484,10 @@ pub fn kd(
             "the distillation temperature must be positive, got {temperature}"
         )));
     }
-    need(s, classes * batch, "kd student")?;
-    need(t, classes * batch, "kd teacher")?;
-    need(ds, classes * batch, "kd gradient")?;
-    need(metrics, offset + 2 * batch, "kd metrics")?;
+    need(s, classes * batch, "kd loss student")?;
+    need(t, classes * batch, "kd loss teacher")?;
+    need(ds, classes * batch, "kd loss gradient")?;
+    need(metrics, offset + 2 * batch, "kd loss metrics")?;
     let mut p = P::default();
     p.u[0] = u32_of(classes, "classes")?;
     p.u[1] = u32_of(batch, "batch")?;
@@ -495,16 +495,22 @@ pub fn kd(
     p.f[0] = temperature;
     p.f[1] = weight / batch as f32;
     let groups = ctx.check_dispatch([u32_of(batch, "batch")?, 1, 1])?;
-    prep(ctx, &TR_KD, &p, &[s.raw(), t.raw(), ds.raw(), metrics.raw()], groups)
+    prep(
+        ctx,
+        &TR_KD_LOSS,
+        &p,
+        &[s.raw(), t.raw(), ds.raw(), metrics.raw()],
+        groups,
+    )
 }
 
-/// Workgroups of [`feat`]: its partial sums take this many metrics words.
-pub const FEAT_GROUPS: usize = 256;
+/// Workgroups of [`feature_loss`]: its partial sums take this many metrics words.
+pub const FEATURE_LOSS_GROUPS: usize = 256;
 
 /// Feature matching: `g += 2 * weight / len * (fs - ft)`, partial sums of
-/// `(fs - ft)^2` into `metrics[offset..offset + FEAT_GROUPS]`.
+/// `(fs - ft)^2` into `metrics[offset..offset + FEATURE_LOSS_GROUPS]`.
 #[allow(clippy::too_many_arguments)]
-pub fn feat(
+pub fn feature_loss(
     ctx: &Context,
     fs: &GpuBuffer,
     ft: &GpuBuffer,
@@ -514,20 +520,20 @@ pub fn feat(
     len: usize,
     weight: f32,
 ) -> Result<Dispatch> {
-    need(fs, len, "feat student")?;
-    need(ft, len, "feat teacher")?;
-    need(g, len, "feat gradient")?;
-    need(metrics, offset + FEAT_GROUPS, "feat metrics")?;
+    need(fs, len, "feature loss student")?;
+    need(ft, len, "feature loss teacher")?;
+    need(g, len, "feature loss gradient")?;
+    need(metrics, offset + FEATURE_LOSS_GROUPS, "feature loss metrics")?;
     let mut p = P::default();
     p.u[0] = u32_of(len, "len")?;
     p.u[4] = u32_of(offset, "metrics offset")?;
     p.f[0] = 2.0 * weight / len.max(1) as f32;
     prep(
         ctx,
-        &TR_FEAT,
+        &TR_FEATURE_LOSS,
         &p,
         &[fs.raw(), ft.raw(), g.raw(), metrics.raw()],
-        [FEAT_GROUPS as u32, 1, 1],
+        [FEATURE_LOSS_GROUPS as u32, 1, 1],
     )
 }
 
@@ -708,16 +714,23 @@ const TRAIN_WGSL: &str = include_str!("train.wgsl");
 pub static TR_GEMM: KernelDef = KernelDef::new("tr_gemm", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW, RO, RO]);
 pub static TR_REDUCE: KernelDef = KernelDef::new("tr_reduce", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RW]);
 pub static TR_ROWSUM: KernelDef = KernelDef::new("tr_rowsum", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RW]);
-pub static TR_BCAST: KernelDef = KernelDef::new("tr_bcast", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RW, RO]);
-pub static TR_GATE: KernelDef = KernelDef::new("tr_gate", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RW, RO]);
+pub static TR_POOL_BACKWARD: KernelDef =
+    KernelDef::new("tr_pool_backward", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RW, RO]);
+pub static TR_RELU6_BACKWARD: KernelDef =
+    KernelDef::new("tr_relu6_backward", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RW, RO]);
 pub static TR_CONV: KernelDef = KernelDef::new("tr_conv", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW, RO]);
 pub static TR_DW_BWD_X: KernelDef = KernelDef::new("tr_dw_bwd_x", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW]);
 pub static TR_CONV_BWD_W: KernelDef =
     KernelDef::new("tr_conv_bwd_w", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW]);
 pub static TR_CONV_REDUCE: KernelDef =
     KernelDef::new("tr_conv_reduce", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RW, RW]);
-pub static TR_KD: KernelDef = KernelDef::new("tr_kd", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW, RW]);
-pub static TR_FEAT: KernelDef = KernelDef::new("tr_feat", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW, RW]);
+pub static TR_KD_LOSS: KernelDef =
+    KernelDef::new("tr_kd_loss", WgslSource::File(TRAIN_WGSL), &[UNIFORM, RO, RO, RW, RW]);
+pub static TR_FEATURE_LOSS: KernelDef = KernelDef::new(
+    "tr_feature_loss",
+    WgslSource::File(TRAIN_WGSL),
+    &[UNIFORM, RO, RO, RW, RW],
+);
 pub static TR_ADAM: KernelDef = KernelDef::new(
     "tr_adam",
     WgslSource::File(TRAIN_WGSL),
@@ -739,14 +752,14 @@ pub const KERNELS: &[&KernelDef] = &[
     &TR_GEMM,
     &TR_REDUCE,
     &TR_ROWSUM,
-    &TR_BCAST,
-    &TR_GATE,
+    &TR_POOL_BACKWARD,
+    &TR_RELU6_BACKWARD,
     &TR_CONV,
     &TR_DW_BWD_X,
     &TR_CONV_BWD_W,
     &TR_CONV_REDUCE,
-    &TR_KD,
-    &TR_FEAT,
+    &TR_KD_LOSS,
+    &TR_FEATURE_LOSS,
     &TR_ADAM,
     &TR_MASK_CSR,
     &TR_MASK_BSR,

@@ -214,7 +214,7 @@ fn tr_rowsum(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// ---------------------------------------------------------------- tr_bcast
+// ---------------------------------------------------------------- tr_pool_backward
 // dst[r * u1 + c] = f0 * src[r] for r < u0, c < u1 (the backward of average
 // pooling), times the ReLU6 gate of y (0 < y < 6) when F_RELU6 is set.
 
@@ -224,7 +224,7 @@ fn tr_rowsum(@builtin(workgroup_id) wid: vec3<u32>,
 @group(0) @binding(3) var<storage, read> b_y: array<f32>;
 
 @compute @workgroup_size(256)
-fn tr_bcast(@builtin(workgroup_id) wid: vec3<u32>,
+fn tr_pool_backward(@builtin(workgroup_id) wid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
     let i = flat(wid, nwg) * 256u + li;
@@ -241,7 +241,7 @@ fn tr_bcast(@builtin(workgroup_id) wid: vec3<u32>,
     b_dst[i] = v;
 }
 
-// ------------------------------------------------------------------ tr_gate
+// ------------------------------------------------------------------ tr_relu6_backward
 // d[i] *= (0 < y[i] < 6) for i < u0: the backward of ReLU6 from its output.
 
 @group(0) @binding(0) var<uniform> ap: P;
@@ -249,7 +249,7 @@ fn tr_bcast(@builtin(workgroup_id) wid: vec3<u32>,
 @group(0) @binding(2) var<storage, read> a_y: array<f32>;
 
 @compute @workgroup_size(256)
-fn tr_gate(@builtin(workgroup_id) wid: vec3<u32>,
+fn tr_relu6_backward(@builtin(workgroup_id) wid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
     let i = flat(wid, nwg) * 256u + li;
@@ -506,7 +506,7 @@ fn tr_conv_reduce(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// -------------------------------------------------------------------- tr_kd
+// -------------------------------------------------------------------- tr_kd_loss
 // Distillation loss per sample, one workgroup per sample b < u1 (logits are
 // [classes u0, batch u1]): p_s = softmax(s / T), p_t = softmax(t / T),
 // loss_b = T^2 KL(p_t || p_s), ds[., b] = f1 * T * (p_s - p_t) (f0 = T,
@@ -523,7 +523,7 @@ var<workgroup> kv: array<vec4<f32>, 256>;
 var<workgroup> ki: array<vec2<u32>, 256>;
 
 @compute @workgroup_size(256)
-fn tr_kd(@builtin(workgroup_id) wid: vec3<u32>,
+fn tr_kd_loss(@builtin(workgroup_id) wid: vec3<u32>,
          @builtin(local_invocation_index) li: u32) {
     let b = wid.x;
     let nc = kp.u0;
@@ -609,7 +609,7 @@ fn tr_kd(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// ------------------------------------------------------------------ tr_feat
+// ------------------------------------------------------------------ tr_feature_loss
 // Feature matching at a block output: g[i] += f0 * (fs[i] - ft[i]) over
 // i < u0 (f0 = 2 * weight / u0: the gradient of weight * mean squared error),
 // and per workgroup the partial sum of (fs - ft)^2 into metrics[u4 + wg].
@@ -624,7 +624,7 @@ fn tr_kd(@builtin(workgroup_id) wid: vec3<u32>,
 var<workgroup> fred: array<f32, 256>;
 
 @compute @workgroup_size(256)
-fn tr_feat(@builtin(workgroup_id) wid: vec3<u32>,
+fn tr_feature_loss(@builtin(workgroup_id) wid: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
     var s = 0.0;
     for (var i = wid.x * 256u + li; i < fp.u0; i += 65536u) {

@@ -22,7 +22,7 @@ use crate::prune::BlockNorm;
 use crate::sparse::{Matrix, Pattern};
 
 use super::data::{center_view, Augment, Rng, Sources};
-use super::kernels::{self as k, ConvGeom, GemmEpilogue, Operand, Pruned, AUG_FLOATS, FEAT_GROUPS};
+use super::kernels::{self as k, ConvGeom, GemmEpilogue, Operand, Pruned, AUG_FLOATS, FEATURE_LOSS_GROUPS};
 
 /// How to fine-tune.
 #[derive(Clone, Debug, PartialEq)]
@@ -450,7 +450,7 @@ impl Trainer {
             }
         }
         let feature_count = feature_tensors.len();
-        let metrics = zeros(ctx, 2 * batch + FEAT_GROUPS * feature_count, "metrics")?;
+        let metrics = zeros(ctx, 2 * batch + FEATURE_LOSS_GROUPS * feature_count, "metrics")?;
         let hyper = zeros(ctx, 8, "adam hyper-parameters")?;
         let aug = zeros(ctx, batch * AUG_FLOATS, "augmentation parameters")?;
         let src = GpuBuffer::from_slice(ctx, &sources.pixels, "training photos")?;
@@ -477,7 +477,7 @@ impl Trainer {
         let classes = net.tensor_shape(last).expect("logits").c;
         let g_last = grads[last].as_ref().expect("gradient");
         let kd_weight = 1.0f32;
-        forward_list.push(k::kd(
+        forward_list.push(k::kd_loss(
             ctx,
             &acts[last],
             &tacts[last],
@@ -500,13 +500,13 @@ impl Trainer {
             let g_out = grads[out].as_ref().expect("gradient");
             if let Some(f) = feature_tensors.iter().position(|&t| t == out) {
                 if cfg.feature_weight > 0.0 {
-                    let d = k::feat(
+                    let d = k::feature_loss(
                         ctx,
                         &acts[out],
                         &tacts[out],
                         g_out,
                         &metrics,
-                        2 * batch + FEAT_GROUPS * f,
+                        2 * batch + FEATURE_LOSS_GROUPS * f,
                         len_of(out),
                         cfg.feature_weight as f32,
                     )?;
@@ -517,7 +517,7 @@ impl Trainer {
                 }
             }
             if relu6(&l.op) && !gated[out] {
-                back.push(k::gate(ctx, g_out, &acts[out], len_of(out))?);
+                back.push(k::relu6_backward(ctx, g_out, &acts[out], len_of(out))?);
                 gated[out] = true;
             }
             let g_in = grads[i].as_ref();
@@ -556,7 +556,7 @@ impl Trainer {
                     if let Some(gi) = g_in {
                         let hw = l.input.hw();
                         let producer_relu = i > 0 && relu6(&net.layers[i - 1].op);
-                        back.push(k::bcast(
+                        back.push(k::pool_backward(
                             ctx,
                             g_out,
                             gi,
@@ -929,8 +929,8 @@ impl Trainer {
         }
         let mut feature = 0.0;
         for f in 0..self.feature_count {
-            let off = 2 * b + FEAT_GROUPS * f;
-            let sq: f64 = m[off..off + FEAT_GROUPS].iter().map(|&x| x as f64).sum();
+            let off = 2 * b + FEATURE_LOSS_GROUPS * f;
+            let sq: f64 = m[off..off + FEATURE_LOSS_GROUPS].iter().map(|&x| x as f64).sum();
             let s = self.net.tensor_shape(self.feature_tensor(f)).expect("tensor");
             feature += self.cfg.feature_weight * sq / (s.c * b * s.hw()) as f64;
         }
