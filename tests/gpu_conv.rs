@@ -5,10 +5,11 @@
 
 mod common;
 
+use common::variants::Storage;
 use common::*;
 use wgsparse::gpu::conv::{self, ConvShape};
-use wgsparse::gpu::{elementwise, f16_rounded, Activation, Context, GpuBuffer, GpuMatrix, GpuMatrixF16, GpuTensor};
-use wgsparse::{reference, Matrix};
+use wgsparse::gpu::{elementwise, f16_rounded, Activation, Context, GpuBuffer, GpuMatrix, GpuMatrixF16};
+use wgsparse::reference;
 
 fn shapes() -> Vec<ConvShape> {
     let mut v = vec![
@@ -21,48 +22,6 @@ fn shapes() -> Vec<ConvShape> {
     (sym.pad_top, sym.pad_left, sym.pad_bottom, sym.pad_right) = (1, 1, 1, 1);
     v.push(sym);
     v
-}
-
-/// An activation storage type under test: upload (the reference sees the
-/// values the GPU holds), a NaN-poisoned output, read-back, tolerance.
-trait Storage: GpuTensor + Sized {
-    const TOL: f64;
-    fn rounded(m: &Matrix) -> Matrix;
-    fn up(ctx: &Context, m: &Matrix) -> Self;
-    fn poisoned(ctx: &Context, rows: usize, cols: usize) -> Self;
-    fn down(&self, ctx: &Context) -> Matrix;
-}
-
-impl Storage for GpuMatrix {
-    const TOL: f64 = F32_REL_TOL;
-    fn rounded(m: &Matrix) -> Matrix {
-        m.clone()
-    }
-    fn up(ctx: &Context, m: &Matrix) -> Self {
-        GpuMatrix::upload(ctx, m, "x").unwrap()
-    }
-    fn poisoned(ctx: &Context, rows: usize, cols: usize) -> Self {
-        poisoned(ctx, rows, cols)
-    }
-    fn down(&self, ctx: &Context) -> Matrix {
-        self.download_blocking(ctx).unwrap()
-    }
-}
-
-impl Storage for GpuMatrixF16 {
-    const TOL: f64 = F16_REL_TOL;
-    fn rounded(m: &Matrix) -> Matrix {
-        f16_rounded(m)
-    }
-    fn up(ctx: &Context, m: &Matrix) -> Self {
-        GpuMatrixF16::upload(ctx, m, "x").unwrap()
-    }
-    fn poisoned(ctx: &Context, rows: usize, cols: usize) -> Self {
-        poisoned_f16(ctx, rows, cols)
-    }
-    fn down(&self, ctx: &Context) -> Matrix {
-        self.download_blocking(ctx).unwrap()
-    }
 }
 
 fn check_convolutions<T: Storage>(ctx: &Context) {

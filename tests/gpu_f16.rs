@@ -1,9 +1,10 @@
 //! The f16-storage kernels (f32 accumulation) on the GPU against the f64 CPU
-//! reference computed on the f16-ROUNDED inputs: every GEMM tile and the skinny
-//! kernel, BSR blocks 4/8/16/32 (and odd ones) at 0/50/90%, shapes that are not
-//! multiples of any tile (N = 1, N not a multiple of 8), the fused epilogue,
-//! outputs poisoned with f16 NaN. Fails, never skips, without an adapter or
-//! without shader-f16.
+//! reference computed on the f16-ROUNDED inputs: the f16 matrices, BSR blocks
+//! 4/8/16/32 (and odd ones) at 0/50/90%, shapes that are not multiples of any
+//! tile (N = 1, N not a multiple of 8), the fused epilogue, outputs poisoned
+//! with f16 NaN, and the clear errors without shader-f16. Fails, never skips,
+//! without an adapter or without shader-f16. The dense f16 GEMM is tested with
+//! its f32 and cooperative twins from one body in gpu_gemm.rs.
 
 mod common;
 
@@ -15,19 +16,6 @@ use wgsparse::gpu::spmm_bsr::BsrTile;
 use wgsparse::gpu::{f16_rounded, Activation, Context, Epilogue, FeatureSet, GpuBsr, GpuBsrF16, GpuMatrixF16};
 use wgsparse::prune::{self, BlockNorm};
 use wgsparse::{reference, Bsr, Matrix};
-
-/// (M, K, N): none a multiple of a tile; N = 1, 3, 29, 131, 257 are not
-/// multiples of 8, 64 is.
-const SHAPES: [(usize, usize, usize); 8] = [
-    (1, 1, 1),
-    (37, 53, 29),
-    (130, 17, 70),
-    (5, 300, 3),
-    (200, 64, 131),
-    (96, 16, 257),
-    (129, 129, 129),
-    (70, 45, 1),
-];
 
 /// `b` with its values rounded to f16 (what a [`GpuBsrF16`] holds).
 fn bsr_rounded(b: &Bsr) -> Bsr {
@@ -70,180 +58,6 @@ fn f16_matrix_round_trips_rounded_and_rejects_out_of_range() {
     let back = pollster::block_on(GpuBsrF16::upload(&ctx, &b).unwrap().download(&ctx)).unwrap();
     assert_eq!(back.values(), bsr_rounded(&b).values());
     assert_eq!(back.col_idx(), b.col_idx());
-}
-
-#[test]
-fn gemm_split_k_matches_the_reference_with_the_epilogue() {
-    let ctx = ctx_f16();
-    // Long K against few output tiles (the case split-K is for), odd shapes,
-    // and splits that leave some workgroups no K tiles at all (K = 20, 7 ways).
-    let cases = [
-        (192, 1152, 49, 0),
-        (37, 301, 29, 3),
-        (130, 517, 70, 5),
-        (19, 20, 33, 7),
-        (200, 64, 131, 16),
-    ];
-    for (s, &(m, k, n, split)) in cases.iter().enumerate() {
-        let w = random(m, k, 7 + s as u64);
-        let x = random(k, n, 70 + s as u64);
-        let (bias, gb) = bias_buffer(&ctx, m, 700 + s as u64);
-        let (gw, gx) = (up(&ctx, &w), up(&ctx, &x));
-        let tile = GemmTile::choose(&ctx, m, n);
-        let split = if split == 0 {
-            gemm_f16::choose_split(m, k, n, tile)
-        } else {
-            split
-        };
-        for act in [Activation::None, Activation::Relu6] {
-            let ep = Epilogue { bias: Some(&gb), act };
-            let y = poisoned_f16(&ctx, m, n);
-            let ds = gemm_f16::prepare_split(&ctx, &gw, &gx, &y, &ep, tile, split).unwrap();
-            assert_eq!(ds.len(), if split > 1 { 2 } else { 1 });
-            ctx.submit(&ds.iter().collect::<Vec<_>>());
-            let want = epilogue(
-                reference::gemm(&f16_rounded(&w), &f16_rounded(&x)).unwrap(),
-                Some(&bias),
-                act,
-            );
-            let got = y.download_blocking(&ctx).unwrap();
-            assert_close(
-                &got,
-                &want,
-                F16_REL_TOL,
-                &format!("gemm_f16 {m}x{k}x{n} split {split} {act:?}"),
-            );
-        }
-    }
-    let (gw, gx, y) = (
-        up(&ctx, &random(8, 8, 1)),
-        up(&ctx, &random(8, 8, 2)),
-        poisoned_f16(&ctx, 8, 8),
-    );
-    for bad in [0, gemm_f16::MAX_SPLIT + 1] {
-        assert!(gemm_f16::prepare_split(&ctx, &gw, &gx, &y, &Epilogue::default(), GemmTile::NARROW, bad).is_err());
-    }
-}
-
-#[test]
-fn gemm_every_tile_matches_the_reference() {
-    let ctx = ctx_f16();
-    let tiles: Vec<GemmTile> = GemmTile::ALL.into_iter().chain(GemmTile::EXPERIMENTAL).collect();
-    let mut ran = 0;
-    for (s, &(m, k, n)) in SHAPES.iter().enumerate() {
-        let w = random(m, k, s as u64);
-        let x = random(k, n, 100 + s as u64);
-        let want = reference::gemm(&f16_rounded(&w), &f16_rounded(&x)).unwrap();
-        let (gw, gx) = (up(&ctx, &w), up(&ctx, &x));
-        for &tile in &tiles {
-            if tile.validate(&ctx).is_err() {
-                continue;
-            }
-            let y = poisoned_f16(&ctx, m, n);
-            let d = gemm_f16::prepare_with(&ctx, &gw, &gx, &y, &Epilogue::default(), tile).unwrap();
-            ctx.submit(&[&d]);
-            let got = y.download_blocking(&ctx).unwrap();
-            assert_close(&got, &want, F16_REL_TOL, &format!("gemm_f16 {m}x{k}x{n} tile {tile:?}"));
-            ran += 1;
-        }
-    }
-    assert!(ran >= SHAPES.len() * 4, "only {ran} tile runs: too many tiles refused");
-}
-
-#[test]
-fn gemm_fused_bias_and_activations() {
-    let ctx = ctx_f16();
-    // N = 33 takes a tiled kernel, N = 5 the skinny one.
-    for (m, k, n) in [(70, 45, 33), (70, 45, 5)] {
-        let w = random(m, k, 1);
-        let x = random(k, n, 2);
-        let (bias, gbias) = bias_buffer(&ctx, m, 3);
-        let plain = reference::gemm(&f16_rounded(&w), &f16_rounded(&x)).unwrap();
-        let (gw, gx) = (up(&ctx, &w), up(&ctx, &x));
-        for act in [Activation::None, Activation::Relu, Activation::Relu6] {
-            for with_bias in [false, true] {
-                let ep = Epilogue {
-                    bias: with_bias.then_some(&gbias),
-                    act,
-                };
-                let y = poisoned_f16(&ctx, m, n);
-                gemm_f16::run(&ctx, &gw, &gx, &y, &ep).unwrap();
-                let want = epilogue(plain.clone(), with_bias.then_some(&bias[..]), act);
-                assert_close(
-                    &y.download_blocking(&ctx).unwrap(),
-                    &want,
-                    F16_REL_TOL,
-                    &format!("gemm_f16 {m}x{k}x{n} {act:?} bias {with_bias}"),
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn gemm_skinny_x() {
-    let ctx = ctx_f16();
-    for (s, &(m, k, n)) in [
-        (1000, 1280, 1),
-        (37, 53, 3),
-        (5, 300, 16),
-        (130, 1, 7),
-        (1, 4097, 13),
-        (64, 64, 8),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let w = random(m, k, 20 + s as u64);
-        let x = random(k, n, 40 + s as u64);
-        let (bias, gbias) = bias_buffer(&ctx, m, 7);
-        let want = epilogue(
-            reference::gemm(&f16_rounded(&w), &f16_rounded(&x)).unwrap(),
-            Some(&bias),
-            Activation::Relu6,
-        );
-        let (gw, gx) = (up(&ctx, &w), up(&ctx, &x));
-        let y = poisoned_f16(&ctx, m, n);
-        let ep = Epilogue {
-            bias: Some(&gbias),
-            act: Activation::Relu6,
-        };
-        let d = gemm_f16::prepare_skinny(&ctx, &gw, &gx, &y, &ep).unwrap();
-        ctx.submit(&[&d]);
-        assert_close(
-            &y.download_blocking(&ctx).unwrap(),
-            &want,
-            F16_REL_TOL,
-            &format!("gemm_skinny_f16 {m}x{k}x{n}"),
-        );
-    }
-    // Wider X is refused by the skinny kernel itself.
-    let gw = up(&ctx, &random(4, 4, 1));
-    let gx = up(&ctx, &random(4, 17, 1));
-    let y = GpuMatrixF16::new(&ctx, 4, 17, "y").unwrap();
-    assert!(gemm_f16::prepare_skinny(&ctx, &gw, &gx, &y, &Epilogue::default()).is_err());
-}
-
-#[test]
-fn gemm_mismatched_shapes_and_short_bias_are_errors() {
-    let ctx = ctx_f16();
-    let w = up(&ctx, &random(4, 5, 1));
-    let x = up(&ctx, &random(6, 3, 2));
-    let y = GpuMatrixF16::new(&ctx, 4, 3, "y").unwrap();
-    assert!(matches!(
-        gemm_f16::run(&ctx, &w, &x, &y, &Epilogue::default()),
-        Err(wgsparse::Error::Shape(_))
-    ));
-    let x = up(&ctx, &random(5, 3, 2));
-    let (_, short) = bias_buffer(&ctx, 2, 1);
-    let ep = Epilogue {
-        bias: Some(&short),
-        act: Activation::None,
-    };
-    assert!(matches!(
-        gemm_f16::run(&ctx, &w, &x, &y, &ep),
-        Err(wgsparse::Error::Shape(_))
-    ));
 }
 
 fn check_bsr(ctx: &Context, w: &Bsr, x: &Matrix, what: &str) {

@@ -6,14 +6,20 @@
 //! native only) must instead FAIL validation with WebGPU's capabilities
 //! (browsers can never get them) and validate natively, then translate to
 //! SPIR-V. Each descriptor's bindings and needs are checked against its WGSL,
-//! and every `.wgsl` file in the tree must be the source of a registered
-//! kernel, so a moved or forgotten file cannot pass silently.
+//! and every `.wgsl` file in the tree must be used by a registered kernel, so
+//! a moved or forgotten file cannot pass silently: as its source (a `File`),
+//! as the file a generated source expands with its defaults
+//! (`gpu::wgsl::expand(file, &[])`: the file with its declared imports, so the
+//! file is checked by naga together with them), or as a snippet of
+//! `gpu::wgsl::SNIPPETS` imported by some kernel (the snippets that need no
+//! importer are also validated alone).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, GlobalUse, ModuleInfo, ValidationFlags, Validator};
+use wgsparse::gpu::wgsl::{expand, SNIPPETS};
 use wgsparse::gpu::{registry, Binding, KernelDef, WgslSource};
 
 /// Capabilities a browser's WebGPU offers (f16 is an optional WebGPU feature,
@@ -64,11 +70,12 @@ fn registry_is_complete_with_unique_names() {
         assert!(names.insert(k.name), "two kernels are named {}", k.name);
         assert!(!k.bindings.is_empty(), "{} has no bindings", k.name);
     }
-    // Every .wgsl file of the tree is the source of a registered kernel.
+    // Every .wgsl file of the tree is used by a registered kernel.
     let mut files = Vec::new();
     wgsl_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
     assert!(files.len() >= 15, "found only {} .wgsl files under src/", files.len());
-    let sources: HashSet<&str> = reg
+    let sources: HashSet<&str> = reg.iter().map(|k| k.source()).collect();
+    let files_as_is: HashSet<&str> = reg
         .iter()
         .filter_map(|k| match k.source {
             WgslSource::File(s) => Some(s),
@@ -77,10 +84,54 @@ fn registry_is_complete_with_unique_names() {
         .collect();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
+        if files_as_is.contains(text.as_str()) {
+            continue;
+        }
+        if let Some((name, _)) = SNIPPETS.iter().find(|(_, s)| *s == text) {
+            assert!(
+                sources.iter().any(|src| imports(src, &text)),
+                "snippet {name} ({}) is imported by no registered kernel",
+                f.display()
+            );
+            continue;
+        }
+        let expanded = expand(&text, &[]);
         assert!(
-            sources.contains(text.as_str()),
-            "{} is the source of no registered kernel",
+            sources.contains(expanded.as_str()),
+            "{} is the source of no registered kernel, neither as it stands nor expanded \
+             with its defaults, nor a snippet of gpu::wgsl::SNIPPETS",
             f.display()
+        );
+    }
+}
+
+/// Whether a kernel source holds the snippet `text` (its `enable`s hoisted).
+fn imports(source: &str, text: &str) -> bool {
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim().starts_with("enable "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    source.contains(body.as_str())
+}
+
+/// The snippets that declare everything they use validate on their own too;
+/// `epilogue` (reads the importer's `bias`) and `coop_core` (its `p`, `x`,
+/// `y`, `bias` and W hooks) only with an importer (checked above).
+#[test]
+fn self_contained_snippets_validate_alone() {
+    let alone = ["spmm_bsr_values_f32", "spmm_bsr_values_f16", "nm16_format"];
+    for (name, text) in SNIPPETS {
+        let module = naga::front::wgsl::parse_str(text);
+        let ok = module
+            .as_ref()
+            .ok()
+            .is_some_and(|m| Validator::new(ValidationFlags::all(), coop_caps()).validate(m).is_ok());
+        assert_eq!(
+            ok,
+            alone.contains(name),
+            "snippet {name}: validates alone = {ok}, expected {}",
+            alone.contains(name)
         );
     }
 }

@@ -162,6 +162,20 @@ impl KernelDef {
         self
     }
 
+    /// The f16 twin of a kernel of a family source (its `alias T = f32;` set
+    /// to f16 by `gpu::wgsl::expand`): the same entry point, bindings and
+    /// specialisations, compiled from `source`, needing shader-f16.
+    pub const fn f16_twin(&self, name: &'static str, source: fn() -> &'static str) -> KernelDef {
+        KernelDef {
+            name,
+            entry: self.entry,
+            source: WgslSource::Generated(source),
+            bindings: self.bindings,
+            needs: Needs::F16,
+            specialisations: self.specialisations,
+        }
+    }
+
     /// The WGSL text compiled for this kernel.
     pub fn source(&self) -> &'static str {
         match self.source {

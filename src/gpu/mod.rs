@@ -2,7 +2,9 @@
 //! cache keyed by kernel descriptor and specialisation; matrices on the GPU;
 //! one folder per kernel family (`gemm/`, `spmm_bsr/`, `spmm_nm/`,
 //! `spmm_csr/`, `conv/`, `conv_gemm/`, `prune/`, `elementwise/`, `calibrate/`) holding its
-//! host code, its kernel descriptors ([`KernelDef`]) and its WGSL.
+//! host code, its kernel descriptors ([`KernelDef`]) and its WGSL. A family's
+//! f32 / f16 / cooperative-matrix variants come from one source through
+//! [`wgsl::expand`], with the snippets of `common/` (epilogue, cooperative core).
 
 mod buffer;
 pub mod calibrate;
@@ -19,6 +21,7 @@ pub mod spmm_csr;
 pub mod spmm_nm;
 mod timing;
 pub mod tune;
+pub mod wgsl;
 
 pub use buffer::{
     f16_rounded, padded_stride, padded_stride_f16, read_many, GpuBuffer, GpuMatrix, GpuMatrixF16, GpuTensor,

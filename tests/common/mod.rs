@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod model;
+pub mod variants;
 
 use wgsparse::gpu::{elementwise, Activation, Context, GpuBuffer, GpuMatrix, GpuMatrixF16};
 use wgsparse::Matrix;

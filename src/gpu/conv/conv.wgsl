@@ -22,10 +22,10 @@
 // Grids over 65535 workgroups are folded into 2-D.
 //
 // Storage type: activations are arrays of T. This file says T = f32; the f16
-// kernels (CONV2D_F16, ... in conv/mod.rs) compile it with that line replaced by
-// `enable f16; alias T = f16;` (f16 activations, f32 weights and bias, every
-// sum in f32, one rounding per output). Loads widen with f32(), stores narrow
-// with T().
+// kernels (CONV2D_F16, ... in conv/mod.rs) compile it with `alias T = f16;`
+// (gpu::wgsl::expand, which adds `enable f16;`): f16 activations, f32 weights
+// and bias, every sum in f32, one rounding per output. Loads widen with f32(),
+// stores narrow with T().
 alias T = f32;
 
 override HAS_BIAS: bool = true;

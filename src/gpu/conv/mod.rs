@@ -255,24 +255,11 @@ fn avgpool_specialisations() -> Vec<Constants> {
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{Constants, KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const CONV_WGSL: &str = include_str!("conv.wgsl");
-/// The line of `conv.wgsl` that makes its activations f32.
-const CONV_F32_LINE: &str = "alias T = f32;";
-
-/// `conv.wgsl` with f16 activations: its storage-type line replaced (the
-/// first declaration of the file, so the `enable` stays in front).
-fn conv_f16_source() -> &'static str {
-    static SRC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SRC.get_or_init(|| {
-        assert!(
-            CONV_WGSL.contains(CONV_F32_LINE),
-            "conv.wgsl lost its storage-type line {CONV_F32_LINE:?}"
-        );
-        CONV_WGSL.replacen(CONV_F32_LINE, "enable f16;\nalias T = f16;", 1)
-    })
-}
+// `conv.wgsl` with f16 activations (`alias T = f16;`, gpu::wgsl::expand).
+crate::gpu::wgsl::generated!(conv_f16_source, CONV_WGSL, &[("T", "f16")]);
 
 pub static CONV2D: KernelDef =
     KernelDef::new("conv2d", WgslSource::File(CONV_WGSL), &[UNIFORM, RO, RO, RO, RW]).specialised(conv_specialisations);
@@ -280,28 +267,7 @@ pub static DEPTHWISE: KernelDef = KernelDef::new("depthwise", WgslSource::File(C
     .specialised(conv_specialisations);
 pub static AVGPOOL: KernelDef = KernelDef::new("avgpool", WgslSource::File(CONV_WGSL), &[UNIFORM, RO, RO, RO, RW])
     .specialised(avgpool_specialisations);
-pub static CONV2D_F16: KernelDef = KernelDef::new(
-    "conv2d_f16",
-    WgslSource::Generated(conv_f16_source),
-    &[UNIFORM, RO, RO, RO, RW],
-)
-.entry("conv2d")
-.needs(Needs::F16)
-.specialised(conv_specialisations);
-pub static DEPTHWISE_F16: KernelDef = KernelDef::new(
-    "depthwise_f16",
-    WgslSource::Generated(conv_f16_source),
-    &[UNIFORM, RO, RO, RO, RW],
-)
-.entry("depthwise")
-.needs(Needs::F16)
-.specialised(conv_specialisations);
-pub static AVGPOOL_F16: KernelDef = KernelDef::new(
-    "avgpool_f16",
-    WgslSource::Generated(conv_f16_source),
-    &[UNIFORM, RO, RO, RO, RW],
-)
-.entry("avgpool")
-.needs(Needs::F16)
-.specialised(avgpool_specialisations);
+pub static CONV2D_F16: KernelDef = CONV2D.f16_twin("conv2d_f16", conv_f16_source);
+pub static DEPTHWISE_F16: KernelDef = DEPTHWISE.f16_twin("depthwise_f16", conv_f16_source);
+pub static AVGPOOL_F16: KernelDef = AVGPOOL.f16_twin("avgpool_f16", conv_f16_source);
 pub const KERNELS: &[&KernelDef] = &[&CONV2D, &DEPTHWISE, &AVGPOOL, &CONV2D_F16, &DEPTHWISE_F16, &AVGPOOL_F16];

@@ -12,6 +12,7 @@
 use crate::error::{Error, Result};
 
 use crate::gpu::gemm::f16 as gemm_f16;
+use crate::gpu::gemm::{check_product, params};
 use crate::gpu::{Context, Dispatch, Epilogue, GpuMatrixF16, PipelineKey};
 
 /// Why the cooperative-matrix kernels cannot run on `ctx`, or the subgroup
@@ -220,15 +221,6 @@ impl CoopTile {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    k: u32,
-    w_stride4: u32,
-    x_stride4: u32,
-}
-
 /// Which kernel [`prepare`] runs for `W[M, K] X[K, N]` on `ctx`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DenseF16Kernel {
@@ -270,25 +262,9 @@ pub fn prepare_with(
     tile: CoopTile,
 ) -> Result<Dispatch> {
     let sg = coop_support(ctx).map_err(|why| Error::Gpu(format!("the cooperative-matrix GEMM: {why}")))?;
-    if w.cols() != x.rows() || y.rows() != w.rows() || y.cols() != x.cols() {
-        return Err(Error::Shape(format!(
-            "W {}x{} * X {}x{} does not fit Y {}x{}",
-            w.rows(),
-            w.cols(),
-            x.rows(),
-            x.cols(),
-            y.rows(),
-            y.cols()
-        )));
-    }
+    check_product(w.rows(), w.cols(), x, y)?;
     let c = tile.constants_on(ctx, sg, false, ep)?;
-    let params = Params {
-        m: w.rows() as u32,
-        k: w.cols() as u32,
-        w_stride4: (w.stride() / 4) as u32,
-        x_stride4: (x.stride() / 4) as u32,
-    };
-    let u = ctx.uniform(&params, "gemm_coop params");
+    let u = ctx.uniform(&params(w, x), "gemm_coop params");
     let bias = ep.bias_buffer(ctx, w.rows())?;
     let groups = [
         (x.stride() as u32).div_ceil(tile.bn()),
@@ -337,12 +313,15 @@ fn coop_specialisations() -> Vec<Constants> {
 
 use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
 
+// `gemm_coop.wgsl` (the W loads) with the cooperative core it imports.
 const GEMM_COOP_WGSL: &str = include_str!("gemm_coop.wgsl");
+crate::gpu::wgsl::generated!(gemm_coop_source, GEMM_COOP_WGSL, &[]);
 pub static GEMM_COOP: KernelDef = KernelDef::new(
     "gemm_coop",
-    WgslSource::File(GEMM_COOP_WGSL),
+    WgslSource::Generated(gemm_coop_source),
     &[UNIFORM, RO, RO, RW, RO],
 )
+.entry("coop_product")
 .needs(Needs::COOP)
 .specialised(coop_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&GEMM_COOP];

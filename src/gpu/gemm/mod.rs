@@ -7,7 +7,7 @@ pub mod f16;
 
 use crate::error::{Error, Result};
 
-use super::{Context, Dispatch, Epilogue, GpuMatrix, PipelineKey};
+use super::{Context, Dispatch, Epilogue, GpuMatrix, GpuMatrixF16, GpuTensor, KernelDef, PipelineKey};
 
 /// A tile shape of the GEMM kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -166,16 +166,18 @@ impl GemmTile {
     }
 }
 
+/// The uniform of the dense kernels (`gemm.wgsl` for every storage type,
+/// `gemm_coop.wgsl`): strides in vec4s of the storage type.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
+pub(crate) struct Params {
     m: u32,
     k: u32,
     w_stride4: u32,
     x_stride4: u32,
 }
 
-fn params(w: &GpuMatrix, x: &GpuMatrix) -> Params {
+pub(crate) fn params<S: GpuTensor>(w: &S, x: &S) -> Params {
     Params {
         m: w.rows() as u32,
         k: w.cols() as u32,
@@ -184,7 +186,8 @@ fn params(w: &GpuMatrix, x: &GpuMatrix) -> Params {
     }
 }
 
-pub(crate) fn check_product(w_rows: usize, w_cols: usize, x: &GpuMatrix, y: &GpuMatrix) -> Result<()> {
+/// `W (w_rows x w_cols) * X` fits `Y`, for any storage type.
+pub(crate) fn check_product<X: GpuTensor>(w_rows: usize, w_cols: usize, x: &X, y: &X) -> Result<()> {
     if w_cols != x.rows() || y.rows() != w_rows || y.cols() != x.cols() {
         return Err(Error::Shape(format!(
             "W {w_rows}x{w_cols} * X {}x{} does not fit Y {}x{}",
@@ -197,6 +200,70 @@ pub(crate) fn check_product(w_rows: usize, w_cols: usize, x: &GpuMatrix, y: &Gpu
     Ok(())
 }
 
+/// A storage type of the `gemm.wgsl` family: its kernels (the file expanded
+/// with `T` = the type) and what the adapter must offer for it.
+pub(crate) trait GemmStorage: GpuTensor + Sized {
+    const TILED: &'static KernelDef;
+    const REDUCE: &'static KernelDef;
+    const SKINNY: &'static KernelDef;
+    /// `Err` where the adapter cannot run `what` in this storage type.
+    fn require(ctx: &Context, what: &str) -> Result<()>;
+}
+
+impl GemmStorage for GpuMatrix {
+    const TILED: &'static KernelDef = &GEMM;
+    const REDUCE: &'static KernelDef = &GEMM_REDUCE;
+    const SKINNY: &'static KernelDef = &GEMM_SKINNY;
+    fn require(_: &Context, _: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl GemmStorage for GpuMatrixF16 {
+    const TILED: &'static KernelDef = &f16::GEMM_F16;
+    const REDUCE: &'static KernelDef = &f16::GEMM_F16_REDUCE;
+    const SKINNY: &'static KernelDef = &f16::GEMM_SKINNY_F16;
+    fn require(ctx: &Context, what: &str) -> Result<()> {
+        ctx.require_f16(&format!("the f16 {what}"))
+    }
+}
+
+/// [`prepare_with`] in any storage type (tiles are staged as f32, so the f32
+/// kernel's rules and limits apply to all).
+pub(crate) fn tiled<S: GemmStorage>(
+    ctx: &Context,
+    w: &S,
+    x: &S,
+    y: &S,
+    ep: &Epilogue,
+    tile: GemmTile,
+) -> Result<Dispatch> {
+    S::require(ctx, "GEMM")?;
+    check_product(w.rows(), w.cols(), x, y)?;
+    tile.validate(ctx)?;
+    let u = ctx.uniform(&params(w, x), &format!("{} params", S::TILED.name));
+    let bias = ep.bias_buffer(ctx, w.rows())?;
+    let groups = [
+        (x.stride() as u32).div_ceil(tile.bn),
+        (w.rows() as u32).div_ceil(tile.bm).max(1),
+        1,
+    ];
+    let key = PipelineKey::new(S::TILED, &tile.constants(ep));
+    let no_partials = ctx.dummy_rw_buffer();
+    ctx.prepare(
+        &key,
+        &[
+            &u,
+            w.buffer().raw(),
+            x.buffer().raw(),
+            y.buffer().raw(),
+            &bias,
+            &no_partials,
+        ],
+        groups,
+    )
+}
+
 /// Prepares `y = act(w x + bias)` with an explicit tile.
 pub fn prepare_with(
     ctx: &Context,
@@ -206,23 +273,7 @@ pub fn prepare_with(
     ep: &Epilogue,
     tile: GemmTile,
 ) -> Result<Dispatch> {
-    check_product(w.rows(), w.cols(), x, y)?;
-    tile.validate(ctx)?;
-    let params = params(w, x);
-    let u = ctx.uniform(&params, "gemm params");
-    let bias = ep.bias_buffer(ctx, w.rows())?;
-    let groups = [
-        (x.stride() as u32).div_ceil(tile.bn),
-        (w.rows() as u32).div_ceil(tile.bm).max(1),
-        1,
-    ];
-    let key = PipelineKey::new(&GEMM, &tile.constants(ep));
-    let no_partials = ctx.dummy_rw_buffer();
-    ctx.prepare(
-        &key,
-        &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias, &no_partials],
-        groups,
-    )
+    tiled(ctx, w, x, y, ep, tile)
 }
 
 /// Most K splits [`prepare_split`] takes.
@@ -280,6 +331,35 @@ pub(crate) fn split_dispatches(
     Ok(vec![partials, reduce])
 }
 
+/// [`prepare_split`] in any storage type (the partial sums are f32 for all).
+pub(crate) fn split<S: GemmStorage>(
+    ctx: &Context,
+    w: &S,
+    x: &S,
+    y: &S,
+    ep: &Epilogue,
+    tile: GemmTile,
+    split: u32,
+) -> Result<Vec<Dispatch>> {
+    if split == 1 {
+        return Ok(vec![tiled(ctx, w, x, y, ep, tile)?]);
+    }
+    S::require(ctx, "GEMM")?;
+    check_product(w.rows(), w.cols(), x, y)?;
+    tile.validate(ctx)?;
+    let u = ctx.uniform(&params(w, x), &format!("{} split params", S::TILED.name));
+    let bias = ep.bias_buffer(ctx, w.rows())?;
+    split_dispatches(
+        ctx,
+        (S::TILED, S::REDUCE),
+        [&u, w.buffer().raw(), x.buffer().raw(), y.buffer().raw(), &bias],
+        tile.constants(ep),
+        ep,
+        (w.rows(), x.stride() / 4, tile.bm, tile.bn),
+        split,
+    )
+}
+
 /// Prepares `y = act(w x + bias)` with K split `split` ways: one dispatch
 /// writes partial sums per split into a scratch buffer (`split * M * N`
 /// floats, allocated here), a second sums them and applies the epilogue.
@@ -293,23 +373,7 @@ pub fn prepare_split(
     tile: GemmTile,
     split: u32,
 ) -> Result<Vec<Dispatch>> {
-    if split == 1 {
-        return Ok(vec![prepare_with(ctx, w, x, y, ep, tile)?]);
-    }
-    check_product(w.rows(), w.cols(), x, y)?;
-    tile.validate(ctx)?;
-    let params = params(w, x);
-    let u = ctx.uniform(&params, "gemm split params");
-    let bias = ep.bias_buffer(ctx, w.rows())?;
-    split_dispatches(
-        ctx,
-        (&GEMM, &GEMM_REDUCE),
-        [&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias],
-        tile.constants(ep),
-        ep,
-        (w.rows(), x.stride() / 4, tile.bm, tile.bn),
-        split,
-    )
+    self::split(ctx, w, x, y, ep, tile, split)
 }
 
 /// The dispatches of `y = act(w x + bias)` for a model layer: [`prepare`], or
@@ -374,9 +438,9 @@ pub(crate) fn skinny_specialisations() -> Vec<Constants> {
 pub(crate) const SKINNY_ROWS: u32 = 4;
 pub(crate) const SKINNY_THREADS: u32 = 64;
 
-/// Prepares `y = act(w x + bias)` for an X of at most 16 columns with the
-/// skinny kernel (threads split K, reduction in workgroup memory).
-pub fn prepare_skinny(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix, ep: &Epilogue) -> Result<Dispatch> {
+/// [`prepare_skinny`] in any storage type.
+pub(crate) fn skinny<S: GemmStorage>(ctx: &Context, w: &S, x: &S, y: &S, ep: &Epilogue) -> Result<Dispatch> {
+    S::require(ctx, "skinny GEMM")?;
     check_product(w.rows(), w.cols(), x, y)?;
     if x.stride() > 16 {
         return Err(Error::Shape(format!(
@@ -384,22 +448,43 @@ pub fn prepare_skinny(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix
             x.cols()
         )));
     }
-    let params = params(w, x);
-    let u = ctx.uniform(&params, "gemm_skinny params");
+    let u = ctx.uniform(&params(w, x), &format!("{} params", S::SKINNY.name));
     let bias = ep.bias_buffer(ctx, w.rows())?;
     let c = skinny_constants(ep);
     let groups = ctx.fold_groups((w.rows() as u32).div_ceil(SKINNY_ROWS))?;
-    let key = PipelineKey::new(&GEMM_SKINNY, &c);
-    ctx.prepare(&key, &[&u, w.buf.raw(), x.buf.raw(), y.buf.raw(), &bias], groups)
+    let key = PipelineKey::new(S::SKINNY, &c);
+    ctx.prepare(
+        &key,
+        &[&u, w.buffer().raw(), x.buffer().raw(), y.buffer().raw(), &bias],
+        groups,
+    )
+}
+
+/// [`prepare`] in any storage type: the skinny kernel for X of at most 16
+/// columns, otherwise the tile [`GemmTile::choose`] picks.
+pub(crate) fn choose_and_prepare<S: GemmStorage>(
+    ctx: &Context,
+    w: &S,
+    x: &S,
+    y: &S,
+    ep: &Epilogue,
+) -> Result<Dispatch> {
+    if x.stride() <= 16 {
+        return skinny(ctx, w, x, y, ep);
+    }
+    tiled(ctx, w, x, y, ep, GemmTile::choose(ctx, w.rows(), x.cols()))
+}
+
+/// Prepares `y = act(w x + bias)` for an X of at most 16 columns with the
+/// skinny kernel (threads split K, reduction in workgroup memory).
+pub fn prepare_skinny(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix, ep: &Epilogue) -> Result<Dispatch> {
+    skinny(ctx, w, x, y, ep)
 }
 
 /// Prepares `y = act(w x + bias)`: the skinny kernel for X of at most 16
 /// columns, otherwise the tile [`GemmTile::choose`] picks.
 pub fn prepare(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix, ep: &Epilogue) -> Result<Dispatch> {
-    if x.stride() <= 16 {
-        return prepare_skinny(ctx, w, x, y, ep);
-    }
-    prepare_with(ctx, w, x, y, ep, GemmTile::choose(ctx, w.rows(), x.cols()))
+    choose_and_prepare(ctx, w, x, y, ep)
 }
 
 /// Computes `y = act(w x + bias)` (submitted; read `y` to wait for it).
@@ -411,18 +496,30 @@ pub fn run(ctx: &Context, w: &GpuMatrix, x: &GpuMatrix, y: &GpuMatrix, ep: &Epil
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{across_epilogues, Constants, KernelDef, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{across_epilogues, Constants, WgslSource, RO, RW, UNIFORM};
 
-const GEMM_WGSL: &str = include_str!("gemm.wgsl");
-pub static GEMM: KernelDef = KernelDef::new("gemm", WgslSource::File(GEMM_WGSL), &[UNIFORM, RO, RO, RW, RO, RW])
-    .specialised(tiled_specialisations);
+/// The family's one source: `gemm`, `gemm_reduce` and `gemm_skinny` over a
+/// storage type `T` (f32 here, f16 in [`f16`]).
+pub(crate) const GEMM_WGSL: &str = include_str!("gemm.wgsl");
+crate::gpu::wgsl::generated!(gemm_f32_source, GEMM_WGSL, &[]);
+crate::gpu::wgsl::generated!(pub(crate) f16_source, GEMM_WGSL, &[("T", "f16")]);
+
+pub static GEMM: KernelDef = KernelDef::new(
+    "gemm",
+    WgslSource::Generated(gemm_f32_source),
+    &[UNIFORM, RO, RO, RW, RO, RW],
+)
+.specialised(tiled_specialisations);
 pub static GEMM_REDUCE: KernelDef = KernelDef::new(
     "gemm_reduce",
-    WgslSource::File(GEMM_WGSL),
+    WgslSource::Generated(gemm_f32_source),
     &[UNIFORM, RO, RO, RW, RO, RW],
 )
 .specialised(reduce_specialisations);
-pub static GEMM_SKINNY: KernelDef =
-    KernelDef::new("gemm_skinny", WgslSource::File(GEMM_WGSL), &[UNIFORM, RO, RO, RW, RO])
-        .specialised(skinny_specialisations);
+pub static GEMM_SKINNY: KernelDef = KernelDef::new(
+    "gemm_skinny",
+    WgslSource::Generated(gemm_f32_source),
+    &[UNIFORM, RO, RO, RW, RO],
+)
+.specialised(skinny_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&GEMM, &GEMM_REDUCE, &GEMM_SKINNY];

@@ -10,9 +10,11 @@
 
 use crate::error::{Error, Result};
 
+use crate::gpu::gemm::check_product;
 use crate::gpu::gemm::coop::{coop_support, CoopTile};
 use crate::gpu::spmm_bsr::f16 as spmm_bsr_f16;
-use crate::gpu::{Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16, PipelineKey};
+use crate::gpu::spmm_bsr::prepare_kernel;
+use crate::gpu::{Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrixF16};
 
 /// Block sizes the cooperative SpMM takes (square blocks).
 pub const COOP_BLOCKS: [usize; 2] = [16, 32];
@@ -138,15 +140,6 @@ pub fn default_tile(w: &GpuBsrF16) -> BsrCoopTile {
     BsrCoopTile::default_for(w.block_rows, block_density(w))
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    k: u32,
-    x_stride4: u32,
-    _pad: u32,
-}
-
 /// True when [`prepare`] runs the cooperative kernel for `w` and an X of `n`
 /// columns on `ctx`.
 pub fn uses_coop(ctx: &Context, w: &GpuBsrF16, n: usize) -> bool {
@@ -173,17 +166,7 @@ pub fn prepare_with(
     tile: BsrCoopTile,
 ) -> Result<Dispatch> {
     let sg = coop_support(ctx).map_err(|why| Error::Gpu(format!("the cooperative-matrix BSR SpMM: {why}")))?;
-    if w.cols != x.rows() || y.rows() != w.rows || y.cols() != x.cols() {
-        return Err(Error::Shape(format!(
-            "W {}x{} * X {}x{} does not fit Y {}x{}",
-            w.rows,
-            w.cols,
-            x.rows(),
-            x.cols(),
-            y.rows(),
-            y.cols()
-        )));
-    }
+    check_product(w.rows, w.cols, x, y)?;
     if w.block_rows != w.block_cols {
         return Err(Error::Shape(format!(
             "the cooperative BSR SpMM takes square blocks, not {}x{}",
@@ -192,39 +175,8 @@ pub fn prepare_with(
     }
     let dense = tile.as_dense(w.block_rows)?;
     let c = dense.constants_on(ctx, sg, true, ep)?;
-    let grid_rows = w.rows.div_ceil(w.block_rows) as u32;
-    if grid_rows == 0 {
-        return Err(Error::Shape("BSR matrix with no rows".into()));
-    }
-    let params = Params {
-        m: w.rows as u32,
-        k: w.cols as u32,
-        x_stride4: (x.stride() / 4) as u32,
-        _pad: 0,
-    };
-    let u = ctx.uniform(&params, "spmm_bsr_coop params");
-    let bias = ep.bias_buffer(ctx, w.rows)?;
-    let groups = [(x.stride() as u32).div_ceil(dense.bn()), grid_rows, 1];
-    let key = PipelineKey::new(&SPMM_BSR_COOP, &c);
-    let (values, col_idx) = if w.nnz_blocks == 0 {
-        (ctx.dummy_buffer(), ctx.dummy_buffer())
-    } else {
-        (w.values.raw().clone(), w.col_idx.raw().clone())
-    };
-    ctx.prepare(
-        &key,
-        &[
-            &u,
-            w.row_ptr.raw(),
-            &col_idx,
-            &values,
-            w.row_order.raw(),
-            x.buf.raw(),
-            y.buf.raw(),
-            &bias,
-        ],
-        groups,
-    )
+    let groups_x = (x.stride() as u32).div_ceil(dense.bn());
+    prepare_kernel(ctx, &SPMM_BSR_COOP, w.buffers(), x, y, ep, &c, groups_x)
 }
 
 /// Prepares `y = act(w x + bias)` in f16 storage: the cooperative kernel where
@@ -264,12 +216,15 @@ fn bsr_coop_specialisations() -> Vec<Constants> {
 use crate::gpu::gemm::coop::{SUBGROUP_SIZES, TEST_WG_BYTES};
 use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
 
+// `spmm_bsr_coop.wgsl` (the block loads) with the cooperative core it imports.
 const SPMM_BSR_COOP_WGSL: &str = include_str!("spmm_bsr_coop.wgsl");
+crate::gpu::wgsl::generated!(spmm_bsr_coop_source, SPMM_BSR_COOP_WGSL, &[]);
 pub static SPMM_BSR_COOP: KernelDef = KernelDef::new(
     "spmm_bsr_coop",
-    WgslSource::File(SPMM_BSR_COOP_WGSL),
+    WgslSource::Generated(spmm_bsr_coop_source),
     &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
 )
+.entry("coop_product")
 .needs(Needs::COOP)
 .specialised(bsr_coop_specialisations);
 pub const KERNELS: &[&KernelDef] = &[&SPMM_BSR_COOP];

@@ -9,7 +9,7 @@ pub use format::{longest_first, GpuBsr, GpuBsrF16};
 use crate::error::{Error, Result};
 
 use super::gemm::check_product;
-use super::{Context, Dispatch, Epilogue, GpuMatrix, PipelineKey};
+use super::{Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix, GpuTensor, KernelDef, PipelineKey};
 
 /// The thread layout of the BSR kernel for one block shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,6 +98,89 @@ struct Params {
     _pad: u32,
 }
 
+/// What every BSR kernel binds of W, whatever the type of its values.
+pub(crate) struct BsrBuffers<'a> {
+    pub rows: usize,
+    pub cols: usize,
+    pub block_rows: usize,
+    pub nnz_blocks: usize,
+    pub row_ptr: &'a GpuBuffer,
+    pub col_idx: &'a GpuBuffer,
+    pub values: &'a GpuBuffer,
+    pub row_order: &'a GpuBuffer,
+}
+
+macro_rules! bsr_buffers {
+    ($t:ty) => {
+        impl $t {
+            pub(crate) fn buffers(&self) -> BsrBuffers<'_> {
+                BsrBuffers {
+                    rows: self.rows,
+                    cols: self.cols,
+                    block_rows: self.block_rows,
+                    nnz_blocks: self.nnz_blocks,
+                    row_ptr: &self.row_ptr,
+                    col_idx: &self.col_idx,
+                    values: &self.values,
+                    row_order: &self.row_order,
+                }
+            }
+        }
+    };
+}
+bsr_buffers!(GpuBsr);
+bsr_buffers!(GpuBsrF16);
+
+/// Prepares one BSR kernel (`spmm_bsr`, its f16 twin, the cooperative one):
+/// the uniform (M, K, X's vec4 stride), W's buffers (placeholders for a W
+/// without blocks), X, Y and the bias, `groups_x` workgroups across the
+/// columns and one row of workgroups per block row. The caller has checked
+/// the shapes and built `constants` for its tile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare_kernel<X: GpuTensor>(
+    ctx: &Context,
+    kernel: &'static KernelDef,
+    w: BsrBuffers,
+    x: &X,
+    y: &X,
+    ep: &Epilogue,
+    constants: &[(&'static str, u32)],
+    groups_x: u32,
+) -> Result<Dispatch> {
+    let grid_rows = w.rows.div_ceil(w.block_rows) as u32;
+    if grid_rows == 0 {
+        return Err(Error::Shape("BSR matrix with no rows".into()));
+    }
+    let params = Params {
+        m: w.rows as u32,
+        k: w.cols as u32,
+        x_stride4: (x.stride() / 4) as u32,
+        _pad: 0,
+    };
+    let u = ctx.uniform(&params, &format!("{} params", kernel.name));
+    let bias = ep.bias_buffer(ctx, w.rows)?;
+    let key = PipelineKey::new(kernel, constants);
+    let (values, col_idx) = if w.nnz_blocks == 0 {
+        (ctx.dummy_buffer(), ctx.dummy_buffer())
+    } else {
+        (w.values.raw().clone(), w.col_idx.raw().clone())
+    };
+    ctx.prepare(
+        &key,
+        &[
+            &u,
+            w.row_ptr.raw(),
+            &col_idx,
+            &values,
+            w.row_order.raw(),
+            x.buffer().raw(),
+            y.buffer().raw(),
+            &bias,
+        ],
+        [groups_x, grid_rows, 1],
+    )
+}
+
 /// Prepares `y = act(w x + bias)` with an explicit tile.
 pub fn prepare_with(
     ctx: &Context,
@@ -109,44 +192,9 @@ pub fn prepare_with(
 ) -> Result<Dispatch> {
     check_product(w.rows, w.cols, x, y)?;
     tile.validate(ctx, w.block_rows, w.block_cols)?;
-    let params = Params {
-        m: w.rows as u32,
-        k: w.cols as u32,
-        x_stride4: (x.stride() / 4) as u32,
-        _pad: 0,
-    };
-    let u = ctx.uniform(&params, "spmm_bsr params");
-    let bias = ep.bias_buffer(ctx, w.rows)?;
-    let grid_rows = w.rows.div_ceil(w.block_rows) as u32;
-    let groups = [params.x_stride4.div_ceil(tile.wg_x * tile.tn4), grid_rows.max(1), 1];
-    let key = PipelineKey::new(&SPMM_BSR, &tile.constants(w.block_rows, w.block_cols, ep));
-    let values = if w.nnz_blocks == 0 {
-        ctx.dummy_buffer()
-    } else {
-        w.values.raw().clone()
-    };
-    let col_idx = if w.nnz_blocks == 0 {
-        ctx.dummy_buffer()
-    } else {
-        w.col_idx.raw().clone()
-    };
-    if grid_rows == 0 {
-        return Err(Error::Shape("BSR matrix with no rows".into()));
-    }
-    ctx.prepare(
-        &key,
-        &[
-            &u,
-            w.row_ptr.raw(),
-            &col_idx,
-            &values,
-            w.row_order.raw(),
-            x.buf.raw(),
-            y.buf.raw(),
-            &bias,
-        ],
-        groups,
-    )
+    let groups_x = ((x.stride() / 4) as u32).div_ceil(tile.wg_x * tile.tn4);
+    let c = tile.constants(w.block_rows, w.block_cols, ep);
+    prepare_kernel(ctx, &SPMM_BSR, w.buffers(), x, y, ep, &c, groups_x)
 }
 
 /// Prepares `y = act(w x + bias)` with the tile [`BsrTile::choose`] picks.
@@ -192,12 +240,17 @@ fn bsr_specialisations() -> Vec<Constants> {
 
 // Kernel descriptors (see `gpu::KernelDef`).
 
-use crate::gpu::{across_epilogues, Constants, KernelDef, WgslSource, RO, RW, UNIFORM};
+use crate::gpu::{across_epilogues, Constants, WgslSource, RO, RW, UNIFORM};
 
+/// The family's shader-core source over a storage type `T` (f32 here, f16 in
+/// [`f16`]).
 const SPMM_BSR_WGSL: &str = include_str!("spmm_bsr.wgsl");
+crate::gpu::wgsl::generated!(spmm_bsr_f32_source, SPMM_BSR_WGSL, &[]);
+crate::gpu::wgsl::generated!(pub(crate) f16_source, SPMM_BSR_WGSL, &[("T", "f16")]);
+
 pub static SPMM_BSR: KernelDef = KernelDef::new(
     "spmm_bsr",
-    WgslSource::File(SPMM_BSR_WGSL),
+    WgslSource::Generated(spmm_bsr_f32_source),
     &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
 )
 .specialised(bsr_specialisations);

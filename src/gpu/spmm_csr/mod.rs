@@ -527,16 +527,18 @@ pub fn run(ctx: &Context, w: &CsrWeights, x: &GpuMatrix, y: &GpuMatrix, epi: &Ep
 use crate::gpu::{epilogues_only, KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const SPMM_CSR_ROWS_WGSL: &str = include_str!("spmm_csr_rows.wgsl");
+crate::gpu::wgsl::generated!(spmm_csr_rows_source, SPMM_CSR_ROWS_WGSL, &[]);
 pub static SPMM_CSR_ROWS: KernelDef = KernelDef::new(
     "spmm_csr_rows",
-    WgslSource::File(SPMM_CSR_ROWS_WGSL),
+    WgslSource::Generated(spmm_csr_rows_source),
     &[UNIFORM, RO, RO, RO, RO, RO, RW, RO],
 )
 .specialised(epilogues_only);
 const SPMM_CSR_ROWWISE_WGSL: &str = include_str!("spmm_csr_rowwise.wgsl");
+crate::gpu::wgsl::generated!(spmm_csr_rowwise_source, SPMM_CSR_ROWWISE_WGSL, &[]);
 pub static SPMM_CSR_ROWWISE: KernelDef = KernelDef::new(
     "spmm_csr_rowwise",
-    WgslSource::File(SPMM_CSR_ROWWISE_WGSL),
+    WgslSource::Generated(spmm_csr_rowwise_source),
     &[UNIFORM, RO, RO, RO, RO, RW, RO],
 )
 .specialised(epilogues_only);

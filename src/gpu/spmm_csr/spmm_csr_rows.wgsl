@@ -50,9 +50,8 @@ struct CsrParams {
 @group(0) @binding(6) var<storage, read_write> y: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> bias: array<f32>;
 
-// Fused epilogue (src/gpu/epilogue.rs).
-override HAS_BIAS: bool = false;
-override ACT: u32 = 0u;
+// Fused epilogue (src/gpu/epilogue.rs): HAS_BIAS, ACT, epilogue().
+// import epilogue
 
 // spmm_csr_rows shape.
 override R_CT: u32 = 1u;                     // threads across vec4 columns
@@ -61,19 +60,6 @@ override R_RPW: u32 = 8u;                    // rows per workgroup
 override R_WG: u32 = R_CT * R_KS * R_RPW;
 
 var<workgroup> red: array<vec4<f32>, R_WG>;
-
-fn epilogue(acc: vec4<f32>, row: u32) -> vec4<f32> {
-    var v = acc;
-    if (HAS_BIAS) {
-        v += vec4<f32>(bias[row]);
-    }
-    if (ACT == 1u) {
-        v = max(v, vec4<f32>(0.0));
-    } else if (ACT == 2u) {
-        v = clamp(v, vec4<f32>(0.0), vec4<f32>(6.0));
-    }
-    return v;
-}
 
 @compute @workgroup_size(R_WG)
 fn spmm_csr_rows(@builtin(workgroup_id) wid: vec3<u32>,

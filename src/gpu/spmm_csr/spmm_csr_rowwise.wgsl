@@ -60,9 +60,8 @@ struct RowwiseParams {
 @group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> bias: array<f32>;
 
-// Fused epilogue (src/gpu/epilogue.rs).
-override HAS_BIAS: bool = false;
-override ACT: u32 = 0u;
+// Fused epilogue (src/gpu/epilogue.rs): HAS_BIAS, ACT, epilogue().
+// import epilogue
 
 override CT: u32 = 16u;                      // lanes across vec4 columns
 override TN4: u32 = 1u;                      // vec4 columns per lane
@@ -83,19 +82,6 @@ const MAX_E: u32 = 16u;
 var<workgroup> red: array<vec4<f32>, RED_LEN>;
 var<workgroup> wg_max: atomic<u32>;
 var<workgroup> wg_steps: u32;
-
-fn epilogue(acc: vec4<f32>, row: u32) -> vec4<f32> {
-    var v = acc;
-    if (HAS_BIAS) {
-        v += vec4<f32>(bias[row]);
-    }
-    if (ACT == 1u) {
-        v = max(v, vec4<f32>(0.0));
-    } else if (ACT == 2u) {
-        v = clamp(v, vec4<f32>(0.0), vec4<f32>(6.0));
-    }
-    return v;
-}
 
 @compute @workgroup_size(WG)
 fn spmm_csr_rowwise(@builtin(workgroup_id) wid: vec3<u32>,

@@ -351,18 +351,23 @@ fn nm_f16_specialisations() -> Vec<Constants> {
 use crate::gpu::gemm::coop::{SUBGROUP_SIZES, TEST_WG_BYTES};
 use crate::gpu::{across_epilogues, Constants, KernelDef, Needs, WgslSource, RO, RW, UNIFORM};
 
+// The two f16 N:M kernels share their W format (`nm16_format.wgsl`); the
+// cooperative one adds the loads that expand it to the cooperative core.
 const SPMM_NM_COOP_WGSL: &str = include_str!("spmm_nm_coop.wgsl");
+crate::gpu::wgsl::generated!(spmm_nm_coop_source, SPMM_NM_COOP_WGSL, &[]);
 pub static SPMM_NM_COOP: KernelDef = KernelDef::new(
     "spmm_nm_coop",
-    WgslSource::File(SPMM_NM_COOP_WGSL),
+    WgslSource::Generated(spmm_nm_coop_source),
     &[UNIFORM, RO, RO, RO, RW, RO],
 )
+.entry("coop_product")
 .needs(Needs::COOP)
 .specialised(nm_coop_specialisations);
 const SPMM_NM_F16_WGSL: &str = include_str!("spmm_nm_f16.wgsl");
+crate::gpu::wgsl::generated!(spmm_nm_f16_source, SPMM_NM_F16_WGSL, &[]);
 pub static SPMM_NM_F16: KernelDef = KernelDef::new(
     "spmm_nm_f16",
-    WgslSource::File(SPMM_NM_F16_WGSL),
+    WgslSource::Generated(spmm_nm_f16_source),
     &[UNIFORM, RO, RO, RO, RW, RO],
 )
 .needs(Needs::F16)

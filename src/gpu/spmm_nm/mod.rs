@@ -580,21 +580,22 @@ fn nm_specialisations() -> Vec<Constants> {
 use crate::gpu::{across_epilogues, Constants, KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const SPMM_NM_WGSL: &str = include_str!("spmm_nm.wgsl");
+crate::gpu::wgsl::generated!(spmm_nm_source, SPMM_NM_WGSL, &[]);
 pub static SPMM_NM_TILED: KernelDef = KernelDef::new(
     "spmm_nm_tiled",
-    WgslSource::File(SPMM_NM_WGSL),
+    WgslSource::Generated(spmm_nm_source),
     &[UNIFORM, RO, RO, RO, RW, RO],
 )
 .specialised(nm_specialisations);
 pub static SPMM_NM_ROWS: KernelDef = KernelDef::new(
     "spmm_nm_rows",
-    WgslSource::File(SPMM_NM_WGSL),
+    WgslSource::Generated(spmm_nm_source),
     &[UNIFORM, RO, RO, RO, RW, RO],
 )
 .specialised(nm_specialisations);
 pub static SPMM_NM_SWITCH: KernelDef = KernelDef::new(
     "spmm_nm_switch",
-    WgslSource::File(SPMM_NM_WGSL),
+    WgslSource::Generated(spmm_nm_source),
     &[UNIFORM, RO, RO, RO, RW, RO],
 )
 .specialised(nm_specialisations);

@@ -93,9 +93,8 @@ override BITS: u32 = 2u;                     // ceil(log2 M_GROUP)
 override PER_WORD: u32 = 32u / BITS;
 override IDX_MASK: u32 = (1u << BITS) - 1u;
 
-// Fused epilogue (src/gpu/epilogue.rs).
-override HAS_BIAS: bool = false;
-override ACT: u32 = 0u;
+// Fused epilogue (src/gpu/epilogue.rs): HAS_BIAS, ACT, epilogue().
+// import epilogue
 
 // spmm_nm_tiled tile.
 override GPC: u32 = 4u;                      // groups per K chunk
@@ -138,19 +137,6 @@ var<workgroup> wo: array<vec4<u32>, WS_LEN>;
 var<workgroup> red: array<vec4<f32>, R_WG>;
 var<workgroup> sxs: array<vec4<f32>, S_XS_LEN>;
 var<workgroup> sws: array<vec4<u32>, S_WS_LEN>;
-
-fn epilogue(acc: vec4<f32>, row: u32) -> vec4<f32> {
-    var v = acc;
-    if (HAS_BIAS) {
-        v += vec4<f32>(bias[row]);
-    }
-    if (ACT == 1u) {
-        v = max(v, vec4<f32>(0.0));
-    } else if (ACT == 2u) {
-        v = clamp(v, vec4<f32>(0.0), vec4<f32>(6.0));
-    }
-    return v;
-}
 
 // In-group index of slot j of row r.
 fn slot_index(r: u32, j: u32) -> u32 {

@@ -12,37 +12,11 @@
 
 enable f16;
 
+// import epilogue
+// import nm16_format
+
 override WX: u32 = 16u;  // invocations along N (vec4 columns)
 override WY: u32 = 4u;   // along M (rows)
-override HAS_BIAS: bool = false;
-override ACT: u32 = 0u;  // 0 none, 1 ReLU, 2 ReLU6
-
-struct Params {
-    m: u32,
-    k: u32,
-    x_stride4: u32,  // vec4<f16>s per X row = per Y row
-    cpr: u32,        // chunks of 16 columns per W row
-    mwpr: u32,       // mask words per W row: ceil(cpr / 2)
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> values: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> masks: array<u32>;
-@group(0) @binding(3) var<storage, read> x: array<vec4<f16>>;
-@group(0) @binding(4) var<storage, read_write> y: array<vec4<f16>>;
-@group(0) @binding(5) var<storage, read> bias: array<f32>;
-
-fn act(v: vec4<f32>) -> vec4<f32> {
-    if (ACT == 1u) {
-        return max(v, vec4<f32>(0.0));
-    } else if (ACT == 2u) {
-        return clamp(v, vec4<f32>(0.0), vec4<f32>(6.0));
-    }
-    return v;
-}
 
 @compute @workgroup_size(WX, WY)
 fn spmm_nm_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
