@@ -34,6 +34,7 @@ use std::collections::HashSet;
 pub const SNIPPETS: &[(&str, &str)] = &[
     ("epilogue", include_str!("common/epilogue.wgsl")),
     ("coop_core", include_str!("common/coop_core.wgsl")),
+    ("rows", include_str!("common/rows.wgsl")),
     ("spmm_bsr_values_f32", include_str!("spmm_bsr/values_f32.wgsl")),
     ("spmm_bsr_values_f16", include_str!("spmm_bsr/values_f16.wgsl")),
     ("nm16_format", include_str!("spmm_nm/nm16_format.wgsl")),

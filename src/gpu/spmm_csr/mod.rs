@@ -17,7 +17,7 @@ pub use format::GpuCsr;
 use crate::error::{Error, Result};
 use crate::sparse::Csr;
 
-use super::spmm_nm::check_product;
+use super::spmm_nm::{check_product, check_workgroup};
 use super::{longest_first, Context, Dispatch, Epilogue, GpuBuffer, GpuMatrix, PipelineKey};
 
 /// Most rows one thread of [`Tiling::Rowwise`] owns (`MAX_RM` in the shader).
@@ -304,7 +304,6 @@ impl Tiling {
     }
 
     fn check(self, ctx: &Context) -> Result<()> {
-        let l = ctx.limits();
         let bad = match self {
             Tiling::Rows {
                 col_threads,
@@ -336,21 +335,7 @@ impl Tiling {
                  rows_per_thread * vec4s <= {MAX_ACCUMULATORS}, unroll * rows_per_thread <= 16"
             )));
         }
-        let threads = self.threads();
-        if threads > l.max_compute_invocations_per_workgroup as u64 || threads > l.max_compute_workgroup_size_x as u64 {
-            return Err(Error::Limit(format!(
-                "{self:?} has {threads} threads per workgroup; the device allows {} (x: {})",
-                l.max_compute_invocations_per_workgroup, l.max_compute_workgroup_size_x
-            )));
-        }
-        let bytes = self.workgroup_bytes();
-        if bytes > l.max_compute_workgroup_storage_size {
-            return Err(Error::Limit(format!(
-                "{self:?} needs {bytes} bytes of workgroup memory; max_compute_workgroup_storage_size = {}",
-                l.max_compute_workgroup_storage_size
-            )));
-        }
-        Ok(())
+        check_workgroup(ctx, &self, self.threads(), self.workgroup_bytes())
     }
 }
 

@@ -53,13 +53,8 @@ struct CsrParams {
 // Fused epilogue (src/gpu/epilogue.rs): HAS_BIAS, ACT, epilogue().
 // import epilogue
 
-// spmm_csr_rows shape.
-override R_CT: u32 = 1u;                     // threads across vec4 columns
-override R_KS: u32 = 32u;                    // threads splitting a row's non-zeros
-override R_RPW: u32 = 8u;                    // rows per workgroup
-override R_WG: u32 = R_CT * R_KS * R_RPW;
-
-var<workgroup> red: array<vec4<f32>, R_WG>;
+// spmm_csr_rows shape (R_CT, R_KS, R_RPW) and reduction: common/rows.wgsl.
+// import rows
 
 @compute @workgroup_size(R_WG)
 fn spmm_csr_rows(@builtin(workgroup_id) wid: vec3<u32>,
@@ -69,11 +64,11 @@ fn spmm_csr_rows(@builtin(workgroup_id) wid: vec3<u32>,
     if (flat >= p.tiles) {
         return;
     }
-    let ct = lid % R_CT;
-    let ks = (lid / R_CT) % R_KS;
-    let s = (flat % p.row_tiles) * R_RPW + lid / (R_CT * R_KS);
-    let c4 = (flat / p.row_tiles) * R_CT + ct;
-    let live = s < p.m_rows && c4 < p.n4;
+    let lane = rows_lane(flat, lid);
+    let ks = lane.ks;
+    let s = lane.row;
+    let c4 = lane.c4;
+    let live = lane.live;
 
     var acc = vec4<f32>(0.0);
     var r = 0u;
@@ -103,15 +98,7 @@ fn spmm_csr_rows(@builtin(workgroup_id) wid: vec3<u32>,
             acc = fma(vec4<f32>(values[q]), x[col_idx[q] * p.n4 + c4], acc);
         }
     }
-    if (R_KS > 1u) {
-        red[lid] = acc;
-        workgroupBarrier();
-        if (ks == 0u) {
-            for (var t = 1u; t < R_KS; t++) {
-                acc += red[lid + t * R_CT];
-            }
-        }
-    }
+    acc = rows_sum(acc, lid, ks);
     if (live && ks == 0u) {
         y[r * p.n4 + c4] = epilogue(acc, r);
     }

@@ -353,7 +353,6 @@ impl Tiling {
     }
 
     fn check(self, ctx: &Context, s: &Shape) -> Result<()> {
-        let l = ctx.limits();
         let zero = match self {
             Tiling::Tiled {
                 col_threads,
@@ -403,22 +402,28 @@ impl Tiling {
                 s.n, s.m
             )));
         }
-        let threads = self.threads();
-        if threads > l.max_compute_invocations_per_workgroup as u64 || threads > l.max_compute_workgroup_size_x as u64 {
-            return Err(Error::Limit(format!(
-                "{self:?} has {threads} threads per workgroup; the device allows {} (x: {})",
-                l.max_compute_invocations_per_workgroup, l.max_compute_workgroup_size_x
-            )));
-        }
-        let bytes = self.workgroup_bytes(s.n, s.m);
-        if bytes > l.max_compute_workgroup_storage_size {
-            return Err(Error::Limit(format!(
-                "{self:?} needs {bytes} bytes of workgroup memory; max_compute_workgroup_storage_size = {}",
-                l.max_compute_workgroup_storage_size
-            )));
-        }
-        Ok(())
+        check_workgroup(ctx, &self, self.threads(), self.workgroup_bytes(s.n, s.m))
     }
+}
+
+/// `Err(Error::Limit)` where a 1-D workgroup of `threads` invocations using
+/// `bytes` of workgroup memory does not fit the device (`what` names the
+/// tiling in the message).
+pub(crate) fn check_workgroup(ctx: &Context, what: &impl std::fmt::Debug, threads: u64, bytes: u32) -> Result<()> {
+    let l = ctx.limits();
+    if threads > l.max_compute_invocations_per_workgroup as u64 || threads > l.max_compute_workgroup_size_x as u64 {
+        return Err(Error::Limit(format!(
+            "{what:?} has {threads} threads per workgroup; the device allows {} (x: {})",
+            l.max_compute_invocations_per_workgroup, l.max_compute_workgroup_size_x
+        )));
+    }
+    if bytes > l.max_compute_workgroup_storage_size {
+        return Err(Error::Limit(format!(
+            "{what:?} needs {bytes} bytes of workgroup memory; max_compute_workgroup_storage_size = {}",
+            l.max_compute_workgroup_storage_size
+        )));
+    }
+    Ok(())
 }
 
 #[repr(C)]

@@ -123,18 +123,14 @@ override S_WS_LEN: u32 = S_TM * S_GPC;
 override S_XL: u32 = (S_XS_LEN + S_WG - 1u) / S_WG;   // staged X vec4s per thread (<= 8)
 override S_WL: u32 = (S_WS_LEN + S_WG - 1u) / S_WG;   // staged (row, group) entries per thread (<= 4)
 
-// spmm_nm_rows shape.
-override R_CT: u32 = 1u;                     // threads across vec4 columns
-override R_KS: u32 = 32u;                    // threads splitting a row's slots
-override R_RPW: u32 = 8u;                    // rows per workgroup
-override R_WG: u32 = R_CT * R_KS * R_RPW;
+// spmm_nm_rows shape (R_CT, R_KS, R_RPW) and reduction: common/rows.wgsl.
+// import rows
 
 const MAX_RM: u32 = 8u;
 
 var<workgroup> xs: array<vec4<f32>, XS_LEN>;
 var<workgroup> wv: array<vec4<f32>, WS_LEN>;
 var<workgroup> wo: array<vec4<u32>, WS_LEN>;
-var<workgroup> red: array<vec4<f32>, R_WG>;
 var<workgroup> sxs: array<vec4<f32>, S_XS_LEN>;
 var<workgroup> sws: array<vec4<u32>, S_WS_LEN>;
 
@@ -411,11 +407,11 @@ fn spmm_nm_rows(@builtin(workgroup_id) wid: vec3<u32>,
     if (flat >= p.tiles) {
         return;
     }
-    let ct = lid % R_CT;
-    let ks = (lid / R_CT) % R_KS;
-    let r = (flat % p.row_tiles) * R_RPW + lid / (R_CT * R_KS);
-    let c4 = (flat / p.row_tiles) * R_CT + ct;
-    let live = r < p.m_rows && c4 < p.n4;
+    let lane = rows_lane(flat, lid);
+    let ks = lane.ks;
+    let r = lane.row;
+    let c4 = lane.c4;
+    let live = lane.live;
 
     var acc = vec4<f32>(0.0);
     if (live) {
@@ -428,15 +424,7 @@ fn spmm_nm_rows(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
-    if (R_KS > 1u) {
-        red[lid] = acc;
-        workgroupBarrier();
-        if (ks == 0u) {
-            for (var s = 1u; s < R_KS; s++) {
-                acc += red[lid + s * R_CT];
-            }
-        }
-    }
+    acc = rows_sum(acc, lid, ks);
     if (live && ks == 0u) {
         y[r * p.n4 + c4] = epilogue(acc, r);
     }
