@@ -11,6 +11,7 @@
 //! cooperative dense GEMM too; f16 2:4 and 1:2 also run `spmm_nm_f16`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::gemm::coop as gemm_coop;
@@ -20,6 +21,7 @@ use crate::gpu::spmm_bsr::coop as spmm_bsr_coop;
 use crate::gpu::spmm_bsr::f16 as spmm_bsr_f16;
 use crate::gpu::spmm_bsr::BsrTile;
 use crate::gpu::spmm_nm::coop as spmm_nm_coop;
+use crate::gpu::tune::{Family, TuneKey, Tuner};
 use crate::gpu::{
     f16_rounded, gemm, spmm_bsr, spmm_csr, spmm_nm, AdapterSummary, Context, Dispatch, Epilogue, GpuBsrF16, GpuMatrix,
     GpuMatrixF16, PrunePlan, TimingSource,
@@ -55,6 +57,12 @@ pub struct BenchConfig {
     /// With `f16` on an adapter with cooperative matrices: also time every
     /// candidate tile of the cooperative kernels (tuning).
     pub coop_tiles: bool,
+    /// Record each (shape, pattern, sparsity)'s dense-or-sparse decision
+    /// here: the f32 `gemm` against the format's kernel, family
+    /// [`Family::ModelLayer`], the candidates a model layer of that shape
+    /// has (timed without the layer's bias and activation), so a model
+    /// using this tuner takes the benchmark's choice instead of measuring.
+    pub tuner: Option<Arc<Tuner>>,
 }
 
 /// Pointwise-convolution shapes of EfficientNet-Lite0 at batch 1 (M = Cout,
@@ -106,6 +114,7 @@ impl BenchConfig {
             f16: false,
             variants: false,
             coop_tiles: false,
+            tuner: None,
         }
     }
 }
@@ -746,6 +755,11 @@ fn sparse_f32(
     let sparsity = main.sparsity;
     let d = op.prepare(ctx, gx, gy, &ep)?;
     let (r, _) = s.sb.measure(main, &d, Some(s.dense_ms))?;
+    if let Some(t) = &s.cfg.tuner {
+        // Dense first, as the model lists them: it wins a tie.
+        let key = TuneKey::new(Family::ModelLayer, r.m, r.k, r.n, pattern, op.report.achieved);
+        t.insert(key, &["gemm", kernel], &[s.dense_ms, r.median_ms])?;
+    }
     let mut cands = Vec::new();
     if let (true, GpuWeights::Bsr(gb)) = (s.cfg.bsr_tiles, &op.weights) {
         for tile in bsr_tile_grid(gb.block_cols) {

@@ -75,7 +75,11 @@ fn prune_classify_and_eval_from_the_command_line() {
     let images = scratch("images");
     std::fs::copy(&img, images.join("n02123045_chelsea.png")).unwrap();
     std::fs::write(images.join("broken.png"), b"not a png").unwrap();
-    let (ok, stdout, stderr) = wgsparse(&[
+    // The kernel choices kept in a file: a corrupt one is a warning and is
+    // rewritten; the same eval again measures nothing.
+    let tune = dir.join("tune.json");
+    std::fs::write(&tune, b"{\"format\": \"wgsparse-tune\", \"entr").unwrap();
+    let eval = [
         "eval",
         images.to_str().unwrap(),
         "--cache",
@@ -85,8 +89,27 @@ fn prune_classify_and_eval_from_the_command_line() {
         "--sparsity",
         "0.3",
         "--json",
-    ]);
+        "--tune-cache",
+        tune.to_str().unwrap(),
+    ];
+    let (ok, stdout, stderr) = wgsparse(&eval);
     assert!(ok, "eval failed: {stderr}");
+    assert!(
+        stderr.contains("warning: ignoring") && stderr.contains("not JSON"),
+        "{stderr}"
+    );
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&tune).unwrap()).unwrap();
+    let entries = kept["entries"].as_array().unwrap().len();
+    assert!(entries > 0, "no kernel choice kept: {kept}");
+    assert!(!stderr.contains("tuner: 0 kernel choices measured"), "{stderr}");
+    let (ok, again, stderr2) = wgsparse(&eval);
+    assert!(ok, "eval failed: {stderr2}");
+    assert!(
+        stderr2.contains(&format!("tuner: 0 kernel choices measured this run, {entries} kept")),
+        "{stderr2}"
+    );
+    assert!(!stderr2.contains("warning"), "{stderr2}");
+    let v2: serde_json::Value = serde_json::from_str(&again).expect("JSON on stdout");
     assert!(stderr.contains("broken.png"), "the bad image is reported: {stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
     assert_eq!(v["images"].as_array().unwrap().len(), 1);
@@ -95,6 +118,7 @@ fn prune_classify_and_eval_from_the_command_line() {
     let top5 = v["images"][0]["dense_top5"].as_array().unwrap();
     assert!(top5.iter().any(|c| c == 281), "the dense top-5 holds tabby: {top5:?}");
     assert_eq!(v["dense_top5"], 1.0);
+    assert_eq!(v2["images"], v["images"], "the reused kernel choices compute the same");
 
     // Bad requests: clear messages and a failing exit status.
     let empty = scratch("empty");
@@ -243,6 +267,60 @@ fn finetune_from_the_command_line() {
         out.to_str().unwrap(),
     ]);
     assert!(!ok && stderr.contains("no PNG or JPEG"), "{stderr}");
+}
+
+/// `bench --tune-cache` keeps each shape's dense-or-sparse choice, with the
+/// times of the benchmark's own rows, where a model's layer would look it up.
+#[test]
+fn bench_records_its_dense_or_sparse_choices() {
+    let dir = scratch("bench");
+    let (tune, json) = (dir.join("tune.json"), dir.join("bench.json"));
+    let (ok, _, stderr) = wgsparse(&[
+        "bench",
+        "--shapes",
+        "24x40x18",
+        "--patterns",
+        "2:4,block:4x4",
+        "--sparsities",
+        "0.5",
+        "--runs",
+        "20",
+        "--warmup",
+        "1",
+        "--no-prune",
+        "--json",
+        json.to_str().unwrap(),
+        "--tune-cache",
+        tune.to_str().unwrap(),
+    ]);
+    assert!(ok, "bench failed: {stderr}");
+    let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let ms = |kernel: &str, pattern: &str| {
+        let r = rows["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kernel"] == kernel && r["pattern"] == pattern);
+        r.unwrap_or_else(|| panic!("no {kernel} {pattern} row: {rows}"))["median_ms"].clone()
+    };
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&tune).unwrap()).unwrap();
+    let entries = kept["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{kept}");
+    for (pattern, kernel, bucket) in [("2:4", "spmm_nm", 10), ("block:4x4", "spmm_bsr", 10)] {
+        let e = entries
+            .iter()
+            .find(|e| e["pattern"] == pattern)
+            .unwrap_or_else(|| panic!("{kept}"));
+        assert_eq!(
+            (&e["family"], &e["m"], &e["k"], &e["n"]),
+            (&"model_layer".into(), &24.into(), &40.into(), &18.into())
+        );
+        assert_eq!(e["sparsity_bucket"], bucket);
+        assert_eq!(e["candidates"][0]["kernel"], "gemm");
+        assert_eq!(e["candidates"][0]["ms"], ms("gemm", "dense"));
+        assert_eq!(e["candidates"][1]["kernel"], kernel);
+        assert_eq!(e["candidates"][1]["ms"], ms(kernel, pattern));
+    }
 }
 
 /// `bench --backend cuda` with the feature off says so; with it on and no

@@ -219,3 +219,20 @@ fn a_corrupt_or_stale_file_is_a_warning_and_an_empty_tuner() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn absorbing_adds_only_missing_decisions_of_the_same_adapter() {
+    let (a, b) = (Tuner::new(ADAPTER), Tuner::new(ADAPTER));
+    a.insert(key(8, 8, 8, 0.5), &["gemm", "spmm_bsr"], &[1.0, 2.0]).unwrap();
+    b.insert(key(8, 8, 8, 0.5), &["gemm", "spmm_bsr"], &[3.0, 2.0]).unwrap();
+    b.insert(key(9, 9, 9, 0.5), &["gemm", "spmm_bsr"], &[3.0, 2.0]).unwrap();
+    assert_eq!(a.absorb(&b).unwrap(), 1);
+    assert_eq!(
+        a.get(&key(8, 8, 8, 0.5), &["gemm", "spmm_bsr"]),
+        Some(vec![1.0, 2.0]),
+        "its own stays"
+    );
+    assert_eq!(a.get(&key(9, 9, 9, 0.5), &["gemm", "spmm_bsr"]), Some(vec![3.0, 2.0]));
+    assert_eq!(a.absorb(&a).unwrap(), 0);
+    assert!(a.absorb(&Tuner::new("wgpu: another adapter")).is_err());
+}

@@ -1,5 +1,7 @@
 //! `wgsparse bench`: the kernel benchmark on wgpu, or 2:4 on CUDA.
 
+use super::common::TuneArgs;
+
 #[derive(clap::Args)]
 pub(super) struct BenchArgs {
     /// Shapes as MxKxN, comma separated (default: square 1024/2048/4096, or
@@ -58,6 +60,10 @@ pub(super) struct BenchArgs {
     /// one the runtime picks.
     #[arg(long)]
     all_tiles: bool,
+    // --tune-cache: also record each shape's dense-or-sparse choice (f32 gemm
+    // against the pattern's kernel), for the models to reuse.
+    #[command(flatten)]
+    tune: TuneArgs,
     /// With --backend cuda: path of libcusparseLt.so.0 (default: the library
     /// search path; absent means the comparison is skipped, and said so).
     #[arg(long)]
@@ -166,6 +172,8 @@ pub(super) fn run(a: BenchArgs) -> wgsparse::Result<()> {
     cfg.f16 = a.f16;
     cfg.variants = a.variants;
     cfg.coop_tiles = a.coop_tiles;
+    let tune = a.tune.open(&ctx);
+    cfg.tuner = tune.as_ref().map(|t| t.tuner());
     eprintln!("benchmarking on {}", ctx.info().name);
     let report = bench::run(&ctx, &cfg, |line| eprintln!("  {line}"))?;
     print!("{}", report.table());

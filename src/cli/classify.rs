@@ -1,7 +1,7 @@
 //! `wgsparse classify` (the GPU, dense and pruned, with latencies) and
 //! `wgsparse classify-cpu` (the CPU reference forward pass).
 
-use super::common::{read, weights_path};
+use super::common::{read, weights_path, TuneArgs};
 use super::method::MethodArgs;
 
 #[derive(clap::Args)]
@@ -51,6 +51,8 @@ pub(super) struct GpuClassifyArgs {
     /// adapter has cooperative matrices), with its latency beside f32's.
     #[arg(long)]
     f16: bool,
+    #[command(flatten)]
+    tune: TuneArgs,
 }
 
 pub(super) fn classify_cpu(a: ClassifyArgs) -> wgsparse::Result<()> {
@@ -92,6 +94,10 @@ pub(super) fn run(a: GpuClassifyArgs) -> wgsparse::Result<()> {
     let ctx = wgsparse::gpu::Context::new_blocking()?;
     println!("adapter: {} ({:?})", ctx.info().name, ctx.info().backend);
     let (mut gpu, loaded) = pollster::block_on(GpuLite0::from_safetensors(&ctx, &bytes, KernelPolicy::Fastest))?;
+    let tune = a.tune.open(&ctx);
+    if let Some(t) = &tune {
+        t.attach(&ctx, &mut gpu)?;
+    }
     if let Some(report) = loaded {
         if pattern != wgsparse::Pattern::Dense {
             return Err(wgsparse::Error::Invalid(

@@ -1,7 +1,7 @@
 //! `wgsparse eval`: a folder of images through the dense and the pruned (or
 //! loaded sparse) model.
 
-use super::common::{read, weights_path};
+use super::common::{read, weights_path, TuneArgs};
 use super::method::MethodArgs;
 
 #[derive(clap::Args)]
@@ -29,6 +29,8 @@ pub(super) struct EvalArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tune: TuneArgs,
 }
 
 pub(super) fn run(a: EvalArgs) -> wgsparse::Result<()> {
@@ -51,6 +53,14 @@ pub(super) fn run(a: EvalArgs) -> wgsparse::Result<()> {
         }
         None => (None, None),
     };
+    // One tuner for both models: the layers they share are measured once.
+    let tune = a.tune.open(&ctx);
+    if let Some(t) = &tune {
+        t.attach(&ctx, &mut dense)?;
+        if let Some(m) = model.as_mut() {
+            t.attach(&ctx, m)?;
+        }
+    }
     let mut spec = a.method.spec(pattern, a.sparsity)?;
     let target = model.as_mut().unwrap_or(&mut dense);
     if loaded.is_some() && pattern != wgsparse::Pattern::Dense {

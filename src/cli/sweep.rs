@@ -1,6 +1,6 @@
 //! `wgsparse sweep`: latency and agreement over patterns and sparsities.
 
-use super::common::{read, sample_images};
+use super::common::{read, sample_images, TuneArgs};
 
 #[derive(clap::Args)]
 pub(super) struct SweepArgs {
@@ -31,6 +31,8 @@ pub(super) struct SweepArgs {
     /// Draw latency and agreement against sparsity to this SVG.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tune: TuneArgs,
 }
 
 fn load_net(cache: &std::path::Path) -> wgsparse::Result<wgsparse::model::Lite0> {
@@ -93,6 +95,10 @@ pub(super) fn run(a: SweepArgs) -> wgsparse::Result<()> {
     }
     let ctx = wgsparse::gpu::Context::new_blocking()?;
     let mut gpu = GpuLite0::new(&ctx, net)?;
+    let tune = a.tune.open(&ctx);
+    if let Some(t) = &tune {
+        t.attach(&ctx, &mut gpu)?;
+    }
     if calibrated {
         pollster::block_on(gpu.calibrate(&ctx, &calib))?;
     }

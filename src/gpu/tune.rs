@@ -307,6 +307,27 @@ impl Tuner {
         Self::decided(candidates, t, false)
     }
 
+    /// Adds `other`'s decisions for keys this tuner has none for (both must
+    /// be of one adapter); returns how many.
+    pub fn absorb(&self, other: &Tuner) -> Result<usize> {
+        if other.adapter != self.adapter {
+            return Err(Error::Invalid(format!(
+                "decisions measured on {:?} cannot join a tuner of {:?}",
+                other.adapter, self.adapter
+            )));
+        }
+        if std::ptr::eq(self, other) {
+            return Ok(0);
+        }
+        let theirs = other.lock().clone();
+        let mut map = self.lock();
+        let before = map.len();
+        for (k, c) in theirs {
+            map.entry(k).or_insert(c);
+        }
+        Ok(map.len() - before)
+    }
+
     /// Every decision, with the adapter and crate version, as JSON text
     /// (what [`load_str`](Self::load_str) reads back).
     pub fn to_json_string(&self) -> String {

@@ -447,7 +447,8 @@ impl GpuLite0 {
 
     /// Dispatches by `tuner`'s choices from now on (one loaded from disk, or
     /// another model's): layers it already holds a decision for are not
-    /// measured again. A tuner of another adapter is an error.
+    /// measured again, and the decisions this model measured so far join it.
+    /// A tuner of another adapter is an error.
     pub fn set_tuner(&mut self, ctx: &Context, tuner: Arc<Tuner>) -> Result<()> {
         let here = crate::gpu::tune::adapter_id(ctx);
         if tuner.adapter() != here {
@@ -456,6 +457,7 @@ impl GpuLite0 {
                 tuner.adapter()
             )));
         }
+        tuner.absorb(&self.tuner)?;
         self.tuner = tuner;
         Ok(())
     }
