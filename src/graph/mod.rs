@@ -12,9 +12,11 @@
 //! [`reference`] runs it on the CPU: the oracle for the GPU ops.
 
 pub mod fuse;
+pub mod inspect;
 pub mod op;
 pub mod reference;
 pub mod shape;
+pub mod sparsity;
 pub mod tensor;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
