@@ -22,6 +22,10 @@ echo "== cross-platform compile checks (DX12, Metal, WebGPU)"
 cargo check --lib --target x86_64-pc-windows-msvc
 cargo check --lib --target aarch64-apple-darwin
 cargo check --lib --target wasm32-unknown-unknown
+# --- added for issue 19 (ONNX import): the conformance runner's test data ---
+echo "== ONNX backend test data (libonnx-testdata + the onnx wheel) for tests/onnx_conformance.rs"
+bash scripts/fetch-onnx-testdata.sh
+# --- end of the ONNX step ---
 echo "== tests"
 cargo test --release
 echo "== the cuda feature without an NVIDIA GPU: CPU-side packing, NVRTC compile of the kernels, error paths, backend choice"

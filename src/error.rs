@@ -88,6 +88,91 @@ pub enum Error {
     #[error("fetch failed: {0}")]
     Fetch(String),
 
+    /// Bytes that are not a (complete) ONNX model: protobuf that does not
+    /// decode (truncated, another format), or a model without a graph/opset.
+    #[error("not a valid ONNX model: {0}")]
+    OnnxDecode(String),
+
+    /// The model imports an operator set version outside the range accepted.
+    #[error("opset {version} of domain '{domain}' is outside the supported range {min}..={max}")]
+    OpsetOutOfRange {
+        domain: String,
+        version: i64,
+        min: i64,
+        max: i64,
+    },
+
+    /// A node whose operator (or domain) is not in the supported set.
+    #[error("node '{node}': operator '{op}' (domain '{domain}') is not supported; supported ops: {supported}")]
+    UnsupportedOp {
+        op: String,
+        domain: String,
+        node: String,
+        supported: String,
+    },
+
+    /// A node whose attributes, inputs or outputs are malformed or use a
+    /// variant of the op that is not supported (e.g. a training-mode output).
+    #[error("node '{node}' ({op}): {detail}")]
+    BadNode { node: String, op: String, detail: String },
+
+    /// A tensor element type that is not supported where it is used.
+    #[error("{what}: element type {dtype} is not supported here")]
+    UnsupportedDtype { what: String, dtype: String },
+
+    /// An initializer stored in an external file that cannot be read.
+    #[error("tensor '{tensor}': external data file '{path}' cannot be read: {reason}")]
+    ExternalData {
+        tensor: String,
+        path: String,
+        reason: String,
+    },
+
+    /// A symbolic or unknown dimension of a graph input that no shape was given for.
+    #[error("input '{input}' has a dynamic dimension {axis} ('{param}'): give this input a fixed shape (e.g. ImportOptions::input_shape(\"{input}\", [...]))")]
+    DynamicDim { input: String, axis: usize, param: String },
+
+    /// A value whose shape depends on data computed at run time (e.g. a Reshape
+    /// target that does not fold to a constant), which a static graph cannot hold.
+    #[error("node '{node}' ({op}): input '{input}' must be a constant known at load (it decides a shape), but it is computed at run time")]
+    NotConstant { node: String, op: String, input: String },
+
+    /// The graph's nodes depend on each other in a cycle.
+    #[error("the graph has a cycle through node(s): {}", .nodes.join(", "))]
+    Cycle { nodes: Vec<String> },
+
+    /// A value used by a node that no node, input or initializer produces.
+    #[error("node '{node}' uses '{value}', which no node, graph input or initializer produces")]
+    UndefinedValue { node: String, value: String },
+
+    /// A NaN or infinite value in a weight initializer.
+    #[error("weight '{tensor}' has the non-finite value {value} at index {index}; weights must be finite")]
+    NonFiniteWeight { tensor: String, index: usize, value: f32 },
+
+    /// A run given an input the graph does not have, or missing one it needs.
+    #[error("input '{name}' {problem}; the graph's inputs are: {}", .expected.join(", "))]
+    InputName {
+        name: String,
+        problem: &'static str,
+        expected: Vec<String>,
+    },
+
+    /// A run input whose shape differs from the graph's (fixed at load).
+    #[error("input '{name}' has shape {got:?} but the graph was loaded for {expected:?}")]
+    InputShape {
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+
+    /// A run input whose element type differs from the graph's.
+    #[error("input '{name}' has element type {got} but the graph expects {expected}")]
+    InputDtype {
+        name: String,
+        expected: String,
+        got: String,
+    },
+
     /// An I/O failure, with the path involved.
     #[error("{path}: {source}")]
     Io {

@@ -1,0 +1,3 @@
+//! Importers: model files to a [`Graph`](crate::graph::Graph).
+
+pub mod onnx;
