@@ -44,3 +44,12 @@ echo "== wasm package and browser tests (headless Chromium, WebGPU on SwiftShade
 bash scripts/build-wasm.sh
 npm install --no-audit --no-fund --silent
 node --test tests/web/
+
+# ---- added by the web work (issue 20): the browser-equivalent benchmark, reduced ----
+echo "== browser-equivalent benchmark, reduced (Node + Dawn on SwiftShader vs ONNX Runtime Web; logged, never asserted)"
+# The ONNX peer is built from the checkpoint with the onnx package (PyPI); the full grid: README, bench/web/run.mjs.
+python3 -c "import onnx" 2>/dev/null || python3 -m pip install -q onnx==1.23.2
+python3 scripts/lite0-onnx.py --external
+VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json \
+  node bench/web/run.mjs --runs 2 --configs unstructured:0.9 --trained none --ort wasm --json target/web/bench-reduced.json
+# ---- end of the web benchmark step ----

@@ -4,7 +4,9 @@
 // One loop (pump) does all GPU work, one step at a time, always towards the
 // latest state of the controls: re-prune, classify the picture, read back the
 // selected layer's mask, classify camera frames. The model takes one call at a
-// time, and every step awaits the GPU, so the page's main thread stays free.
+// time (the package would queue overlapping calls, but the page wants the latest
+// controls to win, not every value the slider passed), and every step awaits the
+// GPU, so the page's main thread stays free.
 import init, { Runtime, Model } from "../pkg/wgsparse.js";
 
 const MODEL_URL = "/cache/lite0.safetensors";
@@ -200,9 +202,9 @@ async function useTrained(want) {
   showLayers(info.layers);
 }
 
-/** The prune options for wasm. */
-const options = (w) => ({ pattern: w.pattern, sparsity: w.sparsity ?? 0, criterion: w.criterion,
-  biasCorrection: w.biasCorrection, renorm: w.renorm });
+/** The prune options for wasm (an N:M pattern fixes the sparsity itself). */
+const options = (w) => ({ pattern: w.pattern, ...(w.sparsity === null ? {} : { sparsity: w.sparsity }),
+  criterion: w.criterion, biasCorrection: w.biasCorrection, renorm: w.renorm });
 
 const needsCalibration = (w) => w.criterion !== "magnitude" || w.biasCorrection || w.renorm;
 
@@ -270,8 +272,8 @@ async function classifyPicture(want) {
     status("Classifying with the dense model…", "busy");
     let dense;
     for (let i = 0; i < RUNS; i++) {
-      dense = await model.classify(img, true);
-      record(true, dense.ms, want);
+      dense = await model.classify(img, { dense: true });
+      record(true, dense.forwardMs, want);
       if (imageId !== id || camera.stream) return;
     }
     showTop5($("dense-top5"), dense.top5);
@@ -281,8 +283,8 @@ async function classifyPicture(want) {
   let sparse;
   for (let i = 0; i < RUNS; i++) {
     if (moved()) return; // the latest controls win: don't finish runs nobody waits for
-    sparse = await prunedModel(want).classify(img, false);
-    record(false, sparse.ms, want);
+    sparse = await prunedModel(want).classify(img);
+    record(false, sparse.forwardMs, want);
   }
   showTop5($("sparse-top5"), sparse.top5);
   shown = `${key}#${id}`;
@@ -298,11 +300,11 @@ async function classifyFrame(want) {
   if (v.readyState < 2 || !v.videoWidth) return pause(50); // no frame yet
   const frame = toImageData(v, v.videoWidth, v.videoHeight);
   const t0 = performance.now();
-  const dense = await model.classify(frame, true);
-  record(true, dense.ms, want);
+  const dense = await model.classify(frame, { dense: true });
+  record(true, dense.forwardMs, want);
   if (!camera.stream) return;
-  const sparse = await prunedModel(want).classify(frame, false);
-  record(false, sparse.ms, want);
+  const sparse = await prunedModel(want).classify(frame);
+  record(false, sparse.forwardMs, want);
   if (!camera.stream) return; // stopped meanwhile: the last shown frame stays
   showTop5($("dense-top5"), dense.top5);
   showTop5($("sparse-top5"), sparse.top5);

@@ -59,7 +59,9 @@ const charts = (page) => page.evaluate(() => ({
 const densities = (page) => page.$$eval("#layers .layer", (rows) => rows.map((r) => Number(r.dataset.density)));
 const classes = (page, id) => page.$$eval(`#${id} .pred`, (rows) => rows.map((r) => Number(r.dataset.class)));
 
-test("demo page: classify, prune with the slider, switch the pattern", { timeout: 900_000 }, async () => {
+// The whole-test limit only catches hangs: on 2 cores shared with builds, SwiftShader
+// ran this test's GPU work 3-4x slower than idle (calibration 287 s against 86 s).
+test("demo page: classify, prune with the slider, switch the pattern", { timeout: 2_400_000 }, async () => {
   const { server, url } = await serve(".");
   const browser = await launch();
   const logs = [];
