@@ -169,6 +169,14 @@ fn a_saved_file_is_reused_on_the_same_adapter_only() {
     );
     assert_eq!((c.pick, c.reused, other.measurements()), (0, false, 1));
 
+    // Not UTF-8 text: unreadable as a cache, said so.
+    std::fs::write(dir.join("binary.json"), [0xff, 0xfe, 0x00]).unwrap();
+    let (none, warning) = Tuner::open(ADAPTER, &dir.join("binary.json"));
+    let warning = warning.expect("an unreadable file is reported");
+    assert!(
+        none.is_empty() && warning.contains("tuning cache unreadable"),
+        "{warning}"
+    );
     // No file: an empty tuner and nothing to say.
     let (none, warning) = Tuner::open(ADAPTER, &dir.join("absent.json"));
     assert!(none.is_empty() && warning.is_none());

@@ -417,7 +417,7 @@ impl Tuner {
         let t = Self::new(adapter);
         let warning = match std::fs::read_to_string(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => Some(format!("ignoring {}: {e}", path.display())),
+            Err(e) => Some(format!("ignoring {}: tuning cache unreadable ({e})", path.display())),
             Ok(text) => t
                 .load_str(&text)
                 .err()

@@ -4,7 +4,7 @@
 //! the distillation and feature-matching losses, back-propagation through
 //! every layer type of EfficientNet-Lite0, masked AdamW, and re-pruning on
 //! the GPU for the gradual schedule; [`checkpoint`] saves and resumes it;
-//! [`reference`] holds the CPU references the kernels are tested against.
+//! [`reference`](mod@reference) holds the CPU references the kernels are tested against.
 
 pub mod checkpoint;
 pub mod data;
