@@ -8,6 +8,7 @@ mod eval;
 mod fetch;
 mod finetune;
 mod info;
+mod inspect;
 mod method;
 mod prune;
 mod sweep;
@@ -48,6 +49,10 @@ enum Cmd {
     /// from the dense model (KL + feature matching) on a folder of photos,
     /// masks fixed or on a gradual schedule; writes a compressed sparse file.
     Finetune(finetune::FinetuneArgs),
+    /// Read an ONNX model and report its inputs/outputs, ops, parameters and
+    /// the sparsity already in each Conv/Gemm/MatMul weight (exact N:M along
+    /// the reduction axis, zero blocks, or unstructured density).
+    Inspect(inspect::InspectArgs),
 }
 
 /// Runs the parsed command.
@@ -62,5 +67,6 @@ pub fn run(cli: Cli) -> wgsparse::Result<()> {
         Cmd::Prune(a) => prune::run(a),
         Cmd::Eval(a) => eval::run(a),
         Cmd::Finetune(a) => finetune::run(a),
+        Cmd::Inspect(a) => inspect::run(a),
     }
 }
