@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use prost::Message;
+use wgsparse::graph::inspect::inspect;
 use wgsparse::graph::{fuse, reference, DType, Graph, PrepareOptions, Tensor, TensorData};
 use wgsparse::import::onnx::{self, proto::ModelProto, ImportOptions, SUPPORTED_OPS};
 
@@ -477,6 +478,16 @@ fn run_light(models: &[PathBuf], dir: &Path) -> Vec<String> {
             let report = fuse::fuse_all(&mut fused).map_err(|e| e.to_string())?;
             check_outputs(&fused, feed, std::slice::from_ref(&expected), MODEL_ATOL)
                 .map_err(|e| format!("after fusion: {e}"))?;
+            // Every Conv/Gemm weight (ConstantOfShape, folded at load) is analysed;
+            // the generated weights are constant, so none has zeros.
+            let r = inspect(&fused).map_err(|e| e.to_string())?;
+            let weight_layers = fused.nodes.iter().filter(|n| n.op.is_weight_layer()).count();
+            if r.layers.len() != weight_layers || r.layers.iter().any(|l| l.sparsity.zeros != 0) {
+                return Err(format!(
+                    "inspect found {} weight layers of {weight_layers}:\n{r}",
+                    r.layers.len()
+                ));
+            }
             println!(
                 "{stem}: ok, {} nodes ({} after fusion: {report}), load {load_s:.2} s, run {run_s:.2} s, total {:.2} s",
                 g.nodes.len(),

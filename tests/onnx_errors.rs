@@ -366,3 +366,22 @@ fn malformed_attributes_and_tensors() {
         "{err}"
     );
 }
+
+#[test]
+fn absurd_sizes_are_refused_before_allocating() {
+    // ConstantOfShape asking for 10^14 floats: folded at load, refused, no abort.
+    let g = GraphProto {
+        node: vec![node("ConstantOfShape", "huge", &["shape"], &["y"])],
+        initializer: vec![TensorProto {
+            name: "shape".into(),
+            dims: vec![2],
+            data_type: proto::data_type::INT64,
+            int64_data: vec![10_000_000, 10_000_000],
+            ..Default::default()
+        }],
+        output: vec![value("y", proto::data_type::FLOAT, &[])],
+        ..Default::default()
+    };
+    let err = onnx::load(&model(g, 17), &ImportOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Limit(_)), "{err}");
+}

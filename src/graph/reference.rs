@@ -327,7 +327,7 @@ fn eval_node_with(
                 .iter()
                 .map(|&d| usize::try_from(d).map_err(|_| Error::shape(format!("negative dimension {d}"))))
                 .collect::<Result<Vec<_>>>()?;
-            let n = numel(&s)?;
+            let n = super::tensor::checked_numel(&s)?;
             single(Tensor::new(s, value.data().repeat_first(n)?))
         }
         Op::Lrn {
@@ -1017,7 +1017,7 @@ fn slice(x: &Tensor, ranges: &[(i64, i64, usize)]) -> Result<Tensor> {
 fn pad(x: &Tensor, amounts: &[(i64, i64)], mode: PadMode, fill: f64) -> Result<Tensor> {
     let s = x.shape();
     let out = shape::padded_shape(s, amounts)?;
-    let total = numel(&out)?;
+    let total = super::tensor::checked_numel(&out)?;
     if mode != PadMode::Constant && s.contains(&0) && total > 0 {
         return Err(Error::shape("reflect/edge padding of an empty axis"));
     }

@@ -168,6 +168,22 @@ pub struct Tensor {
     data: TensorData,
 }
 
+/// The most elements one tensor may hold (16 GiB of f32): a model asking
+/// for more (a ConstantOfShape or Pad of absurd size) is refused before any
+/// allocation instead of aborting the process.
+pub const MAX_ELEMENTS: usize = 1 << 32;
+
+/// [`numel`], refused above [`MAX_ELEMENTS`].
+pub fn checked_numel(shape: &[usize]) -> Result<usize> {
+    let n = numel(shape)?;
+    if n > MAX_ELEMENTS {
+        return Err(Error::Limit(format!(
+            "a tensor of shape {shape:?} ({n} elements) exceeds the {MAX_ELEMENTS}-element limit"
+        )));
+    }
+    Ok(n)
+}
+
 /// Number of elements of a shape, checked for overflow.
 pub fn numel(shape: &[usize]) -> Result<usize> {
     shape.iter().try_fold(1usize, |acc, &d| {
