@@ -168,10 +168,15 @@ pub struct Tensor {
     data: TensorData,
 }
 
-/// The most elements one tensor may hold (16 GiB of f32): a model asking
-/// for more (a ConstantOfShape or Pad of absurd size) is refused before any
-/// allocation instead of aborting the process.
+/// The most elements one tensor may hold (16 GiB of f32 on 64-bit targets,
+/// 1 GiB in a 32-bit wasm address space): a model asking for more (a
+/// ConstantOfShape or Pad of absurd size) is refused before any allocation
+/// instead of aborting the process.
+#[cfg(target_pointer_width = "64")]
 pub const MAX_ELEMENTS: usize = 1 << 32;
+/// See the 64-bit definition.
+#[cfg(not(target_pointer_width = "64"))]
+pub const MAX_ELEMENTS: usize = 1 << 28;
 
 /// [`numel`], refused above [`MAX_ELEMENTS`].
 pub fn checked_numel(shape: &[usize]) -> Result<usize> {
