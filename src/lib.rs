@@ -5,8 +5,6 @@
 //! - [`prune`]: magnitude pruning on the CPU, the reference for the GPU kernels.
 //! - [`reference`]: CPU reference GEMM/SpMM.
 //! - [`gpu`]: the wgpu [`Context`](gpu::Context), pipeline cache and kernels.
-//! - [`graph`]: the network graph: typed ops, shape inference, folding, fusion, CPU reference, weight analysis.
-//! - [`import`]: ONNX import into a [`graph::Graph`].
 //! - [`model`]: EfficientNet-Lite0: weights, BN folding, layers, preprocessing, CPU forward.
 
 pub mod backend;

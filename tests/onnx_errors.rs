@@ -357,12 +357,40 @@ fn malformed_attributes_and_tensors() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("'W'"), "{msg}");
-    // A float16 input.
+    // A bfloat16 input (not a claimed type).
+    let mut g = conv_relu(vec![1.0; 4]);
+    g.input[0] = value("x", proto::data_type::BFLOAT16, &[Ok(1), Ok(2), Ok(3), Ok(3)]);
+    let err = onnx::load(&model(g, 17), &ImportOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, Error::UnsupportedDtype { .. }) && err.to_string().contains("BFLOAT16"),
+        "{err}"
+    );
+    // A float16 input imports, and Conv says it computes in f32 only.
     let mut g = conv_relu(vec![1.0; 4]);
     g.input[0] = value("x", proto::data_type::FLOAT16, &[Ok(1), Ok(2), Ok(3), Ok(3)]);
     let err = onnx::load(&model(g, 17), &ImportOptions::default()).unwrap_err();
+    let msg = err.to_string();
     assert!(
-        matches!(err, Error::UnsupportedDtype { .. }) && err.to_string().contains("FLOAT16"),
-        "{err}"
+        matches!(err, Error::UnsupportedDtype { .. }) && msg.contains("float16") && msg.contains("conv0"),
+        "{msg}"
     );
+}
+
+#[test]
+fn absurd_sizes_are_refused_before_allocating() {
+    // ConstantOfShape asking for 10^14 floats: folded at load, refused, no abort.
+    let g = GraphProto {
+        node: vec![node("ConstantOfShape", "huge", &["shape"], &["y"])],
+        initializer: vec![TensorProto {
+            name: "shape".into(),
+            dims: vec![2],
+            data_type: proto::data_type::INT64,
+            int64_data: vec![10_000_000, 10_000_000],
+            ..Default::default()
+        }],
+        output: vec![value("y", proto::data_type::FLOAT, &[])],
+        ..Default::default()
+    };
+    let err = onnx::load(&model(g, 17), &ImportOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Limit(_)), "{err}");
 }

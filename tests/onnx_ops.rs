@@ -705,6 +705,15 @@ fn shape_ops() {
         &[("x", t(&[3], vec![-1.7, 2.9, 0.2]), false)],
     );
     assert_eq!(y.data(), &TensorData::I64(vec![-1, 2, 0]));
+    // f32 -> f16 rounds to nearest even once; beyond 65504 it is infinite.
+    let y = run_one(
+        Op::Cast { to: DType::F16 },
+        &[("x", t(&[4], vec![1.0, 65504.0, 1e5, 0.1]), false)],
+    );
+    let h: Vec<f64> = y.data().to_f64_vec();
+    assert_eq!(h, [1.0, 65504.0, f64::INFINITY, 0.0999755859375]);
+    let back = run_one(Op::Cast { to: DType::F32 }, &[("h", y, false)]);
+    assert_eq!(f32s(&back), [1.0, 65504.0, f32::INFINITY, 0.099975586]);
     let y = run_one(Op::Shape { start: -2, end: None }, &[("x", x, false)]);
     assert_eq!(y.data(), &TensorData::I64(vec![3, 4]));
 }

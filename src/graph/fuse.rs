@@ -201,7 +201,7 @@ pub fn fold_batch_norm(g: &mut Graph) -> Result<usize> {
         let pname = p.name.clone();
         match p.op.clone() {
             Op::Conv(_) => {
-                if w_shape.first() != Some(&ch) {
+                if ch == 0 || w_shape.first() != Some(&ch) {
                     return Ok(None);
                 }
                 let bias_in = p.input(2).map(str::to_string);
@@ -317,6 +317,9 @@ pub fn fuse_bias(g: &mut Graph) -> Result<usize> {
         };
         let Ok(bv) = b.f32s("bias") else { return Ok(None) };
         let y = g.info(&out)?.shape.clone();
+        if y.is_empty() {
+            return Ok(None); // a scalar MatMul result has no channel axis
+        }
         let bs = b.shape().to_vec();
         let axis = if matches!(p.op, Op::Conv(_)) { 1 } else { y.len() - 1 };
         // The constant must hold one value per channel on `axis` and broadcast

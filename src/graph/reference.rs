@@ -327,7 +327,7 @@ fn eval_node_with(
                 .iter()
                 .map(|&d| usize::try_from(d).map_err(|_| Error::shape(format!("negative dimension {d}"))))
                 .collect::<Result<Vec<_>>>()?;
-            let n = numel(&s)?;
+            let n = super::tensor::checked_numel(&s)?;
             single(Tensor::new(s, value.data().repeat_first(n)?))
         }
         Op::Lrn {
@@ -1017,7 +1017,7 @@ fn slice(x: &Tensor, ranges: &[(i64, i64, usize)]) -> Result<Tensor> {
 fn pad(x: &Tensor, amounts: &[(i64, i64)], mode: PadMode, fill: f64) -> Result<Tensor> {
     let s = x.shape();
     let out = shape::padded_shape(s, amounts)?;
-    let total = numel(&out)?;
+    let total = super::tensor::checked_numel(&out)?;
     if mode != PadMode::Constant && s.contains(&0) && total > 0 {
         return Err(Error::shape("reflect/edge padding of an empty axis"));
     }
@@ -1087,6 +1087,7 @@ fn pad(x: &Tensor, amounts: &[(i64, i64)], mode: PadMode, fill: f64) -> Result<T
         D::I32(v) => D::I32(fill_with!(v, fill as i32)),
         D::I8(v) => D::I8(fill_with!(v, fill as i8)),
         D::U8(v) => D::U8(fill_with!(v, fill as u8)),
+        D::F16(v) => D::F16(fill_with!(v, half::f16::from_f64(fill))),
         D::Bool(v) => D::Bool(fill_with!(v, fill != 0.0)),
     };
     Tensor::new(out, data)
@@ -1133,6 +1134,8 @@ pub fn cast(x: &Tensor, to: DType) -> Result<Tensor> {
                 DType::I32 => D::I32($v.map(|a| a as i32).collect()),
                 DType::I8 => D::I8($v.map(|a| a as i8).collect()),
                 DType::U8 => D::U8($v.map(|a| a as u8).collect()),
+                // One rounding, from the value itself (f32 and f64 convert exactly to f64).
+                DType::F16 => D::F16($v.map(|a| half::f16::from_f64(a as f64)).collect()),
                 DType::Bool => D::Bool($v.map(|a| a as f64 != 0.0).collect()),
             }
         };
@@ -1144,6 +1147,7 @@ pub fn cast(x: &Tensor, to: DType) -> Result<Tensor> {
         D::I32(v) => conv!(v.iter().copied()),
         D::I8(v) => conv!(v.iter().copied()),
         D::U8(v) => conv!(v.iter().copied()),
+        D::F16(v) => conv!(v.iter().map(|x| x.to_f32())),
         D::Bool(v) => conv!(v.iter().map(|&b| b as u8)),
     };
     Tensor::new(x.shape().to_vec(), data)

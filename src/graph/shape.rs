@@ -783,6 +783,9 @@ pub fn infer_node(
         }
     })();
     let out = result.map_err(wrap)?;
+    for v in &out {
+        super::tensor::checked_numel(&v.shape).map_err(wrap)?;
+    }
     if out.len() < node.outputs.len() {
         return Err(node.err(format!(
             "has {} outputs; only {} are supported",

@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 pub enum DType {
     F32,
     F64,
+    /// IEEE half: stored and cast (f16 weights import as data), not computed.
+    F16,
     I64,
     I32,
     I8,
@@ -24,6 +26,7 @@ impl DType {
         match self {
             DType::F32 => "float32",
             DType::F64 => "float64",
+            DType::F16 => "float16",
             DType::I64 => "int64",
             DType::I32 => "int32",
             DType::I8 => "int8",
@@ -34,7 +37,7 @@ impl DType {
 
     /// Whether values of this type are floating point.
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F64)
+        matches!(self, DType::F32 | DType::F64 | DType::F16)
     }
 }
 
@@ -49,6 +52,7 @@ impl std::fmt::Display for DType {
 pub enum TensorData {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    F16(Vec<half::f16>),
     I64(Vec<i64>),
     I32(Vec<i32>),
     I8(Vec<i8>),
@@ -63,6 +67,7 @@ macro_rules! map_data {
         match $data {
             TensorData::F32($v) => TensorData::F32($e),
             TensorData::F64($v) => TensorData::F64($e),
+            TensorData::F16($v) => TensorData::F16($e),
             TensorData::I64($v) => TensorData::I64($e),
             TensorData::I32($v) => TensorData::I32($e),
             TensorData::I8($v) => TensorData::I8($e),
@@ -78,6 +83,7 @@ impl TensorData {
         match self {
             TensorData::F32(v) => v.len(),
             TensorData::F64(v) => v.len(),
+            TensorData::F16(v) => v.len(),
             TensorData::I64(v) => v.len(),
             TensorData::I32(v) => v.len(),
             TensorData::I8(v) => v.len(),
@@ -94,6 +100,7 @@ impl TensorData {
         match self {
             TensorData::F32(_) => DType::F32,
             TensorData::F64(_) => DType::F64,
+            TensorData::F16(_) => DType::F16,
             TensorData::I64(_) => DType::I64,
             TensorData::I32(_) => DType::I32,
             TensorData::I8(_) => DType::I8,
@@ -139,6 +146,7 @@ impl TensorData {
         Ok(match dtype {
             DType::F32 => cat!(F32),
             DType::F64 => cat!(F64),
+            DType::F16 => cat!(F16),
             DType::I64 => cat!(I64),
             DType::I32 => cat!(I32),
             DType::I8 => cat!(I8),
@@ -152,6 +160,7 @@ impl TensorData {
         match self {
             TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
             TensorData::F64(v) => v.clone(),
+            TensorData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
             TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
             TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
             TensorData::I8(v) => v.iter().map(|&x| x as f64).collect(),
@@ -166,6 +175,27 @@ impl TensorData {
 pub struct Tensor {
     shape: Vec<usize>,
     data: TensorData,
+}
+
+/// The most elements one tensor may hold (16 GiB of f32 on 64-bit targets,
+/// 1 GiB in a 32-bit wasm address space): a model asking for more (a
+/// ConstantOfShape or Pad of absurd size) is refused before any allocation
+/// instead of aborting the process.
+#[cfg(target_pointer_width = "64")]
+pub const MAX_ELEMENTS: usize = 1 << 32;
+/// See the 64-bit definition.
+#[cfg(not(target_pointer_width = "64"))]
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
+/// [`numel`], refused above [`MAX_ELEMENTS`].
+pub fn checked_numel(shape: &[usize]) -> Result<usize> {
+    let n = numel(shape)?;
+    if n > MAX_ELEMENTS {
+        return Err(Error::Limit(format!(
+            "a tensor of shape {shape:?} ({n} elements) exceeds the {MAX_ELEMENTS}-element limit"
+        )));
+    }
+    Ok(n)
 }
 
 /// Number of elements of a shape, checked for overflow.

@@ -236,6 +236,7 @@ pub fn dtype_of(t: i32, what: &str) -> Result<DType> {
         dt::INT8 => DType::I8,
         dt::UINT8 => DType::U8,
         dt::BOOL => DType::Bool,
+        dt::FLOAT16 => DType::F16,
         other => {
             return Err(Error::UnsupportedDtype {
                 what: what.to_string(),
@@ -280,6 +281,8 @@ pub fn tensor_from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Ten
             DType::I8 => TensorData::I8(t.int32_data.iter().map(|&v| v as i8).collect()),
             DType::U8 => TensorData::U8(t.int32_data.iter().map(|&v| v as u8).collect()),
             DType::Bool => TensorData::Bool(t.int32_data.iter().map(|&v| v != 0).collect()),
+            // float16 travels as its bit pattern in int32_data.
+            DType::F16 => TensorData::F16(t.int32_data.iter().map(|&v| half::f16::from_bits(v as u16)).collect()),
         },
     };
     if data.len() != n {
@@ -295,6 +298,7 @@ fn decode_raw(raw: &[u8], dtype: DType, n: usize, what: &str) -> Result<TensorDa
     let width = match dtype {
         DType::F32 | DType::I32 => 4,
         DType::F64 | DType::I64 => 8,
+        DType::F16 => 2,
         DType::I8 | DType::U8 | DType::Bool => 1,
     };
     if raw.len() != n.saturating_mul(width) {
@@ -322,6 +326,11 @@ fn decode_raw(raw: &[u8], dtype: DType, n: usize, what: &str) -> Result<TensorDa
         DType::I8 => TensorData::I8(raw.iter().map(|&b| b as i8).collect()),
         DType::U8 => TensorData::U8(raw.to_vec()),
         DType::Bool => TensorData::Bool(raw.iter().map(|&b| b != 0).collect()),
+        DType::F16 => TensorData::F16(
+            raw.chunks_exact(2)
+                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        ),
     })
 }
 
