@@ -903,7 +903,7 @@ impl Model {
         self.queue.run(move |_| async move {
             let x = x?;
             let gpu = take(&slot)?;
-            let logits = crate::model::reference::forward(gpu.net(), &x);
+            let logits = crate::model::cpu_forward::forward(gpu.net(), &x);
             *slot.borrow_mut() = Some(gpu);
             Ok(Float32Array::from(&logits.map_err(js_err)?[..]).into())
         })
