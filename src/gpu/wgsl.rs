@@ -38,6 +38,7 @@ pub const SNIPPETS: &[(&str, &str)] = &[
     ("spmm_bsr_values_f32", include_str!("spmm_bsr/values_f32.wgsl")),
     ("spmm_bsr_values_f16", include_str!("spmm_bsr/values_f16.wgsl")),
     ("nm16_format", include_str!("spmm_nm/nm16_format.wgsl")),
+    ("conv_params", include_str!("conv_gemm/conv_params.wgsl")),
 ];
 
 /// The text of snippet `name`, if there is one.

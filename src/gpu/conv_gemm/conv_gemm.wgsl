@@ -30,31 +30,8 @@ override WG_X: u32 = 16u;  // BN / TN
 override WG_Y: u32 = 16u;  // BM / TM
 override WS_LEN: u32 = 1024u; // BK * BM
 override XS_LEN: u32 = 1024u; // BK * BN
-override HAS_BIAS: bool = false;
-override ACT: u32 = 0u;    // 0 none, 1 ReLU, 2 ReLU6
 
-struct ConvParams {
-    cin_g: u32,    // input channels per group
-    cout_g: u32,   // output channels per group
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-    cols: u32,     // N * OH * OW
-    k: u32,        // Cin_g * KH * KW
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    dh: u32,
-    dw: u32,
-    pt: u32,       // padding at the top
-    pl: u32,       // padding at the left
-    w_stride: u32, // floats per W row
-    x_stride: u32, // floats per X row
-    y_stride: u32, // floats per Y row
-    cout: u32,
-}
+// import conv_params
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> wt: array<f32>;
@@ -64,15 +41,6 @@ struct ConvParams {
 
 var<workgroup> ws: array<f32, WS_LEN>;
 var<workgroup> xs: array<f32, XS_LEN>;
-
-fn act(v: f32) -> f32 {
-    if (ACT == 1u) {
-        return max(v, 0.0);
-    } else if (ACT == 2u) {
-        return clamp(v, 0.0, 6.0);
-    }
-    return v;
-}
 
 // The im2col element (k, col) of group g, 0 in the padding.
 fn gather(g: u32, k: u32, col: u32) -> f32 {
@@ -157,7 +125,7 @@ fn conv_gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
         for (var j = 0u; j < TN; j++) {
             let c = col0 + tx + j * WG_X;
             if (c < p.cols) {
-                y[(wrow0 + r) * p.y_stride + c] = act(acc[i * 8u + j] + b);
+                y[(wrow0 + r) * p.y_stride + c] = act1(acc[i * 8u + j] + b);
             }
         }
     }

@@ -7,9 +7,9 @@
 //! [`GpuMatrix`] `[Cin, N*H*W]`, Y `[Cout, N*OH*OW]`, W `[Cout, Cin/groups *
 //! KH * KW]` (an ONNX/PyTorch weight `[Cout, Cin/groups, KH, KW]` flattened).
 //!
-//! Pruned weights run through [`prepare_csr`] (`conv_csr.wgsl`): the same
+//! Pruned weights run through [`prepare_csr`] (`conv_sparse.wgsl`): the same
 //! addressing, one pass over each output channel's non-zeros; N:M weights
-//! (2:4 along `Cin/groups*KH*KW`) through [`prepare_nm`] (`conv_nm.wgsl`).
+//! (2:4 along `Cin/groups*KH*KW`) through [`prepare_nm`] (`conv_sparse.wgsl`).
 
 use crate::error::{Error, Result};
 
@@ -198,7 +198,7 @@ struct Params {
     x_stride: u32,
     y_stride: u32,
     cout: u32,
-    // N:M weights only (conv_nm.wgsl).
+    // N:M weights only (conv_sparse.wgsl's conv_nm).
     nm_n: u32,
     nm_m: u32,
     bits: u32,
@@ -398,7 +398,15 @@ pub fn prepare_nm(
     let key = PipelineKey::new(&CONV_NM, &csr_constants(ep));
     ctx.prepare(
         &key,
-        &[&u, w.values.raw(), w.indices.raw(), x.buf.raw(), y.buf.raw(), &bias],
+        &[
+            &u,
+            w.values.raw(),
+            w.indices.raw(),
+            &ctx.dummy_buffer(),
+            x.buf.raw(),
+            y.buf.raw(),
+            &bias,
+        ],
         groups,
     )
 }
@@ -416,24 +424,26 @@ fn conv_gemm_specialisations() -> Vec<Constants> {
 use crate::gpu::{across_epilogues, Constants, KernelDef, WgslSource, RO, RW, UNIFORM};
 
 const CONV_GEMM_WGSL: &str = include_str!("conv_gemm.wgsl");
+const CONV_SPARSE_WGSL: &str = include_str!("conv_sparse.wgsl");
+crate::gpu::wgsl::generated!(conv_gemm_source, CONV_GEMM_WGSL, &[]);
+crate::gpu::wgsl::generated!(conv_sparse_source, CONV_SPARSE_WGSL, &[]);
 pub static CONV_GEMM: KernelDef = KernelDef::new(
     "conv_gemm",
-    WgslSource::File(CONV_GEMM_WGSL),
+    WgslSource::Generated(conv_gemm_source),
     &[UNIFORM, RO, RO, RW, RO],
 )
 .specialised(conv_gemm_specialisations);
-const CONV_CSR_WGSL: &str = include_str!("conv_csr.wgsl");
 pub static CONV_CSR: KernelDef = KernelDef::new(
     "conv_csr",
-    WgslSource::File(CONV_CSR_WGSL),
+    WgslSource::Generated(conv_sparse_source),
     &[UNIFORM, RO, RO, RO, RO, RW, RO],
 )
 .specialised(|| across_epilogues(csr_constants(&Epilogue::default())));
-const CONV_NM_WGSL: &str = include_str!("conv_nm.wgsl");
+/// Binding 3 (the CSR values) is not read: a dummy is bound.
 pub static CONV_NM: KernelDef = KernelDef::new(
     "conv_nm",
-    WgslSource::File(CONV_NM_WGSL),
-    &[UNIFORM, RO, RO, RO, RW, RO],
+    WgslSource::Generated(conv_sparse_source),
+    &[UNIFORM, RO, RO, RO, RO, RW, RO],
 )
 .specialised(|| across_epilogues(csr_constants(&Epilogue::default())));
 pub const KERNELS: &[&KernelDef] = &[&CONV_GEMM, &CONV_CSR, &CONV_NM];
