@@ -6,7 +6,8 @@
 # then the native binary runs the same configurations on the same GPU through wgpu
 # (the browser's overhead per forward). Needs .device-web/ from bench/web/pack-device.sh.
 # Outputs under $OUT (the device tool brings them back): web.json, web.txt, native.txt.
-#   ICD=swiftshader bash bench/web/device.sh   # the same steps on this machine (a dry run of the script)
+#   ICD=swiftshader RUNS=1 RUN_ARGS="--configs none --trained none --ort wasm" bash bench/web/device.sh
+#     (the same steps on this machine, in a clone: a dry run of the script)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-target/web/device-out}
@@ -27,7 +28,8 @@ N=.device-bin/node W=.device-bin/wgsparse
 RUNS=${RUNS:-50}
 $W info | tee "$OUT/native.txt"
 # The browser path first (what users get), on the same Dawn adapter as ONNX Runtime Web.
-$N bench/web/run.mjs --runs "$RUNS" --kernels --json "$OUT/web.json" ${RUN_ARGS:-} 2>&1 | tee "$OUT/web.txt"
+# shellcheck disable=SC2086
+$N bench/web/run.mjs --runs "$RUNS" --json "$OUT/web.json" ${RUN_ARGS:---kernels} 2>&1 | tee "$OUT/web.txt"
 # Native wgpu on the same GPU: the same image, configurations and sparse-trained files.
 IMG=cache/images/chelsea.png
 for cfg in "--pattern 2:4" "--pattern unstructured --sparsity 0.9" "--pattern block:16x16 --sparsity 0.9" \

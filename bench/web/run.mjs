@@ -213,7 +213,7 @@ async function main() {
   }
 
   // The table: forward ms (upload, GPU, read-back: what ORT's run() covers too) and ratios of this run.
-  log(`\n| runtime (same Dawn adapter, one process) | first ms | median forward ms | ratio to ours dense |`);
+  log(`\n| runtime (same Dawn adapter, one process) | first ms | median forward ms | time / ours dense |`);
   log(`|---|---|---|---|`);
   const d = R.ours.dense.forwardMs;
   log(`| wgsparse dense | ${f1(R.ours.dense.firstMs)} | ${f1(d)} | 1.00 |`);
