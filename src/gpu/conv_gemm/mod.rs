@@ -14,7 +14,6 @@
 use crate::error::{Error, Result};
 
 use super::{Context, Dispatch, Epilogue, GpuCsr, GpuMatrix, GpuNm, PipelineKey};
-use crate::sparse::Pattern;
 
 /// The geometry of one convolution (ONNX `Conv` semantics, NCHW).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -369,29 +368,14 @@ pub fn prepare_nm(
     y: &GpuMatrix,
     ep: &Epilogue,
 ) -> Result<Dispatch> {
-    Pattern::NM { n: w.n, m: w.m }.validate()?;
+    // The pattern, the packed layout and the buffer sizes, as the N:M SpMM checks them.
+    let s = crate::gpu::spmm_nm::shape(w)?;
     let mut p = params(g, (w.rows, w.cols, w.cols), x, y)?;
-    let bits = usize::BITS - (w.m - 1).leading_zeros();
-    let vpr = w.cols.div_ceil(w.m) * w.n;
-    let wpr = vpr.div_ceil(32 / bits as usize);
-    let (values, words) = (w.rows as u64 * vpr as u64, w.rows as u64 * wpr as u64);
-    if w.values.bytes() < 4 * values || w.indices.bytes() < 4 * words {
-        return Err(Error::InvalidFormat(format!(
-            "N:M {}:{} {}x{} needs {values} values and {words} index words, the GPU buffers hold {} and {}",
-            w.n,
-            w.m,
-            w.rows,
-            w.cols,
-            w.values.bytes() / 4,
-            w.indices.bytes() / 4
-        )));
-    }
-    u32_of(values as usize, "N:M values")?;
-    p.nm_n = w.n as u32;
-    p.nm_m = w.m as u32;
-    p.bits = bits;
-    p.vpr = u32_of(vpr, "N:M slots per row")?;
-    p.wpr = u32_of(wpr, "N:M index words per row")?;
+    p.nm_n = s.n;
+    p.nm_m = s.m;
+    p.bits = s.bits;
+    p.vpr = s.vpr;
+    p.wpr = s.wpr;
     let u = ctx.uniform(&p, "conv_nm params");
     let bias = ep.bias_buffer(ctx, g.cout)?;
     let groups = [p.cols.div_ceil(CSR_WG.0 * CSR_TN), p.cout.div_ceil(CSR_WG.1), 1];

@@ -68,16 +68,16 @@ pub enum Tiling {
 pub const SWITCH_MAX_ACC: u32 = 16;
 
 /// The pattern and sizes the kernels need, derived from a [`GpuNm`].
-struct Shape {
-    n: u32,
-    m: u32,
-    bits: u32,
+pub(crate) struct Shape {
+    pub(crate) n: u32,
+    pub(crate) m: u32,
+    pub(crate) bits: u32,
     groups: u32,
-    vpr: u32,
-    wpr: u32,
+    pub(crate) vpr: u32,
+    pub(crate) wpr: u32,
 }
 
-fn shape(w: &GpuNm) -> Result<Shape> {
+pub(crate) fn shape(w: &GpuNm) -> Result<Shape> {
     Pattern::NM { n: w.n, m: w.m }.validate()?;
     let bits = usize::BITS - (w.m - 1).leading_zeros();
     let per_word = 32 / bits as usize;
